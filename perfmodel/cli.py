@@ -1,0 +1,168 @@
+"""``python -m perfmodel``: run one cell or a grid without asv and print a table."""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+
+from .errors import UserError
+
+BOOLS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False,
+         "yes": True, "no": False}
+
+
+def _list(kind):
+    def parse(text: str):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("empty list")
+        if kind is int:
+            try:
+                return [int(t) for t in items]
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected whole numbers, got {text!r}") from None
+        if kind is bool:
+            bad = [t for t in items if t.lower() not in BOOLS]
+            if bad:
+                raise argparse.ArgumentTypeError(f"expected on/off, got {bad[0]!r}")
+            return [BOOLS[t.lower()] for t in items]
+        return items
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _common(p):
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
+    p.add_argument("--steps", type=int, default=5, help="measured steps (default 5)")
+    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda")
+    p.add_argument("--format", default="markdown", choices=["markdown", "csv", "json"])
+    p.add_argument("--output", "-o", help="write the table here as well as to stdout")
+    p.add_argument("--peak-tflops", type=float, help="peak rate for MFU (default: datasheet)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .attention import IMPLEMENTATIONS  # noqa: PLC0415
+    from .model import PRESETS  # noqa: PLC0415
+
+    parser = _Parser(prog="perfmodel", description=__doc__)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    m = sub.add_parser("model", help="time forward / backward / training steps of the LM")
+    m.add_argument("--preset", type=_list(str), default=["tiny"],
+                   help=f"comma list of {', '.join(PRESETS)} (default tiny)")
+    m.add_argument("--context", type=_list(int), default=[128, 256], help="default 128,256")
+    m.add_argument("--batch", type=_list(int), default=[4], help="default 4")
+    m.add_argument("--precision", type=_list(str), default=["fp32"], help="fp32, bf16 (autocast)")
+    m.add_argument("--compile", type=_list(bool), default=[False], help="off, on (torch.compile)")
+    m.add_argument("--attention", type=_list(str), default=["sdpa"],
+                   help=f"comma list of {', '.join(IMPLEMENTATIONS)} (default sdpa)")
+    m.add_argument("--mode", type=_list(str), default=["fwd", "fwd_bwd", "train"],
+                   help="fwd, bwd, fwd_bwd, train (default fwd,fwd_bwd,train)")
+    m.add_argument("--tf32", type=_list(bool), default=[False], help="TF32 matmuls (default off)")
+    m.add_argument("--vocab-size", type=int, default=10_000)
+    _common(m)
+
+    a = sub.add_parser("attention", help="time attention implementations over d x seq")
+    a.add_argument("--impl", type=_list(str), default=["eager", "sdpa"],
+                   help=f"comma list of {', '.join(IMPLEMENTATIONS)} (default eager,sdpa)")
+    a.add_argument("--d", type=_list(int), default=[16, 32, 64], help="head dims (default 16,32,64)")
+    a.add_argument("--seq", type=_list(int), default=[256, 1024], help="default 256,1024")
+    a.add_argument("--dtype", type=_list(str), default=["float32"], help="float32, bfloat16")
+    a.add_argument("--batch", type=_list(int), default=[8], help="default 8")
+    a.add_argument("--heads", type=int, default=0, help="0: (batch, seq, d) inputs (default)")
+    a.add_argument("--causal", type=_list(bool), default=[True], help="on, off (default on)")
+    a.add_argument("--pass", dest="passes", type=_list(str), default=["fwd", "bwd"],
+                   help="fwd, bwd, fwd_bwd (default fwd,bwd)")
+    _common(a)
+
+    sub.add_parser("presets", help="list the model presets and their parameter counts")
+    sub.add_parser("env", help="print what results depend on: device, driver, CUDA, torch, triton")
+
+    try:
+        from .report import add_report_parser  # noqa: PLC0415 (the report command, if present)
+        add_report_parser(sub)
+    except ImportError:
+        pass
+    return parser
+
+
+def model_cells(args):
+    from .workloads import ModelCell  # noqa: PLC0415
+
+    return [ModelCell(preset=p, context=c, batch=b, precision=pr, compile=co, attention=at,
+                      mode=mo, tf32=tf, vocab_size=args.vocab_size)
+            for p, c, b, pr, co, at, tf, mo in itertools.product(
+                args.preset, args.context, args.batch, args.precision, args.compile,
+                args.attention, args.tf32, args.mode)]
+
+
+def attention_cells(args):
+    from .workloads import AttentionCell  # noqa: PLC0415
+
+    return [AttentionCell(impl=i, d=d, seq=s, dtype=dt, batch=b, heads=args.heads, causal=c,
+                          pass_=p)
+            for i, dt, d, s, b, c, p in itertools.product(
+                args.impl, args.dtype, args.d, args.seq, args.batch, args.causal, args.passes)]
+
+
+def _run(args, cells, table) -> int:
+    from .grid import run_grid  # noqa: PLC0415
+    from .measure import resolve_device  # noqa: PLC0415
+    from .tables import to_csv, to_json  # noqa: PLC0415
+
+    if args.warmup < 0 or args.steps < 1:
+        raise UserError(f"need --warmup >= 0 and --steps >= 1, got {args.warmup} and {args.steps}")
+    for cell in cells:  # every mistake is reported before any cell runs
+        cell.validate()
+    device = resolve_device(args.device)
+    results = run_grid(cells, device, args.warmup, args.steps, args.peak_tflops,
+                       progress=None if args.quiet else sys.stderr)
+    text = {"markdown": table, "csv": to_csv, "json": to_json}[args.format](results)
+    env = results[0].env if results else {}
+    if args.format == "markdown":
+        text += (f"\n\ndevice: {env.get('name')} | torch {env.get('torch')} | "
+                 f"CUDA {env.get('cuda')} | triton {env.get('triton')} | warmup {args.warmup}, "
+                 f"{args.steps} measured steps; times are per step")
+    print(text)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+def main(argv=None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        if args.command == "model":
+            from .tables import model_table  # noqa: PLC0415
+            return _run(args, model_cells(args), model_table)
+        if args.command == "attention":
+            from .tables import attention_table  # noqa: PLC0415
+            return _run(args, attention_cells(args), attention_table)
+        if args.command == "presets":
+            from .model import PRESETS, count_params  # noqa: PLC0415
+            from .tables import markdown  # noqa: PLC0415
+            print(markdown(["preset", "d_model", "d_ff", "n_layers", "n_heads", "params"],
+                           [[n, c.d_model, c.d_ff, c.n_layers, c.n_heads, count_params(c)]
+                            for n, c in PRESETS.items()]))
+            return 0
+        if args.command == "env":
+            from .measure import environment, resolve_device  # noqa: PLC0415
+            for k, v in environment(resolve_device("auto")).items():
+                print(f"{k}: {v}")
+            return 0
+        return args.func(args)
+    except UserError as err:
+        print(f"perfmodel: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,121 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from perfmodel.errors import UserError
+from perfmodel.model import (PRESETS, ModelConfig, RMSNorm, TransformerLM, count_params,
+                             get_config, rope)
+
+SEED_PARAMS = {"small": 128_625_408, "medium": 423_183_360, "large": 969_411_840,
+               "xl": 1_998_235_200, "2.7B": 3_406_809_600}
+
+
+@pytest.mark.parametrize("preset", SEED_PARAMS)
+def test_seed_presets_have_the_seeds_parameter_counts(preset):
+    assert count_params(get_config(preset)) == SEED_PARAMS[preset]
+
+
+def test_count_params_allocates_nothing():
+    with torch.device("meta"):
+        model = TransformerLM(get_config("2.7B"))
+    assert all(p.is_meta for p in model.parameters())
+
+
+def test_closed_form_count_matches_module_count():
+    for name, c in PRESETS.items():
+        expect = (2 * c.vocab_size * c.d_model + c.d_model
+                  + c.n_layers * (4 * c.d_model**2 + 3 * c.d_model * c.d_ff + 2 * c.d_model))
+        assert count_params(c) == expect, name
+
+
+def test_unknown_preset_names_the_choices():
+    with pytest.raises(UserError, match="valid choices: nano, tiny, small"):
+        get_config("huge")
+
+
+def test_bad_head_split_is_a_user_error():
+    with pytest.raises(UserError, match="heads"):
+        ModelConfig(d_model=100, d_ff=64, n_layers=1, n_heads=3)
+
+
+def test_linear_and_embedding_init_are_truncated_normal(gen):
+    torch.manual_seed(gen.initial_seed())
+    model = TransformerLM(get_config("tiny"))
+    w = model.layers[0].ffn.w1.weight  # 256 -> 1024
+    std = math.sqrt(2 / (256 + 1024))
+    assert abs(w.std().item() / std - 1) < 0.1  # truncation at 3 std shrinks std by ~1.3%
+    assert w.abs().max().item() <= 3 * std + 1e-6
+    e = model.token_embeddings.weight
+    assert e.abs().max().item() <= 3.0 + 1e-6 and abs(e.std().item() - 0.986) < 0.02
+    assert model.lm_head.weight.data_ptr() != e.data_ptr()  # untied
+
+
+def test_rmsnorm_in_float32_cast_back(gen):
+    norm = RMSNorm(32)
+    norm.weight.data = torch.randn(32, generator=gen)
+    x = torch.randn(4, 32, generator=gen).bfloat16()
+    out = norm(x)
+    assert out.dtype == torch.bfloat16
+    x32 = x.float()
+    ref = x32 / torch.sqrt(x32.pow(2).mean(-1, keepdim=True) + 1e-5) * norm.weight
+    assert torch.equal(out, ref.bfloat16())
+
+
+def test_rope_scores_depend_only_on_relative_position(gen):
+    q = torch.randn(1, 1, 1, 16, generator=gen, dtype=torch.float64)
+    k = torch.randn(1, 1, 1, 16, generator=gen, dtype=torch.float64)
+    seq = 12
+    rq, rk = rope(q.expand(1, 1, seq, 16), 10_000.0), rope(k.expand(1, 1, seq, 16), 10_000.0)
+    scores = (rq @ rk.transpose(-2, -1))[0, 0]
+    for offset in range(-3, 4):
+        diag = torch.diagonal(scores, offset)
+        assert torch.allclose(diag, diag[0].expand_as(diag), atol=1e-9)
+    assert not torch.allclose(torch.diagonal(scores, 0)[0], torch.diagonal(scores, 3)[0])
+    assert torch.allclose(rq[..., 0, :], q[..., 0, :])  # position 0 is not rotated
+
+
+def test_swiglu_block_matches_the_formula(gen):
+    model = TransformerLM(get_config("nano"))
+    ffn = model.layers[0].ffn
+    x = torch.randn(2, 5, 64, generator=gen)
+    ref = (F.silu(x @ ffn.w1.weight.T) * (x @ ffn.w3.weight.T)) @ ffn.w2.weight.T
+    assert torch.allclose(ffn(x), ref, atol=1e-5)
+
+
+def test_model_is_causal(gen):
+    model = TransformerLM(get_config("nano")).eval()
+    ids = torch.randint(0, 10_000, (2, 16), generator=gen)
+    changed = ids.clone()
+    changed[:, 10:] = torch.randint(0, 10_000, (2, 6), generator=gen)
+    with torch.no_grad():
+        a, b = model(ids), model(changed)
+    assert torch.allclose(a[:, :10], b[:, :10], atol=1e-5)
+    assert not torch.allclose(a[:, 10:], b[:, 10:], atol=1e-3)
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_model_logits_agree_across_attention_implementations(impl, gen):
+    torch.manual_seed(gen.initial_seed())
+    base = TransformerLM(get_config("nano", attention="eager")).double()
+    other = TransformerLM(get_config("nano", attention=impl)).double()
+    other.load_state_dict(base.state_dict())
+    ids = torch.randint(0, 10_000, (2, 24), generator=gen)
+    with torch.no_grad():
+        assert torch.allclose(base(ids), other(ids), atol=1e-9)
+
+
+def test_training_lowers_the_loss_on_a_fixed_batch(gen):
+    torch.manual_seed(gen.initial_seed())
+    model = TransformerLM(get_config("nano"))
+    ids = torch.randint(0, 10_000, (4, 33), generator=gen)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss = F.cross_entropy(model(ids[:, :-1]).reshape(-1, 10_000), ids[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.5
