@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import sys
 
@@ -83,11 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the model presets and their parameter counts")
     sub.add_parser("env", help="print what results depend on: device, driver, CUDA, torch, triton")
 
-    try:
-        from .report import add_report_parser  # noqa: PLC0415 (the report command, if present)
-        add_report_parser(sub)
-    except ImportError:
-        pass
+    # Commands that live in their own modules: each has add_parser(sub), which sets ``func``.
+    for module in ("report", "track"):
+        try:
+            importlib.import_module(f"perfmodel.{module}").add_parser(sub)
+        except ModuleNotFoundError as err:
+            if err.name != f"perfmodel.{module}":
+                raise
     return parser
 
 
