@@ -26,6 +26,22 @@ def eager_attention(q, k, v, is_causal: bool = True):
     return torch.softmax(scores, dim=-1) @ v
 
 
+def compile_for_grids(fn):
+    """torch.compile(fn) that stays compiled across a whole grid of shapes.
+
+    Dynamo keeps a small number of specializations per code object (8 by default) and silently
+    falls back to eager past it; a grid of 40 attention shapes or of every preset would then time
+    eager code under the name "compiled". Raising the limits keeps every cell compiled.
+    """
+    import torch._dynamo.config as dynamo_config  # noqa: PLC0415
+
+    for name in ("cache_size_limit", "recompile_limit", "accumulated_cache_size_limit",
+                 "accumulated_recompile_limit"):
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(getattr(dynamo_config, name), 4096))
+    return torch.compile(fn, dynamic=False)
+
+
 _compiled_eager = None
 
 
@@ -38,7 +54,7 @@ def compiled_attention(q, k, v, is_causal: bool = True):
     """
     global _compiled_eager
     if _compiled_eager is None:
-        _compiled_eager = torch.compile(eager_attention, dynamic=False)
+        _compiled_eager = compile_for_grids(eager_attention)
     return _compiled_eager(q, k, v, is_causal)
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .attention import availability, check_shapes, get_attention
+from .attention import availability, check_shapes, compile_for_grids, get_attention
 from .errors import UserError, choose
 from .measure import MemoryMeter, Runnable
 from .model import PRESETS, TransformerLM, count_params, get_config
@@ -212,7 +212,7 @@ class ModelCell:
         torch.backends.cudnn.allow_tf32 = self.tf32
         torch.manual_seed(self.seed)
         model = TransformerLM(self.config, device=device)
-        forward = torch.compile(model) if self.compile else model
+        forward = compile_for_grids(model) if self.compile else model
         gen = torch.Generator(device=device).manual_seed(self.seed)
         ids = torch.randint(0, self.vocab_size, (self.batch, self.context + 1), generator=gen,
                             device=device)

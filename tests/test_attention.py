@@ -81,3 +81,17 @@ def test_bad_shapes_and_names_are_user_errors():
         attention(x, torch.zeros(2, 9, 16), torch.zeros(2, 9, 16), is_causal=True)
     with pytest.raises(UserError, match="mismatched"):
         attention(x, torch.zeros(2, 8, 8), torch.zeros(2, 8, 8), is_causal=False)
+
+
+def test_compiled_stays_compiled_past_dynamos_default_limit(gen):
+    import torch._dynamo  # noqa: PLC0415
+    from torch._dynamo.utils import counters  # noqa: PLC0415
+
+    torch._dynamo.reset()
+    counters.clear()
+    for seq in range(3, 12):  # 9 shapes > dynamo's default of 8 specializations
+        q = torch.randn(1, seq, 8, generator=gen)
+        out = attention(q, q, q, is_causal=True, impl="compiled")
+        assert torch.allclose(out, reference_attention(q, q, q, True).float(), atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 9
+    assert not any("cache_size_limit" in k or "recompile_limit" in k for k in counters["frames"])
