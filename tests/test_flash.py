@@ -1,0 +1,248 @@
+"""FlashAttention-2 (perfmodel.flash_torch, perfmodel.flash_triton) against a float64 reference.
+
+Every case draws fresh random inputs from a generator seeded at random (the seed is in the
+failure message).  flash_torch runs on the CPU; the Triton kernels run on CUDA when there is
+one, and on the CPU through Triton's interpreter (TRITON_INTERPRET=1, set in a subprocess so
+the rest of the session imports triton normally).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from perfmodel.flash_torch import FlashAttentionTorch, flash_torch_attention
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAS_CUDA = torch.cuda.is_available()
+
+# relative-norm error bounds per (implementation, dtype)
+TOL = {
+    ("torch", torch.float32): 1e-5,
+    ("torch", torch.bfloat16): 1e-2,
+    ("triton", torch.float32): 1e-3,  # no tf32: "ieee" products
+    ("triton", torch.bfloat16): 1e-2,
+    ("triton", torch.float16): 5e-3,
+}
+
+
+def reference(q, k, v, causal):
+    """float64 attention on the CPU and its natural-log row logsumexp."""
+    q, k, v = (x.double().cpu() for x in (q, k, v))
+    s = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if causal:
+        i = torch.arange(q.shape[-2])[:, None]
+        j = torch.arange(k.shape[-2])[None, :]
+        s = s.masked_fill(j > i, float("-inf"))
+    return torch.softmax(s, -1) @ v, torch.logsumexp(s, -1)
+
+
+def rel(x, ref):
+    x, ref = x.detach().double().cpu(), ref.detach().double().cpu()
+    return ((x - ref).norm() / ref.norm()).item()
+
+
+def new_seed():
+    return int.from_bytes(os.urandom(4), "little")
+
+
+def run_case(fn, b, sq, sk, d, causal, dtype, device, seed, heads=None):
+    """Forward + backward of ``fn`` and of the float64 reference; returns the relative errors."""
+    g = torch.Generator().manual_seed(seed)
+    lead = (b,) if heads is None else (b, heads)
+    q, k, v = (torch.randn(*lead, n, d, generator=g).to(dtype).to(device).requires_grad_()
+               for n in (sq, sk, sk))
+    do = torch.randn(*lead, sq, d, generator=g).to(dtype).to(device)
+    out = fn(q, k, v, causal)
+    assert out.shape == q.shape and out.dtype == dtype and out.device == q.device
+    saved = out.grad_fn.saved_tensors if heads is None else None
+    lse = saved[4].detach().clone() if saved is not None else None
+    out.backward(do)
+    q64, k64, v64 = (x.detach().double().cpu().requires_grad_() for x in (q, k, v))
+    ref, ref_lse = reference(q64, k64, v64, causal)
+    ref.backward(do.double().cpu())
+    errs = {"out": rel(out, ref)}
+    if lse is not None:
+        errs["lse"] = rel(lse, ref_lse)
+    for name, got, want in (("dq", q.grad, q64.grad), ("dk", k.grad, k64.grad), ("dv", v.grad, v64.grad)):
+        if want.norm() > 0:
+            errs[name] = rel(got, want)
+        else:  # one key: the softmax is constant, dq = dk = 0 exactly; scale by |dv|
+            errs[name] = (got.detach().double().norm() / v64.grad.norm()).item()
+    return errs
+
+
+def assert_close(errs, tol, what):
+    bad = {n: e for n, e in errs.items() if not e < tol}  # NaN fails too
+    assert not bad, f"{what}: errors {errs} over tolerance {tol}"
+
+
+# ---------------------------------------------------------------------------------------------
+# tiled PyTorch version, on the CPU
+
+TORCH_SHAPES = [  # (batch, seq_q, seq_k, causal)
+    (2, 1, 1, True), (2, 17, 17, True), (1, 100, 100, True), (1, 257, 257, True),
+    (2, 100, 37, False), (1, 37, 257, False), (1, 1, 70, False), (2, 257, 257, False),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("d", [16, 32, 64, 128])
+@pytest.mark.parametrize("b,sq,sk,causal", TORCH_SHAPES, ids=[f"b{b}-q{q}-k{k}-{'causal' if c else 'full'}"
+                                                            for b, q, k, c in TORCH_SHAPES])
+def test_flash_torch_matches_reference(b, sq, sk, causal, d, dtype):
+    seed = new_seed()
+    errs = run_case(FlashAttentionTorch.apply, b, sq, sk, d, causal, dtype, "cpu", seed)
+    assert_close(errs, TOL[("torch", dtype)], f"flash_torch b{b} sq{sq} sk{sk} d{d} {dtype} seed {seed}")
+
+
+@pytest.mark.parametrize("block_q,block_k", [(16, 32), (32, 16), (128, 128)])
+def test_flash_torch_tile_sizes(block_q, block_k):
+    seed = new_seed()
+
+    def fn(q, k, v, causal):
+        return FlashAttentionTorch.apply(q, k, v, causal, block_q, block_k)
+
+    for causal, sk in ((True, 150), (False, 61)):
+        errs = run_case(fn, 2, 150, sk, 32, causal, torch.float32, "cpu", seed)
+        assert_close(errs, 1e-5, f"tiles {block_q}x{block_k} causal={causal} seed {seed}")
+
+
+def test_flash_torch_saves_q_k_v_o_lse():
+    seed = new_seed()
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(3, n, 32, generator=g).requires_grad_() for n in (45, 70, 70))
+    out = FlashAttentionTorch.apply(q, k, v, False)
+    saved = out.grad_fn.saved_tensors
+    assert len(saved) == 5
+    for got, want in zip(saved[:4], (q, k, v, out)):
+        assert got.shape == want.shape and torch.equal(got, want)
+    assert saved[4].shape == (3, 45) and saved[4].dtype == torch.float32
+    _, ref_lse = reference(q, k, v, False)
+    assert rel(saved[4], ref_lse) < 1e-6
+
+
+def test_flash_torch_4d_wrapper():
+    seed = new_seed()
+    for causal, sk in ((True, 77), (False, 40)):
+        errs = run_case(flash_torch_attention, 2, 77, sk, 64, causal, torch.float32, "cpu", seed, heads=3)
+        assert_close(errs, 1e-5, f"4D causal={causal} seed {seed}")
+
+
+@pytest.mark.parametrize("d", [8, 24, 96, 256])
+def test_bad_head_dim_raises(d):
+    q = torch.randn(1, 4, d)
+    with pytest.raises(ValueError, match="head dimension"):
+        flash_torch_attention(q, q, q)
+    from perfmodel.flash_triton import flash_attention  # the check comes before any kernel
+
+    with pytest.raises(ValueError, match="head dimension"):
+        flash_attention(q, q, q)
+
+
+# ---------------------------------------------------------------------------------------------
+# Triton kernels through the interpreter, on the CPU, in a subprocess
+
+_INTERPRETER_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import torch
+    sys.path.insert(0, {root!r})
+    import tests.test_flash as t
+    from perfmodel.flash_triton import FlashAttentionTriton, flash_attention, is_available
+    assert is_available("cpu")[0], is_available("cpu")
+    results = []
+    for case in json.loads(sys.argv[1]):
+        b, sq, sk, d, causal, dtype, heads = case
+        fn = flash_attention if heads else FlashAttentionTriton.apply
+        seed = t.new_seed()
+        errs = t.run_case(fn, b, sq, sk, d, causal, getattr(torch, dtype), "cpu", seed, heads=heads)
+        results.append(dict(case=case, seed=seed, errs=errs))
+    print("RESULTS" + json.dumps(results))
+""")
+
+# small: the interpreter uses 32 x 32 tiles, so 70 rows are 3 tiles with a ragged last one.
+# bf16 is left to the GPU: the interpreter (triton 3.9) multiplies bf16 blocks as raw uint16.
+INTERPRETER_CASES = [  # (batch, seq_q, seq_k, d, causal, dtype, heads or None)
+    (2, 1, 1, 16, True, "float32", None),
+    (2, 17, 17, 32, True, "float32", None),
+    (1, 70, 70, 64, True, "float32", None),
+    (2, 70, 45, 16, False, "float32", None),
+    (1, 33, 100, 16, False, "float32", None),
+    (1, 64, 64, 128, True, "float32", None),
+    (1, 70, 70, 32, True, "float16", None),
+    (1, 45, 70, 128, False, "float16", None),
+    (1, 40, 40, 16, True, "float32", 2),
+]
+
+
+def test_triton_interpreter_matches_reference():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    script = _INTERPRETER_SCRIPT.format(root=ROOT)
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(INTERPRETER_CASES)], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULTS")][-1]
+    results = json.loads(line[len("RESULTS"):])
+    assert len(results) == len(INTERPRETER_CASES)
+    failures = []
+    for r in results:
+        tol = TOL[("triton", getattr(torch, r["case"][5]))]
+        if not all(e < tol for e in r["errs"].values()):
+            failures.append(r)
+    assert not failures, f"over tolerance: {failures}"
+
+
+def test_triton_not_available_on_plain_cpu():
+    from perfmodel.flash_triton import is_available
+
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("interpreter mode makes the CPU available")
+    ok, why = is_available("cpu")
+    assert not ok and why
+
+
+# ---------------------------------------------------------------------------------------------
+# Triton kernels on CUDA
+
+GPU_SHAPES = [(2, 1, 1, True), (2, 257, 257, True), (1, 100, 100, True), (2, 200, 77, False),
+              (1, 77, 300, False), (1, 1000, 1000, True)]
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("d", [16, 32, 64, 128])
+@pytest.mark.parametrize("b,sq,sk,causal", GPU_SHAPES)
+def test_triton_cuda_matches_reference(b, sq, sk, causal, d, dtype):
+    from perfmodel.flash_triton import FlashAttentionTriton
+
+    seed = new_seed()
+    errs = run_case(FlashAttentionTriton.apply, b, sq, sk, d, causal, dtype, "cuda", seed)
+    assert_close(errs, TOL[("triton", dtype)], f"triton b{b} sq{sq} sk{sk} d{d} {dtype} seed {seed}")
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+def test_triton_cuda_4d_and_saved_tensors():
+    from perfmodel.flash_triton import FlashAttentionTriton, flash_attention
+
+    seed = new_seed()
+    errs = run_case(flash_attention, 2, 300, 300, 64, True, torch.bfloat16, "cuda", seed, heads=4)
+    assert_close(errs, 1e-2, f"4D seed {seed}")
+    q, k, v = (torch.randn(2, n, 64, device="cuda", requires_grad=True) for n in (50, 90, 90))
+    out = FlashAttentionTriton.apply(q, k, v, False)
+    saved = out.grad_fn.saved_tensors
+    assert len(saved) == 5 and saved[4].shape == (2, 50) and saved[4].dtype == torch.float32
+    for got, want in zip(saved[:4], (q, k, v, out)):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+def test_flash_torch_cuda():
+    seed = new_seed()
+    errs = run_case(flash_torch_attention, 2, 257, 257, 64, True, torch.float32, "cuda", seed)
+    assert_close(errs, 1e-5, f"flash_torch cuda seed {seed}")
