@@ -99,7 +99,7 @@ def check_small(impls, gen):
 
 def _warm_one(task):
     """Compile one kernel config into Triton's on-disk cache (runs in a worker process)."""
-    name, dt, d, causal, sq, sk, (bm, bn, w, st) = task
+    name, dt, d, causal, sq, sk, cfg = task
     from perfmodel import flash_triton as ft
     t0 = time.time()
     dtype = getattr(torch, dt)
@@ -107,8 +107,7 @@ def _warm_one(task):
     # real ones, so the specialization (and the cache key) matches the later launches
     x = torch.empty(64, device="cuda", dtype=dtype)
     f = torch.empty(64, device="cuda", dtype=torch.float32)
-    meta = dict(HEAD_DIM=d, IS_CAUSAL=causal, DOT_PREC=ft.DOT_PRECISION, BLOCK_M=bm, BLOCK_N=bn,
-                num_warps=w, num_stages=st, grid=(1,))
+    meta = dict(HEAD_DIM=d, IS_CAUSAL=causal, DOT_PREC=ft.DOT_PRECISION, grid=(1,), **ft.config_meta(cfg))
     strides = (sq * d, d, sk * d, d, sk * d, d)
     try:
         if name == "fwd":
@@ -118,8 +117,8 @@ def _warm_one(task):
         else:
             ft._bwd_dq_kernel.warmup(x, x, x, x, x, f, f, 0.5, 0.5, *strides, sq * d, d, sq, sk, **meta)
     except Exception as exc:  # e.g. out of shared memory: the autotuner will skip it too
-        return False, time.time() - t0, f"{name} {dt} d{d} {bm}x{bn} w{w} s{st}: {type(exc).__name__}"
-    return True, time.time() - t0, f"{name} {dt} d{d} {bm}x{bn} w{w} s{st}"
+        return False, time.time() - t0, f"{name} {dt} d{d} {cfg}: {type(exc).__name__}"
+    return True, time.time() - t0, f"{name} {dt} d{d} {cfg}"
 
 
 def precompile(cells, jobs, extra=None):
@@ -141,14 +140,15 @@ def precompile(cells, jobs, extra=None):
                 tasks.add((name, dt, d, causal, 16 if s % 16 == 0 else s, 16 if s % 16 == 0 else s, cfg))
     t0 = time.time()
     with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as ex:
-        msgs = list(ex.map(_warm_one, sorted(tasks)))
+        msgs = list(ex.map(_warm_one, sorted(tasks, key=str)))
     slow = [f"{m} {t:.0f}s" for ok, t, m in sorted(msgs, key=lambda r: -r[1])[:3]]
     print(f"precompiled {len(tasks)} kernel configs with {jobs} processes in {time.time() - t0:.0f}s; "
           f"slowest: {slow}; failed: {[m for ok, t, m in msgs if not ok]}", flush=True)
 
 
 EXPLORE = {
-    "fwd": [(128, 64, 8, 4), (128, 128, 8, 4), (128, 64, 4, 2), (128, 32, 4, 3), (128, 32, 8, 3)],
+    "fwd": [(128, 64, 8, 4), (128, 128, 8, 4), (128, 64, 4, 2), (128, 32, 4, 3), (128, 32, 8, 3),
+            (128, 64, 8, 4, True), (128, 128, 8, 4, True), (64, 64, 4, 3, True)],
     "dkdv": [(32, 128, 4, 3), (32, 128, 4, 4), (32, 128, 8, 3), (32, 64, 4, 3), (64, 128, 4, 3),
              (64, 64, 4, 4), (64, 128, 8, 4), (16, 128, 4, 3)],
     "dq": [(128, 32, 4, 3), (128, 32, 8, 3), (64, 32, 4, 3), (128, 64, 4, 3), (64, 64, 4, 4),
@@ -181,9 +181,9 @@ def explore(shape, dtype, gen, warmup, rep):
     f = flops(b, 1, s, s, d, True)
     res = {}
     for name in ("fwd", "dkdv", "dq"):
-        for cfg in sorted(set(ft.tuning_configs(name, dtype)) | set(EXPLORE[name])):
-            bm, bn, w, st = cfg
-            kw = dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=w, num_stages=st, **const)
+        for cfg in sorted(set(ft.tuning_configs(name, dtype)) | set(EXPLORE[name]), key=str):
+            bm, bn = cfg[:2]
+            kw = dict(**ft.config_meta(cfg), **const)
             if name == "fwd":
                 def go():
                     ft._fwd_kernel[(triton.cdiv(s, bm), b)](q, k, v, o2, lse2, qk, *strides, o2.stride(0),

@@ -154,19 +154,24 @@ _INTERPRETER_SCRIPT = textwrap.dedent("""
     import torch
     sys.path.insert(0, {root!r})
     import tests.test_flash as t
-    from perfmodel.flash_triton import FlashAttentionTriton, flash_attention, is_available
-    assert is_available("cpu")[0], is_available("cpu")
+    from perfmodel import flash_triton as ft
+    assert ft.is_available("cpu")[0], ft.is_available("cpu")
     results = []
-    for case in json.loads(sys.argv[1]):
-        b, sq, sk, d, causal, dtype, heads = case
-        fn = flash_attention if heads else FlashAttentionTriton.apply
-        seed = t.new_seed()
-        errs = t.run_case(fn, b, sq, sk, d, causal, getattr(torch, dtype), "cpu", seed, heads=heads)
-        results.append(dict(case=case, seed=seed, errs=errs))
+    for cfg in json.loads(sys.argv[2]):
+        ft.INTERPRET_CONFIG = tuple(cfg)
+        for case in json.loads(sys.argv[1]):
+            b, sq, sk, d, causal, dtype, heads = case
+            fn = ft.flash_attention if heads else ft.FlashAttentionTriton.apply
+            seed = t.new_seed()
+            errs = t.run_case(fn, b, sq, sk, d, causal, getattr(torch, dtype), "cpu", seed, heads=heads)
+            results.append(dict(case=case, config=cfg, seed=seed, errs=errs))
     print("RESULTS" + json.dumps(results))
 """)
 
-# small: the interpreter uses 32 x 32 tiles, so 70 rows are 3 tiles with a ragged last one.
+# tile configs run through the interpreter (BLOCK_M, BLOCK_N, warps, stages[, PIPE]): square,
+# both rectangles, and the hand-pipelined forward loop
+INTERPRETER_CONFIGS = [(32, 32, 4, 1), (32, 16, 4, 1, True), (16, 32, 4, 1)]
+# small: with 32-row tiles, 70 rows are 3 tiles with a ragged last one.
 # bf16 is left to the GPU: the interpreter (triton 3.9) multiplies bf16 blocks as raw uint16.
 INTERPRETER_CASES = [  # (batch, seq_q, seq_k, d, causal, dtype, heads or None)
     (2, 1, 1, 16, True, "float32", None),
@@ -184,12 +189,13 @@ INTERPRETER_CASES = [  # (batch, seq_q, seq_k, d, causal, dtype, heads or None)
 def test_triton_interpreter_matches_reference():
     env = dict(os.environ, TRITON_INTERPRET="1")
     script = _INTERPRETER_SCRIPT.format(root=ROOT)
-    proc = subprocess.run([sys.executable, "-c", script, json.dumps(INTERPRETER_CASES)], env=env,
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(INTERPRETER_CASES),
+                           json.dumps(INTERPRETER_CONFIGS)], env=env,
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULTS")][-1]
     results = json.loads(line[len("RESULTS"):])
-    assert len(results) == len(INTERPRETER_CASES)
+    assert len(results) == len(INTERPRETER_CASES) * len(INTERPRETER_CONFIGS)
     failures = []
     for r in results:
         tol = TOL[("triton", getattr(torch, r["case"][5]))]
