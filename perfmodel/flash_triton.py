@@ -264,23 +264,23 @@ if triton is not None:
             if MASK:
                 row_ok = rows < seq_q
                 q = tl.load(q_ptrs, mask=row_ok[:, None], other=0.0)
+                do = tl.load(do_ptrs, mask=row_ok[:, None], other=0.0)
                 # padded query rows get lse = +inf, hence P = 0: they add nothing
                 lse = tl.load(lse_ptrs, mask=row_ok, other=float("inf"))
+                delta = tl.load(delta_ptrs, mask=row_ok, other=0.0)
             else:
                 q = tl.load(q_ptrs)
+                do = tl.load(do_ptrs)
                 lse = tl.load(lse_ptrs)
+                delta = tl.load(delta_ptrs)
+            # both products first: dP^T can run on the tensor cores while the exp2s run
             qkT = tl.dot(k, tl.trans(q), input_precision=DOT_PREC)  # (BLOCK_N, BLOCK_M)
+            dpT = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)
             pT = tl.math.exp2(qkT * qk_scale - (lse * 1.4426950408889634)[None, :])
             if MASK:
                 if IS_CAUSAL:
                     pT = tl.where(rows[None, :] >= offs_n[:, None], pT, 0.0)
-                do = tl.load(do_ptrs, mask=row_ok[:, None], other=0.0)
-                delta = tl.load(delta_ptrs, mask=row_ok, other=0.0)
-            else:
-                do = tl.load(do_ptrs)
-                delta = tl.load(delta_ptrs)
             dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=DOT_PREC)
-            dpT = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)
             dsT = pT * (dpT - delta[None, :])
             dk = tl.dot(dsT.to(q.dtype), q, dk, input_precision=DOT_PREC)
             q_ptrs += BLOCK_M * stride_qm
@@ -358,13 +358,13 @@ if triton is not None:
                 k = tl.load(k_ptrs)
                 v = tl.load(v_ptrs)
             qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
+            dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)  # before the exp2s, as above
             p = tl.math.exp2(qk * qk_scale - lse2[:, None])
             if MASK:
                 valid = cols[None, :] < seq_k
                 if IS_CAUSAL:
                     valid = valid & (cols[None, :] <= offs_m[:, None])
                 p = tl.where(valid, p, 0.0)
-            dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
             ds = p * (dp - delta[:, None])
             dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PREC)
             k_ptrs += BLOCK_N * stride_kn
