@@ -59,6 +59,10 @@ def compiled_attention(q, k, v, is_causal: bool = True):
 
 
 def sdpa_attention(q, k, v, is_causal: bool = True):
+    if q.dim() == 3:
+        # SDPA's fused backends (flash, cuDNN, memory-efficient) take (batch, heads, seq, d) only;
+        # given 3-D inputs it silently falls back to the math path, which materializes seq x seq.
+        return sdpa_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), is_causal).squeeze(1)
     return F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
 
 

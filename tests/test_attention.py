@@ -95,3 +95,18 @@ def test_compiled_stays_compiled_past_dynamos_default_limit(gen):
         assert torch.allclose(out, reference_attention(q, q, q, True).float(), atol=1e-5)
     assert counters["stats"]["unique_graphs"] == 9
     assert not any("cache_size_limit" in k or "recompile_limit" in k for k in counters["frames"])
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a GPU"))])
+def test_sdpa_on_3d_inputs_does_not_materialize_scores(device):
+    # Given (batch, seq, d), SDPA's fused kernels need a heads dimension; without one it falls
+    # back to the math path and holds batch x seq x seq scores like eager does.
+    from perfmodel.measure import run_cell  # noqa: PLC0415
+    from perfmodel.workloads import AttentionCell  # noqa: PLC0415
+
+    seq, dev = 4096, torch.device(device)
+    scores = 8 * seq * seq * 4
+    eager = run_cell(AttentionCell("eager", 32, seq, pass_="bwd"), dev, 0, 1)
+    sdpa = run_cell(AttentionCell("sdpa", 32, seq, pass_="bwd"), dev, 0, 1)
+    assert eager.before_backward_bytes - sdpa.before_backward_bytes > scores / 2
