@@ -109,16 +109,19 @@ class SwiGLU(nn.Module):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
-def rope(x: torch.Tensor, theta: float) -> torch.Tensor:
-    """Rotate consecutive pairs of x (..., seq, head_dim) by position-dependent angles.
+def rope_tables(seq: int, head_dim: int, theta: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles, (seq, head_dim / 2), float32.
 
-    Angles are computed on the fly rather than cached in a buffer: it costs a few small ops, keeps
-    the module free of sequence-length state, and keeps meta-device parameter counting trivial.
+    Built once per forward and shared by every layer: per-layer tables cost a dozen small kernel
+    launches each, which is what bounds the small presets' step time on a GPU.
     """
-    seq, hd = x.shape[-2], x.shape[-1]
-    inv_freq = theta ** (-torch.arange(0, hd, 2, device=x.device, dtype=torch.float32) / hd)
-    angles = torch.arange(seq, device=x.device, dtype=torch.float32)[:, None] * inv_freq
-    cos, sin = angles.cos(), angles.sin()
+    inv_freq = theta ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    angles = torch.arange(seq, device=device, dtype=torch.float32)[:, None] * inv_freq
+    return angles.cos(), angles.sin()
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate consecutive pairs of x (..., seq, head_dim) by position-dependent angles."""
     x1, x2 = x.float()[..., 0::2], x.float()[..., 1::2]
     out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
     return out.to(x.dtype)
@@ -134,7 +137,7 @@ class CausalSelfAttention(nn.Module):
         self.v_proj = Linear(d, d, device, dtype)
         self.output_proj = Linear(d, d, device, dtype)
 
-    def forward(self, x):
+    def forward(self, x, cos, sin):
         b, s, d = x.shape
         h = self.cfg.n_heads
 
@@ -142,7 +145,7 @@ class CausalSelfAttention(nn.Module):
             return t.view(b, s, h, d // h).transpose(1, 2)
 
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
-        q, k = rope(q, self.cfg.rope_theta), rope(k, self.cfg.rope_theta)
+        q, k = rope(q, cos, sin), rope(k, cos, sin)
         y = attention(q, k, v, is_causal=True, impl=self.cfg.attention)
         return self.output_proj(y.transpose(1, 2).reshape(b, s, d))
 
@@ -155,8 +158,8 @@ class Block(nn.Module):
         self.ln2 = RMSNorm(cfg.d_model, device=device, dtype=dtype)
         self.ffn = SwiGLU(cfg.d_model, cfg.d_ff, device, dtype)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln1(x))
+    def forward(self, x, cos, sin):
+        x = x + self.attn(self.ln1(x), cos, sin)
         return x + self.ffn(self.ln2(x))
 
 
@@ -171,8 +174,9 @@ class TransformerLM(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         x = self.token_embeddings(ids)
+        cos, sin = rope_tables(ids.shape[1], self.cfg.head_dim, self.cfg.rope_theta, ids.device)
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, cos, sin)
         return self.lm_head(self.ln_final(x))
 
 

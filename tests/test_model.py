@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from perfmodel.errors import UserError
 from perfmodel.model import (PRESETS, ModelConfig, RMSNorm, TransformerLM, count_params,
-                             get_config, rope)
+                             get_config, rope, rope_tables)
 
 SEED_PARAMS = {"small": 128_625_408, "medium": 423_183_360, "large": 969_411_840,
                "xl": 1_998_235_200, "2.7B": 3_406_809_600}
@@ -67,7 +67,8 @@ def test_rope_scores_depend_only_on_relative_position(gen):
     q = torch.randn(1, 1, 1, 16, generator=gen, dtype=torch.float64)
     k = torch.randn(1, 1, 1, 16, generator=gen, dtype=torch.float64)
     seq = 12
-    rq, rk = rope(q.expand(1, 1, seq, 16), 10_000.0), rope(k.expand(1, 1, seq, 16), 10_000.0)
+    cos, sin = rope_tables(seq, 16, 10_000.0, "cpu")
+    rq, rk = rope(q.expand(1, 1, seq, 16), cos, sin), rope(k.expand(1, 1, seq, 16), cos, sin)
     scores = (rq @ rk.transpose(-2, -1))[0, 0]
     for offset in range(-3, 4):
         diag = torch.diagonal(scores, offset)
