@@ -1,0 +1,295 @@
+"""perfmodel report: golden tables from a real asv run of the CPU tier, and bad input.
+
+tests/fixtures/asv_results is what ``asv run --record-samples`` of the CPU tier wrote for three
+commits of this repository (-b restricted: see tests/fixtures/README.md). Expected numbers are
+read here independently with asv's own API (asv.results), not through perfmodel.report.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("asv")
+pytest.importorskip("pandas")
+from asv import results as asv_results  # noqa: E402
+from asv import util as asv_util  # noqa: E402
+
+from perfmodel.cli import main  # noqa: E402
+from perfmodel.errors import UserError  # noqa: E402
+from perfmodel.report.render import build_report, render_markdown, write_report  # noqa: E402
+
+FIXTURE = Path(__file__).parent / "fixtures" / "asv_results"
+MACHINE = "fixture-cpu"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def asv_files():
+    return sorted(asv_results.iter_results_for_machine(str(FIXTURE), MACHINE),
+                  key=lambda r: r.date)
+
+
+def commits_in_git_order():
+    import subprocess
+    hashes = {r.commit_hash for r in asv_files()}
+    out = subprocess.run(["git", "-C", str(REPO), "rev-list", "--all", "--topo-order", "--reverse"],
+                         capture_output=True, text=True).stdout.split()
+    if not hashes <= set(out):
+        pytest.skip("the fixture's commits are not in this clone's history")
+    return [h for h in out if h in hashes]
+
+
+def benchmarks_json():
+    return asv_util.load_json(str(FIXTURE / "benchmarks.json"))
+
+
+def expected(commit, name, cell):
+    """(median, mean, std) of one cell straight from asv's API; cell is a tuple of reprs."""
+    bench = benchmarks_json()[name]
+    res = next(r for r in asv_files() if r.commit_hash == commit)
+    idx = list(itertools.product(*bench["params"])).index(cell)
+    value = res.get_result_value(name, bench["params"])[idx]
+    samples = res.get_result_samples(name, bench["params"])[idx]
+    if samples:
+        return value, statistics.fmean(samples), statistics.stdev(samples)
+    return value, None, None
+
+
+def ms(seconds):
+    v = seconds * 1e3
+    return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
+
+
+@pytest.fixture(scope="module")
+def report():
+    order = commits_in_git_order()
+    return build_report(FIXTURE, MACHINE, order[-1], history=10, repo=REPO)
+
+
+def rows(table):
+    return [dict(zip(table.columns, r)) for r in table.rows]
+
+
+def test_fixture_is_a_real_asv_run():
+    files = asv_files()
+    assert len({r.commit_hash for r in files}) >= 2
+    for r in files:  # asv wrote them: machine params and per-benchmark versions are there
+        assert r.params["machine"] == MACHINE and r.benchmark_version
+
+
+def test_warmup_table_seed_004(report):
+    t = report.table("warmup")
+    assert t.columns == ["Config", "Seq Len", "Warmup Steps", "d_model", "d_ff", "n_layers",
+                         "num_heads", "Status FWD", "Status FWD+BWD", "Avg/Step FWD (ms)",
+                         "Avg/Step FWD+BWD (ms)", "Std/Step FWD (ms)", "Std/Step FWD+BWD (ms)"]
+    got = rows(t)
+    assert {r["Warmup Steps"] for r in got} == {"0", "1", "5"}
+    for r in got:
+        cell = (f"'{r['Config']}'", r["Seq Len"], "'fwd'", r["Warmup Steps"])
+        mean, _, _ = expected(report.commit, "bench_model.Warmup.track_step_mean", cell)
+        std, _, _ = expected(report.commit, "bench_model.Warmup.track_step_std", cell)
+        assert r["Status FWD"] == "OK"
+        assert r["Avg/Step FWD (ms)"] == ms(mean)
+        assert r["Std/Step FWD (ms)"] == ms(std)
+        from perfmodel.model import get_config
+        assert r["d_model"] == str(get_config(r["Config"]).d_model)
+
+
+def test_model_table_seed_003(report):
+    t = report.table("model")
+    assert t.columns == ["Config", "d_model", "d_ff", "num_heads", "num_layers", "warmup_steps",
+                         "benchmark_steps", "mean forward (ms)", "std forward (ms)",
+                         "mean backward (ms)", "std backward (ms)"]
+    r = rows(t)[0]
+    frame = t.frame.iloc[0]
+    cell = (f"'{r['Config']}'", "128", "'fp32'", "'sdpa'")
+    _, mean, std = expected(report.commit, "bench_model.Model.time_forward", cell)
+    assert math.isclose(frame["mean_fwd"], mean) and r["mean forward (ms)"] == ms(mean)
+    _, mean_b, std_b = expected(report.commit, "bench_model.Model.time_backward", cell)
+    assert r["mean backward (ms)"] == ms(mean_b) and r["std backward (ms)"] == ms(std_b)
+
+
+def test_attention_tables_seed_001_000_002(report):
+    t3 = report.table("attention_float32")
+    assert t3.columns == ["method", "d_model", "seq_len", "status", "fwd mean (ms)",
+                          "fwd std (ms)", "bwd mean (ms)", "bwd std (ms)", "mem before bwd (MiB)"]
+    got = {(r["method"], r["d_model"], r["seq_len"]): r for r in rows(t3)}
+    assert {"eager", "sdpa"} <= {k[0] for k in got}
+    r = got[("eager", "64", "1024")]
+    cell = ("'eager'", "'float32'", "64", "1024")
+    _, mean, std = expected(report.commit, "bench_attention.Attention.time_forward", cell)
+    assert r["status"] == "OK" and r["fwd mean (ms)"] == ms(mean) and r["fwd std (ms)"] == ms(std)
+    mem, _, _ = expected(report.commit, "bench_attention.Attention.track_before_backward_bytes",
+                         cell)
+    assert r["mem before bwd (MiB)"] == f"{mem / 2**20:.2f}"
+
+    t4 = report.table("seed000_eager_float32")
+    assert t4.columns == ["d_model", "seq_len", "forward time (ms)", "memory after forward (MiB)",
+                          "backward time (ms)"]
+    r4 = {(r["d_model"], r["seq_len"]): r for r in rows(t4)}[("64", "1024")]
+    assert r4["forward time (ms)"] == ms(mean)
+
+    t5 = report.table("pivot_bwd_sdpa_float32")
+    assert t5.columns[0] == "seq_len" and t5.columns[1:] == ["16", "64"]
+    _, mean_b, _ = expected(report.commit, "bench_attention.Attention.time_backward",
+                            ("'sdpa'", "'float32'", "16", "256"))
+    assert dict(zip(t5.columns, t5.rows[0]))["16"] == ms(mean_b)
+
+
+def test_comparison_table(report):
+    t = report.table("compare_attention_float32")
+    assert t.columns[:5] == ["d_model", "seq_len", "eager fwd (ms)", "eager bwd (ms)",
+                             "eager mem (MiB)"]
+    assert "sdpa fwd speedup (×)" in t.columns and "sdpa mem ratio (×)" in t.columns
+    cell = lambda impl: (f"'{impl}'", "'float32'", "64", "1024")  # noqa: E731
+    _, e, _ = expected(report.commit, "bench_attention.Attention.time_forward", cell("eager"))
+    _, s, _ = expected(report.commit, "bench_attention.Attention.time_forward", cell("sdpa"))
+    row = {(r["d_model"], r["seq_len"]): r for r in rows(t)}[("64", "1024")]
+    assert row["sdpa fwd speedup (×)"] == f"{e / s:.2f}×"
+    tv = report.table("compare_variant")
+    assert tv.columns[:4] == ["Config", "Seq Len", "precision", "eager train step (ms)"]
+    tp = report.table("compare_precision")
+    assert all(r["bf16 fwd+bwd (ms)"] == "not run" for r in rows(tp))  # CPU tier: fp32 only
+
+
+def test_history_and_changes(report):
+    order = commits_in_git_order()
+    t = report.table("history")
+    assert t.columns == ["benchmark", "commit", "date", "subject", "value", "change vs previous"]
+    import subprocess
+    subject = subprocess.run(["git", "-C", str(REPO), "show", "-s", "--format=%s", order[-1]],
+                             capture_output=True, text=True).stdout.strip()
+    last = [r for r in rows(t) if r["commit"] == order[-1][:8]]
+    assert last and all(r["subject"] == subject.replace("|", "\\|") for r in last)
+    h = report.history_frame
+    one = h[h["benchmark"] == h["benchmark"].iloc[0]].reset_index(drop=True)
+    ok = one[one["status"] == "OK"]
+    if len(ok) >= 2:
+        a, b = ok.iloc[-2]["value"], ok.iloc[-1]["value"]
+        assert math.isclose(ok.iloc[-1]["change"], b / a - 1)
+    t8 = report.table("compare")
+    assert t8.columns[:2] == ["change", "benchmark"] and order[-2][:8] in t8.title
+    kinds = [r["change"] for r in rows(t8)]
+    rank = {"new failure": 0, "regressed": 1, "regressed (status)": 1, "improved": 2,
+            "improved (status)": 2, "fixed": 3, "none": 4}
+    assert kinds == sorted(kinds, key=rank.get)  # regressions first
+
+
+def test_markdown_and_cli(tmp_path, capsys):
+    out = tmp_path / "s" / "summary.md"
+    order = commits_in_git_order()
+    assert main(["report", "--results", str(FIXTURE), "--machine", MACHINE, "--output", str(out),
+                 "--repo", str(REPO), "--html", "--compare", order[0][:10], order[-1][:10]]) == 0
+    text = out.read_text()
+    for title in ("### 1. ", "### 2. ", "### 3. ", "### 4. ", "### 5. ", "### 6a. ", "### 6b. ",
+                  "### 7. ", "### 8. Changes from " + order[0][:8]):
+        assert title in text
+    for png in ("attention.png", "model.png", "history.png"):
+        assert (out.parent / "summary_files" / png).stat().st_size > 1000
+        assert f"summary_files/{png}" in text
+    assert "<table>" in (out.parent / "summary.html").read_text()
+
+
+# ------------------------------------------------------------------ bad input
+
+def copy_fixture(tmp_path) -> Path:
+    dst = tmp_path / "results"
+    shutil.copytree(FIXTURE, dst)
+    return dst
+
+
+def newest_file(results: Path) -> Path:
+    res = asv_files()[-1]
+    return next((results / MACHINE).glob(f"{res.commit_hash[:8]}-*.json"))
+
+
+def one_line_error(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    return err
+
+
+def test_missing_results_dir(tmp_path, capsys):
+    err = one_line_error(["report", "--results", str(tmp_path / "nope"), "-o",
+                          str(tmp_path / "s.md")], capsys)
+    assert "no results directory" in err
+
+
+def test_unknown_machine_and_commit(tmp_path, capsys):
+    err = one_line_error(["report", "--results", str(FIXTURE), "--machine", "gpu-box", "-o",
+                          str(tmp_path / "s.md")], capsys)
+    assert "gpu-box" in err and MACHINE in err
+    err = one_line_error(["report", "--results", str(FIXTURE), "--commit", "deadbeef", "-o",
+                          str(tmp_path / "s.md")], capsys)
+    assert "deadbeef" in err
+
+
+def test_empty_machine(tmp_path, capsys):
+    results = tmp_path / "results"
+    (results / "box").mkdir(parents=True)
+    shutil.copy(FIXTURE / MACHINE / "machine.json", results / "box" / "machine.json")
+    import json
+    info = json.loads((results / "box" / "machine.json").read_text())
+    info["machine"] = "box"
+    (results / "box" / "machine.json").write_text(json.dumps(info))
+    err = one_line_error(["report", "--results", str(results), "-o", str(tmp_path / "s.md")],
+                         capsys)
+    assert "no readable results" in err
+
+
+def test_truncated_file_is_left_out_and_the_rest_renders(tmp_path):
+    results = copy_fixture(tmp_path)
+    bad = newest_file(results)
+    bad.write_text(bad.read_text()[:500])
+    w = write_report(results, MACHINE, output=tmp_path / "s.md", repo=REPO, plots=False)
+    assert any(bad.name in n for n in w.notes)
+    assert w.report.commit != asv_files()[-1].commit_hash  # the newest readable commit instead
+    assert "### 3. " in (tmp_path / "s.md").read_text()
+    assert bad.name in (tmp_path / "s.md").read_text()  # the note is in the summary too
+
+
+def test_older_benchmark_version_is_not_compared(tmp_path):
+    results = copy_fixture(tmp_path)
+    path = newest_file(results)
+    res = asv_results.Results.load(str(path))
+    name = "bench_attention.Attention.time_forward"
+    res._benchmark_version[name] = "0" * 64  # as if measured by another version of the benchmark
+    res.save(str(results))
+    w = write_report(results, MACHINE, commit=res.commit_hash, output=tmp_path / "s.md",
+                     repo=REPO, plots=False)
+    assert any(name in n and "older version" in n for n in w.notes)
+    t3 = w.report.table("attention_float32")
+    assert all(r["fwd mean (ms)"] in ("", "not run") for r in rows(t3))
+    assert any(r["bwd mean (ms)"] not in ("", "not run") for r in rows(t3))  # the rest renders
+
+
+def test_partial_cells_and_oom(tmp_path):
+    """Cells not run show as 'not run'; a track_status of 2 shows as OOM (benchmarks/README.md)."""
+    results = copy_fixture(tmp_path)
+    path = newest_file(results)
+    res = asv_results.Results.load(str(path))
+    bench = benchmarks_json()
+    cells = list(itertools.product(*bench["bench_attention.Attention.time_forward"]["params"]))
+    i = cells.index(("'eager'", "'float32'", "64", "1024"))
+    j = cells.index(("'sdpa'", "'float32'", "64", "1024"))
+    for name in ("time_forward", "track_status_forward"):
+        key = f"bench_attention.Attention.{name}"
+        res._results[key][i] = 2.0 if name.startswith("track_status") else float("nan")
+    for name in res.get_all_result_keys():  # sdpa at (64, 1024) not run at all
+        if name.startswith("bench_attention.Attention."):
+            res._results[name][j] = float("nan")
+    res.save(str(results))
+    w = write_report(results, MACHINE, commit=res.commit_hash, output=tmp_path / "s.md",
+                     repo=REPO, plots=True)
+    got = {(r["method"], r["d_model"], r["seq_len"]): r
+           for r in rows(w.report.table("attention_float32"))}
+    assert got[("eager", "64", "1024")]["status"] == "OOM"
+    assert got[("eager", "64", "1024")]["fwd mean (ms)"] == "OOM"
+    assert got[("sdpa", "64", "1024")]["status"] == "not run"
+    pivot = w.report.table("pivot_fwd_eager_float32")
+    assert dict(zip(pivot.columns, pivot.rows[-1]))["64"] == "OOM"
