@@ -72,9 +72,10 @@ def test_rope_scores_depend_only_on_relative_position(gen):
     scores = (rq @ rk.transpose(-2, -1))[0, 0]
     for offset in range(-3, 4):
         diag = torch.diagonal(scores, offset)
-        assert torch.allclose(diag, diag[0].expand_as(diag), atol=1e-9)
-    assert not torch.allclose(torch.diagonal(scores, 0)[0], torch.diagonal(scores, 3)[0])
-    assert torch.allclose(rq[..., 0, :], q[..., 0, :])  # position 0 is not rotated
+        # rotation is in float32 (as in training): equal to float32 rounding
+        assert torch.allclose(diag, diag[0].expand_as(diag), atol=1e-5 * scores.abs().max())
+    assert (torch.diagonal(scores, 0)[0] - torch.diagonal(scores, 3)[0]).abs() > 1e-3
+    assert torch.allclose(rq[..., 0, :], q[..., 0, :], atol=1e-6)  # position 0 is not rotated
 
 
 def test_swiglu_block_matches_the_formula(gen):
