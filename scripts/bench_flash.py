@@ -121,29 +121,40 @@ def _warm_one(task):
     return True, time.time() - t0, f"{name} {dt} d{d} {cfg}"
 
 
-def precompile(cells, jobs, extra=None):
+def precompile(cells, jobs, extra_cells=(), extra=None, timeout=120):
     """Compile every autotuning config the cells will need, in parallel worker processes.
 
-    extra: {kernel name: [configs]} compiled too (for --explore)."""
+    extra: {kernel name: [configs]} compiled too, for extra_cells only (--explore).  Workers
+    still compiling after ``timeout`` seconds are terminated (the autotuner compiles whatever
+    is missing later, in the main process)."""
     import concurrent.futures as cf
     import multiprocessing as mp
 
     from perfmodel.flash_triton import tuning_configs
 
     tasks = set()
-    for shape, dtype, causal in cells:
-        s, d = shape[-2], shape[-1]
-        dt = str(dtype).replace("torch.", "")
-        for name in ("fwd", "dkdv", "dq"):
-            for cfg in tuning_configs(name, dtype) + list((extra or {}).get(name, [])):
-                # integers divisible by 16 share one specialization: compile once per class
-                tasks.add((name, dt, d, causal, 16 if s % 16 == 0 else s, 16 if s % 16 == 0 else s, cfg))
+    for cell_list, more in ((cells, {}), (extra_cells, extra or {})):
+        for shape, dtype, causal in cell_list:
+            s, d = shape[-2], shape[-1]
+            dt = str(dtype).replace("torch.", "")
+            for name in ("fwd", "dkdv", "dq"):
+                for cfg in tuning_configs(name, dtype) + list(more.get(name, [])):
+                    # integers divisible by 16 share one specialization: compile once per class
+                    s16 = 16 if s % 16 == 0 else s
+                    tasks.add((name, dt, d, causal, s16, s16, cfg))
     t0 = time.time()
-    with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as ex:
-        msgs = list(ex.map(_warm_one, sorted(tasks, key=str)))
+    ex = cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"))
+    futures = {ex.submit(_warm_one, t): t for t in sorted(tasks, key=str)}
+    done, pending = cf.wait(futures, timeout=timeout)
+    msgs = [f.result() for f in done]
+    if pending:
+        for proc in list(ex._processes.values()):  # our own workers, stuck compiling
+            proc.terminate()
+    ex.shutdown(wait=False, cancel_futures=True)
     slow = [f"{m} {t:.0f}s" for ok, t, m in sorted(msgs, key=lambda r: -r[1])[:3]]
-    print(f"precompiled {len(tasks)} kernel configs with {jobs} processes in {time.time() - t0:.0f}s; "
-          f"slowest: {slow}; failed: {[m for ok, t, m in msgs if not ok]}", flush=True)
+    print(f"precompiled {len(done)}/{len(tasks)} kernel configs with {jobs} processes in "
+          f"{time.time() - t0:.0f}s; slowest: {slow}; failed: {[m for ok, t, m in msgs if not ok]}; "
+          f"unfinished: {[futures[f] for f in pending]}", flush=True)
 
 
 EXPLORE = {
@@ -361,6 +372,7 @@ def main():
     ap.add_argument("--json", default=None, help="write all rows here")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--explore", action="store_true", help="time each kernel per config on the targets")
+    ap.add_argument("--budget", type=float, default=1e9, help="skip the cells left after this many s")
     ap.add_argument("--jobs", type=int, default=0, help="precompile autotuning configs in N processes first")
     args = ap.parse_args()
 
@@ -397,7 +409,7 @@ def main():
     if args.jobs and not args.fixed and "flash" in impls:
         try:
             targets = [((8, 16384, 128), torch.bfloat16, True), ((1, 16, 16384, 64), torch.bfloat16, True)]
-            precompile(cells + (targets if args.explore else []), args.jobs, EXPLORE if args.explore else None)
+            precompile(cells, args.jobs, targets if args.explore else (), EXPLORE)
         except Exception as exc:  # only a speed-up: carry on, the autotuner compiles what is missing
             print(f"precompile failed: {type(exc).__name__}: {exc}", flush=True)
     if args.explore:
@@ -408,8 +420,17 @@ def main():
             t = time.time()
             failures += not check_large(shape, torch.bfloat16, True, gen)
             print(f"  ({time.time() - t:.0f}s incl. autotuning)", flush=True)
+    if not args.fixed and "flash" in impls and args.targets:
+        for name, tuned in (("fwd", flash_triton._fwd_tuned), ("dkdv", flash_triton._dkdv_tuned),
+                            ("dq", flash_triton._dq_tuned)):
+            for key, cfg in tuned.cache.items():
+                print(f"autotuned {name} {key[:4]}: {cfg}", flush=True)
     for shape, dtype, causal in cells:
         for impl in impls:
+            if time.time() - t0 > args.budget:
+                rows.append(dict(impl=impl, shape="x".join(map(str, shape)), dtype=str(dtype)[6:],
+                                 causal=causal, error="not run: --budget used up"))
+                continue
             t = time.time()
             r = bench_cell(impl, shape, dtype, causal, gen, args.warmup, args.rep)
             rows.append(r)
