@@ -63,7 +63,7 @@ def is_available(device) -> tuple[bool, str]:
 
 
 # Fixed configuration used by the interpreter (and by callers who turn autotuning off).
-# (BLOCK_M, BLOCK_N, num_warps, num_stages[, PIPE]); BLOCK_M = query rows, BLOCK_N = key rows.
+# (BLOCK_M, BLOCK_N, num_warps, num_stages); BLOCK_M = query rows, BLOCK_N = key rows.
 INTERPRET_CONFIG = (32, 32, 4, 1)
 
 
@@ -72,10 +72,8 @@ INTERPRET_CONFIG = (32, 32, 4, 1)
 # warpgroups with 8 warps; fp32 ("ieee") products run on the CUDA cores, where big tiles only
 # cost registers and shared memory (and long compiles), so that space is small.
 TUNING_SPACE = {
-    # a fifth element True selects the hand-pipelined loop (PIPE) for the unmasked key tiles
     "fwd": [(128, 64, 4, 3), (128, 64, 4, 4), (128, 64, 8, 3), (128, 128, 8, 2), (128, 128, 8, 3),
-            (64, 64, 4, 3), (64, 128, 4, 3),
-            (128, 64, 4, 3, True), (128, 64, 8, 3, True), (128, 128, 8, 2, True), (128, 128, 8, 3, True)],
+            (64, 64, 4, 3), (64, 128, 4, 3)],
     # holds a key tile of BLOCK_N rows (dK, dV accumulators), loops over query tiles
     "dkdv": [(64, 128, 8, 2), (64, 128, 8, 3), (128, 128, 8, 2), (64, 64, 4, 2), (64, 64, 4, 3),
              (128, 64, 4, 2)],
@@ -87,37 +85,26 @@ TUNING_SPACE_FP32 = [(64, 64, 4, 2), (64, 64, 8, 2)]
 
 
 def tuning_configs(kernel: str, dtype: torch.dtype) -> list[tuple]:
-    """The (BLOCK_M, BLOCK_N, num_warps, num_stages[, PIPE]) tuples autotuned for a kernel/dtype."""
+    """The (BLOCK_M, BLOCK_N, num_warps, num_stages) tuples autotuned for a kernel and dtype."""
     return list(TUNING_SPACE_FP32 if dtype == torch.float32 else TUNING_SPACE[kernel])
 
 
 def config_meta(cfg: tuple) -> dict:
     """Launch keywords for one config tuple."""
-    meta = dict(BLOCK_M=cfg[0], BLOCK_N=cfg[1], num_warps=cfg[2], num_stages=cfg[3])
-    if len(cfg) > 4 and cfg[4]:
-        meta["PIPE"] = True
-    return meta
-
-
-def _config_tuple(c) -> tuple:
-    return (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) + (
-        (True,) if c.kwargs.get("PIPE") else ())
+    return dict(BLOCK_M=cfg[0], BLOCK_N=cfg[1], num_warps=cfg[2], num_stages=cfg[3])
 
 
 def _triton_configs(kernel):
-    space = sorted(set(TUNING_SPACE[kernel]) | set(TUNING_SPACE_FP32), key=str)
-    out = []
-    for cfg in space:
-        meta = config_meta(cfg)
-        w, st = meta.pop("num_warps"), meta.pop("num_stages")
-        out.append(triton.Config(meta, num_warps=w, num_stages=st))
-    return out
+    space = sorted(set(TUNING_SPACE[kernel]) | set(TUNING_SPACE_FP32))
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+            for bm, bn, w, s in space]
 
 
 def _pruner(kernel):
     def prune(configs, named_args, **kwargs):
         wanted = set(tuning_configs(kernel, named_args["Q"].dtype))
-        return [c for c in configs if _config_tuple(c) in wanted]
+        return [c for c in configs
+                if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in wanted]
     return prune
 
 
@@ -163,38 +150,11 @@ if triton is not None:
         return acc, l_i, m_i
 
     @triton.jit
-    def _fwd_softmax_pv(acc, l_i, m_i, qk, v, qk_scale, DOT_PREC: tl.constexpr):
-        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        p = tl.math.exp2(qk * qk_scale - m_new[:, None])
-        alpha = tl.math.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=DOT_PREC)
-        return acc, l_i, m_new
-
-    @triton.jit
-    def _fwd_inner_pipelined(acc, l_i, m_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn, lo, hi, qk_scale,
-                             BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr):
-        """Unmasked key tiles [lo, hi), software-pipelined by hand: the product Q K_{j+1}^T is
-        issued before the softmax of tile j, so the tensor cores can work while the exp2s run."""
-        if hi > lo:
-            k_ptrs += lo * stride_kn
-            v_ptrs += lo * stride_vn
-            qk = tl.dot(q, tl.trans(tl.load(k_ptrs)), input_precision=DOT_PREC)
-            for start_n in range(lo + BLOCK_N, hi, BLOCK_N):
-                k_ptrs += BLOCK_N * stride_kn
-                qk_next = tl.dot(q, tl.trans(tl.load(k_ptrs)), input_precision=DOT_PREC)
-                acc, l_i, m_i = _fwd_softmax_pv(acc, l_i, m_i, qk, tl.load(v_ptrs), qk_scale, DOT_PREC)
-                v_ptrs += BLOCK_N * stride_vn
-                qk = qk_next
-            acc, l_i, m_i = _fwd_softmax_pv(acc, l_i, m_i, qk, tl.load(v_ptrs), qk_scale, DOT_PREC)
-        return acc, l_i, m_i
-
-    @triton.jit
     def _fwd_kernel(Q, K, V, O, LSE, qk_scale,
                     stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
                     stride_ob, stride_om, seq_q, seq_k,
                     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                    IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, PIPE: tl.constexpr = False):
+                    IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
         pid_m = tl.program_id(0)
         if IS_CAUSAL:
             # the last query tiles have the most key tiles: start them first
@@ -218,13 +178,9 @@ if triton is not None:
         else:
             hi = seq_k
             mid = seq_k // BLOCK_N * BLOCK_N
-        if PIPE:
-            acc, l_i, m_i = _fwd_inner_pipelined(acc, l_i, m_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn,
-                                                 0, mid, qk_scale, BLOCK_N, DOT_PREC)
-        else:
-            acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn,
-                                       offs_m, offs_n, 0, mid, seq_k, qk_scale,
-                                       BLOCK_N, False, IS_CAUSAL, DOT_PREC)
+        acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn,
+                                   offs_m, offs_n, 0, mid, seq_k, qk_scale,
+                                   BLOCK_N, False, IS_CAUSAL, DOT_PREC)
         acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn,
                                    offs_m, offs_n, mid, hi, seq_k, qk_scale,
                                    BLOCK_N, True, IS_CAUSAL, DOT_PREC)
@@ -437,8 +393,7 @@ DOT_PRECISION = "ieee"
 def _launch(tuned, kernel, rows, tile_key, batch, args, const):
     """Launch over (cdiv(rows, tile), batch) programs, autotuned or with the fixed config."""
     if _use_fixed_config():
-        cfg = INTERPRET_CONFIG if _interpreting() else FIXED_CONFIG
-        meta = config_meta(cfg if kernel is _fwd_kernel else cfg[:4])  # PIPE: forward only
+        meta = config_meta(INTERPRET_CONFIG if _interpreting() else FIXED_CONFIG)
         kernel[(triton.cdiv(rows, meta[tile_key]), batch)](*args, **meta, **const)
     else:
         tuned[lambda meta: (triton.cdiv(rows, meta[tile_key]), batch)](*args, **const)
