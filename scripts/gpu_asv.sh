@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The asv suite on a GPU box without network (recipe: ../shared/notes/asv-on-the-gpu-box.md).
+#
+#   scripts/gpu_asv.sh quick|full [COMMIT ...]      (default commit: HEAD)
+#
+# Needs: python3 with torch (+ triton) installed; the wheels in .whl/ (asv and its dependencies)
+# and .whl/house/ (what asv installs into each environment); a git clone, or .whl/repo.bundle
+# (git bundle create .whl/repo.bundle --all) where the copy has no .git.
+# quick: the QUICK_GPU_REGEX subset (~1-3 min per commit); full: every GPU cell (see notes/asv.md).
+# Results land in results/<machine>/ (commit them: the GPU history ships in the repository) and,
+# when $OUT is set, a copy in $OUT/results-<machine>.tar.gz plus the log.
+# LAUNCH=spawn compares asv's other launch method (default: forkserver, from asv.conf.json).
+set -euo pipefail
+tier=${1:-quick}
+shift || true
+commits=("$@")
+[ ${#commits[@]} -eq 0 ] && commits=(HEAD)
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+# compiled and flash cells pay a torch.compile / Triton autotune in every process (10-20 s): the
+# quick tier leaves them out (measured on an H100: with them the subset took 390 s).
+QUICK_GPU_REGEX="Attention\.[a-z_]+\('(eager|sdpa)', '[a-z0-9]+', 64, (1024|4096)\)|Model\.[a-z_]+\('small', 512, '(fp32|bf16)', '(eager|sdpa)'\)"
+
+if ! $PY -c "import asv" 2>/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/asv-site .whl/*.whl
+  export PYTHONPATH=/tmp/asv-site${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/asv-site/bin:$PATH
+fi
+export PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.whl/house PYTHONUNBUFFERED=1
+export PERFMODEL_BASE_SITE=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if ! git rev-parse -q --verify HEAD >/dev/null 2>&1 && [ -f .whl/repo.bundle ]; then
+  rm -rf .git  # a copy of the tree without usable history: take it from the bundle
+  git init -q -b main . && git fetch -q .whl/repo.bundle main && git update-ref refs/heads/main FETCH_HEAD
+fi
+git config user.email >/dev/null 2>&1 || git config user.email gpu@box && git config user.name gpu
+
+M=${MACHINE:-$($PY -c 'from perfmodel.track import stack, machine_name; print(machine_name(stack()))')}
+$PY -c "
+import sys; from perfmodel.track import machine_args, stack
+import subprocess; sys.exit(subprocess.call([sys.executable, '-m', 'asv'] + machine_args('$M', stack())))" >/dev/null
+echo "machine: $M   tier: $tier   commits: ${commits[*]}"
+args=(--machine "$M" --show-stderr)
+[ "$tier" = quick ] && args+=(-b "$QUICK_GPU_REGEX")
+[ -n "${LAUNCH:-}" ] && args+=(--launch-method "$LAUNCH")
+for c in "${commits[@]}"; do
+  h=$(git rev-parse "$c")
+  t0=$(date +%s)
+  set +e; $PY -m asv run "${args[@]}" "$h^!" > "/tmp/asv-$tier-${h:0:8}.log" 2>&1; rc=$?; set -e
+  echo "commit ${h:0:8} ($(git log -1 --format=%s "$h" | cut -c1-60)): $(( $(date +%s) - t0 )) s, asv exit $rc"
+  grep -E "^\[.*\] ··· (bench|Setting)" "/tmp/asv-$tier-${h:0:8}.log" | sed 's/^/    /' || true
+done
+if [ -n "${OUT:-}" ]; then
+  tar czf "$OUT/results-$M.tar.gz" results/"$M" results/benchmarks.json
+  cp /tmp/asv-$tier-*.log "$OUT/" 2>/dev/null || true
+fi
