@@ -9,6 +9,7 @@
 # quick: the QUICK_GPU_REGEX subset (~1-3 min per commit); full: every GPU cell (see notes/asv.md).
 # Results land in results/<machine>/ (commit them: the GPU history ships in the repository) and,
 # when $OUT is set, a copy in $OUT/results-<machine>.tar.gz plus the log.
+# BENCH=REGEX adds an asv -b selection (split the full tier over several 10-minute calls).
 # LAUNCH=spawn compares asv's other launch method (default: forkserver, from asv.conf.json).
 set -euo pipefail
 tier=${1:-quick}
@@ -40,6 +41,7 @@ import subprocess; sys.exit(subprocess.call([sys.executable, '-m', 'asv'] + mach
 echo "machine: $M   tier: $tier   commits: ${commits[*]}"
 args=(--machine "$M" --show-stderr)
 [ "$tier" = quick ] && args+=(-b "$QUICK_GPU_REGEX")
+[ -n "${BENCH:-}" ] && args+=(-b "$BENCH")   # e.g. BENCH=bench_model to split the full tier
 [ -n "${LAUNCH:-}" ] && args+=(--launch-method "$LAUNCH")
 for c in "${commits[@]}"; do
   h=$(git rev-parse "$c")
