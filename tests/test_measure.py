@@ -187,3 +187,25 @@ def test_real_gpu_oom_then_next_cell_runs():
     assert [r.status for r in results] == [OOM, OK]
     assert "out of memory" in results[0].error.lower()
     assert torch.cuda.memory_allocated() <= baseline
+
+
+def test_short_steps_are_timed_in_bursts_without_their_first_step():
+    r = Runnable(CPU, lambda s: None)
+    r.bursts = True  # as on a GPU
+    seen = []
+
+    def fake_timed_steps(n):
+        seen.append(n)
+        return [1.0] + [1e-4] * (n - 1)  # the first step of a burst starts on an idle device
+
+    r.timed_steps = fake_timed_steps
+    assert r.timed_step() == 1.0 and seen == [1]  # nothing known yet: one step
+    r._last = 1e-4
+    assert r.timed_step() == pytest.approx(1e-4)  # burst: first step left out
+    assert seen[-1] == 1 + measure.BURST_MAX_STEPS or seen[-1] == 1 + 20
+    r._last = 0.5
+    r.timed_step()
+    assert seen[-1] == 1  # long steps alone
+    cpu = Runnable(CPU, lambda s: None)
+    cpu._last = 1e-6
+    assert cpu.burst_size() == 1
