@@ -186,6 +186,10 @@ INTERPRETER_CASES = [  # (batch, seq_q, seq_k, d, causal, dtype, heads or None)
 ]
 
 
+# The interpreter is the CPU's way to run the kernels (CI); where a GPU is present the kernels
+# run for real in test_triton_cuda_*, and the GPU image's older Triton interpreter fails on
+# 0-d values that Triton 3.9's handles.
+@pytest.mark.skipif(torch.cuda.is_available(), reason="GPU present: the compiled kernels are tested")
 def test_triton_interpreter_matches_reference():
     env = dict(os.environ, TRITON_INTERPRET="1")
     script = _INTERPRETER_SCRIPT.format(root=ROOT)
