@@ -546,6 +546,24 @@ def _plt():
     return plt
 
 
+def _legend(axes, **kwargs) -> None:
+    """The legend on the first panel that has labelled lines."""
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(**kwargs)
+            return
+
+
+def _log_axes(ax, xbase: int) -> None:
+    """Log-log where the axes hold positive data; an empty panel says so (log of nothing fails)."""
+    data = [line for line in ax.get_lines() if (line.get_ydata() > 0).any()]
+    if data:
+        ax.set_xscale("log", base=xbase)
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no OK cells", ha="center", va="center", transform=ax.transAxes)
+
+
 def plot_attention(norm, commit, path: Path) -> Path | None:
     a = _attention(norm, commit)
     if a.empty or _ran(a).empty:
@@ -574,15 +592,14 @@ def plot_attention(norm, commit, path: Path) -> Path | None:
                 ax.plot(pts["seq"], pts[col] * scale, marker=markers[di % len(markers)],
                         color=f"C{ci}", label=f"{impl} d={d}")
                 drawn = True
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        _log_axes(ax, 2)
         ax.set_xlabel("seq_len")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
     if not drawn:
         plt.close(fig)
         return None
-    axes[0].legend(fontsize=7, ncol=2)
+    _legend(axes, fontsize=7, ncol=2)
     fig.suptitle(f"attention, {dtype}, commit {commit[:8]}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -611,15 +628,14 @@ def plot_model(norm, commit, path: Path) -> Path | None:
             ax.plot(g["context"], g[f"{mode}_mean"] * 1e3, marker="o",
                     linestyle="-" if var == "sdpa" else "--", label=f"{preset} {prec} {var}")
             drawn = True
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        _log_axes(ax, 2)
         ax.set_xlabel("context (tokens)")
         ax.set_ylabel(f"{label} per step (ms)")
         ax.grid(True, which="both", alpha=0.3)
     if not drawn:
         plt.close(fig)
         return None
-    axes[0].legend(fontsize=7)
+    _legend(axes, fontsize=7)
     fig.suptitle(f"model step time, batch 4, commit {commit[:8]}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -651,6 +667,15 @@ def plot_history(hist: pd.DataFrame, path: Path) -> Path | None:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _safe_plot(notes: list, title: str, fn, *args):
+    """A plot that cannot be drawn is a note under the tables, never a lost report."""
+    try:
+        return fn(*args)
+    except Exception as err:  # noqa: BLE001 (matplotlib raises many kinds)
+        notes.append(f"plot '{title}' not drawn: {type(err).__name__}: {err}")
+        return None
 
 
 # ------------------------------------------------------------------ the report
@@ -708,10 +733,10 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
                                  "attention.png"),
                                 ("model step time per preset and context", plot_model,
                                  "model.png")):
-            p = fn(norm, full, plots_dir / name)
+            p = _safe_plot(notes, title, fn, norm, full, plots_dir / name)
             if p:
                 plots[title] = f"{plots_prefix}{name}"
-        p = plot_history(hist, plots_dir / "history.png")
+        p = _safe_plot(notes, "history", plot_history, hist, plots_dir / "history.png")
         if p:
             plots["history of the headline benchmarks"] = f"{plots_prefix}history.png"
     minfo = dict(rs.machine_info)

@@ -102,7 +102,9 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
             continue
         row[f"{m}_asv_status"] = r["status"]
         row[f"{m}_value"] = r["value"]
-        row[f"{m}_mean"] = r["mean"]
+        # Without samples (asv run without --record-samples) asv keeps only the median: the
+        # tables show it in the mean column, as the summary's header says.
+        row[f"{m}_mean"] = r["mean"] if r["n_samples"] else r["value"]
         row[f"{m}_std"] = r["std"]
         row[f"{m}_n"] = r["n_samples"] or (r["repeat"] or 0) * (r["number"] or 1)
         row[f"{m}_median_only"] = r["status"] == OK and not r["n_samples"]
