@@ -120,7 +120,8 @@ def main(args) -> int:
     with open(hashfile, "w") as f:
         f.write("\n".join(hashes) + "\n")
 
-    run = ["run", f"HASHFILE:{hashfile}", "--machine", name, "--show-stderr"]
+    # samples kept so that the summary tables can give mean and std, not only asv's median
+    run = ["run", f"HASHFILE:{hashfile}", "--machine", name, "--show-stderr", "--record-samples"]
     if not args.rerun:
         run.append("--skip-existing-commits")
     for pattern in args.bench or []:
@@ -148,6 +149,13 @@ def main(args) -> int:
             return code
         if cmd[0] == "run" and code == 2:
             status = 2  # some benchmark crashed: results are kept and published anyway
+    if not args.dry_run and not args.no_publish:
+        from .report import publish_site  # noqa: PLC0415
+
+        site = publish_site(html_dir=os.path.join(root, "html"),
+                            results_dir=os.path.join(root, "results"), machine=name, repo=root)
+        for line in site.lines():
+            print(line)
     if not args.dry_run:
         html = os.path.join(root, "html", "index.html")
         print(f"\nresults: {os.path.join(root, 'results', name)}/")

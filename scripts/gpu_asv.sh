@@ -39,7 +39,7 @@ $PY -c "
 import sys; from perfmodel.track import machine_args, stack
 import subprocess; sys.exit(subprocess.call([sys.executable, '-m', 'asv'] + machine_args('$M', stack())))" >/dev/null
 echo "machine: $M   tier: $tier   commits: ${commits[*]}"
-args=(--machine "$M" --show-stderr)
+args=(--machine "$M" --show-stderr --record-samples)
 [ "$tier" = quick ] && args+=(-b "$QUICK_GPU_REGEX")
 [ -n "${BENCH:-}" ] && args+=(-b "$BENCH")   # e.g. BENCH=bench_model to split the full tier
 [ -n "${LAUNCH:-}" ] && args+=(--launch-method "$LAUNCH")
