@@ -31,6 +31,8 @@ def add_parser(sub) -> None:
                    help="measure commits again even if this machine has results for them")
     p.add_argument("--no-publish", action="store_true", help="skip asv publish")
     p.add_argument("--dry-run", action="store_true", help="print the asv commands only")
+    p.add_argument("--show-stderr", action="store_true",
+                   help="asv --show-stderr: each cell's output, n/a reasons included (long)")
     p.set_defaults(func=main)
 
 
@@ -121,7 +123,9 @@ def main(args) -> int:
         f.write("\n".join(hashes) + "\n")
 
     # samples kept so that the summary tables can give mean and std, not only asv's median
-    run = ["run", f"HASHFILE:{hashfile}", "--machine", name, "--show-stderr", "--record-samples"]
+    run = ["run", f"HASHFILE:{hashfile}", "--machine", name, "--record-samples"]
+    if args.show_stderr:
+        run.append("--show-stderr")
     if not args.rerun:
         run.append("--skip-existing-commits")
     for pattern in args.bench or []:
