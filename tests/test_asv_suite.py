@@ -136,4 +136,8 @@ def test_end_to_end_planted_slowdown_and_oom(tmp_path):
     assert (repo / "html" / "index.html").exists()
     regressions = json.loads((repo / "html" / "regressions.json").read_text())
     names = {r[0] for r in regressions["regressions"]}
-    assert names == {EAGER_TIME, SDPA_STATUS}, regressions  # published: slowdown and new OOM
+    assert {EAGER_TIME, SDPA_STATUS} <= names, regressions  # published: slowdown and new OOM
+    # asv publish's step detection has no significance test (asv continuous, above, has one and
+    # flagged exactly the planted paths): on a shared 2-core CPU an untouched sub-millisecond
+    # time can cross its 5% threshold. A status (OOM, failure) must never appear by noise.
+    assert {n for n in names if ".track_status" in n} == {SDPA_STATUS}, regressions
