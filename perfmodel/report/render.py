@@ -546,6 +546,16 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path, title: str | None = None) -> Path:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def _legend(axes, **kwargs) -> None:
     """The legend on the first panel that has labelled lines."""
     for ax in axes:
@@ -600,12 +610,7 @@ def plot_attention(norm, commit, path: Path) -> Path | None:
         plt.close(fig)
         return None
     _legend(axes, fontsize=7, ncol=2)
-    fig.suptitle(f"attention, {dtype}, commit {commit[:8]}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, f"attention, {dtype}, commit {commit[:8]}")
 
 
 def plot_model(norm, commit, path: Path) -> Path | None:
@@ -636,12 +641,7 @@ def plot_model(norm, commit, path: Path) -> Path | None:
         plt.close(fig)
         return None
     _legend(axes, fontsize=7)
-    fig.suptitle(f"model step time, batch 4, commit {commit[:8]}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, f"model step time, batch 4, commit {commit[:8]}")
 
 
 def plot_history(hist: pd.DataFrame, path: Path) -> Path | None:
@@ -662,11 +662,7 @@ def plot_history(hist: pd.DataFrame, path: Path) -> Path | None:
         ax.set_ylabel(ylabel)
         ax.set_title(name, fontsize=8)
         ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _safe_plot(notes: list, title: str, fn, *args):
