@@ -251,18 +251,15 @@ def measure(runnable: Runnable, warmup: int, steps: int) -> tuple[Stats, float, 
 
 
 def available_host_bytes() -> int:
+    """MemAvailable from /proc/meminfo (8 GiB assumed where there is no such file)."""
     try:
-        return _proc_status_bytes_meminfo("MemAvailable")
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
     except OSError:
-        return 8 * 1024**3
-
-
-def _proc_status_bytes_meminfo(key: str) -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise OSError(key)
+        pass
+    return 8 * 1024**3
 
 
 # Fraction of available host memory a cell may be predicted to use before it is called OOM.
