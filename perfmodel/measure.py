@@ -370,14 +370,19 @@ def _nvidia_driver() -> str | None:
         return None
 
 
-def _cpu_name() -> str:
+def cpu_model() -> str:
+    """The processor's model name (/proc/cpuinfo), or what the platform module knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{platform.processor() or platform.machine()} x{os.cpu_count()}"
+    return platform.processor() or platform.machine()
+
+
+def _cpu_name() -> str:
+    return f"{cpu_model()} x{os.cpu_count()}"
 
 

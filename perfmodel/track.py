@@ -82,13 +82,10 @@ def _asv(*args) -> list[str]:
 
 
 def machine_args(name: str, env: dict) -> list[str]:
+    from .measure import cpu_model  # noqa: PLC0415
+
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     os_name = f"{platform.system()} {platform.release()}"
     if env.get("device") == "cuda":  # the GPU stack travels with every result (machine params)
         os_name += (f" | {env.get('name')} driver {env.get('driver')} CUDA {env.get('cuda')}"
@@ -104,11 +101,10 @@ def main(args) -> int:
     name = args.machine or machine_name(env)
     branch = args.branch
     if branch is None:
-        import json  # noqa: PLC0415
+        from asv.util import load_json  # noqa: PLC0415 (asv's own reader: // comments allowed)
 
-        text = open(os.path.join(root, "asv.conf.json")).read()
-        text = re.sub(r"^\s*//.*$", "", text, flags=re.M)  # asv's JSON allows // comments
-        branch = (json.loads(text).get("branches") or ["main"])[0]
+        conf = load_json(os.path.join(root, "asv.conf.json"), js_comments=True)
+        branch = (conf.get("branches") or ["main"])[0]
     if args.commits < 1:
         raise UserError(f"--commits must be at least 1, got {args.commits}")
     try:
