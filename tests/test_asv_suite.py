@@ -7,6 +7,7 @@ succeeds and lists the regressions.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -140,8 +141,20 @@ def test_end_to_end_planted_slowdown_and_oom(tmp_path):
     assert (repo / "html" / "index.html").exists()
     regressions = json.loads((repo / "html" / "regressions.json").read_text())
     names = {r[0] for r in regressions["regressions"]}
-    assert {EAGER_TIME, SDPA_STATUS} <= names, regressions  # published: slowdown and new OOM
-    # asv publish's step detection has no significance test (asv continuous, above, has one and
-    # flagged exactly the planted paths): on a shared 2-core CPU an untouched sub-millisecond
-    # time can cross its 5% threshold. A status (OOM, failure) must never appear by noise.
+    # The new OOM is a published regression: a status series carries no confidence interval, so
+    # asv's step detection weighs its points equally and a 1 -> 2 step is always found. A status
+    # (OOM, failure) must never appear by noise.
+    assert SDPA_STATUS in names, regressions
     assert {n for n in names if ".track_status" in n} == {SDPA_STATUS}, regressions
+    # The slowdown is in the published history. Whether asv's step detection also lists it as a
+    # regression is asv's heuristic, not ours: it weighs each point by 2 / (99% CI width), and a
+    # lone base commit measured through a noisy moment on a shared CPU weighs next to nothing
+    # (seen once in CI), so the test reads the published graph itself. asv publish's threshold
+    # and the absence of a significance test also let sub-ms noise through, hence no "exactly".
+    graph = next((repo / "html" / "graphs" / "branch-main").rglob(
+        "bench_attention.Attention.time_forward.json"))
+    params = json.loads((repo / "results" / "benchmarks.json").read_text())[
+        "bench_attention.Attention.time_forward"]["params"]
+    index = list(itertools.product(*params)).index(("'eager'", "'float32'", "64", "256"))
+    series = {rev: values[index] for rev, values in json.loads(graph.read_text())}
+    assert len(series) == 3 and series[0] < 0.02 < 0.04 < min(series[1], series[2]), series
