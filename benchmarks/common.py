@@ -57,11 +57,38 @@ MODEL_VARIANTS = {"eager": ("eager", False), "sdpa": ("sdpa", False),
 
 
 def device_type() -> str:
-    """'cuda' or 'cpu': called only inside benchmark processes (after the fork)."""
+    """'cuda' or 'cpu': called only inside benchmark processes (after the fork).
+
+    Asking the driver (``torch.cuda.is_available()``) initializes it: about 0.3 s per process
+    on an H100 box, where a commit's run starts thousands of processes and most of them only
+    read a side file or say n/a. The first process of a commit's run asks and leaves the
+    answer in the run's shared working directory; the others read it.
+    """
     forced = os.environ.get("PERFMODEL_ASV_DEVICE")
     if forced in ("cpu", "cuda"):
         return forced
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        with open(DEVICE_FILE) as f:
+            known = f.read()
+        if known in ("cpu", "cuda"):
+            return known
+    except OSError:
+        pass
+    found = "cuda" if torch.cuda.is_available() else "cpu"
+    _write_side_file(DEVICE_FILE, found)
+    return found
+
+
+def _write_side_file(path: str, text: str) -> None:
+    """Atomically (several processes may write the same file); a failure only costs time."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def _na(why: str):
@@ -152,6 +179,7 @@ def device_clock() -> float:
 
 _HANDLES: dict = {}
 SIDE_DIR = "perfmodel-asv-cells"  # in asv's setup_cache directory: shared by one commit's run
+DEVICE_FILE = os.path.join(SIDE_DIR, "device")
 
 
 class _NotRunnable:
@@ -242,14 +270,7 @@ class CellHandle:
             print(f"perfmodel: {self.kind} {self.fields}: {info['status']}: {info['error']}",
                   file=sys.stderr)
         self.info = info
-        try:
-            os.makedirs(SIDE_DIR, exist_ok=True)
-            tmp = f"{self.path}.{os.getpid()}"
-            with open(tmp, "w") as f:
-                json.dump(info, f)
-            os.replace(tmp, self.path)
-        except OSError:
-            pass
+        _write_side_file(self.path, json.dumps(info))
 
     # -- what benchmark bodies call
     @property
@@ -280,12 +301,12 @@ class CellHandle:
 
 
 def handle(kind: str, fields: dict, device: str) -> CellHandle:
-    """The process's handle for a cell; n/a (NotImplementedError) checked on first use."""
+    """The process's handle for a cell. Nothing is imported or checked here: a track_ process
+    whose cell was measured already only reads the side file. Whether this commit can run the
+    cell (n/a, skipped) is decided when the cell is first built or its facts first needed."""
     key = (kind, tuple(sorted(fields.items())), device)
     if key not in _HANDLES:
-        h = CellHandle(kind, fields, device)
-        h.check()
-        _HANDLES[key] = h
+        _HANDLES[key] = CellHandle(kind, fields, device)
     return _HANDLES[key]
 
 
@@ -309,9 +330,7 @@ def run_cell_cached(fields: dict, device: str, warmup: int, steps: int) -> dict:
     if result.status != "OK":
         print(f"perfmodel: {fields} warmup {warmup}: {result.status}: {result.error}",
               file=sys.stderr)
-    os.makedirs(SIDE_DIR, exist_ok=True)
-    with open(h.path, "w") as f:
-        json.dump(out, f)
+    _write_side_file(h.path, json.dumps(out))
     return out
 
 

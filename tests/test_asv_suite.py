@@ -158,3 +158,26 @@ def test_end_to_end_planted_slowdown_and_oom(tmp_path):
     index = list(itertools.product(*params)).index(("'eager'", "'float32'", "64", "256"))
     series = {rev: values[index] for rev, values in json.loads(graph.read_text())}
     assert len(series) == 3 and series[0] < 0.02 < 0.04 < min(series[1], series[2]), series
+
+
+def test_shipped_results_keep_their_benchmark_versions():
+    """asv publish drops every result whose benchmark version (a hash of the benchmark's own
+    source: the method, setup, setup_cache) differs from the suite's: editing a benchmark body
+    would silently orphan the shipped GPU history. Plumbing belongs in benchmarks/common.py's
+    functions, which are not hashed; a change of what a benchmark measures must change its
+    source (and then this test says which shipped results it orphans)."""
+    from asv.results import iter_results  # noqa: PLC0415
+    from asv_runner.discovery import disc_benchmarks  # noqa: PLC0415
+
+    shipped = list(iter_results(str(ROOT / "results")))
+    if not shipped:
+        pytest.skip("no results shipped")
+    sys.path.insert(0, str(ROOT))
+    try:
+        current = {b.name: b.version for b in disc_benchmarks(str(ROOT / "benchmarks"))}
+    finally:
+        sys.path.remove(str(ROOT))
+    orphaned = sorted({f"{r.params.get('machine')}: {name}" for r in shipped
+                       for name, version in r.benchmark_version.items()
+                       if version is not None and current.get(name) != version})
+    assert not orphaned, f"shipped results no longer match the suite: {orphaned[:10]}"
