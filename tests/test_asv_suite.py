@@ -157,7 +157,9 @@ def test_end_to_end_planted_slowdown_and_oom(tmp_path):
         "bench_attention.Attention.time_forward"]["params"]
     index = list(itertools.product(*params)).index(("'eager'", "'float32'", "64", "256"))
     series = {rev: values[index] for rev, values in json.loads(graph.read_text())}
-    assert len(series) == 3 and series[0] < 0.02 < 0.04 < min(series[1], series[2]), series
+    # the plant adds 50 ms of sleep to each call; contention on a shared CPU can stretch the
+    # measured part (the base was once 20 ms instead of ~1.4 ms), not the sleep
+    assert len(series) == 3 and min(series[1], series[2]) - series[0] > 0.025, series
 
 
 def test_shipped_results_keep_their_benchmark_versions():
