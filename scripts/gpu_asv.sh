@@ -2,6 +2,14 @@
 # The asv suite on a GPU box without network (recipe: ../shared/notes/asv-on-the-gpu-box.md).
 #
 #   scripts/gpu_asv.sh quick|full [COMMIT ...]      (default commit: HEAD)
+#   DETACH=1 scripts/gpu_asv.sh full HEAD           (runs on after this command returns)
+#   scripts/gpu_asv.sh wait [SECONDS]               (waits for a detached run, default 560 s)
+#
+# asv saves a commit's results only when the whole commit is done, so a run longer than one
+# command's time limit cannot be split by killing it: DETACH=1 starts it in its own process
+# session (it survives the command while the machine stays held) and waits up to WAIT seconds
+# (default 560); each further call of `wait` waits again and, once the run is over, prints its
+# summary and copies the results to $OUT. Issue the next call at once: an idle machine goes back.
 #
 # Needs: python3 with torch (+ triton) installed; the wheels in .whl/ (asv and its dependencies)
 # and .whl/house/ (what asv installs into each environment); a git clone, or .whl/repo.bundle
@@ -14,6 +22,28 @@
 set -euo pipefail
 tier=${1:-quick}
 shift || true
+DIR=/tmp/perfmodel-gpu-asv  # the detached run's log, exit status and summary
+wait_detached() {  # wait_detached SECONDS: until the detached run ends or SECONDS pass
+  local end=$(( $(date +%s) + $1 ))
+  while [ ! -f $DIR/done ] && [ "$(date +%s)" -lt $end ]; do sleep 5; done
+  if [ -f $DIR/done ]; then
+    cat $DIR/summary 2>/dev/null; echo "detached run over: exit $(cat $DIR/done)"
+    [ -n "${OUT:-}" ] && cp $DIR/results-*.tar.gz $DIR/*.log "$OUT/" 2>/dev/null
+    return 0
+  fi
+  echo "detached run still going after $(( $(date +%s) - $(cat $DIR/start) )) s; last lines:"
+  tail -3 $DIR/summary 2>/dev/null; grep -h "^\[" /tmp/asv-*.log 2>/dev/null | tail -2
+  return 3
+}
+if [ "$tier" = wait ]; then
+  wait_detached "${1:-560}"; exit $?
+fi
+if [ -n "${DETACH:-}" ]; then
+  rm -rf $DIR && mkdir -p $DIR && date +%s > $DIR/start
+  DETACH= OUT=$DIR setsid nohup bash -c "'$0' '$tier' $* > $DIR/summary 2>&1; echo \$? > $DIR/done" \
+    > /dev/null 2>&1 < /dev/null &
+  wait_detached "${WAIT:-560}"; exit $?
+fi
 commits=("$@")
 [ ${#commits[@]} -eq 0 ] && commits=(HEAD)
 cd "$(dirname "$0")/.."
