@@ -10,20 +10,30 @@ all (fully below the causal diagonal and inside seq_k) and the few tiles that ne
 diagonal tiles when causal, the ragged last tile).  Causal tiles above the diagonal are
 never visited.  The row logsumexp is written out (natural log) for the backward pass.
 
-Backward: ``_bwd_preprocess_kernel`` computes D = rowsum(dO * O); ``_bwd_dkdv_kernel`` holds
-one key tile and loops over query tiles, recomputing P = exp(S - L) from the saved
-logsumexp; ``_bwd_dq_kernel`` holds one query tile and loops over key tiles.  Neither needs
-atomics, and no (seq_q x seq_k) tensor is ever stored.
+Backward: ``_bwd_preprocess_kernel`` computes D = rowsum(dO * O), then one of three variants
+(``BWD_VARIANT``, from the environment variable ``PERFMODEL_FLASH_BWD`` at import):
 
-float32 inputs use ``input_precision="ieee"`` in every ``tl.dot`` (no tf32), bf16/fp16 use
-the tensor cores with float32 accumulation; the probabilities are cast to the input dtype
-before the second product of each pair.
+* ``"split"`` (default): ``_bwd_dkdv_kernel`` holds one key tile and loops over query tiles,
+  recomputing P = exp(S - L) from the saved logsumexp; ``_bwd_dq_kernel`` holds one query
+  tile and loops over key tiles.  No atomics; 7 matrix products per tile pair, P twice.
+* ``"atomic"``: ``_bwd_dkdv_atomic_kernel`` is the dK/dV kernel that also adds dS K into a
+  float32 dQ buffer with relaxed ``tl.atomic_add`` (FlashAttention-2's own scheme), then
+  ``_dq_cast_kernel`` scales it and casts to the input dtype.  5 products per pair, P once.
+* ``"fused"``: ``_bwd_fused_kernel``, program i runs the dK/dV loop for key tile i and then
+  the dQ loop for query tile i (one launch; causal work per program is then constant).
 
-Under ``TRITON_INTERPRET=1`` (Triton's CPU interpreter) a small fixed configuration is used
-instead of the autotuner.
+No (seq_q x seq_k) tensor is ever stored.  float32 inputs use ``input_precision="ieee"`` in
+every ``tl.dot`` (no tf32), bf16/fp16 use the tensor cores with float32 accumulation; the
+probabilities are cast to the input dtype before the second product of each pair.
+
+Configs: every kernel is autotuned over its ``TUNING_SPACE`` entry (``TUNING_SPACE_FP32`` for
+float32 inputs).  ``FORCE_CONFIG`` pins one config per kernel name (tests, benchmarks), and
+under ``TRITON_INTERPRET=1`` (Triton's CPU interpreter) ``INTERPRET_CONFIG`` is used instead
+of the autotuner.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -66,32 +76,86 @@ def is_available(device) -> tuple[bool, str]:
 # (BLOCK_M, BLOCK_N, num_warps, num_stages); BLOCK_M = query rows, BLOCK_N = key rows.
 INTERPRET_CONFIG = (32, 32, 4, 1)
 
+# Kernel names (the keys of TUNING_SPACE and FORCE_CONFIG) and the backward variants.
+KERNELS = ("fwd", "dkdv", "dq", "dkdv_atomic", "bwd_fused")
+BWD_VARIANTS = {"split": ("dkdv", "dq"), "atomic": ("dkdv_atomic",), "fused": ("bwd_fused",)}
+BWD_VARIANT = os.environ.get("PERFMODEL_FLASH_BWD", "split")
 
 # Autotuning spaces for Hopper, (BLOCK_M, BLOCK_N, num_warps, num_stages).  BLOCK_M is always
 # the query tile and BLOCK_N the key tile.  bf16/fp16 use wgmma: a 128-row tile is two
-# warpgroups with 8 warps; fp32 ("ieee") products run on the CUDA cores, where big tiles only
-# cost registers and shared memory (and long compiles), so that space is small.
+# warpgroups with 8 warps.  Every config is compiled once per (kernel, d, causal, dtype) the
+# first time it is needed, so each entry costs a few seconds of compile on first use.
 TUNING_SPACE = {
-    "fwd": [(128, 64, 4, 3), (128, 64, 4, 4), (128, 64, 8, 3), (128, 128, 8, 2), (128, 128, 8, 3),
-            (64, 64, 4, 3), (64, 128, 4, 3)],
-    # holds a key tile of BLOCK_N rows (dK, dV accumulators), loops over query tiles
-    "dkdv": [(64, 128, 8, 2), (64, 128, 8, 3), (128, 128, 8, 2), (64, 64, 4, 2), (64, 64, 4, 3),
-             (128, 64, 4, 2)],
-    # holds a query tile of BLOCK_M rows (dQ accumulator), loops over key tiles
-    "dq": [(128, 64, 8, 2), (128, 64, 8, 3), (128, 128, 8, 2), (64, 64, 4, 2), (64, 64, 4, 3),
-           (64, 128, 4, 2)],
+    "fwd": [(128, 64, 4, 3), (128, 64, 4, 4), (128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 2),
+            (128, 128, 8, 3), (128, 128, 8, 4), (64, 64, 4, 3), (64, 128, 4, 3)],
+    # holds a key tile of BLOCK_N rows (dK, dV accumulators), loops over query tiles of BLOCK_M
+    "dkdv": [(32, 128, 4, 2), (32, 128, 4, 3), (32, 128, 8, 2), (32, 128, 8, 3), (64, 128, 8, 2),
+             (64, 128, 8, 3), (128, 128, 8, 2), (64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 4, 2)],
+    # holds a query tile of BLOCK_M rows (dQ accumulator), loops over key tiles of BLOCK_N
+    "dq": [(128, 32, 4, 3), (128, 32, 8, 3), (64, 32, 4, 3), (128, 64, 4, 3), (128, 64, 8, 2),
+           (128, 64, 8, 3), (128, 128, 8, 2), (64, 64, 4, 2), (64, 64, 4, 3), (64, 128, 4, 2)],
+    # as dkdv, plus a (BLOCK_M x d) float32 dQ tile added atomically per step: the atomic
+    # traffic is seq_q * seq_k / BLOCK_N * d adds (halved when causal), so BLOCK_N is large.
+    # 8 warps: the offline sm_90 compile shows the 4-warp versions spilling (notes, v3)
+    "dkdv_atomic": [(32, 128, 8, 2), (32, 128, 8, 3), (32, 128, 8, 4), (16, 128, 8, 3),
+                    (64, 128, 8, 2), (64, 128, 8, 3), (64, 64, 8, 3)],
+    # program i: key tile i of BLOCK_N rows with query steps of BLOCK_M, then query tile i of
+    # BLOCK_N rows with key steps of BLOCK_M
+    "bwd_fused": [(32, 128, 8, 2), (32, 128, 8, 3), (32, 128, 8, 4), (16, 128, 8, 3), (64, 128, 8, 3),
+                  (32, 64, 8, 3)],
 }
-TUNING_SPACE_FP32 = [(64, 64, 4, 2), (64, 64, 8, 2)]
+# float32 ("ieee") products run on the CUDA cores with operands and accumulators in registers.
+# Compiled for sm_90 offline (notes/flash.md, v3): with 4 warps every tile from 32x64 up spills
+# at d >= 64 (64x64 w4: 1.4-2.9 KB of stack per thread at d64, and 10-50 s compiles), while
+# 8 warps (half the registers per thread) or 16-row tiles keep most kernels spill-free and
+# compile in 1-9 s.  Hence: at d=128 tiles of at most 32x64, at d=64 no 4-warp 64x64.
+TUNING_SPACE_FP32 = [(16, 32, 4, 2), (32, 16, 4, 2), (32, 32, 8, 2), (32, 64, 8, 2), (64, 32, 8, 2),
+                     (64, 64, 8, 2), (64, 64, 4, 2)]
 
 
-def tuning_configs(kernel: str, dtype: torch.dtype) -> list[tuple]:
-    """The (BLOCK_M, BLOCK_N, num_warps, num_stages) tuples autotuned for a kernel and dtype."""
-    return list(TUNING_SPACE_FP32 if dtype == torch.float32 else TUNING_SPACE[kernel])
+def _fp32_fits(cfg: tuple, head_dim: int | None) -> bool:
+    bm, bn, warps, _ = cfg
+    if head_dim is None or head_dim < 64:
+        return True
+    if head_dim >= 128:
+        return bm * bn <= 32 * 64
+    return bm * bn <= 32 * 64 or warps >= 8
+
+
+def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int | None = None) -> list[tuple]:
+    """The (BLOCK_M, BLOCK_N, num_warps, num_stages) tuples autotuned for a kernel, dtype and d
+    (``head_dim=None``: every d)."""
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}: one of {KERNELS}")
+    if dtype != torch.float32:
+        return list(TUNING_SPACE[kernel])
+    return [c for c in TUNING_SPACE_FP32 if _fp32_fits(c, head_dim)]
 
 
 def config_meta(cfg: tuple) -> dict:
     """Launch keywords for one config tuple."""
     return dict(BLOCK_M=cfg[0], BLOCK_N=cfg[1], num_warps=cfg[2], num_stages=cfg[3])
+
+
+# Per kernel name, a config tuple that replaces the autotuner (and the interpreter's fixed
+# config): set it through :func:`forced` in tests and benchmarks.
+FORCE_CONFIG: dict[str, tuple] = {}
+
+
+@contextlib.contextmanager
+def forced(configs: dict | None = None, variant: str | None = None):
+    """Pin configs per kernel name and/or the backward variant inside a ``with`` block."""
+    global BWD_VARIANT
+    old_cfg, old_var = dict(FORCE_CONFIG), BWD_VARIANT
+    try:
+        FORCE_CONFIG.update(configs or {})
+        if variant is not None:
+            BWD_VARIANT = variant
+        yield
+    finally:
+        FORCE_CONFIG.clear()
+        FORCE_CONFIG.update(old_cfg)
+        BWD_VARIANT = old_var
 
 
 def _triton_configs(kernel):
@@ -102,7 +166,9 @@ def _triton_configs(kernel):
 
 def _pruner(kernel):
     def prune(configs, named_args, **kwargs):
-        wanted = set(tuning_configs(kernel, named_args["Q"].dtype))
+        q = named_args["Q"]
+        head_dim = kwargs.get("HEAD_DIM", q.shape[-1])
+        wanted = set(tuning_configs(kernel, q.dtype, head_dim))
         return [c for c in configs
                 if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in wanted]
     return prune
@@ -206,14 +272,16 @@ if triton is not None:
         tl.store(Delta + bh * seq_q + offs_m, tl.sum(o * do, 1), mask=row_ok)
 
     @triton.jit
-    def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, stride_qm, stride_dom,
-                        offs_n, offs_m, lo, hi, seq_q, qk_scale,
+    def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs,
+                        stride_qm, stride_dom, stride_dqm, offs_n, offs_m, lo, hi, seq_q, qk_scale,
                         BLOCK_M: tl.constexpr, MASK: tl.constexpr, IS_CAUSAL: tl.constexpr,
-                        DOT_PREC: tl.constexpr):
+                        DOT_PREC: tl.constexpr, ATOMIC_DQ: tl.constexpr):
         q_ptrs += lo * stride_qm
         do_ptrs += lo * stride_dom
         lse_ptrs += lo
         delta_ptrs += lo
+        if ATOMIC_DQ:
+            dq_ptrs += lo * stride_dqm
         for start_m in range(lo, hi, BLOCK_M):
             start_m = tl.multiple_of(start_m, BLOCK_M)
             rows = start_m + offs_m
@@ -237,8 +305,16 @@ if triton is not None:
                 if IS_CAUSAL:
                     pT = tl.where(rows[None, :] >= offs_n[:, None], pT, 0.0)
             dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=DOT_PREC)
-            dsT = pT * (dpT - delta[None, :])
-            dk = tl.dot(dsT.to(q.dtype), q, dk, input_precision=DOT_PREC)
+            dsT = (pT * (dpT - delta[None, :])).to(q.dtype)
+            dk = tl.dot(dsT, q, dk, input_precision=DOT_PREC)
+            if ATOMIC_DQ:
+                # dQ rows of this query tile += dS K (unscaled; padded keys have k = 0)
+                dq = tl.dot(tl.trans(dsT), k, input_precision=DOT_PREC)  # (BLOCK_M, HEAD_DIM)
+                if MASK:
+                    tl.atomic_add(dq_ptrs, dq, mask=row_ok[:, None], sem="relaxed")
+                else:
+                    tl.atomic_add(dq_ptrs, dq, sem="relaxed")
+                dq_ptrs += BLOCK_M * stride_dqm
             q_ptrs += BLOCK_M * stride_qm
             do_ptrs += BLOCK_M * stride_dom
             lse_ptrs += BLOCK_M
@@ -246,15 +322,12 @@ if triton is not None:
         return dk, dv
 
     @triton.jit
-    def _bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta, qk_scale, sm_scale,
-                         stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
-                         stride_dob, stride_dom, seq_q, seq_k,
-                         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                         IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+    def _dkdv_tile(Q, K, V, DO, DK, DV, DQ, LSE, Delta, qk_scale, sm_scale,
+                   stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
+                   stride_dob, stride_dom, stride_dqb, stride_dqm, seq_q, seq_k, pid_n, bh,
+                   HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                   IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, ATOMIC_DQ: tl.constexpr):
         # BLOCK_N keys held by this program, loop over query tiles of BLOCK_M rows
-        # (causal: the first key tiles have the most query tiles; they already start first)
-        pid_n = tl.program_id(0)
-        bh = tl.program_id(1).to(tl.int64)
         start_n = pid_n * BLOCK_N
         offs_n = start_n + tl.arange(0, BLOCK_N)
         offs_m = tl.arange(0, BLOCK_M)
@@ -268,6 +341,7 @@ if triton is not None:
         dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
         q_ptrs = Q + bh * stride_qb + offs_m[:, None] * stride_qm + offs_d[None, :]
         do_ptrs = DO + bh * stride_dob + offs_m[:, None] * stride_dom + offs_d[None, :]
+        dq_ptrs = DQ + bh * stride_dqb + offs_m[:, None] * stride_dqm + offs_d[None, :]
         lse_ptrs = LSE + bh * seq_q + offs_m
         delta_ptrs = Delta + bh * seq_q + offs_m
         full_end = seq_q // BLOCK_M * BLOCK_M
@@ -280,22 +354,60 @@ if triton is not None:
             lo = 0
             mid = 0
         # 1) diagonal tiles, masked
-        dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, stride_qm,
-                                 stride_dom, offs_n, offs_m, lo, tl.minimum(mid, seq_q), seq_q,
-                                 qk_scale, BLOCK_M, True, IS_CAUSAL, DOT_PREC)
+        dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs,
+                                 stride_qm, stride_dom, stride_dqm, offs_n, offs_m,
+                                 lo, tl.minimum(mid, seq_q), seq_q, qk_scale,
+                                 BLOCK_M, True, IS_CAUSAL, DOT_PREC, ATOMIC_DQ)
         # 2) full tiles below the diagonal, no mask
-        dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, stride_qm,
-                                 stride_dom, offs_n, offs_m, mid, full_end, seq_q,
-                                 qk_scale, BLOCK_M, False, IS_CAUSAL, DOT_PREC)
+        dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs,
+                                 stride_qm, stride_dom, stride_dqm, offs_n, offs_m,
+                                 mid, full_end, seq_q, qk_scale,
+                                 BLOCK_M, False, IS_CAUSAL, DOT_PREC, ATOMIC_DQ)
         # 3) ragged last query tile, masked
-        dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, stride_qm,
-                                 stride_dom, offs_n, offs_m, tl.maximum(mid, full_end), seq_q, seq_q,
-                                 qk_scale, BLOCK_M, True, IS_CAUSAL, DOT_PREC)
+        dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs,
+                                 stride_qm, stride_dom, stride_dqm, offs_n, offs_m,
+                                 tl.maximum(mid, full_end), seq_q, seq_q, qk_scale,
+                                 BLOCK_M, True, IS_CAUSAL, DOT_PREC, ATOMIC_DQ)
         dk = dk * sm_scale
         tl.store(DK + bh * stride_kb + offs_n[:, None] * stride_kn + offs_d[None, :],
                  dk.to(DK.dtype.element_ty), mask=col_ok[:, None])
         tl.store(DV + bh * stride_vb + offs_n[:, None] * stride_vn + offs_d[None, :],
                  dv.to(DV.dtype.element_ty), mask=col_ok[:, None])
+
+    @triton.jit
+    def _bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta, qk_scale, sm_scale,
+                         stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
+                         stride_dob, stride_dom, seq_q, seq_k,
+                         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                         IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+        # causal: the first key tiles have the most query tiles; they already start first
+        # (DK stands in for the unused dQ pointer)
+        _dkdv_tile(Q, K, V, DO, DK, DV, DK, LSE, Delta, qk_scale, sm_scale,
+                   stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
+                   stride_dob, stride_dom, 0, 0, seq_q, seq_k,
+                   tl.program_id(0), tl.program_id(1).to(tl.int64),
+                   HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, False)
+
+    @triton.jit
+    def _bwd_dkdv_atomic_kernel(Q, K, V, DO, DK, DV, DQ, LSE, Delta, qk_scale, sm_scale,
+                                stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
+                                stride_dob, stride_dom, stride_dqb, stride_dqm, seq_q, seq_k,
+                                HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                                BLOCK_N: tl.constexpr, IS_CAUSAL: tl.constexpr,
+                                DOT_PREC: tl.constexpr):
+        # DQ: float32, zeroed by the caller; receives (dS K) without the softmax scale
+        _dkdv_tile(Q, K, V, DO, DK, DV, DQ, LSE, Delta, qk_scale, sm_scale,
+                   stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
+                   stride_dob, stride_dom, stride_dqb, stride_dqm, seq_q, seq_k,
+                   tl.program_id(0), tl.program_id(1).to(tl.int64),
+                   HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, True)
+
+    @triton.jit
+    def _dq_cast_kernel(ACC, OUT, scale, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        ok = offs < n
+        x = tl.load(ACC + offs, mask=ok, other=0.0)
+        tl.store(OUT + offs, (x * scale).to(OUT.dtype.element_ty), mask=ok)
 
     @triton.jit
     def _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kn, stride_vn,
@@ -328,15 +440,13 @@ if triton is not None:
         return dq
 
     @triton.jit
-    def _bwd_dq_kernel(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
-                       stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
-                       stride_dob, stride_dom, seq_q, seq_k,
-                       HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                       IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
-        pid_m = tl.program_id(0)
-        if IS_CAUSAL:
-            pid_m = tl.num_programs(0) - 1 - pid_m
-        bh = tl.program_id(1).to(tl.int64)
+    def _dq_tile(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
+                 stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
+                 stride_dob, stride_dom, seq_q, seq_k, pid_m, bh,
+                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+        # BLOCK_M queries held by this program, loop over key tiles of BLOCK_N rows;
+        # DQ has Q's strides
         start_m = pid_m * BLOCK_M
         offs_m = start_m + tl.arange(0, BLOCK_M)
         offs_n = tl.arange(0, BLOCK_N)
@@ -367,6 +477,42 @@ if triton is not None:
         tl.store(DQ + bh * stride_qb + offs_m[:, None] * stride_qm + offs_d[None, :],
                  dq.to(DQ.dtype.element_ty), mask=row_ok[:, None])
 
+    @triton.jit
+    def _bwd_dq_kernel(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
+                       stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
+                       stride_dob, stride_dom, seq_q, seq_k,
+                       HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                       IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+        pid_m = tl.program_id(0)
+        if IS_CAUSAL:  # the last query tiles have the most key tiles: start them first
+            pid_m = tl.num_programs(0) - 1 - pid_m
+        _dq_tile(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
+                 stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
+                 stride_dob, stride_dom, seq_q, seq_k, pid_m, tl.program_id(1).to(tl.int64),
+                 HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC)
+
+    @triton.jit
+    def _bwd_fused_kernel(Q, K, V, DO, DQ, DK, DV, LSE, Delta, qk_scale, sm_scale,
+                          stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
+                          stride_dob, stride_dom, seq_q, seq_k,
+                          HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                          IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+        # program i: dK, dV of key tile i (BLOCK_N keys, query steps of BLOCK_M), then dQ of
+        # query tile i (BLOCK_N queries, key steps of BLOCK_M).  Causal: key tile i has work
+        # ~ (n - i), query tile i ~ (i + 1): every program does about the same.
+        pid = tl.program_id(0)
+        bh = tl.program_id(1).to(tl.int64)
+        if pid * BLOCK_N < seq_k:
+            _dkdv_tile(Q, K, V, DO, DK, DV, DK, LSE, Delta, qk_scale, sm_scale,
+                       stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
+                       stride_dob, stride_dom, 0, 0, seq_q, seq_k, pid, bh,
+                       HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, False)
+        if pid * BLOCK_N < seq_q:
+            _dq_tile(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
+                     stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
+                     stride_dob, stride_dom, seq_q, seq_k, pid, bh,
+                     HEAD_DIM, BLOCK_N, BLOCK_M, IS_CAUSAL, DOT_PREC)
+
     # retuned whenever a sequence length, d, the causal flag or the dtypes change
     _KEY = ["seq_q", "seq_k", "HEAD_DIM", "IS_CAUSAL"]
 
@@ -377,6 +523,18 @@ if triton is not None:
     _fwd_tuned = _tuned(_fwd_kernel, "fwd")
     _dkdv_tuned = _tuned(_bwd_dkdv_kernel, "dkdv")
     _dq_tuned = _tuned(_bwd_dq_kernel, "dq")
+    # its trial runs add into DQ: backward() zeroes it again after a tuning run
+    _dkdv_atomic_tuned = _tuned(_bwd_dkdv_atomic_kernel, "dkdv_atomic")
+    _fused_tuned = _tuned(_bwd_fused_kernel, "bwd_fused")
+
+    # kernel name -> (plain kernel, autotuned kernel)
+    KERNEL_FUNCS = {
+        "fwd": (_fwd_kernel, _fwd_tuned),
+        "dkdv": (_bwd_dkdv_kernel, _dkdv_tuned),
+        "dq": (_bwd_dq_kernel, _dq_tuned),
+        "dkdv_atomic": (_bwd_dkdv_atomic_kernel, _dkdv_atomic_tuned),
+        "bwd_fused": (_bwd_fused_kernel, _fused_tuned),
+    }
 
 
 def _use_fixed_config() -> bool:
@@ -390,13 +548,56 @@ FIXED_CONFIG = (64, 64, 4, 2)
 DOT_PRECISION = "ieee"
 
 
-def _launch(tuned, kernel, rows, tile_key, batch, args, const):
-    """Launch over (cdiv(rows, tile), batch) programs, autotuned or with the fixed config."""
-    if _use_fixed_config():
-        meta = config_meta(INTERPRET_CONFIG if _interpreting() else FIXED_CONFIG)
+def kernel_args(name, q, k, v, o=None, lse=None, do=None, delta=None, dq=None, dk=None, dv=None,
+                dq_acc=None):
+    """Positional arguments of kernel ``name`` for these tensors, with the number of rows its
+    grid covers and the block size that divides them: (args, rows, tile key).
+
+    All tensors are contiguous (batch, seq, d); dq, dk, dv, o, do share q's / k's strides;
+    ``dq_acc`` is the float32 buffer of the atomic variant.  Used by the autograd function,
+    and by scripts/bench_flash.py to time and precompile single kernels."""
+    b, sq, d = q.shape
+    sk = k.shape[1]
+    sm_scale = 1.0 / math.sqrt(d)
+    qk_scale = sm_scale * LOG2E
+    qkv = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1))
+    if name == "fwd":
+        return (q, k, v, o, lse, qk_scale, *qkv, o.stride(0), o.stride(1), sq, sk), sq, "BLOCK_M"
+    st = qkv + (do.stride(0), do.stride(1))
+    if name == "dkdv":
+        return (q, k, v, do, dk, dv, lse, delta, qk_scale, sm_scale, *st, sq, sk), sk, "BLOCK_N"
+    if name == "dq":
+        return (q, k, v, do, dq, lse, delta, qk_scale, sm_scale, *st, sq, sk), sq, "BLOCK_M"
+    if name == "dkdv_atomic":
+        return ((q, k, v, do, dk, dv, dq_acc, lse, delta, qk_scale, sm_scale, *st,
+                 dq_acc.stride(0), dq_acc.stride(1), sq, sk), sk, "BLOCK_N")
+    if name == "bwd_fused":
+        return ((q, k, v, do, dq, dk, dv, lse, delta, qk_scale, sm_scale, *st, sq, sk),
+                max(sq, sk), "BLOCK_N")
+    raise ValueError(f"unknown kernel {name!r}: one of {KERNELS}")
+
+
+def launch(name, args, rows, tile_key, batch, const, cfg=None):
+    """Launch kernel ``name`` over (cdiv(rows, tile), batch) programs: with ``cfg`` if given,
+    else FORCE_CONFIG's entry, else the fixed config (interpreter, PERFMODEL_FLASH_AUTOTUNE=0),
+    else the autotuner."""
+    kernel, tuned = KERNEL_FUNCS[name]
+    if cfg is None:
+        cfg = FORCE_CONFIG.get(name)
+    if cfg is None and _use_fixed_config():
+        cfg = INTERPRET_CONFIG if _interpreting() else FIXED_CONFIG
+    if cfg is not None:
+        meta = config_meta(cfg)
         kernel[(triton.cdiv(rows, meta[tile_key]), batch)](*args, **meta, **const)
     else:
         tuned[lambda meta: (triton.cdiv(rows, meta[tile_key]), batch)](*args, **const)
+
+
+def _bwd_variant() -> str:
+    if BWD_VARIANT not in BWD_VARIANTS:
+        raise ValueError(f"unknown backward variant {BWD_VARIANT!r} (PERFMODEL_FLASH_BWD): "
+                         f"one of {tuple(BWD_VARIANTS)}")
+    return BWD_VARIANT
 
 
 class FlashAttentionTriton(torch.autograd.Function):
@@ -412,15 +613,10 @@ class FlashAttentionTriton(torch.autograd.Function):
         check_inputs(q, k, v, is_causal)
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         b, sq, d = q.shape
-        sk = k.shape[1]
         o = torch.empty_like(q)
         lse = torch.empty((b, sq), dtype=torch.float32, device=q.device)
-        sm_scale = 1.0 / math.sqrt(d)
         const = dict(HEAD_DIM=d, IS_CAUSAL=bool(is_causal), DOT_PREC=DOT_PRECISION)
-        args = (q, k, v, o, lse, sm_scale * LOG2E,
-                q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-                o.stride(0), o.stride(1), sq, sk)
-        _launch(_fwd_tuned, _fwd_kernel, sq, "BLOCK_M", b, args, const)
+        launch("fwd", *kernel_args("fwd", q, k, v, o=o, lse=lse), b, const)
         ctx.save_for_backward(q, k, v, o, lse)
         ctx.is_causal = bool(is_causal)
         return o
@@ -428,10 +624,9 @@ class FlashAttentionTriton(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, o, lse = ctx.saved_tensors
+        variant = _bwd_variant()
         do = grad_out.contiguous()
         b, sq, d = q.shape
-        sk = k.shape[1]
-        sm_scale = 1.0 / math.sqrt(d)
         delta = torch.empty((b, sq), dtype=torch.float32, device=q.device)
         pre_block = 32 if _interpreting() else 128
         _bwd_preprocess_kernel[(triton.cdiv(sq, pre_block), b)](
@@ -441,12 +636,21 @@ class FlashAttentionTriton(torch.autograd.Function):
         dk = torch.empty_like(k)
         dv = torch.empty_like(v)
         const = dict(HEAD_DIM=d, IS_CAUSAL=ctx.is_causal, DOT_PREC=DOT_PRECISION)
-        strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-                   do.stride(0), do.stride(1), sq, sk)
-        _launch(_dkdv_tuned, _bwd_dkdv_kernel, sk, "BLOCK_N", b,
-                (q, k, v, do, dk, dv, lse, delta, sm_scale * LOG2E, sm_scale) + strides, const)
-        _launch(_dq_tuned, _bwd_dq_kernel, sq, "BLOCK_M", b,
-                (q, k, v, do, dq, lse, delta, sm_scale * LOG2E, sm_scale) + strides, const)
+        tensors = dict(lse=lse, do=do, delta=delta, dq=dq, dk=dk, dv=dv)
+        if variant == "atomic":
+            dq_acc = torch.zeros((b, sq, d), dtype=torch.float32, device=q.device)
+            args = kernel_args("dkdv_atomic", q, k, v, dq_acc=dq_acc, **tensors)
+            tuned = KERNEL_FUNCS["dkdv_atomic"][1]
+            cached = len(tuned.cache)
+            launch("dkdv_atomic", *args, b, const)
+            if len(tuned.cache) != cached:  # a tuning run: its trial launches added into dq_acc
+                dq_acc.zero_()
+                launch("dkdv_atomic", *args, b, const)
+            n = dq_acc.numel()
+            _dq_cast_kernel[(triton.cdiv(n, 1024),)](dq_acc, dq, 1.0 / math.sqrt(d), n, BLOCK=1024)
+        else:
+            for name in BWD_VARIANTS[variant]:
+                launch(name, *kernel_args(name, q, k, v, **tensors), b, const)
         return dq, dk, dv, None
 
 

@@ -4,36 +4,68 @@ Run on the GPU box from the repository root, e.g.:
 
     python3 scripts/bench_flash.py --check --targets
     python3 scripts/bench_flash.py --grid --long
+    python3 scripts/bench_flash.py --targets --explore --check-configs --explore-fp32 \\
+        --jobs 16 --budget 480 --json $OUT/flash.json
 
---check    small shapes against a float64 reference (all d, fp32/bf16, causal and not,
-           ragged lengths, seq_q != seq_k), fixed kernel config (no autotuning)
---targets  the two target shapes (b8 x s16384 x d128 3D, b1 x h16 x s16384 x d64 4D, bf16,
-           causal), autotuned, checked against SDPA and a float64 forward on a slice
---grid     batch 8 x d {16,32,64,128} x seq {256..16384}, fp32 and bf16, causal
---long     seq 65536 at batch 1, d 64 and 128, fp32 and bf16, causal
+--check          small shapes against a float64 reference (all d, fp32/bf16, causal and not,
+                 ragged lengths, seq_q != seq_k), fixed kernel config (no autotuning)
+--targets        the two target shapes (b1 x h16 x s16384 x d64 4D, b8 x s16384 x d128 3D, bf16,
+                 causal), autotuned: fwd, bwd, fwd+bwd of every backward variant (--variants)
+                 and of SDPA in the same run, each checked against SDPA; a TARGET line per shape
+--explore        each kernel alone on the targets, every config of its tuning space plus EXPLORE
+--check-configs  tests/test_flash.py's per-config GPU tests (every config of every kernel and
+                 variant, d 64 and 128, fp32 and bf16, causal and not, ragged, seq_q != seq_k)
+                 in a pytest subprocess, after precompiling their kernels
+--explore-fp32   fp32 kernels per config and fp32 end-to-end at b8 x s16384 x d64 and
+                 b8 x s4096 x d128 (the small fp32 tiles; compare with notes/flash.md)
+--grid           batch 8 x d {16,32,64,128} x seq {256..16384}, fp32 and bf16, causal
+--long           seq 65536 at batch 1, d 64 and 128, fp32 and bf16, causal
+--resources      (no GPU) compile every config for sm_90 and print registers, spill stack and
+                 shared memory per config, e.g. --resources --ds 64,128 --jobs 2
 
-Timings are triton.testing.do_bench medians; the table comes last.  FLOPs: 4*b*h*s_q*s_k*d
-per forward (halved when causal), 2.5x that for backward.  Peak MiB is
-torch.cuda.max_memory_allocated over one forward+backward (inputs included, no do_bench
-L2-flush buffer).
+Order: precompile (--jobs N worker processes) of the target kernels; target end-to-end rows
+(printed as soon as measured); explore; precompile of the check and fp32 kernels; config
+checks; fp32 exploration; grid cells; summary tables.  A stage that would start after --budget
+seconds is skipped (and the pytest subprocess is stopped at the budget), and the JSON (--json)
+is rewritten after every stage, so a run cut short keeps what it measured.
+
+Timings are triton.testing.do_bench medians.  FLOPs: 4*b*h*s_q*s_k*d per forward (halved when
+causal), 2.5x that for backward.  Peak MiB is torch.cuda.max_memory_allocated over one
+forward+backward (inputs included, no do_bench L2-flush buffer).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import re
+import subprocess
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, ROOT)
 
 from perfmodel import flash_triton  # noqa: E402
 from perfmodel.flash_torch import flash_torch_attention  # noqa: E402
 from perfmodel.flash_triton import flash_attention  # noqa: E402
+
+# (shape, fwd+bwd target in ms or None); the b1 h16 d64 one first: it is the open target
+TARGETS = [((1, 16, 16384, 64), 4.5), ((8, 16384, 128), None)]
+FP32_SHAPES = [(8, 16384, 64), (8, 4096, 128)]
+
+
+def dtype_name(dtype):
+    return str(dtype).replace("torch.", "")
+
+
+def cfg_str(cfg):
+    return f"{cfg[0]}x{cfg[1]} w{cfg[2]} s{cfg[3]}"
 
 
 def rel(x, ref):
@@ -99,52 +131,64 @@ def check_small(impls, gen):
 
 def _warm_one(task):
     """Compile one kernel config into Triton's on-disk cache (runs in a worker process)."""
-    name, dt, d, causal, sq, sk, cfg = task
+    name, dt, d, causal, cfg = task
     from perfmodel import flash_triton as ft
     t0 = time.time()
     dtype = getattr(torch, dt)
-    # pointer arguments only matter through dtype and 16-byte alignment; the integers are the
-    # real ones, so the specialization (and the cache key) matches the later launches
-    x = torch.empty(64, device="cuda", dtype=dtype)
-    f = torch.empty(64, device="cuda", dtype=torch.float32)
-    meta = dict(HEAD_DIM=d, IS_CAUSAL=causal, DOT_PREC=ft.DOT_PRECISION, grid=(1,), **ft.config_meta(cfg))
-    strides = (sq * d, d, sk * d, d, sk * d, d)
+    # small tensors with the integer specialization of the real launches: every length, stride
+    # and element count is a multiple of 16, so the cache key matches the later launches
+    s = 16
+    x = [torch.zeros(1, s, d, device="cuda", dtype=dtype) for _ in range(8)]
+    lse, delta = (torch.zeros(1, s, device="cuda") for _ in range(2))
+    acc = torch.zeros(1, s, d, device="cuda")
+    tag = f"{name} {dt} d{d} {'causal' if causal else 'full'} {cfg_str(cfg) if cfg else ''}"
     try:
-        if name == "fwd":
-            ft._fwd_kernel.warmup(x, x, x, x, f, 0.5, *strides, sq * d, d, sq, sk, **meta)
-        elif name == "dkdv":
-            ft._bwd_dkdv_kernel.warmup(x, x, x, x, x, x, f, f, 0.5, 0.5, *strides, sq * d, d, sq, sk, **meta)
+        if name == "pre":
+            ft._bwd_preprocess_kernel.warmup(x[0], x[1], delta, s * d, d, s * d, d, s,
+                                             HEAD_DIM=d, BLOCK_M=128, grid=(1,))
+        elif name == "cast":
+            ft._dq_cast_kernel.warmup(acc, x[0], 0.5, s * d, BLOCK=1024, grid=(1,))
         else:
-            ft._bwd_dq_kernel.warmup(x, x, x, x, x, f, f, 0.5, 0.5, *strides, sq * d, d, sq, sk, **meta)
-    except Exception as exc:  # e.g. out of shared memory: the autotuner will skip it too
-        return False, time.time() - t0, f"{name} {dt} d{d} {cfg}: {type(exc).__name__}"
-    return True, time.time() - t0, f"{name} {dt} d{d} {cfg}"
+            q, k, v, o, do, dq, dk, dv = x
+            args, _, _ = ft.kernel_args(name, q, k, v, o=o, lse=lse, do=do, delta=delta, dq=dq,
+                                        dk=dk, dv=dv, dq_acc=acc)
+            ft.KERNEL_FUNCS[name][0].warmup(*args, HEAD_DIM=d, IS_CAUSAL=causal,
+                                            DOT_PREC=ft.DOT_PRECISION, grid=(1,),
+                                            **ft.config_meta(cfg))
+    except Exception as exc:  # e.g. a compile error: the autotuner would skip it too
+        return False, time.time() - t0, f"{tag}: {type(exc).__name__}"
+    return True, time.time() - t0, tag
 
 
-def precompile(cells, jobs, extra_cells=(), extra=None, timeout=120):
-    """Compile every autotuning config the cells will need, in parallel worker processes.
+def kernel_tasks(cells, names, extra=None):
+    """Precompile tasks, in order: (kernel, dtype name, d, causal, config) for every config of
+    every kernel in ``names`` (plus ``extra[name]`` unless float32, as in explore) for each
+    (d, dtype, causal) cell, and the preprocess / cast kernels."""
+    out = []
+    for d, dtype, causal in cells:
+        dt = dtype_name(dtype)
+        more = extra if extra and dtype != torch.float32 else {}
+        for name in names:
+            for cfg in flash_triton.tuning_configs(name, dtype, d) + list(more.get(name, [])):
+                out.append((name, dt, d, causal, tuple(cfg)))
+        out += [("pre", dt, d, False, None), ("cast", dt, 64, False, None)]
+    return out
 
-    extra: {kernel name: [configs]} compiled too, for extra_cells only (--explore).  Workers
-    still compiling after ``timeout`` seconds are terminated (the autotuner compiles whatever
-    is missing later, in the main process)."""
+
+def precompile(tasks, jobs, timeout, label, skip=()):
+    """Compile ``tasks`` (in order, duplicates and ``skip`` dropped) in ``jobs`` worker
+    processes sharing Triton's disk cache.  Workers still compiling after ``timeout`` seconds
+    are terminated (the autotuner compiles whatever is missing later, in the main process)."""
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    from perfmodel.flash_triton import tuning_configs
-
-    tasks = set()
-    for cell_list, more in ((cells, {}), (extra_cells, extra or {})):
-        for shape, dtype, causal in cell_list:
-            s, d = shape[-2], shape[-1]
-            dt = str(dtype).replace("torch.", "")
-            for name in ("fwd", "dkdv", "dq"):
-                for cfg in tuning_configs(name, dtype) + list(more.get(name, [])):
-                    # integers divisible by 16 share one specialization: compile once per class
-                    s16 = 16 if s % 16 == 0 else s
-                    tasks.add((name, dt, d, causal, s16, s16, cfg))
+    tasks = [t for t in dict.fromkeys(tasks) if t not in set(skip)]
+    if not tasks or timeout <= 0:
+        print(f"precompile {label}: skipped ({len(tasks)} tasks, {timeout:.0f}s left)", flush=True)
+        return dict(label=label, tasks=len(tasks), done=0, seconds=0.0, skipped=True)
     t0 = time.time()
     ex = cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"))
-    futures = {ex.submit(_warm_one, t): t for t in sorted(tasks)}
+    futures = {ex.submit(_warm_one, t): t for t in tasks}
     done, pending = cf.wait(futures, timeout=timeout)
     msgs = [f.result() for f in done]
     if pending:
@@ -152,73 +196,107 @@ def precompile(cells, jobs, extra_cells=(), extra=None, timeout=120):
             proc.terminate()
     ex.shutdown(wait=False, cancel_futures=True)
     slow = [f"{m} {t:.0f}s" for ok, t, m in sorted(msgs, key=lambda r: -r[1])[:3]]
-    print(f"precompiled {len(done)}/{len(tasks)} kernel configs with {jobs} processes in "
-          f"{time.time() - t0:.0f}s; slowest: {slow}; failed: {[m for ok, t, m in msgs if not ok]}; "
-          f"unfinished: {[futures[f] for f in pending]}", flush=True)
+    failed = [m for ok, t, m in msgs if not ok]
+    unfinished = [futures[f] for f in pending]
+    secs = time.time() - t0
+    print(f"precompile {label}: {len(done)}/{len(tasks)} kernel configs with {jobs} processes in "
+          f"{secs:.0f}s; slowest: {slow}; failed: {failed}; unfinished: {len(unfinished)} "
+          f"{unfinished[:6]}", flush=True)
+    return dict(label=label, tasks=len(tasks), done=len(done), seconds=secs, failed=failed,
+                unfinished=[list(map(str, u)) for u in unfinished], slowest=slow)
 
 
+# configs timed by --explore (bf16 targets) on top of each kernel's tuning space
 EXPLORE = {
-    "fwd": [(128, 64, 8, 4), (128, 128, 8, 4), (128, 64, 4, 2), (128, 32, 4, 3), (128, 32, 8, 3)],
-    "dkdv": [(32, 128, 4, 3), (32, 128, 4, 4), (32, 128, 8, 3), (32, 64, 4, 3), (64, 128, 4, 3),
-             (64, 64, 4, 4), (64, 128, 8, 4), (16, 128, 4, 3)],
-    "dq": [(128, 32, 4, 3), (128, 32, 8, 3), (64, 32, 4, 3), (128, 64, 4, 3), (64, 64, 4, 4),
-           (128, 64, 8, 4), (128, 16, 4, 3)],
+    "fwd": [(128, 64, 4, 2), (128, 32, 4, 3), (128, 32, 8, 3), (64, 64, 4, 4), (64, 128, 8, 3)],
+    "dkdv": [(32, 128, 8, 4), (16, 128, 8, 3), (32, 64, 8, 3), (32, 64, 4, 3), (64, 128, 4, 3),
+             (64, 64, 4, 4), (64, 128, 8, 4)],
+    "dq": [(64, 64, 4, 4), (128, 64, 8, 4), (128, 16, 4, 3), (128, 32, 4, 4), (128, 32, 8, 4)],
+    "dkdv_atomic": [(32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 8, 3), (64, 128, 4, 3), (128, 128, 8, 2)],
+    "bwd_fused": [(32, 128, 4, 3), (64, 64, 4, 3), (64, 128, 8, 2), (64, 64, 8, 3), (64, 128, 4, 3)],
 }
+# matrix products per (query tile, key tile) pair, for the TFLOP/s of a kernel alone
+PRODUCTS = {"fwd": 2, "dkdv": 4, "dq": 3, "dkdv_atomic": 5, "bwd_fused": 7}
 
 
-def explore(shape, dtype, gen, warmup, rep):
-    """Time each kernel alone for every config of the tuning space plus EXPLORE."""
-    import triton
+def variant_kernels(variants):
+    names = ["fwd"]
+    for v in variants:
+        names += [n for n in flash_triton.BWD_VARIANTS[v] if n not in names]
+    return names
+
+
+def explore(shape, dtype, names, gen, warmup, rep, deadline):
+    """Time each kernel in ``names`` alone (causal) for every config of its tuning space for
+    this dtype and d, plus EXPLORE for bf16; returns one row per (kernel, config)."""
     from triton.testing import do_bench
 
-    from perfmodel import flash_triton as ft
-
+    ft = flash_triton
     q, k, v, do = make_inputs(shape, dtype, gen)
-    if q.dim() == 4:
-        q, k, v, do = (x.detach().reshape(-1, x.shape[-2], x.shape[-1]) for x in (q, k, v, do))
-    q, k, v, do = (x.detach().contiguous() for x in (q, k, v, do))
+    q, k, v, do = (x.detach().reshape(-1, x.shape[-2], x.shape[-1]).contiguous() for x in (q, k, v, do))
     b, s, d = q.shape
-    qr = q.clone().requires_grad_()
-    out = ft.FlashAttentionTriton.apply(qr, k, v, True)
+    with ft.forced({"fwd": ft.tuning_configs("fwd", dtype, d)[0]}):
+        out = ft.FlashAttentionTriton.apply(q.clone().requires_grad_(), k, v, True)
     lse = out.grad_fn.saved_tensors[4].clone()
     o = out.detach()
+    del out
     delta = (o.float() * do.float()).sum(-1)
-    sm = 1.0 / math.sqrt(d)
-    qk = sm * ft.LOG2E
-    strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1))
-    o2, lse2, dq, dk, dv = torch.empty_like(o), torch.empty_like(lse), *(torch.empty_like(q) for _ in range(3))
+    o2, lse2 = torch.empty_like(o), torch.empty_like(lse)
+    dq, dk, dv = (torch.empty_like(q) for _ in range(3))
+    acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device)  # grows over reps: harmless
     const = dict(HEAD_DIM=d, IS_CAUSAL=True, DOT_PREC=ft.DOT_PRECISION)
-    f = flops(b, 1, s, s, d, True)
-    res = {}
-    for name in ("fwd", "dkdv", "dq"):
-        for cfg in sorted(set(ft.tuning_configs(name, dtype)) | set(EXPLORE[name])):
-            bm, bn = cfg[:2]
-            kw = dict(**ft.config_meta(cfg), **const)
-            if name == "fwd":
-                def go():
-                    ft._fwd_kernel[(triton.cdiv(s, bm), b)](q, k, v, o2, lse2, qk, *strides, o2.stride(0),
-                                                            o2.stride(1), s, s, **kw)
-            elif name == "dkdv":
-                def go():
-                    ft._bwd_dkdv_kernel[(triton.cdiv(s, bn), b)](q, k, v, do, dk, dv, lse, delta, qk, sm,
-                                                                 *strides, do.stride(0), do.stride(1), s, s, **kw)
-            else:
-                def go():
-                    ft._bwd_dq_kernel[(triton.cdiv(s, bm), b)](q, k, v, do, dq, lse, delta, qk, sm,
-                                                               *strides, do.stride(0), do.stride(1), s, s, **kw)
-            try:
-                ms = do_bench(go, warmup=warmup, rep=rep, return_mode="median")
-            except Exception as exc:
-                print(f"explore {shape} {name} {cfg}: {type(exc).__name__}", flush=True)
+    per_product = flops(b, 1, s, s, d, True) / 2
+    shape_s, dt = "x".join(map(str, shape)), dtype_name(dtype)
+    rows = []
+    for name in names:
+        space = ft.tuning_configs(name, dtype, d)
+        more = EXPLORE.get(name, []) if dtype != torch.float32 else []
+        if name == "fwd":
+            args, nrows, key = ft.kernel_args("fwd", q, k, v, o=o2, lse=lse2)
+        else:
+            args, nrows, key = ft.kernel_args(name, q, k, v, lse=lse, do=do, delta=delta, dq=dq,
+                                              dk=dk, dv=dv, dq_acc=acc)
+        for cfg in dict.fromkeys(space + more):
+            row = dict(shape=shape_s, dtype=dt, kernel=name, cfg=list(cfg), in_space=cfg in space)
+            rows.append(row)
+            if time.time() > deadline:
+                row["error"] = "not run: --budget used up"
                 continue
-            res[(name, cfg)] = ms
-    for name in ("fwd", "dkdv", "dq"):
-        rows = sorted((ms, cfg) for (n, cfg), ms in res.items() if n == name)
-        print(f"explore {shape} {name}: " + ", ".join(
-            f"{cfg}{'*' if cfg in EXPLORE[name] else ''} {ms:.3f}" for ms, cfg in rows[:8]), flush=True)
-    best = {n: min(ms for (m, c), ms in res.items() if m == n) for n in ("fwd", "dkdv", "dq")}
-    print(f"explore {shape}: best fwd {best['fwd']:.3f} ms ({f / best['fwd'] * 1e-9:.0f} TFLOP/s), "
-          f"best dkdv+dq {best['dkdv'] + best['dq']:.3f} ms; sum {sum(best.values()):.3f} ms", flush=True)
+            try:
+                row["ms"] = do_bench(lambda: ft.launch(name, args, nrows, key, b, const, cfg=cfg),
+                                     warmup=warmup, rep=rep, return_mode="median")
+                row["tflops"] = PRODUCTS[name] * per_product / row["ms"] * 1e-9
+            except Exception as exc:  # e.g. out of shared memory
+                row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
+        timed = sorted((r["ms"], tuple(r["cfg"]), r) for r in rows if r["kernel"] == name and "ms" in r)
+        bad = [f"{cfg_str(r['cfg'])}: {r['error']}" for r in rows if r["kernel"] == name and "error" in r]
+        print(f"explore {shape_s} {dt} {name}: " + ", ".join(
+            f"{cfg_str(c)}{'' if r['in_space'] else '*'} {ms:.3f} ({r['tflops']:.0f})" for ms, c, r in timed)
+            + (f" | failed: {bad}" if bad else ""), flush=True)
+    best = best_by_kernel(rows)
+    sums = variant_sums(best)
+    print(f"explore {shape_s} {dt}: best " + ", ".join(f"{n} {best[n][0]:.3f} {cfg_str(best[n][1])}" for n in best)
+          + " | kernel sums fwd+bwd: " + ", ".join(f"{v} {t:.3f}" for v, t in sums.items()), flush=True)
+    del q, k, v, do, o, o2, dq, dk, dv, acc
+    torch.cuda.empty_cache()
+    return rows
+
+
+def best_by_kernel(rows):
+    best = {}
+    for r in rows:
+        if "ms" in r and (r["kernel"] not in best or r["ms"] < best[r["kernel"]][0]):
+            best[r["kernel"]] = (r["ms"], tuple(r["cfg"]))
+    return best
+
+
+def variant_sums(best):
+    """Kernel-only fwd+bwd per variant from the best configs (no preprocess, memset, cast)."""
+    out = {}
+    for v, names in flash_triton.BWD_VARIANTS.items():
+        if "fwd" in best and all(n in best for n in names):
+            out[v] = best["fwd"][0] + sum(best[n][0] for n in names)
+    return out
 
 
 def flops(b, h, sq, sk, d, causal):
@@ -245,7 +323,7 @@ def sdpa(q, k, v, causal):
 IMPLS = {"flash": flash_attention, "sdpa": sdpa, "flash_torch": flash_torch_attention}
 
 
-def bench_cell(impl, shape, dtype, causal, gen, warmup, rep):
+def _bench_cell(impl, shape, dtype, causal, gen, warmup, rep):
     """Time one implementation on one shape; returns a result dict (or the error)."""
     from triton.testing import do_bench
 
@@ -308,33 +386,6 @@ def bench_cell(impl, shape, dtype, causal, gen, warmup, rep):
     return row
 
 
-def check_large(shape, dtype, causal, gen):
-    """Autotuned kernels on a large shape: against SDPA (all of it) and a float64 forward
-    on the first (batch, head) slice."""
-    q, k, v, do = make_inputs(shape, dtype, gen)
-    out = flash_attention(q, k, v, causal)
-    out.backward(do)
-    grads = [x.grad for x in (q, k, v)]
-    for x in (q, k, v):
-        x.grad = None
-    ref = sdpa(q, k, v, causal)
-    ref.backward(do)
-    errs = {"o_vs_sdpa": rel(out, ref)}
-    for n, g, x in zip(("dq", "dk", "dv"), grads, (q, k, v)):
-        errs[n + "_vs_sdpa"] = rel(g, x.grad)
-    idx = (0, 0) if len(shape) == 4 else (0,)
-    with torch.no_grad():
-        r64, _ = reference(q[idx].double(), k[idx].double(), v[idx].double(), causal)
-        errs["o_vs_f64"] = rel(out[idx], r64)
-        errs["sdpa_vs_f64"] = rel(ref[idx], r64)
-    ok = all(e < 2e-2 for e in errs.values())
-    print(f"check_large {'ok' if ok else 'FAIL'} {shape} {dtype} causal={causal}: "
-          + " ".join(f"{n}={e:.2e}" for n, e in errs.items()), flush=True)
-    del q, k, v, do, out, ref, grads
-    torch.cuda.empty_cache()
-    return ok
-
-
 def fmt_table(rows):
     lines = ["| impl | shape | dtype | causal | fwd ms | bwd ms | fwd+bwd ms | fwd TFLOP/s | bwd TFLOP/s "
              "| fwd+bwd TFLOP/s | peak MiB | fwd x SDPA | fwd+bwd x SDPA | err vs SDPA |",
@@ -355,47 +406,354 @@ def fmt_table(rows):
     return "\n".join(lines)
 
 
+def bench_cell(impl, shape, dtype, causal, gen, warmup, rep, variant=None):
+    """As _bench_cell; ``variant``: the flash backward variant (None: the module default)."""
+    with flash_triton.forced(variant=variant) if variant else contextlib.nullcontext():
+        row = _bench_cell(impl, shape, dtype, causal, gen, warmup, rep)
+    if variant:
+        row["impl"], row["variant"] = f"{impl}[{variant}]", variant
+    return row
+
+
+def row_line(r, secs=None):
+    err = r.get("err_vs_sdpa")
+    txt = r.get("error") or (f"fwd {r['fwd_ms']:.3f} bwd {r['bwd_ms']:.3f} fwd+bwd {r['fwdbwd_ms']:.3f} ms, "
+                             f"peak {r['peak_mib']:.0f} MiB"
+                             + (f", err vs SDPA {err:.1e}{' FAIL' if not err < 2e-2 else ''}" if err is not None else ""))
+    return f"{r['impl']} {r['shape']} {r['dtype']}: {txt}" + (f" ({secs:.0f}s)" if secs is not None else "")
+
+
+def target_line(shape, dtype, rows, limit):
+    """One line: the best flash fwd+bwd among ``rows`` of this shape vs SDPA (and the target)."""
+    shape_s = "x".join(map(str, shape))
+    mine = [r for r in rows if r["shape"] == shape_s and r["dtype"] == dtype_name(dtype) and "fwdbwd_ms" in r]
+    flash = [r for r in mine if r["impl"].startswith("flash") and r.get("err_vs_sdpa", 1) < 2e-2]
+    sd = [r for r in mine if r["impl"] == "sdpa"]
+    wrong = ""
+    if not flash:  # still show the times, marked
+        flash = [r for r in mine if r["impl"].startswith("flash")]
+        wrong = " WRONG (err vs SDPA >= 2e-2)"
+        if not flash:
+            return f"TARGET {shape_s} {dtype_name(dtype)}: no flash result"
+    best = min(flash, key=lambda r: r["fwdbwd_ms"])
+    txt = (f"TARGET {shape_s} {dtype_name(dtype)} causal: best flash fwd+bwd {best['fwdbwd_ms']:.3f} ms{wrong} "
+           f"({best['impl']}: fwd {best['fwd_ms']:.3f} + bwd {best['bwd_ms']:.3f})")
+    if sd:
+        txt += (f" | SDPA {sd[0]['fwdbwd_ms']:.3f} ms (fwd {sd[0]['fwd_ms']:.3f}) | fwd x SDPA "
+                f"{sd[0]['fwd_ms'] / best['fwd_ms']:.2f}, fwd+bwd x SDPA {sd[0]['fwdbwd_ms'] / best['fwdbwd_ms']:.2f}")
+    if limit:
+        txt += f" | < {limit} ms: {'MET' if best['fwdbwd_ms'] < limit else 'NOT MET'}"
+    others = ", ".join(f"{r['impl']} {r['fwdbwd_ms']:.3f}" for r in flash if r is not best)
+    return txt + (f" | others: {others}" if others else "")
+
+
+def run_e2e(shapes, dtype, variants, gen, args, rows, deadline, save):
+    """fwd / bwd / fwd+bwd of SDPA and of flash with each backward variant (autotuned)."""
+    for shape, limit in shapes:
+        for impl, variant in [("sdpa", None)] + [("flash", v) for v in variants]:
+            if time.time() > deadline:
+                rows.append(dict(impl=impl if not variant else f"flash[{variant}]", shape="x".join(map(str, shape)),
+                                 dtype=dtype_name(dtype), causal=True, error="not run: --budget used up"))
+                continue
+            t = time.time()
+            r = bench_cell(impl, shape, dtype, True, gen, args.warmup, args.rep, variant)
+            rows.append(r)
+            print(row_line(r, time.time() - t), flush=True)
+            save()
+        print(target_line(shape, dtype, rows, limit), flush=True)
+
+
+def autotuned_choices():
+    out = []
+    for name, (_, tuned) in flash_triton.KERNEL_FUNCS.items():
+        for key, cfg in tuned.cache.items():
+            c = (cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"], cfg.num_warps, cfg.num_stages)
+            out.append(f"{name} {key}: {cfg_str(c)}")
+    return out
+
+
+_TEST_LINE = re.compile(r"::(test_\w+)\[([^\]]+)\] (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)")
+
+
+def run_config_checks(deadline):
+    """tests/test_flash.py's per-config and variant GPU tests in a pytest subprocess, stopped at
+    the deadline; returns {test id: status} and prints a per-kernel count and every failure."""
+    cmd = [sys.executable, "-m", "pytest", "-v", "-rfEs", "-p", "no:cacheprovider",
+           "tests/test_flash.py", "-k", "each_config or variants_autotuned"]
+    t0 = time.time()
+    timeout = deadline - time.time()
+    if timeout < 20:
+        print(f"config checks: skipped ({timeout:.0f}s of budget left)", flush=True)
+        return {}
+    try:
+        env = dict(os.environ, PERFMODEL_FLASH_CONFIG_TESTS="1")
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+        out, note = proc.stdout + proc.stderr, f"exit {proc.returncode}"
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        note = f"STOPPED at the budget after {timeout:.0f}s"
+    status = {f"{m.group(1)}[{m.group(2)}]": m.group(3) for m in _TEST_LINE.finditer(out)}
+    groups = {}
+    for tid, st in status.items():
+        name, params = tid[:-1].split("[", 1)
+        parts = params.split("-")  # each_config ids: kernel-tile-dtype-d
+        key = f"{parts[0]} {parts[-2]} {parts[-1]}" if "each_config" in name else f"{name} {params}"
+        groups.setdefault(key, {}).setdefault(st, 0)
+        groups[key][st] += 1
+    print(f"config checks ({note}, {time.time() - t0:.0f}s): {len(status)} tests: "
+          + ", ".join(f"{st} {sum(1 for s in status.values() if s == st)}" for st in sorted(set(status.values()))),
+          flush=True)
+    for key, counts in sorted(groups.items()):
+        print(f"  {key}: " + ", ".join(f"{st} {n}" for st, n in sorted(counts.items())), flush=True)
+    for line in out.splitlines():
+        if line.startswith(("FAILED", "ERROR", "SKIPPED")) or "Error" in line[:40] or line.startswith("="):
+            print("  | " + line[:300], flush=True)
+    return status
+
+
+def _resource_one(task):
+    """Compile one kernel config for sm_90 without a GPU (a stand-in driver that only names the
+    target) and read its registers, stack (spills) and shared memory from the cubin."""
+    import tempfile
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.backends.driver import DriverBase
+    from triton.runtime.driver import driver
+
+    class Sm90(DriverBase):
+        @classmethod
+        def is_active(cls):
+            return True
+
+        def get_current_target(self):
+            return GPUTarget("cuda", 90, 32)
+
+        def get_current_device(self):
+            return 0
+
+        def get_current_stream(self, device=None):
+            return 0
+
+        def get_active_torch_device(self):
+            return torch.device("cpu")
+
+        def get_benchmarker(self):
+            return None
+
+        def map_python_to_cpp_type(self, t):
+            return t
+
+    driver.set_active(Sm90())
+    from perfmodel import flash_triton as ft
+
+    name, dt, d, causal, cfg = task
+    dtype = getattr(torch, dt)
+    s = 16
+    q, k, v, o, do, dq, dk, dv = (torch.zeros(1, s, d, dtype=dtype) for _ in range(8))
+    args, _, _ = ft.kernel_args(name, q, k, v, o=o, lse=torch.zeros(1, s), do=do, delta=torch.zeros(1, s),
+                                dq=dq, dk=dk, dv=dv, dq_acc=torch.zeros(1, s, d))
+    t0 = time.time()
+    try:
+        kern = ft.KERNEL_FUNCS[name][0].warmup(*args, HEAD_DIM=d, IS_CAUSAL=causal, DOT_PREC=ft.DOT_PRECISION,
+                                               grid=(1,), **ft.config_meta(cfg))
+        with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+            f.write(kern.asm["cubin"])
+            f.flush()
+            tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+            usage = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
+        m = re.search(r"REG:(\d+) STACK:(\d+)", usage)
+        return dict(kernel=name, dtype=dt, d=d, cfg=list(cfg), compile_s=time.time() - t0,
+                    shared_kib=kern.metadata.shared / 1024, regs=int(m.group(1)) if m else None,
+                    stack=int(m.group(2)) if m else None)
+    except Exception as exc:
+        return dict(kernel=name, dtype=dt, d=d, cfg=list(cfg), error=f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+def resources(ds, dtypes, jobs, extra):
+    """Offline (CPU) compile of every config for sm_90: registers, spill stack, shared memory."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    tasks = [t for t in kernel_tasks([(d, dt, True) for dt in dtypes for d in ds], flash_triton.KERNELS,
+                                     extra) if t[0] in flash_triton.KERNELS]
+    with cf.ProcessPoolExecutor(max(1, jobs), mp_context=mp.get_context("spawn")) as ex:
+        rows = list(ex.map(_resource_one, list(dict.fromkeys(tasks))))
+    print("| kernel | dtype | d | config | in space | regs | stack B | smem KiB | compile s |")
+    print("|---|---|---:|---|---|---:|---:|---:|---:|")
+    for r in rows:
+        space = tuple(r["cfg"]) in flash_triton.tuning_configs(r["kernel"], getattr(torch, r["dtype"]), r["d"])
+        if "error" in r:
+            print(f"| {r['kernel']} | {r['dtype']} | {r['d']} | {cfg_str(r['cfg'])} | {space} | {r['error']} |")
+            continue
+        big = " (> 227)" if r["shared_kib"] > 227 else ""
+        print(f"| {r['kernel']} | {r['dtype']} | {r['d']} | {cfg_str(r['cfg'])} | {'yes' if space else 'explore'} "
+              f"| {r['regs']} | {r['stack']} | {r['shared_kib']:.0f}{big} | {r['compile_s']:.1f} |", flush=True)
+    return rows
+
+
+def summary(rows, explored, checks, pre):
+    """The compact tables printed last."""
+    out = ["", "## end-to-end (autotuned, do_bench medians)", fmt_table(rows)]
+    for shape, limit in TARGETS:
+        if any(r["shape"] == "x".join(map(str, shape)) for r in rows):
+            out.append(target_line(shape, torch.bfloat16, rows, limit))
+    for shape in FP32_SHAPES:
+        if any(r["shape"] == "x".join(map(str, shape)) for r in rows):
+            out.append(target_line(shape, torch.float32, rows, None).replace("TARGET", "fp32"))
+    if explored:
+        out += ["", "## kernels alone, best config each (ms, TFLOP/s of its products); kernel sums per variant",
+                "| shape | dtype | " + " | ".join(flash_triton.KERNELS) + " | split | atomic | fused |",
+                "|---|---|" + "---:|" * (len(flash_triton.KERNELS) + 3)]
+        for (shape_s, dt) in dict.fromkeys((r["shape"], r["dtype"]) for r in explored):
+            rs = [r for r in explored if r["shape"] == shape_s and r["dtype"] == dt]
+            best = best_by_kernel(rs)
+            tfl = {r["kernel"]: r["tflops"] for r in rs if "ms" in r and best[r["kernel"]][0] == r["ms"]}
+            sums = variant_sums(best)
+            out.append(f"| {shape_s} | {dt} | " + " | ".join(
+                f"{best[n][0]:.3f} {cfg_str(best[n][1])} ({tfl[n]:.0f})" if n in best else "-"
+                for n in flash_triton.KERNELS) + " | " + " | ".join(
+                f"{sums[v]:.3f}" if v in sums else "-" for v in ("split", "atomic", "fused")) + " |")
+        # space configs never within 15% of their kernel's best on any bf16 shape explored:
+        # candidates to drop (compile time); EXPLORE configs within 3% of the best: to add
+        bf = [r for r in explored if r["dtype"] == "bfloat16" and "ms" in r]
+        shapes = sorted({r["shape"] for r in bf})
+        best = {(s, n): best_by_kernel([r for r in bf if r["shape"] == s])[n] for s in shapes
+                for n in {r["kernel"] for r in bf if r["shape"] == s}}
+        drop, add = [], []
+        for n in flash_triton.KERNELS:
+            for cfg in dict.fromkeys(tuple(r["cfg"]) for r in bf if r["kernel"] == n):
+                ratios = [r["ms"] / best[(r["shape"], n)][0] for r in bf if r["kernel"] == n and tuple(r["cfg"]) == cfg]
+                in_space = cfg in flash_triton.TUNING_SPACE[n]
+                if in_space and len(ratios) == len(shapes) and min(ratios) > 1.15:
+                    drop.append(f"{n} {cfg_str(cfg)} ({min(ratios):.2f}x)")
+                if not in_space and min(ratios) < 1.03:
+                    add.append(f"{n} {cfg_str(cfg)} ({min(ratios):.2f}x)")
+        out.append(f"space configs > 1.15x the best on every bf16 target (drop?): {drop}")
+        out.append(f"explore-only configs within 3% of the best (add?): {add}")
+    if checks:
+        bad = {t: s for t, s in checks.items() if s not in ("PASSED", "SKIPPED")}
+        out.append(f"\nconfig checks: {sum(s == 'PASSED' for s in checks.values())} passed, "
+                   f"{sum(s == 'SKIPPED' for s in checks.values())} skipped, {len(bad)} not passed: {bad}")
+    out.append("precompile: " + "; ".join(f"{p['label']} {p.get('done', 0)}/{p['tasks']} in {p['seconds']:.0f}s"
+                                          for p in pre))
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--targets", action="store_true")
+    ap.add_argument("--explore", action="store_true", help="time each kernel per config on the targets")
+    ap.add_argument("--check-configs", action="store_true", help="per-config GPU tests (pytest subprocess)")
+    ap.add_argument("--explore-fp32", action="store_true", help="fp32 kernels per config, fp32 end-to-end")
     ap.add_argument("--grid", action="store_true")
     ap.add_argument("--long", action="store_true")
-    ap.add_argument("--impls", default="flash,sdpa")
-    ap.add_argument("--dtypes", default="bfloat16,float32")
+    ap.add_argument("--variants", default=",".join(flash_triton.BWD_VARIANTS),
+                    help="backward variants timed by --targets/--explore(-fp32)")
+    ap.add_argument("--impls", default="flash,sdpa", help="for --grid/--long")
+    ap.add_argument("--dtypes", default="bfloat16,float32", help="for --grid/--long")
     ap.add_argument("--ds", default="16,32,64,128")
     ap.add_argument("--seqs", default="256,1024,4096,8192,16384")
     ap.add_argument("--fixed", action="store_true", help="no autotuning (PERFMODEL_FLASH_AUTOTUNE=0)")
     ap.add_argument("--warmup", type=int, default=10, help="do_bench warm-up, ms")
     ap.add_argument("--rep", type=int, default=50, help="do_bench repetitions, ms")
-    ap.add_argument("--json", default=None, help="write all rows here")
+    ap.add_argument("--json", default=None, help="write everything measured here (after every stage)")
     ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--explore", action="store_true", help="time each kernel per config on the targets")
-    ap.add_argument("--budget", type=float, default=1e9, help="skip the cells left after this many s")
-    ap.add_argument("--jobs", type=int, default=0, help="precompile autotuning configs in N processes first")
+    ap.add_argument("--budget", type=float, default=1e9, help="start no stage / cell after this many s")
+    ap.add_argument("--jobs", type=int, default=0, help="precompile kernels in N processes first")
+    ap.add_argument("--precompile-timeout", type=float, default=200, help="per precompile stage, s")
+    ap.add_argument("--resources", action="store_true",
+                    help="no GPU needed: compile every config (--ds, --dtypes, plus EXPLORE) for sm_90 "
+                         "and print registers / spill stack / shared memory per config, then exit")
     args = ap.parse_args()
+    if args.resources:
+        resources([int(x) for x in args.ds.split(",")], [getattr(torch, x) for x in args.dtypes.split(",")],
+                  args.jobs, EXPLORE)
+        return 0
+    variants = [v for v in args.variants.split(",") if v]
+    for v in variants:
+        if v not in flash_triton.BWD_VARIANTS:
+            ap.error(f"unknown variant {v!r}: one of {tuple(flash_triton.BWD_VARIANTS)}")
 
     import triton
 
+    t0 = time.time()
+    deadline = t0 + args.budget
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
     gen = torch.Generator(device="cuda").manual_seed(seed)
-    print(f"device: {torch.cuda.get_device_name()} | torch {torch.__version__} | triton {triton.__version__} "
-          f"| seed {seed}", flush=True)
+    meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+                seed=seed, argv=sys.argv[1:], default_variant=flash_triton.BWD_VARIANT)
+    print(f"device: {meta['device']} | torch {meta['torch']} | triton {meta['triton']} | seed {seed} "
+          f"| default backward variant {meta['default_variant']}", flush=True)
     print("flash available:", flash_triton.is_available("cuda"), flush=True)
-    t0 = time.time()
     failures = 0
+    rows, explored, checks, pre = [], [], {}, []
+
+    def save():
+        if args.json:  # rewritten after every stage, so a run cut short still leaves its rows
+            with open(args.json, "w") as f:
+                json.dump(dict(meta=meta, rows=rows, explore=explored, checks=checks, precompile=pre,
+                               autotuned=autotuned_choices(), seconds=time.time() - t0), f, indent=1)
+
+    def left():
+        return deadline - time.time()
+
     if args.check:
         os.environ["PERFMODEL_FLASH_AUTOTUNE"] = "0"
         failures += check_small(["flash", "flash_torch"], gen)
         print(f"check done in {time.time() - t0:.0f}s, failures: {failures}", flush=True)
     os.environ["PERFMODEL_FLASH_AUTOTUNE"] = "0" if args.fixed else "1"
+    bf16 = torch.bfloat16
+    names = variant_kernels(variants)
+    target_cells = [(shape[-1], bf16, True) for shape, _ in TARGETS]
 
-    rows = []
+    # 1) precompile what the targets need (autotuning spaces + EXPLORE), print the targets
+    if args.jobs and not args.fixed and (args.targets or args.explore):
+        tasks = kernel_tasks(target_cells, names, EXPLORE if args.explore else None)
+        pre.append(precompile(tasks, args.jobs, min(args.precompile_timeout, left() - 60), "targets"))
+        save()
+    if args.targets:
+        run_e2e(TARGETS, bf16, variants, gen, args, rows, deadline, save)
+        for line in autotuned_choices():
+            print("autotuned " + line, flush=True)
+        save()
+    # 2) every config of every kernel alone on the targets
+    if args.explore:
+        for shape, _ in TARGETS:
+            if left() > 0:
+                explored += explore(shape, bf16, names, gen, args.warmup, args.rep, deadline)
+                save()
+    # 3) precompile the checks' and fp32 kernels, run the per-config tests
+    later = []
+    if args.check_configs:
+        later += kernel_tasks([(d, dt, c) for dt in (bf16, torch.float32) for d in (64, 128)
+                               for c in (True, False)], flash_triton.KERNELS)
+    if args.explore_fp32:
+        later += kernel_tasks([(s[-1], torch.float32, True) for s in FP32_SHAPES], names)
+    if later and args.jobs and not args.fixed:
+        done = kernel_tasks(target_cells, names, EXPLORE if args.explore else None) if pre else []
+        # bf16 first, then fp32 by tile size (the 64x64 fp32 tiles compile slowest)
+        later.sort(key=lambda t: (t[1] == "float32", (t[4][0] * t[4][1]) if t[4] else 0))
+        pre.append(precompile(later, args.jobs, min(args.precompile_timeout, left() - 90), "checks+fp32",
+                              skip=done))
+        save()
+    if args.check_configs:
+        reserve = 60 if args.explore_fp32 else 0
+        checks = run_config_checks(deadline - reserve)
+        failures += sum(1 for s in checks.values() if s not in ("PASSED", "SKIPPED"))
+        save()
+    # 4) fp32: kernels per config and end-to-end per variant
+    if args.explore_fp32:
+        for shape in FP32_SHAPES:
+            if left() > 0:
+                explored += explore(shape, torch.float32, names, gen, args.warmup, args.rep, deadline)
+                save()
+        run_e2e([(s, None) for s in FP32_SHAPES], torch.float32, variants, gen, args, rows, deadline, save)
+    # 5) grid / long cells (default backward variant)
     impls = args.impls.split(",")
     dtypes = [getattr(torch, x) for x in args.dtypes.split(",")]
     cells = []
-    if args.targets:
-        cells += [((8, 16384, 128), torch.bfloat16, True), ((1, 16, 16384, 64), torch.bfloat16, True)]
     if args.grid:
         for dtype in dtypes:
             for d in map(int, args.ds.split(",")):
@@ -405,43 +763,24 @@ def main():
         for dtype in dtypes:
             for d in (64, 128):
                 cells.append(((1, 65536, d), dtype, True))
-    if args.jobs and not args.fixed and "flash" in impls:
-        try:
-            targets = [((8, 16384, 128), torch.bfloat16, True), ((1, 16, 16384, 64), torch.bfloat16, True)]
-            precompile(cells, args.jobs, targets if args.explore else (), EXPLORE)
-        except Exception as exc:  # only a speed-up: carry on, the autotuner compiles what is missing
-            print(f"precompile failed: {type(exc).__name__}: {exc}", flush=True)
-    if args.explore:
-        for shape in ((1, 16, 16384, 64), (8, 16384, 128)):
-            explore(shape, torch.bfloat16, gen, args.warmup, args.rep)
-    if args.targets:
-        for shape in ((8, 16384, 128), (1, 16, 16384, 64)):
-            t = time.time()
-            failures += not check_large(shape, torch.bfloat16, True, gen)
-            print(f"  ({time.time() - t:.0f}s incl. autotuning)", flush=True)
-    if not args.fixed and "flash" in impls and args.targets:
-        for name, tuned in (("fwd", flash_triton._fwd_tuned), ("dkdv", flash_triton._dkdv_tuned),
-                            ("dq", flash_triton._dq_tuned)):
-            for key, cfg in tuned.cache.items():
-                print(f"autotuned {name} {key[:4]}: {cfg}", flush=True)
+    if cells and args.jobs and not args.fixed and "flash" in impls:
+        default = variant_kernels([flash_triton.BWD_VARIANT])
+        pre.append(precompile(kernel_tasks([(c[0][-1], c[1], c[2]) for c in cells], default), args.jobs,
+                              min(args.precompile_timeout, left() - 60), "grid"))
     for shape, dtype, causal in cells:
         for impl in impls:
-            if time.time() - t0 > args.budget:
-                rows.append(dict(impl=impl, shape="x".join(map(str, shape)), dtype=str(dtype)[6:],
+            if left() < 0:
+                rows.append(dict(impl=impl, shape="x".join(map(str, shape)), dtype=dtype_name(dtype),
                                  causal=causal, error="not run: --budget used up"))
                 continue
             t = time.time()
             r = bench_cell(impl, shape, dtype, causal, gen, args.warmup, args.rep)
             rows.append(r)
-            print(f"{impl} {r['shape']} {r['dtype']}: " + (r.get("error") or
-                  f"fwd {r['fwd_ms']:.3f} bwd {r['bwd_ms']:.3f} fwd+bwd {r['fwdbwd_ms']:.3f} ms, "
-                  f"peak {r['peak_mib']:.0f} MiB") + f" ({time.time() - t:.0f}s)", flush=True)
-            if args.json:  # rewritten after every cell, so a run cut short still leaves its rows
-                with open(args.json, "w") as f:
-                    json.dump(rows, f, indent=1)
+            print(row_line(r, time.time() - t), flush=True)
+            save()
+    save()
     print(f"total {time.time() - t0:.0f}s, check failures: {failures}")
-    if rows:
-        print(fmt_table(rows))
+    print(summary(rows, explored, checks, pre))
     return 1 if failures else 0
 
 

@@ -158,19 +158,25 @@ _INTERPRETER_SCRIPT = textwrap.dedent("""
     assert ft.is_available("cpu")[0], ft.is_available("cpu")
     results = []
     for cfg in json.loads(sys.argv[2]):
-        ft.INTERPRET_CONFIG = tuple(cfg)
-        for case in json.loads(sys.argv[1]):
-            b, sq, sk, d, causal, dtype, heads = case
-            fn = ft.flash_attention if heads else ft.FlashAttentionTriton.apply
-            seed = t.new_seed()
-            errs = t.run_case(fn, b, sq, sk, d, causal, getattr(torch, dtype), "cpu", seed, heads=heads)
-            results.append(dict(case=case, config=cfg, seed=seed, errs=errs))
+        # a list: INTERPRET_CONFIG for every kernel; a dict: one config per kernel name
+        ft.INTERPRET_CONFIG = tuple(cfg) if isinstance(cfg, list) else (32, 32, 4, 1)
+        forced = {{n: tuple(c) for n, c in cfg.items()}} if isinstance(cfg, dict) else {{}}
+        with ft.forced(forced, variant=sys.argv[3]):
+            for case in json.loads(sys.argv[1]):
+                b, sq, sk, d, causal, dtype, heads = case
+                fn = ft.flash_attention if heads else ft.FlashAttentionTriton.apply
+                seed = t.new_seed()
+                errs = t.run_case(fn, b, sq, sk, d, causal, getattr(torch, dtype), "cpu", seed, heads=heads)
+                results.append(dict(case=case, config=cfg, seed=seed, errs=errs))
     print("RESULTS" + json.dumps(results))
 """)
 
 # tile configs run through the interpreter (BLOCK_M, BLOCK_N, warps, stages): square and both
-# rectangles (the causal stage bounds differ when BLOCK_M != BLOCK_N)
-INTERPRETER_CONFIGS = [(32, 32, 4, 1), (32, 16, 4, 1), (16, 32, 4, 1)]
+# rectangles (the causal stage bounds differ when BLOCK_M != BLOCK_N), and one mix of
+# different tiles per kernel (the forward's tiles need not match the backward's)
+INTERPRETER_CONFIGS = [(32, 32, 4, 1), (32, 16, 4, 1), (16, 32, 4, 1),
+                       {"fwd": (16, 32, 4, 1), "dkdv": (32, 16, 4, 1), "dq": (16, 16, 4, 1),
+                        "dkdv_atomic": (16, 32, 4, 1), "bwd_fused": (32, 16, 4, 1)}]
 # small: with 32-row tiles, 70 rows are 3 tiles with a ragged last one.
 # bf16 is left to the GPU: the interpreter (triton 3.9) multiplies bf16 blocks as raw uint16.
 INTERPRETER_CASES = [  # (batch, seq_q, seq_k, d, causal, dtype, heads or None)
@@ -179,6 +185,7 @@ INTERPRETER_CASES = [  # (batch, seq_q, seq_k, d, causal, dtype, heads or None)
     (1, 70, 70, 64, True, "float32", None),
     (2, 70, 45, 16, False, "float32", None),
     (1, 33, 100, 16, False, "float32", None),
+    (1, 100, 33, 16, True, "float32", None),
     (1, 64, 64, 128, True, "float32", None),
     (1, 70, 70, 32, True, "float16", None),
     (1, 45, 70, 128, False, "float16", None),
@@ -188,13 +195,14 @@ INTERPRETER_CASES = [  # (batch, seq_q, seq_k, d, causal, dtype, heads or None)
 
 # The interpreter is the CPU's way to run the kernels (CI); where a GPU is present the kernels
 # run for real in test_triton_cuda_*, and the GPU image's older Triton interpreter fails on
-# 0-d values that Triton 3.9's handles.
+# 0-d values that Triton 3.9's handles.  One subprocess per backward variant.
 @pytest.mark.skipif(torch.cuda.is_available(), reason="GPU present: the compiled kernels are tested")
-def test_triton_interpreter_matches_reference():
+@pytest.mark.parametrize("variant", ["split", "atomic", "fused"])
+def test_triton_interpreter_matches_reference(variant):
     env = dict(os.environ, TRITON_INTERPRET="1")
     script = _INTERPRETER_SCRIPT.format(root=ROOT)
     proc = subprocess.run([sys.executable, "-c", script, json.dumps(INTERPRETER_CASES),
-                           json.dumps(INTERPRETER_CONFIGS)], env=env,
+                           json.dumps(INTERPRETER_CONFIGS), variant], env=env,
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULTS")][-1]
@@ -205,7 +213,49 @@ def test_triton_interpreter_matches_reference():
         tol = TOL[("triton", getattr(torch, r["case"][5]))]
         if not all(e < tol for e in r["errs"].values()):
             failures.append(r)
-    assert not failures, f"over tolerance: {failures}"
+    assert not failures, f"{variant}: over tolerance: {failures}"
+
+
+def test_tuning_spaces():
+    """Config bookkeeping only (no kernel runs): dtype and d pruning, FORCE_CONFIG scoping."""
+    from perfmodel import flash_triton as ft
+
+    assert set(ft.TUNING_SPACE) == set(ft.KERNELS)
+    for name in ft.KERNELS:
+        for dtype in (torch.bfloat16, torch.float16):
+            assert ft.tuning_configs(name, dtype, 64) == ft.TUNING_SPACE[name]
+        assert ft.tuning_configs(name, torch.float32, 32) == ft.TUNING_SPACE_FP32
+        assert ft.tuning_configs(name, torch.float32) == ft.TUNING_SPACE_FP32
+        d64 = ft.tuning_configs(name, torch.float32, 64)
+        assert (64, 64, 8, 2) in d64 and (64, 64, 4, 2) not in d64
+        small = ft.tuning_configs(name, torch.float32, 128)
+        assert small and all(bm * bn <= 32 * 64 for bm, bn, _, _ in small)
+        for bm, bn, w, s in ft.TUNING_SPACE[name] + ft.TUNING_SPACE_FP32:
+            assert bm in (16, 32, 64, 128) and bn in (16, 32, 64, 128) and w in (4, 8) and s >= 1
+    assert {(32, 128, w, s) for w in (4, 8) for s in (2, 3)} <= set(ft.TUNING_SPACE["dkdv"])
+    assert {(128, 32, 4, 3), (64, 32, 4, 3)} <= set(ft.TUNING_SPACE["dq"])
+    assert {(128, 128, 8, 3), (128, 128, 8, 4)} <= set(ft.TUNING_SPACE["fwd"])
+    with pytest.raises(ValueError, match="unknown kernel"):
+        ft.tuning_configs("nope", torch.float32)
+    if ft.triton is not None:  # the autotuner's pruning: by Q's dtype and HEAD_DIM (or Q's d)
+        prune = ft._pruner("dkdv")
+        for dtype, d in ((torch.bfloat16, 64), (torch.float32, 64), (torch.float32, 128)):
+            q = torch.empty(1, 1, d, dtype=dtype)
+            for kwargs in ({"HEAD_DIM": d}, {}):
+                kept = prune(ft._triton_configs("dkdv"), {"Q": q}, **kwargs)
+                got = {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in kept}
+                assert got == set(ft.tuning_configs("dkdv", dtype, d))
+    before = (dict(ft.FORCE_CONFIG), ft.BWD_VARIANT)
+    with ft.forced({"dq": (16, 16, 4, 1)}, variant="fused"):
+        assert ft.FORCE_CONFIG["dq"] == (16, 16, 4, 1) and ft.BWD_VARIANT == "fused"
+    assert (dict(ft.FORCE_CONFIG), ft.BWD_VARIANT) == before
+
+
+def test_unknown_backward_variant_raises():
+    from perfmodel import flash_triton as ft
+
+    with ft.forced(variant="nope"), pytest.raises(ValueError, match="backward variant"):
+        ft._bwd_variant()
 
 
 def test_triton_not_available_on_plain_cpu():
@@ -256,3 +306,70 @@ def test_flash_torch_cuda():
     seed = new_seed()
     errs = run_case(flash_torch_attention, 2, 257, 257, 64, True, torch.float32, "cuda", seed)
     assert_close(errs, 1e-5, f"flash_torch cuda seed {seed}")
+
+
+# Every config of every kernel's tuning space, one at a time, at the d the targets use.  The
+# other kernels run with the first config of their space, so each test compiles one new kernel
+# per (d, causal); all lengths are multiples of 16 (Triton's integer specialization), so the
+# kernels are the ones `scripts/bench_flash.py --check-configs --jobs N` precompiles, and every
+# length is still ragged for every tile size (1008 = 7*128 + 112, 496 = 3*128 + 112).
+CONFIG_SHAPES = [(2, 1008, 1008, True), (1, 496, 1008, False), (1, 1008, 496, False),
+                 (1, 1008, 496, True)]
+CONFIG_DS = (64, 128)
+VARIANT_OF = {"dkdv_atomic": "atomic", "bwd_fused": "fused"}  # default: "split"
+# ~250 kernel compiles in all: opt-in, so that a plain GPU test run (scripts/gpu_check.py) does
+# not compile them one by one; the bench precompiles them in parallel and sets this.
+CONFIG_TESTS = os.environ.get("PERFMODEL_FLASH_CONFIG_TESTS") == "1"
+needs_config_tests = pytest.mark.skipif(
+    not (HAS_CUDA and CONFIG_TESTS),
+    reason="needs a CUDA GPU and PERFMODEL_FLASH_CONFIG_TESTS=1 (scripts/bench_flash.py --check-configs)")
+
+
+def _config_params():
+    from perfmodel import flash_triton as ft
+
+    params = []
+    for dtype in (torch.bfloat16, torch.float32):
+        for d in CONFIG_DS:
+            for name in ft.KERNELS:
+                for cfg in ft.tuning_configs(name, dtype, d):
+                    tag = "x".join(map(str, cfg[:2])) + f"w{cfg[2]}s{cfg[3]}"
+                    dt = "bf16" if dtype == torch.bfloat16 else "fp32"
+                    params.append(pytest.param(name, cfg, dtype, d, id=f"{name}-{tag}-{dt}-d{d}"))
+    return params
+
+
+@needs_config_tests
+@pytest.mark.parametrize("name,cfg,dtype,d", _config_params())
+def test_triton_cuda_each_config(name, cfg, dtype, d):
+    from perfmodel import flash_triton as ft
+
+    configs = {n: ft.tuning_configs(n, dtype, d)[0] for n in ft.KERNELS}
+    configs[name] = cfg
+    variant = VARIANT_OF.get(name, "split")
+    seed = new_seed()
+    with ft.forced(configs, variant=variant):
+        for b, sq, sk, causal in CONFIG_SHAPES:
+            try:
+                errs = run_case(ft.FlashAttentionTriton.apply, b, sq, sk, d, causal, dtype, "cuda", seed)
+            except Exception as exc:  # the autotuner skips such a config too
+                if type(exc).__name__ == "OutOfResources":
+                    pytest.skip(f"{name} {cfg} does not fit on this GPU at d={d}: {exc}")
+                raise
+            assert_close(errs, TOL[("triton", dtype)],
+                         f"{name} {cfg} ({variant}) b{b} sq{sq} sk{sk} d{d} causal={causal} {dtype} seed {seed}")
+
+
+@needs_config_tests
+@pytest.mark.parametrize("variant", ["atomic", "fused"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_triton_cuda_variants_autotuned(variant, dtype):
+    """The autotuned variants (the atomic one re-zeroes its dQ buffer after a tuning run).
+    Lengths that are multiples of 16, as in test_triton_cuda_each_config: precompiled."""
+    from perfmodel import flash_triton as ft
+
+    seed = new_seed()
+    with ft.forced(variant=variant):
+        for b, sq, sk, causal in CONFIG_SHAPES[:2]:
+            errs = run_case(ft.FlashAttentionTriton.apply, b, sq, sk, 64, causal, dtype, "cuda", seed)
+            assert_close(errs, TOL[("triton", dtype)], f"{variant} autotuned sq{sq} sk{sk} {dtype} seed {seed}")
