@@ -50,6 +50,9 @@ import torch.nn.functional as F
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
+# the bench explores (and checks) the v3 candidate configs too, not only the verified spaces;
+# its test subprocesses inherit this
+os.environ.setdefault("PERFMODEL_FLASH_CANDIDATES", "1")
 
 from perfmodel import flash_triton  # noqa: E402
 from perfmodel.flash_torch import flash_torch_attention  # noqa: E402

@@ -216,10 +216,26 @@ def test_triton_interpreter_matches_reference(variant):
     assert not failures, f"{variant}: over tolerance: {failures}"
 
 
-def test_tuning_spaces():
+def test_tuning_spaces_default_to_the_verified_ones(monkeypatch):
+    """Until the v3 candidates have passed on a GPU, the autotuner keeps to the v2 spaces."""
+    from perfmodel import flash_triton as ft
+
+    monkeypatch.delenv("PERFMODEL_FLASH_CANDIDATES", raising=False)
+    for name, space in ft.VERIFIED_SPACE.items():
+        assert ft.tuning_configs(name, torch.bfloat16, 64) == space
+        assert set(space) <= set(ft.TUNING_SPACE[name])  # the candidates extend them
+        for d in (16, 64, 128):
+            assert ft.tuning_configs(name, torch.float32, d) == ft.VERIFIED_SPACE_FP32
+    assert set(ft.VERIFIED_SPACE_FP32) <= set(ft.TUNING_SPACE_FP32)
+    for name in set(ft.KERNELS) - set(ft.VERIFIED_SPACE):  # opt-in variants: their own space
+        assert ft.tuning_configs(name, torch.bfloat16, 64) == ft.TUNING_SPACE[name]
+
+
+def test_tuning_spaces(monkeypatch):
     """Config bookkeeping only (no kernel runs): dtype and d pruning, FORCE_CONFIG scoping."""
     from perfmodel import flash_triton as ft
 
+    monkeypatch.setenv("PERFMODEL_FLASH_CANDIDATES", "1")
     assert set(ft.TUNING_SPACE) == set(ft.KERNELS)
     for name in ft.KERNELS:
         for dtype in (torch.bfloat16, torch.float16):
