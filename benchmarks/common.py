@@ -56,6 +56,10 @@ MODEL_VARIANTS = {"eager": ("eager", False), "sdpa": ("sdpa", False),
                   "compiled": ("eager", True)}
 
 
+SIDE_DIR = "perfmodel-asv-cells"  # in asv's setup_cache directory: shared by one commit's run
+DEVICE_FILE = os.path.join(SIDE_DIR, "device")
+
+
 def device_type() -> str:
     """'cuda' or 'cpu': called only inside benchmark processes (after the fork).
 
@@ -77,6 +81,21 @@ def device_type() -> str:
     found = "cuda" if torch.cuda.is_available() else "cpu"
     _write_side_file(DEVICE_FILE, found)
     return found
+
+
+def side_path(kind: str, fields: dict, device: str) -> str:
+    """Where a cell's side file lives (status and figures shared by one commit's processes)."""
+    key = json.dumps([kind, sorted(fields.items()), device], default=str)
+    return os.path.join(SIDE_DIR, hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
+
+
+def _read_side_file(path: str) -> dict | None:
+    """A cell's side file, or None when there is none yet (or it cannot be read)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def _write_side_file(path: str, text: str) -> None:
@@ -178,8 +197,6 @@ def device_clock() -> float:
 # ---------------------------------------------------------------- cell handles
 
 _HANDLES: dict = {}
-SIDE_DIR = "perfmodel-asv-cells"  # in asv's setup_cache directory: shared by one commit's run
-DEVICE_FILE = os.path.join(SIDE_DIR, "device")
 
 
 class _NotRunnable:
@@ -205,24 +222,20 @@ class CellHandle:
         self.kind, self.fields, self.device = kind, fields, torch.device(device)
         self.info: dict | None = None
         self._runnable = None
-        key = json.dumps([kind, sorted(fields.items()), device], default=str)
-        self.path = os.path.join(SIDE_DIR, hashlib.sha1(key.encode()).hexdigest()[:16] + ".json")
+        self.path = side_path(kind, fields, device)
 
     # -- status and memory, from the side file when a sibling benchmark already ran the cell
     def facts(self) -> dict:
-        if self.info is None and os.path.exists(self.path):
-            try:
-                with open(self.path) as f:
-                    self.info = json.load(f)
-            except (OSError, ValueError):
-                self.info = None
+        if self.info is None:
+            self.info = _read_side_file(self.path)
         if self.info is None:
             self.prepare()
         return self.info
 
     def check(self):
         """n/a (NotImplementedError) if this commit cannot run the cell on this device; cheap:
-        builds nothing. Called from setup, where asv records NotImplementedError as skipped."""
+        builds nothing. Called when the cell is first prepared (``prepare`` turns the error
+        into asv's SkipNotImplemented, which a benchmark body must raise to mean n/a)."""
         cell = make_cell(self.kind, **self.fields)
         ok, why = cell.availability(self.device)
         if not ok:
@@ -312,10 +325,10 @@ def handle(kind: str, fields: dict, device: str) -> CellHandle:
 
 def run_cell_cached(fields: dict, device: str, warmup: int, steps: int) -> dict:
     """perfmodel.measure.run_cell for a model cell, once per commit (side file), as a dict."""
-    h = CellHandle("ModelCell", dict(fields, _warmup=warmup, _steps=steps), device)
-    if os.path.exists(h.path):
-        with open(h.path) as f:
-            return json.load(f)
+    path = side_path("ModelCell", dict(fields, _warmup=warmup, _steps=steps), device)
+    cached = _read_side_file(path)
+    if cached is not None:
+        return cached
     try:
         run_cell = _api("measure", "run_cell")
         cell = make_cell("ModelCell", **fields)
@@ -330,7 +343,7 @@ def run_cell_cached(fields: dict, device: str, warmup: int, steps: int) -> dict:
     if result.status != "OK":
         print(f"perfmodel: {fields} warmup {warmup}: {result.status}: {result.error}",
               file=sys.stderr)
-    _write_side_file(h.path, json.dumps(out))
+    _write_side_file(path, json.dumps(out))
     return out
 
 
