@@ -545,15 +545,16 @@ if triton is not None:
     _CACHE_TUNING = ({"cache_results": True}
                      if "cache_results" in inspect.signature(triton.autotune).parameters else {})
 
-    def _tuned(kernel, name):
-        return triton.autotune(_triton_configs(name), key=_KEY, **_CACHE_TUNING,
+    def _tuned(kernel, name, **extra):
+        return triton.autotune(_triton_configs(name), key=_KEY, **_CACHE_TUNING, **extra,
                                prune_configs_by={"early_config_prune": _pruner(name)})(kernel)
 
     _fwd_tuned = _tuned(_fwd_kernel, "fwd")
     _dkdv_tuned = _tuned(_bwd_dkdv_kernel, "dkdv")
     _dq_tuned = _tuned(_bwd_dq_kernel, "dq")
-    # its trial runs add into DQ: backward() zeroes it again after a tuning run
-    _dkdv_atomic_tuned = _tuned(_bwd_dkdv_atomic_kernel, "dkdv_atomic")
+    # its trial runs add into DQ: the autotuner zeroes it before each trial and before the launch
+    # that follows a tuning run (a cached choice launches once, into the fresh zeros)
+    _dkdv_atomic_tuned = _tuned(_bwd_dkdv_atomic_kernel, "dkdv_atomic", reset_to_zero=["DQ"])
     _fused_tuned = _tuned(_bwd_fused_kernel, "bwd_fused")
 
     # kernel name -> (plain kernel, autotuned kernel)
@@ -669,12 +670,7 @@ class FlashAttentionTriton(torch.autograd.Function):
         if variant == "atomic":
             dq_acc = torch.zeros((b, sq, d), dtype=torch.float32, device=q.device)
             args = kernel_args("dkdv_atomic", q, k, v, dq_acc=dq_acc, **tensors)
-            tuned = KERNEL_FUNCS["dkdv_atomic"][1]
-            cached = len(tuned.cache)
             launch("dkdv_atomic", *args, b, const)
-            if len(tuned.cache) != cached:  # a tuning run: its trial launches added into dq_acc
-                dq_acc.zero_()
-                launch("dkdv_atomic", *args, b, const)
             n = dq_acc.numel()
             _dq_cast_kernel[(triton.cdiv(n, 1024),)](dq_acc, dq, 1.0 / math.sqrt(d), n, BLOCK=1024)
         else:
