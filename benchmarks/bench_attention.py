@@ -1,5 +1,5 @@
 """Attention kernels: perfmodel.workloads.AttentionCell (batch 8, (batch, seq, d), causal)."""
-from .common import SuiteBase, check_attention, device_type, handle, timing_attrs
+from .common import SuiteBase, check_attention, device_type, facts, handle, timing_attrs
 
 
 class Attention(SuiteBase):
@@ -20,10 +20,10 @@ class Attention(SuiteBase):
         timing_attrs(self, device)
 
     def time_forward(self, *_):
-        self.fwd.run.timed_step()
+        self.fwd.sample()
 
     def time_backward(self, *_):
-        self.bwd.run.timed_step()
+        self.bwd.sample()
 
     def track_status_forward(self, *_):
         return self.fwd.status()
@@ -46,3 +46,5 @@ class Attention(SuiteBase):
     track_status_forward.unit = track_status_backward.unit = "status"
     track_gpu_peak_bytes_forward.unit = track_gpu_peak_bytes_backward.unit = "bytes"
     track_before_backward_bytes.unit = "bytes"
+    facts(track_status_forward, track_status_backward, track_gpu_peak_bytes_forward,
+          track_gpu_peak_bytes_backward, track_before_backward_bytes, peakmem_backward)

@@ -1,7 +1,6 @@
 """The Transformer LM: perfmodel.workloads.ModelCell (batch 4, vocabulary 10,000, TF32 off)."""
-from .common import (MODEL_VARIANTS, NAN, STATUS_CODE, SkipNotImplemented, SuiteBase, as_value,
-                     check_model, check_warmup, device_type, handle, run_cell_cached,
-                     timing_attrs)
+from .common import (MODEL_VARIANTS, SuiteBase, check_model, check_warmup, device_type, facts,
+                     handle, study, timing_attrs)
 
 MODES = {"forward": "fwd", "backward": "bwd", "forward_backward": "fwd_bwd", "train_step": "train"}
 
@@ -23,19 +22,19 @@ class Model(SuiteBase):
                     compile=compile_, tf32=False)
         self.cells = {name: handle("ModelCell", dict(cell, mode=mode), device)
                       for name, mode in MODES.items()}
-        timing_attrs(self, device, heavy=preset in ("large", "xl", "2.7B"))
+        timing_attrs(self, device)
 
     def time_forward(self, *_):
-        self.cells["forward"].run.timed_step()
+        self.cells["forward"].sample()
 
     def time_backward(self, *_):
-        self.cells["backward"].run.timed_step()
+        self.cells["backward"].sample()
 
     def time_forward_backward(self, *_):
-        self.cells["forward_backward"].run.timed_step()
+        self.cells["forward_backward"].sample()
 
     def time_train_step(self, *_):
-        self.cells["train_step"].run.timed_step()
+        self.cells["train_step"].sample()
 
     def track_status_forward(self, *_):
         return self.cells["forward"].status()
@@ -65,40 +64,34 @@ class Model(SuiteBase):
     track_status_forward_backward.unit = track_status_train_step.unit = "status"
     track_gpu_peak_bytes_forward.unit = track_gpu_peak_bytes_train_step.unit = "bytes"
     track_before_backward_bytes.unit = "bytes"
+    facts(track_status_forward, track_status_backward, track_status_forward_backward,
+          track_status_train_step, track_gpu_peak_bytes_forward, track_gpu_peak_bytes_train_step,
+          track_before_backward_bytes, peakmem_train_step)
 
 
 class Warmup(SuiteBase):
-    """The seeds' warm-up study: per-step mean and std of 10 steps after 0, 1 or 5 warm-up
-    steps, each cell in a fresh process (perfmodel.measure.run_cell)."""
+    """The seeds' warm-up study: in a fresh process, ``warmup`` untimed steps, then 10 steps
+    timed one by one (perfmodel.measure.Protocol.warmup_study). asv's recorded samples are those
+    steps in order, so their mean and std are the seeds' Avg/Step and Std/Step, and the first w
+    samples of warm-up 0 are what w warm-up steps cost (the seeds' Warmup(s))."""
 
     params = (["nano", "small", "large"], [128, 1024], ["fwd", "fwd_bwd"], [0, 1, 5])
     param_names = ["preset", "context", "mode", "warmup"]
-    steps = 10
+    rounds = 1  # the samples are one process's steps, in order
+    repeat = (10, 10, 600.0)
 
     def setup(self, preset, context, mode, warmup):
-        self.device = device_type()
-        check_warmup(preset, context, self.device)
-        self.fields = dict(preset=preset, context=context, mode=mode, precision="fp32",
-                           attention="sdpa", compile=False, tf32=False)
-        self.warmup = warmup
+        device = device_type()
+        check_warmup(preset, context, device)
+        fields = dict(preset=preset, context=context, mode=mode, precision="fp32",
+                      attention="sdpa", compile=False, tf32=False)
+        self.cell = study(fields, warmup, device)
 
-    def _result(self):
-        return run_cell_cached(self.fields, self.device, self.warmup, self.steps)
-
-    def _stat(self, key):
-        result = self._result()
-        if result["status"] != "OK":
-            raise SkipNotImplemented(result["status"])
-        return as_value(result[key])
+    def time_step(self, *_):
+        self.cell.sample()
 
     def track_status(self, *_):
-        return STATUS_CODE.get(self._result()["status"], NAN)
-
-    def track_step_mean(self, *_):
-        return self._stat("mean")
-
-    def track_step_std(self, *_):
-        return self._stat("std")
+        return self.cell.status()
 
     track_status.unit = "status"
-    track_step_mean.unit = track_step_std.unit = "seconds"
+    facts(track_status)

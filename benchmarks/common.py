@@ -1,7 +1,8 @@
 """Shared by the asv suite: which cells run where, a compat shim over perfmodel, cell handles.
 
-Nothing here times or defines work: cells are perfmodel.workloads cells, steps are timed by
-perfmodel.measure (``Runnable.timed_step`` adds to ``DEVICE_CLOCK``, the suite's asv ``timer``).
+Nothing here times or defines work: cells are perfmodel.workloads cells, opened, classified and
+sampled by perfmodel.measure (``open_cell``; ``Runnable.sample`` adds to ``DEVICE_CLOCK``, the
+suite's asv ``timer``), by the protocol that measure.py defines for the device.
 
 perfmodel is imported only inside benchmark processes (``_pm``), so the suite in the working
 tree runs against any commit: what a commit lacks (module, class, field, preset, implementation)
@@ -14,11 +15,9 @@ commit. Importing torch does not initialize CUDA, and nothing at import time may
 """
 from __future__ import annotations
 
-import gc
 import hashlib
 import importlib
 import json
-import math
 import os
 import sys
 
@@ -30,7 +29,16 @@ except ImportError:  # pragma: no cover (asv_runner is always there when asv run
     SkipNotImplemented = NotImplementedError
 
 NAN = float("nan")
-STATUS_CODE = {"OK": 1.0, "OOM": 2.0, "failed": 3.0}  # larger is worse; n/a is NaN
+
+# The measurement protocol these benchmarks ask for (perfmodel.measure.PROTOCOL_VERSION). A commit
+# whose measure.py implements another one is n/a here, and every time_ result is filed under
+# this version (asv's benchmark ``version``), so numbers taken by two methods never share a graph
+# line: change it together with measure.PROTOCOL_VERSION (tests/test_asv_suite.py checks).
+PROTOCOL = 2
+TIME_VERSION = f"perfmodel-protocol-{PROTOCOL}"
+# Status and memory figures: a cell's classification and its allocator peak over one step after
+# warm-up, the same under protocols 0 to 2 (the shipped H100 history keeps them).
+FACTS_VERSION = "perfmodel-facts-1"
 
 CPU_TIER = {  # what a 2-core CPU measures in about two minutes (notes/asv.md)
     "attention_impl": ("eager", "sdpa", "flash_torch"),
@@ -203,19 +211,29 @@ class _NotRunnable:
     def __init__(self, why):
         self.why = why
 
-    def timed_step(self):
+    def sample(self):
         raise SkipNotImplemented(self.why)
 
-    untimed_step = timed_step
+    untimed_step = sample
+
+
+def _measure():
+    """perfmodel.measure at this commit, if it takes samples by this suite's protocol."""
+    measure = _pm("measure")
+    version = getattr(measure, "PROTOCOL_VERSION", 0)
+    if version != PROTOCOL:
+        raise NotImplementedError(f"perfmodel.measure at this commit implements measurement "
+                                  f"protocol {version}; this suite files protocol {PROTOCOL}")
+    return measure
 
 
 class CellHandle:
-    """One cell in this benchmark process: built on first use, reused by every asv sample.
+    """One cell in this benchmark process: opened on first use, reused by every asv sample.
 
-    ``prepare()`` runs the core's own measurement once (1 warm-up, 1 metered step) to learn the
-    status (OK / OOM / failed) and the memory figures; these are also written to a small JSON
+    Opening is perfmodel.measure.open_cell (build, classify, warm up, meter one step): the
+    status (OK / OOM / failed) and memory figures it finds are also written to a small JSON
     file in the working directory (asv's setup_cache directory, shared by the benchmarks of one
-    commit), so a track_ benchmark of the same cell reads them instead of building it again.
+    commit), so a track_ benchmark of the same cell reads them instead of opening it again.
     """
 
     def __init__(self, kind: str, fields: dict, device: str):
@@ -232,55 +250,27 @@ class CellHandle:
             self.prepare()
         return self.info
 
-    def check(self):
-        """n/a (NotImplementedError) if this commit cannot run the cell on this device; cheap:
-        builds nothing. Called when the cell is first prepared (``prepare`` turns the error
-        into asv's SkipNotImplemented, which a benchmark body must raise to mean n/a)."""
-        cell = make_cell(self.kind, **self.fields)
-        ok, why = cell.availability(self.device)
-        if not ok:
-            raise NotImplementedError(why)
-        return cell
-
     def prepare(self):
         if self.info is not None and (self._runnable is not None or self.info["status"] != "OK"):
             return
         try:
-            self._prepare()
+            self._open()
         except SkipNotImplemented:
             raise
         except NotImplementedError as err:  # in a benchmark body only this subclass means n/a
             raise SkipNotImplemented(str(err)) from None
 
-    def _prepare(self):
-        measure = _pm("measure")
-        cell = self.check()
-        info = {"status": "OK", "error": "", "peak_bytes": None, "before_backward_bytes": None}
-        if self.device.type == "cpu":
-            have = measure.available_host_bytes()
-            need = cell.estimate_bytes()
-            if need > getattr(measure, "HOST_MEMORY_FRACTION", 0.8) * have:
-                info.update(status="OOM", error=f"predicted {need} bytes > available {have}")
-        if info["status"] == "OK":
-            try:
-                runnable = cell.build(self.device)
-                measure.measure(runnable, 1, 1)  # the core's warm-up and metered step
-                info["peak_bytes"] = runnable.meter.peak()
-                info["before_backward_bytes"] = runnable.meter.before_backward
-                self._runnable = runnable
-            except torch.OutOfMemoryError as err:
-                info.update(status="OOM", error=measure.one_line(err))
-            except NotImplementedError:
-                raise
-            except Exception as err:  # noqa: BLE001 (a failing cell is a result: status 3)
-                info.update(status="failed", error=f"{type(err).__name__}: {err}"[:300])
-            if info["status"] != "OK":
-                self._runnable = None
-                gc.collect()
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-        if info["status"] != "OK":
-            print(f"perfmodel: {self.kind} {self.fields}: {info['status']}: {info['error']}",
+    def _open(self):
+        measure = _measure()
+        cell = make_cell(self.kind, **self.fields)
+        opened = measure.open_cell(cell, self.device)
+        if opened.status == _pm("status").NA:
+            raise NotImplementedError(opened.error)
+        self._runnable = opened.runnable
+        info = {"status": opened.status, "error": opened.error, "peak_bytes": opened.peak_bytes,
+                "before_backward_bytes": opened.before_backward_bytes}
+        if opened.status != "OK":
+            print(f"perfmodel: {self.kind} {self.fields}: {opened.status}: {opened.error}",
                   file=sys.stderr)
         self.info = info
         _write_side_file(self.path, json.dumps(info))
@@ -288,11 +278,19 @@ class CellHandle:
     # -- what benchmark bodies call
     @property
     def run(self):
-        """The built Runnable (``.timed_step()``), or a stand-in that skips (NaN) if not OK."""
+        """The opened Runnable (``.sample()``), or a stand-in that skips (NaN) if not OK."""
         self.prepare()
         if self._runnable is None:
             return _NotRunnable(f"{self.info['status']}: {self.info['error']}")
         return self._runnable
+
+    def sample(self) -> None:
+        """One asv sample of the cell; a machine too busy to measure is n/a, and says so."""
+        try:
+            self.run.sample()
+        except _pm("measure").MachineBusy as err:
+            print(f"perfmodel: {self.kind} {self.fields}: {err}", file=sys.stderr)
+            raise SkipNotImplemented(str(err)) from None
 
     def host_step(self) -> None:
         """One untimed step, for asv's peakmem_ (host peak RSS): the CPU tier only."""
@@ -301,7 +299,7 @@ class CellHandle:
         self.run.untimed_step()
 
     def status(self) -> float:
-        return STATUS_CODE.get(self.facts()["status"], NAN)
+        return _pm("status").CODES.get(self.facts()["status"], NAN)
 
     def bytes(self, key: str, gpu_only: bool = False) -> float:
         if gpu_only and self.device.type != "cuda":
@@ -316,66 +314,108 @@ class CellHandle:
 def handle(kind: str, fields: dict, device: str) -> CellHandle:
     """The process's handle for a cell. Nothing is imported or checked here: a track_ process
     whose cell was measured already only reads the side file. Whether this commit can run the
-    cell (n/a, skipped) is decided when the cell is first built or its facts first needed."""
+    cell (n/a, skipped) is decided when the cell is first opened or its facts first needed."""
     key = (kind, tuple(sorted(fields.items())), device)
     if key not in _HANDLES:
         _HANDLES[key] = CellHandle(kind, fields, device)
     return _HANDLES[key]
 
 
-def run_cell_cached(fields: dict, device: str, warmup: int, steps: int) -> dict:
-    """perfmodel.measure.run_cell for a model cell, once per commit (side file), as a dict."""
-    path = side_path("ModelCell", dict(fields, _warmup=warmup, _steps=steps), device)
-    cached = _read_side_file(path)
-    if cached is not None:
-        return cached
-    try:
-        run_cell = _api("measure", "run_cell")
-        cell = make_cell("ModelCell", **fields)
-    except NotImplementedError as err:
-        raise SkipNotImplemented(str(err)) from None
-    result = run_cell(cell, torch.device(device), warmup, steps)
-    if result.status == "skipped":
-        raise SkipNotImplemented(result.error)
-    stats = result.stats
-    out = {"status": result.status, "error": result.error,
-           "mean": stats.mean if stats else None, "std": stats.std if stats else None}
-    if result.status != "OK":
-        print(f"perfmodel: {fields} warmup {warmup}: {result.status}: {result.error}",
-              file=sys.stderr)
-    _write_side_file(path, json.dumps(out))
-    return out
+class StudyHandle:
+    """A warm-up study cell: opened by the study's protocol (exactly ``warmup`` untimed steps,
+    then single steps, nothing metered in between), so asv's samples, in order, are the steps
+    after the warm-up; the first sample of warm-up 0 is a fresh model's first step."""
+
+    def __init__(self, fields: dict, warmup: int, device: str):
+        self.fields, self.warmup, self.device = fields, warmup, torch.device(device)
+        self._runnable = None
+        self.info: dict | None = None
+        self.path = side_path("ModelCell", dict(fields, _warmup=warmup), device)
+
+    def _open(self):
+        measure = _measure()
+        cell = make_cell("ModelCell", **self.fields)
+        opened = measure.open_cell(cell, self.device, measure.Protocol.warmup_study(self.warmup))
+        if opened.status == _pm("status").NA:
+            raise SkipNotImplemented(opened.error)
+        self._runnable = opened.runnable
+        self.info = {"status": opened.status, "error": opened.error}
+        if opened.status != "OK":
+            print(f"perfmodel: {self.fields} warmup {self.warmup}: {opened.status}: "
+                  f"{opened.error}", file=sys.stderr)
+        _write_side_file(self.path, json.dumps(self.info))
+
+    def sample(self) -> None:
+        if self.info is None:
+            try:
+                self._open()
+            except NotImplementedError as err:
+                raise SkipNotImplemented(str(err)) from None
+        if self._runnable is None:
+            raise SkipNotImplemented(f"{self.info['status']}: {self.info['error']}")
+        try:
+            self._runnable.sample()
+        except _pm("measure").MachineBusy as err:
+            print(f"perfmodel: {self.fields} warmup {self.warmup}: {err}", file=sys.stderr)
+            raise SkipNotImplemented(str(err)) from None
+
+    def status(self) -> float:
+        info = self.info or _read_side_file(self.path)
+        if info is None:
+            try:
+                self._open()
+            except NotImplementedError as err:
+                raise SkipNotImplemented(str(err)) from None
+            info = self.info
+        return _pm("status").CODES.get(info["status"], NAN)
 
 
-def as_value(x) -> float:
-    return NAN if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+_STUDIES: dict = {}
 
 
-def timing_attrs(obj, device: str, heavy: bool = False) -> None:
+def study(fields: dict, warmup: int, device: str) -> StudyHandle:
+    key = (tuple(sorted(fields.items())), warmup, device)
+    if key not in _STUDIES:
+        _STUDIES[key] = StudyHandle(fields, warmup, device)
+    return _STUDIES[key]
+
+
+def timing_attrs(obj, device: str) -> None:
     """asv sampling per device, set on the instance in setup (asv re-reads them after setup).
 
-    Every sample is one step (number 1); the handle already ran a warm-up step, so asv's own
-    warm-up is off. repeat = (min samples, max samples, seconds after which to stop sampling).
+    A sample is one ``Runnable.sample()`` (a burst of steps, perfmodel.measure.Protocol), so
+    asv's ``number`` is 1 and its warm-up off (open_cell warmed the cell). ``repeat`` = (min
+    samples, max samples, seconds after which to stop); ``rounds`` (class attribute) gives each
+    cell that many processes, interleaved between the commits that ``asv continuous`` compares,
+    so the verdict sees process-to-process spread, not only the spread inside one process.
+    At least 6 samples a side: fewer cannot pass asv's Mann-Whitney test at p < 0.002 and asv
+    would fall back to one process's confidence interval.
     """
     obj.number = 1
     obj.warmup_time = 0.0
-    if device == "cuda":
-        obj.repeat = (3, 10, 1.0) if heavy else (5, 20, 0.5)
-    else:
-        obj.repeat = (5, 10, 1.0)
+    obj.repeat = (6, 10, 0.6) if device == "cuda" else (6, 10, 0.8)
 
 
 class SuiteBase:
     """Attributes every benchmark class shares."""
 
     timer = staticmethod(device_clock)
-    rounds = 1
+    version = TIME_VERSION  # explicit: editing a benchmark's source keeps its history
+    rounds = 2
     number = 1
     warmup_time = 0.0
-    repeat = (5, 10, 1.0)
+    repeat = (6, 10, 0.8)
     timeout = 600.0
 
     def setup_cache(self):
         """Nothing to cache: it only gives this commit's benchmarks one shared working
         directory, where CellHandle leaves each cell's status and memory figures."""
         return None
+
+
+def facts(*methods) -> None:
+    """Mark track_/peakmem_ methods: one value per cell, the same in every round, filed under
+    FACTS_VERSION (a change of sampling leaves them comparable)."""
+    for method in methods:
+        method.version = FACTS_VERSION
+        method.rounds = 1

@@ -1,11 +1,17 @@
 """How perfmodel times and meters a workload: the one place that defines a measurement.
 
+A *protocol* (``Protocol``) says how a cell is warmed up and sampled; ``open_cell`` builds a cell,
+classifies it (OK / OOM / failed / n/a), warms it up and meters its memory; ``Runnable.sample``
+takes one sample. The CLI (``run_cell``), the asv suite (benchmarks/common.py), the warm-up study
+and the scripts all go through these, so one cell gives one number wherever it is asked for.
+
 GPU work is timed with CUDA events and read only after synchronizing, so a time is the device's,
-never a launch's. The CPU is timed with perf_counter around synchronous steps. Memory is the CUDA
-allocator's peak (reset for each measurement) on a GPU and the process's peak RSS on the CPU.
-A cell that runs out of memory is a result (status OOM), never a crash: on a GPU the error is
-caught and the memory released; on the CPU a cell that would not fit is predicted from its sizes
-and never allocated, so the operating system never has to kill the process.
+never a launch's. The CPU is timed with perf_counter around synchronous steps, on a fixed number
+of threads (``cpu_threads``), and a sample that the operating system visibly interrupted is taken
+again. Memory is the CUDA allocator's peak (reset for each measurement) on a GPU and the
+process's peak RSS on the CPU. A cell that runs out of memory is a result (status OOM), never a
+crash: on a GPU the error is caught and the memory released; on the CPU a cell that would not fit
+is predicted from its sizes and never allocated, so the operating system never has to kill it.
 """
 from __future__ import annotations
 
@@ -16,14 +22,20 @@ import platform
 import statistics
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 import torch
 
 from .errors import UserError
+from .status import BUSY, FAILED, NA, OK, OOM
 
-OK, OOM, FAILED, SKIPPED = "OK", "OOM", "failed", "skipped"
+SKIPPED = NA  # the name older callers use
+
+# What one sample means. Bump it whenever a change to this module changes what a number means
+# (warm-up, bursts, clock, thread policy): the asv suite states the protocol it expects and
+# files its time_ results under it, so numbers of two methods never share a graph line.
+PROTOCOL_VERSION = 2
 
 # Dense peak rates (TFLOP/s) that MFU is stated against, from the vendors' datasheets (SXM parts).
 PEAK_TFLOPS = {
@@ -32,9 +44,85 @@ PEAK_TFLOPS = {
     ("A100", "bf16"): 312.0, ("A100", "tf32"): 156.0, ("A100", "fp32"): 19.5,
 }
 L2_FLUSH_BYTES = 256 * 1024 * 1024  # as triton.testing.do_bench: larger than any L2 cache
-BURST_BELOW_S = 1e-3  # steps shorter than this are timed in bursts (Runnable.burst_size)
-BURST_TARGET_S = 2e-3  # ... of about this much device time
-BURST_MAX_STEPS = 100
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a cell is warmed up and sampled.
+
+    A sample is the median step time over a *burst* of steps run back to back, long enough
+    (``burst_s``) that a GPU has a queue and runs at its steady clock, as under do_bench; a
+    single step that starts on an idle GPU waits on the host to launch each kernel, so a
+    sub-millisecond step would be timed by launch latency. The median of a burst ignores the
+    odd interrupted step. ``burst_s = 0`` times single steps (the warm-up study, whose point is
+    the first steps).
+    """
+
+    warmup_steps: int = 1       # untimed steps before anything is metered
+    warmup_s: float = 0.0       # ... and at least this long (clocks up, caches and tuners filled)
+    burst_s: float = 0.0        # a sample covers at least this much step time (0: one step)
+    min_burst: int = 1
+    max_burst: int = 200
+    samples: int = 10           # how many samples run_cell takes (asv chooses its own)
+    meter_step: bool = True     # meter memory on one step before sampling (else over the samples)
+
+    @classmethod
+    def for_device(cls, device: torch.device, samples: int = 10) -> "Protocol":
+        if device.type == "cuda":
+            return cls(warmup_steps=2, warmup_s=0.1, burst_s=0.02, min_burst=3, samples=samples)
+        return cls(warmup_steps=1, warmup_s=0.02, burst_s=0.01, samples=samples)
+
+    @classmethod
+    def warmup_study(cls, warmup: int, samples: int = 10) -> "Protocol":
+        """The seeds' warm-up study: exactly ``warmup`` untimed steps, then single steps."""
+        return cls(warmup_steps=warmup, warmup_s=0.0, burst_s=0.0, samples=samples,
+                   meter_step=False)
+
+
+# A CPU burst whose thread waited on the run queue (runnable, but another process had the core:
+# /proc/thread-self/schedstat) for more than this share of its wall time was interrupted; it is
+# taken again, up to CPU_RETRIES times. Sleeping or waiting on I/O is not waiting on the run
+# queue, so code that starts to block still reads as slower, never as "busy".
+CPU_DISTURBED_SHARE = 0.2
+CPU_RETRIES = 3
+# More than this share of a cell's samples disturbed even after retries: the machine is too busy
+# to measure, and the cell says so (MachineBusy) instead of recording a number.
+CPU_BUSY_SHARE = 0.34
+
+
+def run_queue_seconds() -> float | None:
+    """Seconds this thread has spent runnable but not running (None where Linux does not say)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class MachineBusy(RuntimeError):
+    """Other processes took so much of the CPU that a cell's samples would be nonsense."""
+
+
+def cpu_threads() -> int:
+    """Threads torch uses for CPU cells: 1 unless PERFMODEL_CPU_THREADS says otherwise.
+
+    One thread, deliberately: with two or more, every parallel region waits for its slowest
+    thread, so one other busy process on a shared core stretched a step 2.5x and made samples
+    200x apart; a single thread keeps its core, and its time can be checked against its own CPU
+    time. Recorded with every result (``environment()['threads']``) and in the machine name.
+    """
+    try:
+        n = int(os.environ.get("PERFMODEL_CPU_THREADS", "1"))
+    except ValueError:
+        raise UserError("PERFMODEL_CPU_THREADS must be a whole number of threads, e.g. 1") from None
+    if n < 1:
+        raise UserError(f"PERFMODEL_CPU_THREADS must be at least 1, got {n}")
+    return n
+
+
+def apply_thread_policy(device: torch.device) -> None:
+    if device.type == "cpu" and torch.get_num_threads() != cpu_threads():
+        torch.set_num_threads(cpu_threads())
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -120,10 +208,10 @@ class MemoryMeter:
 
 
 class DeviceClock:
-    """Seconds of measured device work, summed: a clock that advances only inside timed steps.
+    """Seconds of measured device work, summed: a clock that advances only inside samples.
 
-    asv takes it as a benchmark's ``timer``, so asv's samples are device times taken by this module
-    (CUDA events read after a synchronize), not host time around launches or untimed preparation.
+    asv takes it as a benchmark's ``timer``, so asv's samples are exactly the samples this module
+    takes (``Runnable.sample``), not host time around launches or untimed preparation.
     """
 
     def __init__(self):
@@ -147,8 +235,10 @@ class Runnable:
         self.step = step
         self.prepare = prepare or (lambda: None)
         self.meter = meter or MemoryMeter(device)
-        self.bursts = device.type == "cuda"  # the CPU runs synchronously: no queue to build
-        self._last: float | None = None
+        self.protocol = Protocol.for_device(device)
+        self.last: float | None = None    # seconds of the last step timed: sizes the next burst
+        self.samples_taken = 0
+        self.disturbed = 0                # samples still interrupted after their retries
         self._flush = None
         if flush_l2 and device.type == "cuda":
             self._flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device=device)
@@ -164,7 +254,7 @@ class Runnable:
         self.step(self._prepare())
 
     def timed_steps(self, n: int) -> list[float]:
-        """Seconds of each of n steps on the device."""
+        """Seconds of each of n steps run back to back (GPU: queued, read after one sync)."""
         if self.device.type == "cuda":
             marks = []
             for _ in range(n):
@@ -187,25 +277,51 @@ class Runnable:
         return times
 
     def burst_size(self) -> int:
-        """Steps timed back to back for one sample (the first is then left out).
-
-        A single step that starts on an idle GPU waits on the host to launch each of its kernels:
-        for a sub-millisecond step that latency, not the GPU, sets the time (asv measured eager
-        attention 40% and a Triton kernel 2.6x slower than do_bench that way on an H100). In a
-        burst the host runs ahead and the GPU has a queue, as under do_bench; a step that is
-        still host-bound there is host-bound for real. Long steps are timed alone.
-        """
-        if not self.bursts or self._last is None or self._last >= BURST_BELOW_S:
+        p = self.protocol
+        if p.burst_s <= 0:
             return 1
-        return 1 + min(BURST_MAX_STEPS, math.ceil(BURST_TARGET_S / max(self._last, 1e-7)))
+        if self.last is None:
+            return max(1, p.min_burst)
+        return max(p.min_burst, min(p.max_burst, math.ceil(p.burst_s / max(self.last, 1e-7))))
 
-    def timed_step(self) -> float:
-        """Seconds of one step on the device, added to DEVICE_CLOCK (an asv time_ method's body)."""
-        times = self.timed_steps(self.burst_size())
-        seconds = statistics.fmean(times[1:]) if len(times) > 1 else times[0]
-        self._last = seconds
+    def _burst(self) -> tuple[float, bool]:
+        """(median step seconds, whether the CPU was taken away) of one burst."""
+        n = self.burst_size()
+        wall0, queue0 = time.perf_counter(), run_queue_seconds()
+        times = self.timed_steps(n)
+        wall, queue1 = time.perf_counter() - wall0, run_queue_seconds()
+        disturbed = (self.device.type == "cpu" and queue0 is not None and queue1 is not None
+                     and queue1 - queue0 > CPU_DISTURBED_SHARE * wall + 1e-3)
+        return statistics.median(times), disturbed
+
+    def sample(self) -> float:
+        """One sample of the protocol: the median step of a burst, in seconds, also added to
+        DEVICE_CLOCK (an asv time_ method's body is this call).
+
+        On the CPU a burst that lost its core to another process for more than
+        CPU_DISTURBED_SHARE of its time is taken again; when more than CPU_BUSY_SHARE of the
+        samples stay disturbed, MachineBusy says so instead of a number.
+        """
+        seconds, disturbed = self._burst()
+        tries = 0
+        while disturbed and tries < CPU_RETRIES:
+            seconds, disturbed = self._burst()
+            tries += 1
+        self.samples_taken += 1
+        if disturbed:
+            self.disturbed += 1
+            if self.disturbed > max(1, CPU_BUSY_SHARE * self.samples_taken):
+                raise MachineBusy(
+                    f"machine too busy to measure: {self.disturbed} of {self.samples_taken} "
+                    f"samples waited over {CPU_DISTURBED_SHARE:.0%} of their time for a CPU "
+                    f"that other processes held, even after {CPU_RETRIES} retries")
+        self.last = seconds
         DEVICE_CLOCK.total += seconds
         return seconds
+
+    def timed_step(self) -> float:
+        """The name older suites call: one sample."""
+        return self.sample()
 
     def release(self) -> None:
         self._flush = None
@@ -229,25 +345,11 @@ class Result:
     tflops: float | None = None
     mfu: float | None = None
     peak_tflops: float | None = None
+    protocol: dict = field(default_factory=dict)
     env: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def measure(runnable: Runnable, warmup: int, steps: int) -> tuple[Stats, float, float]:
-    """Run ``warmup`` untimed steps, then time ``steps``; memory peaks cover the timed steps."""
-    if warmup < 0 or steps < 1:
-        raise UserError(f"need warmup >= 0 and steps >= 1, got warmup={warmup} steps={steps}")
-    t0 = time.perf_counter()
-    for _ in range(warmup):
-        runnable.untimed_step()
-    synchronize(runnable.device)
-    warmup_s = time.perf_counter() - t0
-    gc.collect()
-    runnable.meter.reset()
-    times = runnable.timed_steps(steps)
-    return Stats.of(times), warmup_s, time.perf_counter() - t0
 
 
 def available_host_bytes() -> int:
@@ -278,43 +380,113 @@ def one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
-def run_cell(cell, device: torch.device, warmup: int = 1, steps: int = 10,
-             peak_tflops: float | None = None) -> Result:
-    """Build, run and measure one cell. Never raises for OOM or a failing cell: the result says.
+@dataclass
+class Opened:
+    """A cell after ``open_cell``: its status and memory figures, and (when OK) the warmed-up
+    Runnable that ``sample()`` times."""
 
-    A UserError (a bad cell) propagates: it is the caller's mistake, not a measurement.
+    status: str
+    error: str = ""
+    runnable: Runnable | None = None
+    warmup_steps: int = 0
+    warmup_s: float | None = None
+    peak_bytes: int | None = None
+    before_backward_bytes: int | None = None
+
+
+def open_cell(cell, device: torch.device, protocol: Protocol | None = None) -> Opened:
+    """Build a cell, warm it up and meter one step's memory; classify what happened.
+
+    The one classification of a cell: n/a (this commit or device cannot run it), OOM (predicted
+    on the CPU, caught on a GPU), failed (any other error, one line), or OK. Never raises for
+    those: a failing cell must not lose the others' results. A UserError (a bad cell) propagates.
     """
     cell.validate()
-    env = environment(device)
-    result = Result(cell=cell.describe(), status=OK, warmup=warmup, env=env)
+    protocol = protocol or Protocol.for_device(device)
+    apply_thread_policy(device)
     ok, why = cell.availability(device)
     if not ok:
-        result.status, result.error = SKIPPED, why
-        return result
+        return Opened(NA, why)
     if device.type == "cpu":
         need, have = cell.estimate_bytes(), available_host_bytes()
         if need > HOST_MEMORY_FRACTION * have:
-            result.status = OOM
-            result.error = (f"predicted {need / 2**30:.1f} GiB > {HOST_MEMORY_FRACTION:.0%} of "
-                            f"{have / 2**30:.1f} GiB available; not allocated")
-            return result
+            return Opened(OOM, f"predicted {need / 2**30:.1f} GiB > {HOST_MEMORY_FRACTION:.0%} "
+                               f"of {have / 2**30:.1f} GiB available; not allocated")
     runnable = None
     try:
         runnable = cell.build(device)
-        stats, result.warmup_s, result.total_s = measure(runnable, warmup, steps)
-        result.stats = stats
-        result.peak_bytes = runnable.meter.peak()
-        result.before_backward_bytes = runnable.meter.before_backward
+        runnable.protocol = protocol
+        opened = Opened(OK, runnable=runnable)
+        t0 = time.perf_counter()
+        steps = 0
+        # synchronized steps, so the warm-up's length is the device's (never a launch queue)
+        while steps < protocol.warmup_steps or time.perf_counter() - t0 < protocol.warmup_s:
+            runnable.untimed_step()
+            synchronize(device)
+            steps += 1
+        opened.warmup_steps, opened.warmup_s = steps, time.perf_counter() - t0
+        gc.collect()
+        runnable.meter.reset()
+        if protocol.meter_step:  # memory: one more step, alike after warm-up, from a reset peak
+            runnable.last = runnable.timed_steps(1)[0]
+            opened.peak_bytes = runnable.meter.peak()
+            opened.before_backward_bytes = runnable.meter.before_backward
+        return opened
     except torch.OutOfMemoryError as err:
-        result.status, result.error = OOM, one_line(err)
+        status, error = OOM, one_line(err)
     except UserError:
         raise
     except Exception as err:  # a failing cell must not lose the others' results
+        status, error = FAILED, one_line(err)
+    if runnable is not None:
+        runnable.release()
+    del runnable
+    free_device_memory(device)
+    return Opened(status, error)
+
+
+def run_cell(cell, device: torch.device, warmup: int | None = None, steps: int | None = None,
+             peak_tflops: float | None = None, protocol: Protocol | None = None) -> Result:
+    """Open a cell and take ``steps`` samples of it: the CLI's, the scripts' and the warm-up
+    study's measurement (the asv suite takes its samples one by one from ``open_cell``).
+
+    ``warmup`` given alone means the warm-up study's protocol (exactly that many untimed steps,
+    then single steps); by default a cell is measured by the device's protocol.
+    """
+    if protocol is None:
+        protocol = (Protocol.for_device(device) if warmup is None
+                    else Protocol.warmup_study(warmup))
+    if steps is not None:
+        protocol = replace(protocol, samples=steps)
+    if protocol.warmup_steps < 0 or protocol.samples < 1:
+        raise UserError(f"need warmup >= 0 and steps >= 1, got warmup={protocol.warmup_steps} "
+                        f"steps={protocol.samples}")
+    env = environment(device)
+    t0 = time.perf_counter()
+    opened = open_cell(cell, device, protocol)
+    result = Result(cell=cell.describe(), status=opened.status, error=opened.error,
+                    warmup=opened.warmup_steps, warmup_s=opened.warmup_s,
+                    peak_bytes=opened.peak_bytes, before_backward_bytes=opened.before_backward_bytes,
+                    protocol=dict(asdict(protocol), version=PROTOCOL_VERSION), env=env)
+    runnable = opened.runnable
+    if runnable is None:
+        return result
+    try:
+        times = [runnable.sample() for _ in range(protocol.samples)]
+        result.stats = Stats.of(times)
+        if not protocol.meter_step:
+            result.peak_bytes = runnable.meter.peak()
+            result.before_backward_bytes = runnable.meter.before_backward
+        result.total_s = time.perf_counter() - t0
+    except MachineBusy as err:
+        result.status, result.error = BUSY, str(err)
+    except torch.OutOfMemoryError as err:
+        result.status, result.error = OOM, one_line(err)
+    except Exception as err:  # noqa: BLE001 (a failing cell is a result)
         result.status, result.error = FAILED, one_line(err)
     finally:
-        if runnable is not None:
-            runnable.release()
-        del runnable
+        runnable.release()
+        del runnable, opened
         free_device_memory(device)
     if result.stats is not None:
         result.flops = cell.flops()
@@ -358,6 +530,8 @@ def environment(device: torch.device) -> dict:
         _ENV_CACHE[key] = env
     env = dict(_ENV_CACHE[key])
     env["tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+    if device.type == "cpu":
+        env["threads"] = cpu_threads()
     return env
 
 

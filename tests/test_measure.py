@@ -14,6 +14,14 @@ from perfmodel.measure import (DEVICE_CLOCK, FAILED, OK, OOM, SKIPPED, MemoryMet
 from perfmodel.workloads import AttentionCell, ModelCell
 
 CPU = torch.device("cpu")
+REAL_RUN_QUEUE = measure.run_queue_seconds
+
+
+@pytest.fixture(autouse=True)
+def _undisturbed(monkeypatch):
+    """Tests that count steps must not see a retake: the CI machine may be loaded. The test of
+    disturbance detection patches this itself."""
+    monkeypatch.setattr(measure, "run_queue_seconds", lambda: 0.0)
 
 
 class FakeCell:
@@ -58,16 +66,6 @@ def test_stats():
     assert (s.n, s.mean, s.median, s.min, s.max) == (4, 4.0, 2.5, 1.0, 10.0)
     assert s.std == pytest.approx(4.0825, abs=1e-4)  # sample standard deviation
     assert Stats.of([2.0]).std == 0.0
-
-
-def test_warmup_steps_run_untimed_and_count():
-    calls = []
-    cell = FakeCell(step=lambda s: calls.append(1))
-    for warmup in (0, 1, 5):
-        calls.clear()
-        r = run_cell(cell, CPU, warmup=warmup, steps=4)
-        assert r.status == OK and r.stats.n == 4 and len(calls) == warmup + 4
-        assert r.warmup == warmup
 
 
 def test_prepare_is_not_timed():
@@ -189,23 +187,101 @@ def test_real_gpu_oom_then_next_cell_runs():
     assert torch.cuda.memory_allocated() <= baseline
 
 
-def test_short_steps_are_timed_in_bursts_without_their_first_step():
+def test_a_sample_is_the_median_step_of_a_burst_sized_by_the_protocol():
     r = Runnable(CPU, lambda s: None)
-    r.bursts = True  # as on a GPU
+    r.protocol = measure.Protocol(burst_s=0.02, min_burst=3, max_burst=50)
     seen = []
 
     def fake_timed_steps(n):
         seen.append(n)
-        return [1.0] + [1e-4] * (n - 1)  # the first step of a burst starts on an idle device
+        return [1.0] + [1e-3] * (n - 1)  # an outlier (e.g. the step that began on an idle GPU)
 
     r.timed_steps = fake_timed_steps
-    assert r.timed_step() == 1.0 and seen == [1]  # nothing known yet: one step
-    r._last = 1e-4
-    assert r.timed_step() == pytest.approx(1e-4)  # burst: first step left out
-    assert seen[-1] == 1 + measure.BURST_MAX_STEPS or seen[-1] == 1 + 20
-    r._last = 0.5
-    r.timed_step()
-    assert seen[-1] == 1  # long steps alone
-    cpu = Runnable(CPU, lambda s: None)
-    cpu._last = 1e-6
-    assert cpu.burst_size() == 1
+    assert r.sample() == pytest.approx(1e-3) and seen == [3]  # nothing known yet: min_burst
+    assert seen[-1] == 3
+    r.sample()
+    assert seen[-1] == 20  # 20 ms of 1 ms steps
+    r.last = 1e-6
+    r.sample()
+    assert seen[-1] == 50  # capped
+    r.last = 0.5
+    r.sample()
+    assert seen[-1] == 3  # long steps: min_burst
+    single = Runnable(CPU, lambda s: None)
+    single.protocol = measure.Protocol.warmup_study(0)
+    single.last = 1e-6
+    assert single.burst_size() == 1
+
+
+def test_warmup_study_protocol_times_exactly_the_steps_after_the_warmup():
+    calls = []
+    cell = FakeCell(step=lambda s: calls.append(time.sleep(0.001)))
+    for warmup in (0, 1, 5):
+        calls.clear()
+        r = run_cell(cell, CPU, warmup=warmup, steps=4)
+        # no memory step, no burst in between: the first sample is step warmup + 1
+        assert r.status == OK and r.stats.n == 4 and len(calls) == warmup + 4
+        assert r.protocol["burst_s"] == 0 and r.protocol["version"] == measure.PROTOCOL_VERSION
+
+
+def test_device_protocol_warms_up_for_its_time_then_meters_one_step():
+    calls = []
+    cell = FakeCell(step=lambda s: calls.append(time.sleep(0.002)))
+    protocol = measure.Protocol(warmup_steps=1, warmup_s=0.05, burst_s=0.0, samples=3)
+    r = run_cell(cell, CPU, protocol=protocol)
+    assert r.status == OK and r.warmup >= 0.05 / 0.003 - 2 and r.warmup_s >= 0.05
+    assert len(calls) == r.warmup + 1 + 3  # warm-up, the metered step, the samples
+    assert r.peak_bytes is not None
+
+
+def test_a_sample_that_waited_for_the_cpu_is_retaken_then_the_machine_is_called_busy(monkeypatch):
+    clock = {"queue": 0.0, "steal": 0.0}
+    monkeypatch.setattr(measure, "run_queue_seconds", lambda: clock["queue"])
+
+    def step(_):
+        time.sleep(0.002)
+        clock["queue"] += clock["steal"]  # another process held the core for this long
+
+    r = Runnable(CPU, step)
+    r.protocol = measure.Protocol(burst_s=0.0)
+    clock["steal"] = 0.0
+    assert r.sample() >= 0.002 and r.disturbed == 0
+    clock["steal"] = 0.01  # every burst disturbed
+    with pytest.raises(measure.MachineBusy, match="too busy"):
+        for _ in range(5):
+            r.sample()
+    # a single disturbed burst is simply taken again
+    r2 = Runnable(CPU, step)
+    r2.protocol = measure.Protocol(burst_s=0.0)
+    bursts = []
+    orig = r2._burst
+
+    def once_disturbed():
+        bursts.append(1)
+        clock["steal"] = 0.01 if len(bursts) == 1 else 0.0
+        return orig()
+
+    r2._burst = once_disturbed
+    r2.sample()
+    assert len(bursts) == 2 and r2.disturbed == 0
+
+
+def test_sleeping_is_not_waiting_for_the_cpu(monkeypatch):
+    # code that starts to block must read as slower, never as a busy machine
+    if REAL_RUN_QUEUE() is None:
+        pytest.skip("this kernel does not report run-queue time")
+    monkeypatch.setattr(measure, "run_queue_seconds", REAL_RUN_QUEUE)
+    r = Runnable(CPU, lambda s: time.sleep(0.02))
+    r.protocol = measure.Protocol(burst_s=0.0)
+    for _ in range(3):
+        assert r.sample() >= 0.02
+    assert r.disturbed == 0
+
+
+def test_cpu_cells_run_on_the_recorded_number_of_threads(monkeypatch):
+    monkeypatch.setenv("PERFMODEL_CPU_THREADS", "1")
+    r = run_cell(AttentionCell("sdpa", 16, 64), CPU, steps=2)
+    assert torch.get_num_threads() == 1 and r.env["threads"] == 1
+    monkeypatch.setenv("PERFMODEL_CPU_THREADS", "zero")
+    with pytest.raises(UserError, match="PERFMODEL_CPU_THREADS"):
+        measure.cpu_threads()
