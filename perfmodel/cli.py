@@ -37,8 +37,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common(p):
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
-    p.add_argument("--steps", type=int, default=5, help="measured steps (default 5)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="the warm-up study: exactly this many untimed steps, then single steps "
+                        "(default: the device's protocol, as asv measures: warm up, then samples "
+                        "that are each the median step of a burst)")
+    p.add_argument("--steps", type=int, default=10, help="samples (default 10)")
     p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda")
     p.add_argument("--format", default="markdown", choices=["markdown", "csv", "json"])
     p.add_argument("--output", "-o", help="write the table here as well as to stdout")
@@ -115,10 +118,10 @@ def attention_cells(args):
 
 def _run(args, cells, table) -> int:
     from .grid import run_grid  # noqa: PLC0415
-    from .measure import resolve_device  # noqa: PLC0415
+    from .measure import PROTOCOL_VERSION, resolve_device  # noqa: PLC0415
     from .tables import to_csv, to_json  # noqa: PLC0415
 
-    if args.warmup < 0 or args.steps < 1:
+    if (args.warmup is not None and args.warmup < 0) or args.steps < 1:
         raise UserError(f"need --warmup >= 0 and --steps >= 1, got {args.warmup} and {args.steps}")
     for cell in cells:  # every mistake is reported before any cell runs
         cell.validate()
@@ -128,9 +131,13 @@ def _run(args, cells, table) -> int:
     text = {"markdown": table, "csv": to_csv, "json": to_json}[args.format](results)
     env = results[0].env if results else {}
     if args.format == "markdown":
+        how = (f"warm-up study: {args.warmup} untimed steps, then {args.steps} single steps"
+               if args.warmup is not None else
+               f"protocol {PROTOCOL_VERSION}: {args.steps} samples, each the median step of a burst")
+        threads = f" | {env['threads']} CPU thread(s)" if env.get("threads") else ""
         text += (f"\n\ndevice: {env.get('name')} | torch {env.get('torch')} | "
-                 f"CUDA {env.get('cuda')} | triton {env.get('triton')} | warmup {args.warmup}, "
-                 f"{args.steps} measured steps; times are per step")
+                 f"CUDA {env.get('cuda')} | triton {env.get('triton')}{threads} | {how}; "
+                 f"times are per step")
     print(text)
     if args.output:
         with open(args.output, "w") as f:

@@ -15,8 +15,9 @@ def _label(cell) -> str:
     return " ".join(f"{k}={d[k]}" for k in keys)
 
 
-def run_grid(cells: Iterable, device, warmup: int, steps: int, peak_tflops: float | None = None,
-             progress=sys.stderr) -> list[Result]:
+def run_grid(cells: Iterable, device, warmup: int | None, steps: int,
+             peak_tflops: float | None = None, progress=sys.stderr) -> list[Result]:
+    """Every cell by perfmodel.measure.run_cell (``warmup`` None: the device's protocol)."""
     cells = list(cells)
     results = []
     tty = progress is not None and progress.isatty()

@@ -49,20 +49,11 @@ commits=("$@")
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 # compiled and flash cells pay a torch.compile / Triton autotune in every process (10-20 s): the
-# quick tier leaves them out (measured on an H100: with them the subset took 390 s).
-QUICK_GPU_REGEX="Attention\.[a-z_]+\('(eager|sdpa)', '[a-z0-9]+', 64, (1024|4096)\)|Model\.[a-z_]+\('small', 512, '(fp32|bf16)', '(eager|sdpa)'\)"
+# quick tier leaves them out (measured on an H100: with them the subset took 390 s). The merge
+# gate's cells (scripts/gate_check.py) are quick-tier cells.
+QUICK_GPU_REGEX="Attention\.[a-z_]+\('(eager|sdpa)', '[a-z0-9]+', 128, (4096|16384)\)|Model\.[a-z_]+\('small', 512, '(fp32|bf16)', '(eager|sdpa)'\)"
 
-if ! $PY -c "import asv" 2>/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/asv-site .whl/*.whl
-  export PYTHONPATH=/tmp/asv-site${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/asv-site/bin:$PATH
-fi
-export PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.whl/house PYTHONUNBUFFERED=1
-export PERFMODEL_BASE_SITE=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-if ! git rev-parse -q --verify HEAD >/dev/null 2>&1 && [ -f .whl/repo.bundle ]; then
-  rm -rf .git  # a copy of the tree without usable history: take it from the bundle
-  git init -q -b main . && git fetch -q .whl/repo.bundle main && git update-ref refs/heads/main FETCH_HEAD
-fi
-git config user.email >/dev/null 2>&1 || git config user.email gpu@box && git config user.name gpu
+source scripts/gpu_env.sh
 
 M=${MACHINE:-$($PY -c 'from perfmodel.track import stack, machine_name; print(machine_name(stack()))')}
 $PY -c "

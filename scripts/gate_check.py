@@ -1,0 +1,278 @@
+"""Show what the merge gate does: repeated `asv continuous` on an unchanged and a planted commit.
+
+    python scripts/gate_check.py --tier gpu --runs 3 --factor 1.05 --target 1.10 --out DIR
+    python scripts/gate_check.py --tier cpu --runs 3 --factor 1.2 --target 1.30 --out DIR
+
+In a throwaway clone of HEAD it commits an empty change (noop), then a planted slowdown of a few
+cells (planted): an extra call of the same attention over the first fraction f of the sequence,
+for those cells' shapes only. f is calibrated per cell in this run so that an independent timer
+(triton.testing.do_bench on a GPU; perfmodel's own samples on the CPU) puts the planted/base
+ratio within --tolerance of --target, and checked again after the asv runs. Then, alternating,
+`asv continuous main~2 main~1` (noop vs base: must flag nothing, exit 0) and
+`asv continuous main~1 main` (planted vs noop: must flag every planted cell and nothing else,
+exit 1), --runs times each, on the tier's gate cells. A compact table is printed last; every
+asv log and a JSON summary go to --out.
+
+Needs asv importable (on an offline GPU box: scripts/gpu_asv.sh's set-up, or PYTHONPATH to the
+wheels it installs) and a git clone of the project.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# (benchmark, params as asv prints them, planted?): attention cells are (impl, dtype, d, seq)
+GATE_CELLS = {
+    "gpu": [
+        ("bench_attention.Attention.time_forward", ("sdpa", "bfloat16", 128, 4096), True),
+        ("bench_attention.Attention.time_forward", ("sdpa", "bfloat16", 128, 16384), True),
+        ("bench_attention.Attention.time_forward", ("eager", "bfloat16", 128, 4096), True),
+        ("bench_attention.Attention.time_forward", ("eager", "float32", 128, 4096), True),
+        ("bench_attention.Attention.time_forward", ("sdpa", "float32", 128, 4096), False),
+        ("bench_attention.Attention.time_forward", ("eager", "bfloat16", 128, 16384), False),
+        ("bench_attention.Attention.time_backward", ("sdpa", "bfloat16", 128, 4096), False),
+        ("bench_model.Model.time_forward_backward", ("small", 512, "bf16", "sdpa"), False),
+    ],
+    "cpu": [
+        ("bench_attention.Attention.time_forward", ("eager", "float32", 64, 1024), True),
+    ],
+}
+
+PLANT_CODE = '''
+
+# planted by scripts/gate_check.py: the same attention once more over the first fraction of the
+# sequence, for these (impl, dtype, d, seq) only
+_PLANT = {table!r}
+
+
+def _planted(name, fn):
+    def attention(q, k, v, is_causal=True):
+        out = fn(q, k, v, is_causal)
+        f = _PLANT.get((name, str(q.dtype).replace("torch.", ""), q.shape[-1], q.shape[-2]))
+        if f and q.dim() == 3:
+            n = max(1, int(q.shape[-2] * f))
+            fn(q[:, :n].detach(), k[:, :n].detach(), v[:, :n].detach(), is_causal)
+        return out
+    return attention
+
+
+IMPLEMENTATIONS["eager"] = _planted("eager", eager_attention)
+IMPLEMENTATIONS["sdpa"] = _planted("sdpa", sdpa_attention)
+'''
+
+FLAG = re.compile(r"^\|\s*([+!-])\s*\|")
+
+
+def asv_name(bench: str, params: tuple) -> str:
+    return f"{bench}({', '.join(repr(p) for p in params)})"
+
+
+def sh(cmd, cwd, env=None, timeout=900, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n"
+                         f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+# ----------------------------------------------------------------- calibration of the plant
+
+def _attention_inputs(impl, dtype, d, seq, device):
+    import torch  # noqa: PLC0415
+
+    from perfmodel.attention import get_attention  # noqa: PLC0415
+
+    gen = torch.Generator(device=device).manual_seed(0)
+    q, k, v = (torch.randn(8, seq, d, generator=gen, device=device, dtype=getattr(torch, dtype))
+               for _ in range(3))
+    return get_attention(impl), q, k, v
+
+
+def _ratio(impl, dtype, d, seq, f, device) -> float:
+    """planted/base time of the cell's forward, by a timer independent of asv."""
+    import torch  # noqa: PLC0415
+
+    fn, q, k, v = _attention_inputs(impl, dtype, d, seq, device)
+    n = max(1, int(seq * f))
+
+    def base():
+        fn(q, k, v, True)
+
+    def planted():
+        fn(q, k, v, True)
+        fn(q[:, :n], k[:, :n], v[:, :n], True)
+
+    if device.type == "cuda":
+        from triton.testing import do_bench  # noqa: PLC0415
+
+        def timer(g):
+            return do_bench(g, warmup=25, rep=150, return_mode="median")
+    else:
+        from perfmodel.measure import Protocol, Runnable, apply_thread_policy  # noqa: PLC0415
+
+        apply_thread_policy(device)
+
+        def timer(g):
+            r = Runnable(device, lambda _: g())
+            r.protocol = Protocol.for_device(device)
+            for _ in range(2):
+                r.untimed_step()
+            return statistics.median(r.sample() for _ in range(7))
+    ratios = []
+    for _ in range(3):  # alternate, so that drift hits both
+        ratios.append(timer(planted) / timer(base))
+    del q, k, v
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return statistics.median(ratios)
+
+
+def calibrate(cells, target, tol, device, log) -> dict:
+    table = {}
+    for bench, (impl, dtype, d, seq), planted in cells:
+        if not planted:
+            continue
+        f = math.sqrt(target - 1)  # the extra work grows as f^2 for causal attention
+        for attempt in range(5):
+            r = _ratio(impl, dtype, d, seq, f, device)
+            log(f"calibrate {impl} {dtype} d{d} s{seq}: f={f:.3f} ratio={r:.3f}")
+            if abs(r - target) <= tol:
+                break
+            f = min(0.95, max(0.02, f * math.sqrt((target - 1) / max(r - 1, 1e-3))))
+        table[(impl, dtype, d, seq)] = round(f, 4)
+    return table
+
+
+# ----------------------------------------------------------------- the asv runs
+
+def flagged(stdout: str) -> dict[str, str]:
+    out = {}
+    for line in stdout.splitlines():
+        m = FLAG.match(line)
+        if m:
+            out[line.rstrip(" |").split("|")[-1].strip()] = m.group(1)
+    return out
+
+
+def ratios(stdout: str, names) -> dict[str, str]:
+    """The ratio column of asv's table for each gate cell (also the unflagged ones)."""
+    out = {}
+    for line in stdout.splitlines():
+        for name in names:
+            if line.rstrip(" |").endswith(name):
+                cols = [c.strip() for c in line.strip().strip("|").split("|")]
+                out[name] = cols[-2] if len(cols) >= 2 else "?"
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tier", choices=sorted(GATE_CELLS), required=True)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--factor", type=float, required=True)
+    p.add_argument("--target", type=float, required=True, help="planted/base ratio to plant")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="calibration tolerance (default: 0.02 on a GPU, 0.05 on the CPU)")
+    p.add_argument("--bench", default=None,
+                   help="asv -b regex (default: the tier's gate cells); the whole tier: '.'")
+    p.add_argument("--out", default=os.environ.get("OUT", "gate-out"))
+    p.add_argument("--work", default="/tmp/perfmodel-gate")
+    p.add_argument("--machine", default=None)
+    args = p.parse_args()
+
+    import torch  # noqa: PLC0415
+
+    from perfmodel.track import machine_args, machine_name, stack  # noqa: PLC0415
+
+    device = torch.device("cuda" if args.tier == "gpu" else "cpu")
+    tol = args.tolerance if args.tolerance is not None else (0.02 if args.tier == "gpu" else 0.05)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+
+    def log(msg):
+        print(msg, flush=True)
+        lines.append(msg)
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("PERFMODEL_BASE_SITE", sysconfig.get_paths()["purelib"])
+    if args.tier == "cpu":
+        env["PERFMODEL_ASV_DEVICE"] = "cpu"
+    cells = GATE_CELLS[args.tier]
+    names = [asv_name(b, prm) for b, prm, _ in cells]
+    planted_names = {asv_name(b, prm) for b, prm, planted in cells if planted}
+    bench = args.bench or "|".join(re.escape(n) for n in names)
+
+    t0 = time.time()
+    table = calibrate(cells, args.target, tol, device, log)
+    log(f"plant: {table} ({time.time() - t0:.0f} s)")
+
+    work = Path(args.work)
+    sh(["rm", "-rf", str(work)], ROOT)
+    sh(["git", "clone", "-q", str(ROOT), str(work)], ROOT)
+    if (ROOT / ".whl").is_dir():
+        sh(["cp", "-r", str(ROOT / ".whl"), str(work)], ROOT)
+    git = ["git", "-c", "user.name=gate", "-c", "user.email=gate@localhost"]
+    sh(git + ["commit", "-q", "--allow-empty", "-m", "noop"], work)
+    attention = work / "perfmodel" / "attention.py"
+    attention.write_text(attention.read_text() + PLANT_CODE.format(table=table))
+    sh(git + ["commit", "-q", "-am", "planted slowdown"], work)
+
+    name = args.machine or machine_name(stack())
+    sh([sys.executable, "-m", "asv", *machine_args(name, stack())], work, env)
+    runs = []
+    for i in range(1, args.runs + 1):
+        for kind, base, head in (("noop", "main~2", "main~1"), ("planted", "main~1", "main")):
+            t1 = time.time()
+            cmd = [sys.executable, "-m", "asv", "continuous", base, head, "-b", bench,
+                   "--machine", name, "--factor", str(args.factor), "--show-stderr"]
+            proc = sh(cmd, work, env, timeout=1800, check=False)
+            (out / f"asv-{kind}-{i}.log").write_text(proc.stdout + proc.stderr)
+            flags = flagged(proc.stdout)
+            expect = set() if kind == "noop" else planted_names
+            ok = (set(flags) == expect and all(m == "+" for m in flags.values())
+                  and proc.returncode == (0 if kind == "noop" else 1))
+            runs.append({"run": i, "kind": kind, "exit": proc.returncode, "flagged": flags,
+                         "ratios": ratios(proc.stdout, names), "ok": ok,
+                         "seconds": round(time.time() - t1)})
+            log(f"{kind} run {i}: exit {proc.returncode}, flagged {sorted(flags)}, "
+                f"{'as expected' if ok else 'NOT as expected'} ({time.time() - t1:.0f} s)")
+    check = {f"{k[0]} {k[1]} d{k[2]} s{k[3]}": round(_ratio(*k, f, device), 3)
+             for k, f in table.items()}
+    log(f"plant re-checked after the runs (independent timer, planted/base): {check}")
+    summary = {"tier": args.tier, "machine": name, "factor": args.factor, "target": args.target,
+               "plant": {" ".join(map(str, k)): f for k, f in table.items()},
+               "plant_check": check, "runs": runs, "seconds": round(time.time() - t0)}
+    (out / "gate.json").write_text(json.dumps(summary, indent=1))
+
+    # compact table last: one row per gate cell, its asv ratio in each run
+    header = ["cell", "planted"] + [f"{r['kind'][0]}{r['run']}" for r in runs]
+    print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for n in names:
+        marks = []
+        for r in runs:
+            mark = r["flagged"].get(n, "")
+            marks.append(f"{r['ratios'].get(n, '?')}{mark}")
+        print(f"| {n.split('.', 1)[1]} | {'yes' if n in planted_names else ''} | "
+              + " | ".join(marks) + " |")
+    print("| exit | | " + " | ".join(str(r["exit"]) for r in runs) + " |")
+    verdict = all(r["ok"] for r in runs)
+    print(f"\ngate {'behaves' if verdict else 'MISBEHAVES'}: factor {args.factor}, plant "
+          f"{check}, {len(runs)} runs in {time.time() - t0:.0f} s")
+    return 0 if verdict else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+# Source me on an offline GPU box (recipe: notes/asv.md): asv from .whl/, environments from
+# .whl/house/, the project's history from .whl/repo.bundle where the copy has no usable .git.
+#   source scripts/gpu_env.sh
+PY=${PYTHON:-python3}
+if ! $PY -c "import asv" 2>/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/asv-site .whl/*.whl
+  export PYTHONPATH=/tmp/asv-site${PYTHONPATH:+:$PYTHONPATH} PATH=/tmp/asv-site/bin:$PATH
+fi
+export PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.whl/house PYTHONUNBUFFERED=1
+export PERFMODEL_BASE_SITE=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if ! git rev-parse -q --verify HEAD >/dev/null 2>&1 && [ -f .whl/repo.bundle ]; then
+  rm -rf .git  # a copy of the tree without usable history: take it from the bundle
+  git init -q -b main . && git fetch -q .whl/repo.bundle main && git update-ref refs/heads/main FETCH_HEAD
+  git reset -q  # index = HEAD; the working tree is the copy, left as it is
+fi
+git config user.email >/dev/null 2>&1 || { git config user.email gpu@box; git config user.name gpu; }
