@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from perfmodel.attention import get_attention  # noqa: E402
 from perfmodel.measure import run_cell  # noqa: E402
 from perfmodel.tables import markdown  # noqa: E402
 from perfmodel.workloads import AttentionCell, ModelCell  # noqa: E402
@@ -39,13 +40,19 @@ def do_bench_ms(cell, device) -> float:
     """do_bench's median of the same work: its own warm-up, L2 flush and queueing."""
     from triton.testing import do_bench  # noqa: PLC0415
 
-    run = cell.build(device)
-    try:
-        if isinstance(cell, AttentionCell) and cell.pass_ == "bwd":
-            out = run.prepare()
-            g = torch.randn_like(out)
-            return do_bench(lambda: out.backward(g, retain_graph=True), warmup=50, rep=300,
+    if isinstance(cell, AttentionCell):
+        fn = get_attention(cell.impl)
+        q, k, v = (torch.randn(cell.shape, device=device, dtype=getattr(torch, cell.dtype),
+                               requires_grad=cell.pass_ != "fwd") for _ in range(3))
+        if cell.pass_ == "fwd":
+            return do_bench(lambda: fn(q, k, v, cell.causal), warmup=50, rep=300,
                             return_mode="median")
+        out = fn(q, k, v, cell.causal)
+        g = torch.randn_like(out)
+        return do_bench(lambda: out.backward(g, retain_graph=True), warmup=50, rep=300,
+                        grad_to_none=[q, k, v], return_mode="median")
+    run = cell.build(device)  # a model cell: its step zeroes the grads itself
+    try:
         return do_bench(lambda: run.step(run.prepare()), warmup=50, rep=300,
                         return_mode="median")
     finally:
