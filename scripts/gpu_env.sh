@@ -8,8 +8,10 @@ if ! $PY -c "import asv" 2>/dev/null; then
 fi
 export PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.whl/house PYTHONUNBUFFERED=1
 export PERFMODEL_BASE_SITE=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-if ! git rev-parse -q --verify HEAD >/dev/null 2>&1 && [ -f .whl/repo.bundle ]; then
-  rm -rf .git  # a copy of the tree without usable history: take it from the bundle
+if [ -f .whl/repo.bundle ]; then
+  # the copy's .git may be missing, broken or stale (seen: an older HEAD): history comes from
+  # the bundle made right before the copy (git bundle create .whl/repo.bundle main)
+  rm -rf .git
   git init -q -b main . && git fetch -q .whl/repo.bundle main && git update-ref refs/heads/main FETCH_HEAD
   git reset -q  # index = HEAD; the working tree is the copy, left as it is
 fi
