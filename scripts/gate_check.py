@@ -239,7 +239,8 @@ def main() -> int:
         for kind, base, head in (("noop", "main~2", "main~1"), ("planted", "main~1", "main")):
             t1 = time.time()
             cmd = [sys.executable, "-m", "asv", "continuous", base, head, "-b", bench,
-                   "--machine", name, "--factor", str(args.factor), "--show-stderr"]
+                   "--machine", name, "--factor", str(args.factor), "--show-stderr",
+                   "--no-only-changed"]
             proc = sh(cmd, work, env, timeout=1800, check=False)
             (out / f"asv-{kind}-{i}.log").write_text(proc.stdout + proc.stderr)
             flags = flagged(proc.stdout)
