@@ -148,15 +148,15 @@ def _warm_one(task):
     try:
         if name == "pre":
             ft._bwd_preprocess_kernel.warmup(x[0], x[1], delta, s * d, d, s * d, d, s,
-                                             HEAD_DIM=d, BLOCK_M=128, grid=(1,))
+                                             HEAD_DIM=d, BLOCK_M=ft.preprocess_block(d),
+                                             BLOCK_D=ft.block_d(d), grid=(1,))
         elif name == "cast":
             ft._dq_cast_kernel.warmup(acc, x[0], 0.5, s * d, BLOCK=1024, grid=(1,))
         else:
             q, k, v, o, do, dq, dk, dv = x
             args, _, _ = ft.kernel_args(name, q, k, v, o=o, lse=lse, do=do, delta=delta, dq=dq,
                                         dk=dk, dv=dv, dq_acc=acc)
-            ft.KERNEL_FUNCS[name][0].warmup(*args, HEAD_DIM=d, IS_CAUSAL=causal,
-                                            DOT_PREC=ft.DOT_PRECISION, grid=(1,),
+            ft.KERNEL_FUNCS[name][0].warmup(*args, **ft.constants(d, causal, dtype), grid=(1,),
                                             **ft.config_meta(cfg))
     except Exception as exc:  # e.g. a compile error: the autotuner would skip it too
         return False, time.time() - t0, f"{tag}: {type(exc).__name__}"
@@ -247,7 +247,7 @@ def explore(shape, dtype, names, gen, warmup, rep, deadline):
     o2, lse2 = torch.empty_like(o), torch.empty_like(lse)
     dq, dk, dv = (torch.empty_like(q) for _ in range(3))
     acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device)  # grows over reps: harmless
-    const = dict(HEAD_DIM=d, IS_CAUSAL=True, DOT_PREC=ft.DOT_PRECISION)
+    const = ft.constants(d, True, dtype)
     per_product = flops(b, 1, s, s, d, True) / 2
     shape_s, dt = "x".join(map(str, shape)), dtype_name(dtype)
     rows = []
@@ -558,17 +558,21 @@ def _resource_one(task):
                                 dq=dq, dk=dk, dv=dv, dq_acc=torch.zeros(1, s, d))
     t0 = time.time()
     try:
-        kern = ft.KERNEL_FUNCS[name][0].warmup(*args, HEAD_DIM=d, IS_CAUSAL=causal, DOT_PREC=ft.DOT_PRECISION,
-                                               grid=(1,), **ft.config_meta(cfg))
+        kern = ft.KERNEL_FUNCS[name][0].warmup(*args, **ft.constants(d, causal, dtype), grid=(1,),
+                                               **ft.config_meta(cfg))
         with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
             f.write(kern.asm["cubin"])
             f.flush()
             tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
             usage = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
         m = re.search(r"REG:(\d+) STACK:(\d+)", usage)
+        ptx = kern.asm["ptx"]
+        # which units the products use: Hopper tensor cores (wgmma), Ampere-style mma, or FMA
+        units = {u: len(re.findall(pat, ptx)) for u, pat in
+                 (("wgmma", r"wgmma\.mma_async"), ("mma", r"\bmma\.sync"), ("fma", r"\bfma\.rn\.f32"))}
         return dict(kernel=name, dtype=dt, d=d, cfg=list(cfg), compile_s=time.time() - t0,
                     shared_kib=kern.metadata.shared / 1024, regs=int(m.group(1)) if m else None,
-                    stack=int(m.group(2)) if m else None)
+                    stack=int(m.group(2)) if m else None, units=units)
     except Exception as exc:
         return dict(kernel=name, dtype=dt, d=d, cfg=list(cfg), error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
