@@ -123,22 +123,24 @@ TUNING_SPACE_D256 = {
     "dkdv_atomic": [(32, 64, 8, 2), (32, 64, 8, 1), (16, 64, 4, 2)],
     "bwd_fused": [(32, 64, 8, 2), (32, 64, 8, 1), (16, 64, 4, 2)],
 }
-# float32 with "tf32x3" (the default): wgmma on the tensor cores, but each operand tile is held
+# float32 with "tf32x3" (the default): tensor-core products, but each operand tile is held
 # twice (TF32 high part and remainder) and is twice the bytes of bf16, so the tiles are smaller.
 # Per BLOCK_D (64 covers d <= 64); chosen from the offline sm_90 compile (regs / spill / smem,
-# Triton 3.6): at d <= 64 these do not spill (dK/dV 16x128 w8: none, 32x128 w8: 32 bytes); at
-# d=128 every dK/dV and dQ tile spills (0.4-2 KB), these least, within 227 KiB; 32-row query
-# tiles are left out of the forward and dQ (no wgmma for them: FMA products).
+# Triton 3.6, notes/flash.md): at d <= 64 these do not spill (dK/dV 32x128 w8: 32 bytes); at
+# d=128 every dK/dV and dQ tile spills (0.4-1 KB per thread), these least within 227 KiB; at
+# d=256 the only dK/dV and dQ tiles that fit have 16-32 rows (Ampere-style mma, heavy spills):
+# d=256 float32 works but is slow.  No 32-row query tiles in the forward and dQ at d <= 128
+# (the compiler gives them no wgmma).
 TUNING_SPACE_TF32X3 = {
     64: {"fwd": [(64, 32, 4, 2), (128, 32, 8, 2), (128, 64, 8, 2), (128, 64, 8, 1), (64, 64, 4, 2)],
          "dkdv": [(16, 128, 8, 2), (32, 128, 8, 2), (16, 64, 4, 2), (32, 64, 8, 2)],
          "dq": [(64, 32, 4, 2), (128, 32, 8, 2), (128, 64, 8, 2), (64, 16, 4, 2)]},
     128: {"fwd": [(128, 32, 8, 2), (64, 32, 4, 2), (64, 32, 4, 3), (128, 64, 8, 1)],
-          "dkdv": [(16, 64, 4, 2), (32, 64, 8, 2), (16, 64, 8, 2), (32, 64, 8, 1)],
-          "dq": [(64, 16, 4, 2), (64, 32, 4, 2), (64, 32, 8, 2), (128, 16, 8, 2)]},
-    256: {"fwd": [(64, 32, 4, 1), (64, 16, 4, 2), (128, 16, 8, 1)],
-          "dkdv": [(16, 32, 4, 1), (16, 64, 8, 1), (16, 32, 4, 2)],
-          "dq": [(64, 16, 4, 1), (64, 16, 8, 1), (64, 16, 4, 2)]},
+          "dkdv": [(16, 64, 8, 1), (16, 64, 8, 2), (16, 64, 4, 2), (32, 64, 8, 1)],
+          "dq": [(64, 16, 4, 2), (64, 16, 8, 2), (64, 32, 4, 1), (64, 32, 4, 2)]},
+    256: {"fwd": [(64, 16, 4, 1), (64, 32, 4, 1), (64, 16, 4, 2)],
+          "dkdv": [(16, 32, 4, 1), (32, 32, 4, 1)],
+          "dq": [(16, 32, 4, 1), (32, 16, 4, 1), (32, 32, 4, 1)]},
 }
 # float32 with "ieee" (PERFMODEL_FLASH_FP32_PRECISION=ieee): products on the CUDA cores with
 # operands and accumulators in registers.  Compiled for sm_90 offline (notes/flash.md, v3): with
