@@ -2,6 +2,14 @@
 
 Run on the GPU box from the repository root, e.g.:
 
+    python3 scripts/bench_flash.py --issue --jobs 16 --budget 450 --json $OUT/flash_issue.json
+    python3 scripts/bench_flash.py --issue --smoke          # no GPU: the same stages, tiny, interpreted
+
+--issue          issue 11's table: per row (fp32 d128/d64, the bf16 targets, s65536, d80, d256)
+                 SDPA, then flash autotuned, its chosen configs checked against the float64
+                 reference (out, logsumexp, dq, dk, dv; causal and not; ragged) before timing;
+                 float32 accuracy of flash and SDPA against float64; every seed preset at ctx
+                 1024 batch 4 bf16 fwd+bwd, flash vs sdpa; tables printed last
     python3 scripts/bench_flash.py --check --targets
     python3 scripts/bench_flash.py --grid --long
     python3 scripts/bench_flash.py --targets --explore --check-configs --explore-fp32 \\
