@@ -183,8 +183,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tier", choices=sorted(GATE_CELLS), required=True)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--factor", type=float, required=True)
-    p.add_argument("--target", type=float, required=True, help="planted/base ratio to plant")
+    p.add_argument("--factor", type=float, default=None)
+    p.add_argument("--target", type=float, default=None, help="planted/base ratio to plant")
     p.add_argument("--tolerance", type=float, default=None,
                    help="calibration tolerance (default: 0.02 on a GPU, 0.05 on the CPU)")
     p.add_argument("--bench", default=None,
@@ -192,7 +192,14 @@ def main() -> int:
     p.add_argument("--out", default=os.environ.get("OUT", "gate-out"))
     p.add_argument("--work", default="/tmp/perfmodel-gate")
     p.add_argument("--machine", default=None)
+    p.add_argument("--print-bench", action="store_true",
+                   help="print the tier's gate cells as an asv -b regex and stop")
     args = p.parse_args()
+    if args.print_bench:
+        print("|".join(re.escape(asv_name(b, prm)) for b, prm, _ in GATE_CELLS[args.tier]))
+        return 0
+    if args.factor is None or args.target is None:
+        p.error("--factor and --target are required")
 
     import torch  # noqa: PLC0415
 
