@@ -65,11 +65,18 @@ class Protocol:
     max_burst: int = 200
     samples: int = 10           # how many samples run_cell takes (asv chooses its own)
     meter_step: bool = True     # meter memory on one step before sampling (else over the samples)
+    # GPU: a kernel that holds the stream this many clock cycles (about 0.5 ms) before each timed
+    # step, so the host has queued the step's kernels before the start event runs: a step is then
+    # timed by the GPU, not by how soon the host (e.g. autograd's engine thread) launches it. A
+    # sub-millisecond backward behind an untimed forward was otherwise timed 1.3-1.6x do_bench's,
+    # and differently in each process. nvbench holds the stream the same way.
+    block_cycles: int = 0
 
     @classmethod
     def for_device(cls, device: torch.device, samples: int = 10) -> "Protocol":
         if device.type == "cuda":
-            return cls(warmup_steps=2, warmup_s=0.1, burst_s=0.02, min_burst=3, samples=samples)
+            return cls(warmup_steps=2, warmup_s=0.1, burst_s=0.02, samples=samples,
+                       block_cycles=1_000_000)
         return cls(warmup_steps=1, warmup_s=0.02, burst_s=0.01, samples=samples)
 
     @classmethod
@@ -258,9 +265,12 @@ class Runnable:
         """Seconds of each of n steps run back to back (GPU: queued, read after one sync)."""
         if self.device.type == "cuda":
             marks = []
+            block = self.protocol.block_cycles
             for _ in range(n):
                 state = self._prepare()
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                if block:
+                    torch.cuda._sleep(block)  # holds the stream while the step is queued
                 start.record()
                 self.step(state)
                 end.record()

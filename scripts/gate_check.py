@@ -192,6 +192,7 @@ def main() -> int:
     p.add_argument("--out", default=os.environ.get("OUT", "gate-out"))
     p.add_argument("--work", default="/tmp/perfmodel-gate")
     p.add_argument("--machine", default=None)
+    p.add_argument("--kinds", default="noop,planted", help="which runs: noop, planted or both")
     p.add_argument("--print-bench", action="store_true",
                    help="print the tier's gate cells as an asv -b regex and stop")
     args = p.parse_args()
@@ -244,6 +245,8 @@ def main() -> int:
     runs = []
     for i in range(1, args.runs + 1):
         for kind, base, head in (("noop", "main~2", "main~1"), ("planted", "main~1", "main")):
+            if kind not in args.kinds.split(","):
+                continue
             t1 = time.time()
             cmd = [sys.executable, "-m", "asv", "continuous", base, head, "-b", bench,
                    "--machine", name, "--factor", str(args.factor), "--show-stderr",
