@@ -129,8 +129,8 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
 
 def _status(code, asv_status) -> str:
     if isinstance(code, str):
-        if code == OK and asv_status not in (None, OK) and isinstance(asv_status, str):
-            return asv_status if asv_status == FAILED else OK
+        if code == OK and asv_status in (FAILED, NA):
+            return asv_status  # the status ran but the value is missing: no number to show
         return code
     if isinstance(asv_status, str):
         return asv_status

@@ -60,7 +60,13 @@ def literal(text: str):
 
 
 def finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A real number a float can hold (JSON also allows NaN, Infinity, 1e999 and huge ints)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def read_json(path: Path, where: str, notes: Notes, api_version=None):
@@ -103,10 +109,11 @@ def load_benchmarks(results_dir: Path, notes: Notes) -> dict:
         why = notes[seen].split(": ", 1)[-1] if len(notes) > seen else "not a JSON object"
         raise UserError(f"{path} is not usable ({why}); `asv run --bench just-discover` "
                         "rewrites it")
-    out = {}
+    out = {}  # a benchmark left out here maps to None: its results are left out without more notes
     for name, b in raw.items():
         if name == "version":
             continue
+        out[name] = None
         if not isinstance(b, dict):
             notes.leave("benchmarks.json", name, "not a benchmark entry")
             continue
@@ -173,9 +180,11 @@ def _file_rows(d: dict, fname: str, machine: str, benchmarks: dict, notes: Notes
     head = {"commit": h, "env": env, "file": fname, "date": pd.to_datetime(date, unit="ms", utc=True)}
     rows = []
     for key in sorted(results):
-        bench = benchmarks.get(key)
-        if bench is None:
+        if key not in benchmarks:
             gone.add(key)
+            continue
+        bench = benchmarks[key]
+        if bench is None:
             continue
         vals = results[key]
         if not isinstance(vals, list):
@@ -212,7 +221,7 @@ def _bench_rows(c: dict, key: str, bench: dict, head: dict, fname: str, notes: N
             status = NA  # asv: skipped (NotImplementedError in setup), not selected or not present
         elif not finite(value) or (unit == "status" and float(value) not in STATUS_OF_CODE):
             notes.leave(fname, f"{key} result", f"{value!r:.40} is not a measurement")
-            continue
+            status = NA  # shown as n/a, never as a number
         else:
             status = OK
         st = _stats(c, i) if status == OK else None
