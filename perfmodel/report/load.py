@@ -11,6 +11,7 @@ one note per file and field (``Notes``), and the rest loads.
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import logging
 import math
@@ -51,6 +52,7 @@ class Notes(list):
         self[seen[0]] = f"{seen[2]} ({seen[1]} times)"
 
 
+@functools.lru_cache(maxsize=4096)  # the same few reprs, once per cell of every file
 def literal(text: str):
     """A parameter value as asv stores it (its repr) -> the Python value, else the text."""
     try:
@@ -173,7 +175,8 @@ def _file_rows(d: dict, fname: str, machine: str, benchmarks: dict, notes: Notes
         notes.leave(fname, "env_name/params", f"not an environment of machine {machine}")
         return None
     cols, results = d.get("result_columns"), d.get("results")
-    if not isinstance(cols, list) or not isinstance(results, dict) or "result" not in cols:
+    if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols) \
+            or not isinstance(results, dict) or "result" not in cols:
         notes.leave(fname, "results", "not asv's result columns")
         return None
     h = h.lower()
@@ -291,8 +294,13 @@ def load(results_dir: str | os.PathLike = "results", machine: str | None = None)
         if path.name == "machine.json":
             continue
         d = read_json(path, path.name, notes, api_version=2)
-        got = _file_rows(d, path.name, machine, benchmarks, notes, stale, gone) if d is not None \
-            else None
+        try:
+            got = _file_rows(d, path.name, machine, benchmarks, notes, stale, gone) \
+                if d is not None else None
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as err:
+            # a shape the checks above did not foresee: this file only, never the report
+            notes.leave(path.name, "the file", f"malformed ({type(err).__name__})")
+            got = None
         if got:
             commits.append(got[0])
             rows += got[1]

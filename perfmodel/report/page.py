@@ -49,7 +49,8 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
     git_order, info = git_log(repo)
     order = commit_order(rs, git_order)
     full = resolve(rs, commit, repo, order)
-    norm = normalize(rs.frame, rs.benchmarks) if not rs.frame.empty else pd.DataFrame()
+    # every table and plot but the history reads the one commit: normalize only its rows
+    norm = normalize(rs.at(full), rs.benchmarks) if not rs.frame.empty else pd.DataFrame()
     notes = list(rs.notes)
     tables: list[Table] = []
     if not norm.empty:
