@@ -81,22 +81,68 @@ def test_fixture_is_a_real_asv_run():
         assert r.params["machine"] == MACHINE and r.benchmark_version
 
 
+SEED_004 = ["Config", "Seq Len", "Warmup Steps", "d_model", "d_ff", "n_layers", "num_heads",
+            "Status FWD", "Status FWD+BWD", "Total(s) FWD", "Total(s) FWD+BWD", "Warmup(s) FWD",
+            "Warmup(s) FWD+BWD", "Avg/Step(s) FWD", "Avg/Step(s) FWD+BWD", "Std/Step(s) FWD",
+            "Std/Step(s) FWD+BWD"]
+
+
 def test_warmup_table_seed_004(report):
     t = report.table("warmup")
-    assert t.columns == ["Config", "Seq Len", "Warmup Steps", "d_model", "d_ff", "n_layers",
-                         "num_heads", "Status FWD", "Status FWD+BWD", "Avg/Step FWD (ms)",
-                         "Avg/Step FWD+BWD (ms)", "Std/Step FWD (ms)", "Std/Step FWD+BWD (ms)"]
+    assert t.columns == SEED_004  # seed 004's columns, in its order
     got = rows(t)
-    assert {r["Warmup Steps"] for r in got} == {"0", "1", "5"}
-    for r in got:
+    ran = [r for r in got if r["Status FWD"] != "n/a"]
+    assert {r["Warmup Steps"] for r in ran} == {"0", "1", "5"}
+    for r in ran:
         cell = (f"'{r['Config']}'", r["Seq Len"], "'fwd'", r["Warmup Steps"])
         mean, _, _ = expected(report.commit, "bench_model.Warmup.track_step_mean", cell)
         std, _, _ = expected(report.commit, "bench_model.Warmup.track_step_std", cell)
         assert r["Status FWD"] == "OK"
-        assert r["Avg/Step FWD (ms)"] == ms(mean)
-        assert r["Std/Step FWD (ms)"] == ms(std)
+        assert r["Avg/Step(s) FWD"] == f"{mean:.4g}" and r["Std/Step(s) FWD"] == f"{std:.4g}"
+        # this fixture's suite did not record total and warm-up seconds: marked, not blank
+        assert r["Total(s) FWD"] == r["Warmup(s) FWD+BWD"] == "n/a"
         from perfmodel.model import get_config
         assert r["d_model"] == str(get_config(r["Config"]).d_model)
+    # the grid's cells this machine did not run are rows marked n/a, not left out
+    assert {r["Config"] for r in got} > {r["Config"] for r in ran}
+    assert all(set(list(r.values())[7:]) == {"n/a"} for r in got if r not in ran)
+
+
+def test_warmup_seconds_when_the_suite_records_them(tmp_path):
+    """A synthetic fixture: the fixture's newest file plus track_total_seconds and
+    track_warmup_seconds (as the suite will record them), OOM at one cell."""
+    import json  # noqa: PLC0415
+
+    results = copy_fixture(tmp_path)
+    path = newest_file(results)
+    bench = json.loads((results / "benchmarks.json").read_text())
+    d = json.loads(path.read_text())
+    mean_key = "bench_model.Warmup.track_step_mean"
+    base = dict(zip(d["result_columns"], d["results"][mean_key]))
+    made = {}
+    for what, scale in (("total", 10.0), ("warmup", 2.0)):
+        key = f"bench_model.Warmup.track_{what}_seconds"
+        bench[key] = dict(bench[mean_key], name=key)
+        values = [v * scale if v == v else v for v in base["result"]]
+        made[what] = values
+        d["results"][key] = [values, base["params"], bench[key]["version"]] + [None] * (
+            len(d["result_columns"]) - 3)
+    status = dict(zip(d["result_columns"], d["results"]["bench_model.Warmup.track_status"]))
+    cells = list(itertools.product(*base["params"]))
+    oom = cells.index(("'nano'", "128", "'fwd_bwd'", "5"))
+    status["result"][oom] = 2.0
+    (results / "benchmarks.json").write_text(json.dumps(bench))
+    path.write_text(json.dumps(d))
+    w = write_report(results, MACHINE, commit=d["commit_hash"], output=tmp_path / "s.md",
+                     repo=None, plots=False)
+    got = {r["Warmup Steps"]: r for r in rows(w.report.table("warmup")) if r["Config"] == "nano"
+           and r["Seq Len"] == "128"}
+    for warm in ("0", "1", "5"):
+        i = cells.index(("'nano'", "128", "'fwd'", warm))
+        assert got[warm]["Total(s) FWD"] == f"{made['total'][i]:.4g}"
+        assert got[warm]["Warmup(s) FWD"] == f"{made['warmup'][i]:.4g}"
+    assert got["5"]["Status FWD+BWD"] == "OOM" and got["5"]["Total(s) FWD+BWD"] == "OOM"
+    assert got["5"]["Avg/Step(s) FWD+BWD"] == "OOM"
 
 
 def test_model_table_seed_003(report):

@@ -22,28 +22,40 @@ def warmup_table(norm, commit) -> list[Table]:
     by = {(r.preset, r.context, r.mode, r.warmup): r._asdict() for r in w.itertuples()}
     for preset, ctx, warm in keys:
         f, fb = by.get((preset, ctx, "fwd", warm), {}), by.get((preset, ctx, "fwd_bwd", warm), {})
-        if all(T.get(x, "step_status", NA) == NA for x in (f, fb)):
-            continue  # neither mode applies to this machine: not a row of its study
         dims = T.preset_dims(preset)
-        sf, sfb = T.get(f, "step_status", NA), T.get(fb, "step_status", NA)
-        rec = dict(preset=preset, context=ctx, warmup=warm, **dims, status_fwd=sf,
-                   status_fwd_bwd=sfb, mean_fwd=T.get(f, "step_mean"),
-                   mean_fwd_bwd=T.get(fb, "step_mean"), std_fwd=T.get(f, "step_std"),
-                   std_fwd_bwd=T.get(fb, "step_std"))
+        rec = dict(preset=preset, context=ctx, warmup=warm, **dims)
+        line = [preset, str(ctx), str(warm), *(str(dims[k] or "") for k in
+                                               ("d_model", "d_ff", "n_layers", "n_heads"))]
+        status = {m: T.get(x, "step_status", NA) for m, x in (("fwd", f), ("fwd_bwd", fb))}
+        line += list(status.values())
+        for col, key in WARMUP_COLUMNS:
+            for m, x in (("fwd", f), ("fwd_bwd", fb)):
+                rec[f"{col}_{m}"] = v = T.get(x, key)
+                # OK with no value: the suite did not record this measure (older suite): n/a
+                line.append(cell_or_status(status[m], v, seconds) if not (
+                    status[m] == OK and nan(v)) else NA)
+        rec.update({f"status_{m}": st for m, st in status.items()})
         frame.append(rec)
-        rows.append([preset, str(ctx), str(warm), *(str(dims[k] or "") for k in
-                                                    ("d_model", "d_ff", "n_layers", "n_heads")),
-                     sf, sfb, ms(rec["mean_fwd"]), ms(rec["mean_fwd_bwd"]), ms(rec["std_fwd"]),
-                     ms(rec["std_fwd_bwd"])])
-    if not rows:
-        return []
-    return [Table("warmup", "1. Model runs and warm-up (as seed 004)",
-                  ["Config", "Seq Len", "Warmup Steps", "d_model", "d_ff", "n_layers",
-                   "num_heads", "Status FWD", "Status FWD+BWD", "Avg/Step FWD (ms)",
-                   "Avg/Step FWD+BWD (ms)", "Std/Step FWD (ms)", "Std/Step FWD+BWD (ms)"],
-                  rows, "bench_model.Warmup: 10 measured steps after 0, 1 or 5 untimed warm-up "
-                  "steps, each cell in a fresh process; fp32, sdpa attention, no compile, batch 4.",
-                  left=1, frame=pd.DataFrame(frame))]
+        rows.append(line)
+    cols = ["Config", "Seq Len", "Warmup Steps", "d_model", "d_ff", "n_layers", "num_heads",
+            "Status FWD", "Status FWD+BWD"]
+    for col, _ in WARMUP_COLUMNS:
+        cols += [f"{col}(s) FWD", f"{col}(s) FWD+BWD"]
+    return [Table("warmup", "1. Model runs and warm-up (as seed 004)", cols, rows,
+                  "bench_model.Warmup: 10 measured steps after 0, 1 or 5 untimed warm-up steps, "
+                  "each cell in a fresh process; fp32, sdpa attention, no compile, batch 4. "
+                  "Total: wall time of warm-up and measured steps; Warmup: of the warm-up steps "
+                  "(track_total_seconds, track_warmup_seconds; n/a where the suite did not "
+                  "record them). Seconds.", left=1, frame=pd.DataFrame(frame))]
+
+
+def seconds(v) -> str:
+    return "" if nan(v) else f"{v:.4g}"
+
+
+# seed 004's measures: column -> the cells' column (cells.py: track_<x>_seconds, track_step_*)
+WARMUP_COLUMNS = [("Total", "total_s_value"), ("Warmup", "warmup_s_value"),
+                  ("Avg/Step", "step_mean"), ("Std/Step", "step_std")]
 
 
 def model_steps_table(norm, commit) -> list[Table]:
