@@ -1,8 +1,6 @@
 """The Transformer LM: perfmodel.workloads.ModelCell (batch 4, vocabulary 10,000, TF32 off)."""
 from .common import (MODEL_VARIANTS, SuiteBase, check_model, check_warmup, device_type, facts,
-                     handle, study, timing_attrs)
-
-MODES = {"forward": "fwd", "backward": "bwd", "forward_backward": "fwd_bwd", "train_step": "train"}
+                     handle, modes, study, timing_attrs)
 
 
 class Model(SuiteBase):
@@ -21,7 +19,7 @@ class Model(SuiteBase):
         cell = dict(preset=preset, context=context, precision=precision, attention=attention,
                     compile=compile_, tf32=False)
         self.cells = {name: handle("ModelCell", dict(cell, mode=mode), device)
-                      for name, mode in MODES.items()}
+                      for name, mode in modes().items()}
         timing_attrs(self, device)
 
     def time_forward(self, *_):

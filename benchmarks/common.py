@@ -177,6 +177,11 @@ def _api(module: str, name: str):
     return obj
 
 
+def modes() -> dict:
+    """time_<suffix> -> the cell's mode (perfmodel.names.MODES, said once there)."""
+    return _pm("names").MODES
+
+
 def make_cell(kind: str, **fields):
     """A perfmodel cell, or NotImplementedError if this commit cannot express it."""
     import dataclasses  # noqa: PLC0415
@@ -264,7 +269,7 @@ class CellHandle:
         measure = _measure()
         cell = make_cell(self.kind, **self.fields)
         opened = measure.open_cell(cell, self.device)
-        if opened.status == _pm("status").NA:
+        if opened.status == _pm("names").NA:
             raise NotImplementedError(opened.error)
         self._runnable = opened.runnable
         info = {"status": opened.status, "error": opened.error, "peak_bytes": opened.peak_bytes,
@@ -299,7 +304,7 @@ class CellHandle:
         self.run.untimed_step()
 
     def status(self) -> float:
-        return _pm("status").CODES.get(self.facts()["status"], NAN)
+        return _pm("names").CODES.get(self.facts()["status"], NAN)
 
     def bytes(self, key: str, gpu_only: bool = False) -> float:
         if gpu_only and self.device.type != "cuda":
@@ -336,7 +341,7 @@ class StudyHandle:
         measure = _measure()
         cell = make_cell("ModelCell", **self.fields)
         opened = measure.open_cell(cell, self.device, measure.Protocol.warmup_study(self.warmup))
-        if opened.status == _pm("status").NA:
+        if opened.status == _pm("names").NA:
             raise SkipNotImplemented(opened.error)
         self._runnable = opened.runnable
         self.info = {"status": opened.status, "error": opened.error}
@@ -367,7 +372,7 @@ class StudyHandle:
             except NotImplementedError as err:
                 raise SkipNotImplemented(str(err)) from None
             info = self.info
-        return _pm("status").CODES.get(info["status"], NAN)
+        return _pm("names").CODES.get(info["status"], NAN)
 
 
 _STUDIES: dict = {}

@@ -28,9 +28,8 @@ from typing import Any, Callable
 import torch
 
 from .errors import UserError
-from .status import BUSY, FAILED, NA, OK, OOM
+from .names import BUSY, FAILED, NA, OK, OOM, SKIPPED  # noqa: F401 (said once, there)
 
-SKIPPED = NA  # the name older callers use
 
 # What one sample means. Bump it whenever a change to this module changes what a number means
 # (warm-up, bursts, clock, thread policy): the asv suite states the protocol it expects and

@@ -81,22 +81,68 @@ def test_fixture_is_a_real_asv_run():
         assert r.params["machine"] == MACHINE and r.benchmark_version
 
 
+SEED_004 = ["Config", "Seq Len", "Warmup Steps", "d_model", "d_ff", "n_layers", "num_heads",
+            "Status FWD", "Status FWD+BWD", "Total(s) FWD", "Total(s) FWD+BWD", "Warmup(s) FWD",
+            "Warmup(s) FWD+BWD", "Avg/Step(s) FWD", "Avg/Step(s) FWD+BWD", "Std/Step(s) FWD",
+            "Std/Step(s) FWD+BWD"]
+
+
 def test_warmup_table_seed_004(report):
     t = report.table("warmup")
-    assert t.columns == ["Config", "Seq Len", "Warmup Steps", "d_model", "d_ff", "n_layers",
-                         "num_heads", "Status FWD", "Status FWD+BWD", "Avg/Step FWD (ms)",
-                         "Avg/Step FWD+BWD (ms)", "Std/Step FWD (ms)", "Std/Step FWD+BWD (ms)"]
+    assert t.columns == SEED_004  # seed 004's columns, in its order
     got = rows(t)
-    assert {r["Warmup Steps"] for r in got} == {"0", "1", "5"}
-    for r in got:
+    ran = [r for r in got if r["Status FWD"] != "n/a"]
+    assert {r["Warmup Steps"] for r in ran} == {"0", "1", "5"}
+    for r in ran:
         cell = (f"'{r['Config']}'", r["Seq Len"], "'fwd'", r["Warmup Steps"])
         mean, _, _ = expected(report.commit, "bench_model.Warmup.track_step_mean", cell)
         std, _, _ = expected(report.commit, "bench_model.Warmup.track_step_std", cell)
         assert r["Status FWD"] == "OK"
-        assert r["Avg/Step FWD (ms)"] == ms(mean)
-        assert r["Std/Step FWD (ms)"] == ms(std)
+        assert r["Avg/Step(s) FWD"] == f"{mean:.4g}" and r["Std/Step(s) FWD"] == f"{std:.4g}"
+        # this fixture's suite did not record total and warm-up seconds: marked, not blank
+        assert r["Total(s) FWD"] == r["Warmup(s) FWD+BWD"] == "n/a"
         from perfmodel.model import get_config
         assert r["d_model"] == str(get_config(r["Config"]).d_model)
+    # the grid's cells this machine did not run are rows marked n/a, not left out
+    assert {r["Config"] for r in got} > {r["Config"] for r in ran}
+    assert all(set(list(r.values())[7:]) == {"n/a"} for r in got if r not in ran)
+
+
+def test_warmup_seconds_when_the_suite_records_them(tmp_path):
+    """A synthetic fixture: the fixture's newest file plus track_total_seconds and
+    track_warmup_seconds (as the suite will record them), OOM at one cell."""
+    import json  # noqa: PLC0415
+
+    results = copy_fixture(tmp_path)
+    path = newest_file(results)
+    bench = json.loads((results / "benchmarks.json").read_text())
+    d = json.loads(path.read_text())
+    mean_key = "bench_model.Warmup.track_step_mean"
+    base = dict(zip(d["result_columns"], d["results"][mean_key]))
+    made = {}
+    for what, scale in (("total", 10.0), ("warmup", 2.0)):
+        key = f"bench_model.Warmup.track_{what}_seconds"
+        bench[key] = dict(bench[mean_key], name=key)
+        values = [v * scale if v == v else v for v in base["result"]]
+        made[what] = values
+        d["results"][key] = [values, base["params"], bench[key]["version"]] + [None] * (
+            len(d["result_columns"]) - 3)
+    status = dict(zip(d["result_columns"], d["results"]["bench_model.Warmup.track_status"]))
+    cells = list(itertools.product(*base["params"]))
+    oom = cells.index(("'nano'", "128", "'fwd_bwd'", "5"))
+    status["result"][oom] = 2.0
+    (results / "benchmarks.json").write_text(json.dumps(bench))
+    path.write_text(json.dumps(d))
+    w = write_report(results, MACHINE, commit=d["commit_hash"], output=tmp_path / "s.md",
+                     repo=None, plots=False)
+    got = {r["Warmup Steps"]: r for r in rows(w.report.table("warmup")) if r["Config"] == "nano"
+           and r["Seq Len"] == "128"}
+    for warm in ("0", "1", "5"):
+        i = cells.index(("'nano'", "128", "'fwd'", warm))
+        assert got[warm]["Total(s) FWD"] == f"{made['total'][i]:.4g}"
+        assert got[warm]["Warmup(s) FWD"] == f"{made['warmup'][i]:.4g}"
+    assert got["5"]["Status FWD+BWD"] == "OOM" and got["5"]["Total(s) FWD+BWD"] == "OOM"
+    assert got["5"]["Avg/Step(s) FWD+BWD"] == "OOM"
 
 
 def test_model_table_seed_003(report):
@@ -153,7 +199,7 @@ def test_comparison_table(report):
     tv = report.table("compare_variant")
     assert tv.columns[:4] == ["Config", "Seq Len", "precision", "eager train step (ms)"]
     tp = report.table("compare_precision")
-    assert all(r["bf16 fwd+bwd (ms)"] == "not run" for r in rows(tp))  # CPU tier: fp32 only
+    assert all(r["bf16 fwd+bwd (ms)"] == "n/a" for r in rows(tp))  # CPU tier: fp32 only
 
 
 def test_history_and_changes(report):
@@ -164,7 +210,7 @@ def test_history_and_changes(report):
     subject = subprocess.run(["git", "-C", str(REPO), "show", "-s", "--format=%s", order[-1]],
                              capture_output=True, text=True).stdout.strip()
     last = [r for r in rows(t) if r["commit"] == order[-1][:8]]
-    assert last and all(r["subject"] == subject.replace("|", "\\|") for r in last)
+    assert last and all(r["subject"] == subject for r in last)
     h = report.history_frame
     one = h[h["benchmark"] == h["benchmark"].iloc[0]].reset_index(drop=True)
     ok = one[one["status"] == "OK"]
@@ -233,6 +279,7 @@ def test_empty_machine(tmp_path, capsys):
     results = tmp_path / "results"
     (results / "box").mkdir(parents=True)
     shutil.copy(FIXTURE / MACHINE / "machine.json", results / "box" / "machine.json")
+    shutil.copy(FIXTURE / "benchmarks.json", results / "benchmarks.json")
     import json
     info = json.loads((results / "box" / "machine.json").read_text())
     info["machine"] = "box"
@@ -264,12 +311,12 @@ def test_older_benchmark_version_is_not_compared(tmp_path):
                      repo=REPO, plots=False)
     assert any(name in n and "older version" in n for n in w.notes)
     t3 = w.report.table("attention_float32")
-    assert all(r["fwd mean (ms)"] in ("", "not run") for r in rows(t3))
-    assert any(r["bwd mean (ms)"] not in ("", "not run") for r in rows(t3))  # the rest renders
+    assert all(r["fwd mean (ms)"] in ("", "n/a") for r in rows(t3))
+    assert any(r["bwd mean (ms)"] not in ("", "n/a") for r in rows(t3))  # the rest renders
 
 
 def test_partial_cells_and_oom(tmp_path):
-    """Cells not run show as 'not run'; a track_status of 2 shows as OOM (benchmarks/README.md)."""
+    """Cells not run show as n/a; a track_status of 2 shows as OOM (benchmarks/README.md)."""
     results = copy_fixture(tmp_path)
     path = newest_file(results)
     res = asv_results.Results.load(str(path))
@@ -290,7 +337,7 @@ def test_partial_cells_and_oom(tmp_path):
            for r in rows(w.report.table("attention_float32"))}
     assert got[("eager", "64", "1024")]["status"] == "OOM"
     assert got[("eager", "64", "1024")]["fwd mean (ms)"] == "OOM"
-    assert got[("sdpa", "64", "1024")]["status"] == "not run"
+    assert got[("sdpa", "64", "1024")]["status"] == "n/a"
     pivot = w.report.table("pivot_fwd_eager_float32")
     assert dict(zip(pivot.columns, pivot.rows[-1]))["64"] == "OOM"
 

@@ -13,7 +13,12 @@ __all__ = ["add_parser", "publish_site", "write_report"]
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="summary tables (markdown) and plots from asv results",
                        description="Render the seed tables, the history of the headline "
-                       "benchmarks and the changes between two commits from asv results.")
+                       "benchmarks and the changes between two commits from asv results. "
+                       "Results files are untrusted input: a file over 64 MiB, or a value that is "
+                       "malformed (hash, date, parameter list, non-finite number, unknown unit), "
+                       "is left out with one note naming the file and the field, and the rest is "
+                       "rendered. Exit status: 0 when everything was read, 1 when something was "
+                       "left out (see the notes), 2 on an error (one line, nothing written).")
     p.add_argument("--results", default="results", help="asv results directory (default results)")
     p.add_argument("--machine", help="asv machine name (default: the one with the newest results)")
     p.add_argument("--commit", help="commit (hash prefix or git ref) to tabulate (default: newest)")
@@ -32,7 +37,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..errors import UserError  # noqa: PLC0415
-    from .render import write_report as _write  # noqa: PLC0415
+    from .page import write_report as _write  # noqa: PLC0415
 
     if args.history < 1:
         raise UserError(f"--history must be at least 1, got {args.history}")
@@ -44,11 +49,11 @@ def run(args) -> int:
           + f": {len(r.tables)} tables, {len(r.plots)} plots ({r.machine} at {r.commit[:8]})")
     for note in written.notes:
         print(f"note: {note}", file=sys.stderr)
-    return 0
+    return 1 if r.left_out else 0
 
 
 def write_report(*args, **kwargs):
-    from .render import write_report as _write  # noqa: PLC0415
+    from .page import write_report as _write  # noqa: PLC0415
     return _write(*args, **kwargs)
 
 

@@ -1,27 +1,29 @@
-"""The summary's tables as DataFrames, from the long frame that load.py makes.
+"""Stage 2, cells: the long frame from load.py -> one row per parameter cell, and how a cell
+is written in a table.
 
 ``normalize`` maps the suite's names (benchmarks/README.md: classes Attention, Model, Warmup;
 ``time_<mode>`` with a ``track_status_<mode>`` each; memory as ``track_*_bytes*``/``peakmem_*``)
-onto canonical columns: kind, measure, role (value / status / mean / std) and the parameters.
-``cells`` then gives one row per parameter cell with ``<measure>_status``, ``_value`` (asv's
-median), ``_mean``, ``_std``, ``_n``. Values stay in seconds and bytes here; render.py formats them.
+onto canonical columns: kind (the class), measure, role (value / status / mean / std), and the
+parameters under the names benchmarks.json gives them. ``cells`` then gives one row per parameter
+cell with ``<measure>_status``, ``_value`` (asv's median), ``_mean``, ``_std``, ``_n``. Values stay
+in seconds and bytes; the formatters below write them in the tables' units.
 """
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 import pandas as pd
 
-from .load import FAILED, NOT_RUN, OK, OOM
+from ..names import FAILED, MODES, NA, OK, OOM, STATUS_OF_CODE
 
-MODES = {"forward": "fwd", "backward": "bwd", "forward_backward": "fwd_bwd", "train_step": "train"}
-# benchmarks/README.md: track_status_* values
-STATUS_CODES = {1.0: OK, 2.0: OOM, 3.0: FAILED}
+MiB = 2**20
+KINDS = ("attention", "model", "warmup")  # the suite's classes the tables read
 IMPL_ORDER = ["eager", "compiled", "sdpa", "flash", "flash_torch", "flash_triton"]
 VARIANT_ORDER = ["eager", "sdpa", "compiled", "flash"]
 PRESET_ORDER = ["nano", "tiny", "small", "medium", "large", "xl", "2.7B"]
-WORST_FIRST = [OOM, FAILED, NOT_RUN, OK]
+WORST_FIRST = [OOM, FAILED, NA, OK]
 # bench_model.Model samples one step at a time after the core's one warm-up step
 # (benchmarks/common.py, CellHandle.prepare: measure(runnable, 1, 1)).
 MODEL_WARMUP_STEPS = 1
@@ -49,35 +51,39 @@ def classify(method: str) -> tuple[str, str] | None:
     m = re.fullmatch(r"peakmem_(\w+)", method)
     if m and m.group(1) in MODES:
         return f"host_peak_{MODES[m.group(1)]}", "value"
+    m = re.fullmatch(r"track_(total|warmup)_seconds", method)  # the warm-up study's wall times
+    if m:
+        return f"{m.group(1)}_s", "value"
     return None
 
 
-KIND_KEYS = {"attention": ["impl", "dtype", "d", "seq"],
-             "model": ["preset", "context", "precision", "variant"],
-             "warmup": ["preset", "context", "mode", "warmup"]}
-
-
-def normalize(frame: pd.DataFrame) -> pd.DataFrame:
-    rows = []
+def normalize(frame: pd.DataFrame, benchmarks: dict) -> pd.DataFrame:
+    """Rows the tables read, with each parameter as a column named as in benchmarks.json."""
+    rows, keys = [], {}
     for rec in frame.to_dict("records"):
         what = classify(rec["method"])
         cls = rec["benchmark"].rsplit(".", 2)[-2].lower() if rec["benchmark"].count(".") else ""
-        if what is None or cls not in KIND_KEYS:
+        if what is None or cls not in KINDS:
             continue
-        params = rec["params"]
-        if any(k not in params for k in KIND_KEYS[cls]):
-            continue
-        rows.append(dict(rec, kind=cls, measure=what[0], role=what[1],
-                         **{k: params[k] for k in KIND_KEYS[cls]}))
-    return pd.DataFrame(rows)
+        names = benchmarks[rec["benchmark"]]["param_names"]
+        if keys.setdefault(cls, names) != names:
+            continue  # a method of the class with other parameters: not a cell of its grid
+        rows.append(dict(rec, kind=cls, measure=what[0], role=what[1], **rec["params"]))
+    out = pd.DataFrame(rows)
+    out.attrs["keys"] = keys
+    return out
+
+
+def kind_keys(norm: pd.DataFrame, kind: str) -> list[str]:
+    return list(norm.attrs.get("keys", {}).get(kind, []))
 
 
 def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
     """One row per parameter cell of ``kind`` at ``commit`` (every cell of the parameter grid,
-    run or not): for each measure m, m_status (OK/OOM/failed/not run), m_value (asv's median),
+    run or not): for each measure m, m_status (OK/OOM/failed/n/a), m_value (asv's median),
     m_mean, m_std (from asv's samples when recorded, else NaN), m_n (samples)."""
-    keys = KIND_KEYS[kind]
-    if norm.empty:
+    keys = kind_keys(norm, kind)
+    if norm.empty or not keys:
         return pd.DataFrame(columns=keys)
     part = norm[(norm["kind"] == kind) & (norm["commit"] == commit)]
     if part.empty:
@@ -92,7 +98,7 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
             if r["status"] == FAILED:
                 row[f"{m}_code"] = FAILED  # the status benchmark itself crashed
             elif r["status"] == OK:
-                row[f"{m}_code"] = STATUS_CODES.get(float(code), FAILED)
+                row[f"{m}_code"] = STATUS_OF_CODE[float(code)]  # load.py checked the code
             continue
         if role in ("mean", "std"):
             row[f"{m}_{role}"] = r["value"] if r["status"] == OK else math.nan
@@ -123,19 +129,19 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
 
 def _status(code, asv_status) -> str:
     if isinstance(code, str):
-        if code == OK and asv_status not in (None, OK) and isinstance(asv_status, str):
-            return asv_status if asv_status == FAILED else OK
+        if code == OK and asv_status in (FAILED, NA):
+            return asv_status  # the status ran but the value is missing: no number to show
         return code
     if isinstance(asv_status, str):
         return asv_status
-    return NOT_RUN
+    return NA
 
 
 def combined_status(*statuses) -> str:
     """One status for several measures of a cell: OK when all are, else the worst of them."""
     statuses = [s for s in statuses if isinstance(s, str)]
     if not statuses:
-        return NOT_RUN
+        return NA
     return min(statuses, key=WORST_FIRST.index)
 
 
@@ -162,34 +168,69 @@ def preset_dims(preset: str) -> dict:
         return {"d_model": None, "d_ff": None, "n_layers": None, "n_heads": None}
 
 
-def headline_cells(norm: pd.DataFrame, commit: str) -> list[dict]:
-    """The benchmarks the history follows: per kind, one representative cell that ran OK at
-    ``commit`` (model: the training step of the largest preset run, smallest context, fp32,
-    sdpa; attention: forward and backward of eager and sdpa, float32, the middle d, longest seq;
-    eager's memory before backward)."""
-    out = []
-    at = norm[(norm["commit"] == commit) & (norm["status"] == OK) & (norm["role"] == "value")]
-    model = at[(at["kind"] == "model") & (at["measure"] == "train")]
-    if not model.empty:
-        pick = model.assign(p=model["preset"].map(lambda p: PRESET_ORDER.index(p)
-                                                  if p in PRESET_ORDER else -1))
-        pick = pick[(pick["precision"] == "fp32")] if (pick["precision"] == "fp32").any() else pick
-        pick = pick[pick["variant"] == "sdpa"] if (pick["variant"] == "sdpa").any() else pick
-        pick = pick.sort_values(["p", "context"], ascending=[False, True]).iloc[0]
-        out.append({"benchmark": pick["benchmark"], "cell": pick["cell"]})
-    att = at[at["kind"] == "attention"]
-    if not att.empty:
-        f32 = att[att["dtype"] == "float32"] if (att["dtype"] == "float32").any() else att
-        ds = sorted(set(f32["d"]))
-        d = ds[len(ds) // 2]
-        sub = f32[f32["d"] == d]
-        seq = max(sub["seq"])
-        sub = sub[sub["seq"] == seq]
-        for impl in ("eager", "sdpa"):
-            for measure in ("fwd", "bwd", "mem_before_bwd"):
-                if measure == "mem_before_bwd" and impl != "eager":
-                    continue
-                hit = sub[(sub["impl"] == impl) & (sub["measure"] == measure)]
-                if not hit.empty:
-                    out.append({"benchmark": hit.iloc[0]["benchmark"], "cell": hit.iloc[0]["cell"]})
-    return out
+# ------------------------------------------------------------------ how a cell is written
+# (units are in the column headers)
+
+def nan(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def ms(seconds) -> str:
+    if nan(seconds):
+        return ""
+    v = seconds * 1e3
+    return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
+
+
+def mib(nbytes) -> str:
+    return "" if nan(nbytes) else f"{nbytes / MiB:.2f}"
+
+
+def ratio(x) -> str:
+    return "" if nan(x) or x == math.inf else f"{x:.2f}×"
+
+
+def pct(x) -> str:
+    return "" if nan(x) else f"{x * 100:+.1f}%"
+
+
+def human(value, unit) -> str:
+    if nan(value):
+        return ""
+    if unit == "seconds":
+        return f"{ms(value)} ms"
+    if unit == "bytes":
+        return f"{mib(value)} MiB"
+    if unit == "status":
+        return STATUS_OF_CODE.get(float(value), f"{value:g}")
+    return f"{value:.4g} {unit or ''}".strip()
+
+
+@dataclass
+class Table:
+    key: str
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+    left: int = 1                              # how many leading columns are labels
+    frame: pd.DataFrame | None = None          # the numbers behind it (tests, CSV)
+
+    @property
+    def align(self) -> list[str]:
+        """Numbers right, words left: a column is numeric when its filled cells all start like
+        a number (statuses such as OOM in a number column keep it numeric)."""
+        def numeric(i):
+            cells = [r[i] for r in self.rows if i < len(r) and r[i]]
+            nums = [c for c in cells if c[0].isdigit() or c[0] in "+-."]
+            return bool(nums) and all(c[0].isdigit() or c[0] in "+-." or c in
+                                      (OK, OOM, FAILED, NA) or c.startswith("eager ")
+                                      for c in cells)
+        return ["---:" if i >= self.left and numeric(i) else ":---"
+                for i in range(len(self.columns))]
+
+
+def cell_or_status(status, value, fmt) -> str:
+    if status == OK:
+        return fmt(value)
+    return status if isinstance(status, str) else NA

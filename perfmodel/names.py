@@ -1,0 +1,18 @@
+"""Names the suite, the measurement core and the report share, said once here.
+
+Statuses of a cell, and the numbers the suite's ``track_status*`` benchmarks record for them
+(asv keeps numbers only; larger is worse; a cell that does not apply records NaN, which asv and
+the report show as n/a). MODES: the suite's method suffixes (``time_<suffix>``,
+``track_status_<suffix>``) -> the short mode names of perfmodel.workloads and the tables.
+"""
+OK, OOM, FAILED = "OK", "OOM", "failed"
+NA = "n/a"  # not run on this machine: outside its tier, not selected, or not in that commit
+SKIPPED = NA  # the name older callers use
+# Not an outcome of the cell but of the machine: other processes took too much of the CPU for
+# its samples to mean anything (perfmodel.measure.MachineBusy). Never an asv code.
+BUSY = "busy"
+
+CODES = {OK: 1.0, OOM: 2.0, FAILED: 3.0}
+STATUS_OF_CODE = {code: name for name, code in CODES.items()}
+
+MODES = {"forward": "fwd", "backward": "bwd", "forward_backward": "fwd_bwd", "train_step": "train"}

@@ -1,0 +1,69 @@
+"""Commits: their order and subjects from git, and a user's ref resolved to a commit with results.
+
+Every git call ends its options (``--end-of-options``) before anything that came from a user or a
+results file, has a time limit, and reads only. Hashes from results files are checked as hex in
+load.py; here git is asked for the whole log once instead of once per hash, so no hash from a
+results file reaches a command line at all.
+"""
+from __future__ import annotations
+
+import subprocess
+
+from ..errors import UserError
+from .load import HEX, ResultSet, resolve_commit
+
+GIT_TIMEOUT_S = 30
+
+
+def _git(repo, *args: str) -> str | None:
+    """stdout of a read-only git command in ``repo``, or None (no git, not a repository, slow)."""
+    if repo is None:
+        return None
+    try:
+        proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT_S, stdin=subprocess.DEVNULL,
+                              encoding="utf-8", errors="replace")
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def git_log(repo) -> tuple[list[str], dict[str, dict]]:
+    """All commits of ``repo`` oldest first (topological) and hash -> {date, subject}."""
+    out = _git(repo, "log", "--all", "--topo-order", "--reverse", "--format=%H%x09%cI%x09%s",
+               "--end-of-options", "--")
+    order, info = [], {}
+    for line in (out or "").splitlines():
+        parts = line.split("\t", 2)
+        if len(parts) == 3 and HEX.fullmatch(parts[0]):
+            order.append(parts[0])
+            info[parts[0]] = {"date": parts[1][:10], "subject": parts[2]}
+    return order, info
+
+
+def git_resolve(repo, ref: str) -> str | None:
+    """A user's ref (branch, tag, HEAD~1, prefix) -> full hash, as git sees it."""
+    out = _git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
+    out = (out or "").strip()
+    return out if HEX.fullmatch(out) else None
+
+
+def commit_order(rs: ResultSet, git_order: list[str]) -> list[str]:
+    """The result commits, oldest first: git's order where git knows them all, else asv's dates."""
+    by_date = list(dict.fromkeys(rs.commits["commit"]))
+    pos = {h: i for i, h in enumerate(git_order)}
+    if all(h in pos for h in by_date):
+        return sorted(by_date, key=pos.get)
+    return by_date
+
+
+def resolve(rs: ResultSet, ref: str | None, repo, order: list[str]) -> str:
+    if ref is None:
+        return order[-1]
+    full = git_resolve(repo, ref)
+    if full and full in set(rs.commits["commit"]):
+        return full
+    if full and not any(h.startswith(ref.lower()) for h in rs.commits["commit"]):
+        raise UserError(f"{ref} ({full[:8]}) has no results on machine {rs.machine}; commits with "
+                        f"results: {', '.join(h[:8] for h in reversed(list(rs.commits['commit'])))}")
+    return resolve_commit(rs, ref)

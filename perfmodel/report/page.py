@@ -1,0 +1,154 @@
+"""Stage 6, page: the stages in order, then the summary as markdown and as HTML.
+
+Both pages are Jinja templates with autoescape on. The HTML page is rendered straight from the
+tables' cells (no markdown step, so no raw HTML can pass through); the markdown page escapes what
+markdown would read as markup or a link (``md`` below) and HTML-escapes the rest.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .cells import Table, ms, normalize
+from .commits import commit_order, git_log, resolve
+from .comparisons import comparison_tables
+from .history import compare_table, headline_cells, history_table
+from .load import load
+from .plots import plot_attention, plot_history, plot_model, safe_plot
+from .seeds import attention_tables, model_steps_table, warmup_table
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass
+class Report:
+    machine: str
+    commit: str
+    info: dict
+    tables: list[Table]
+    plots: dict[str, str]                       # title -> relative path
+    notes: list[str]
+    machine_info: dict = field(default_factory=dict)
+    compare: tuple[str, str] | None = None
+    history_frame: pd.DataFrame | None = None
+    left_out: int = 0                           # values and files left out (load.py's notes)
+
+    def table(self, key: str) -> Table:
+        for t in self.tables:
+            if t.key == key:
+                return t
+        raise KeyError(key)
+
+
+def build_report(results_dir="results", machine=None, commit=None, history=10, compare=None,
+                 repo=".", plots_dir: Path | None = None, plots_prefix: str = "") -> Report:
+    rs = load(results_dir, machine)
+    git_order, info = git_log(repo)
+    order = commit_order(rs, git_order)
+    full = resolve(rs, commit, repo, order)
+    # every table and plot but the history reads the one commit: normalize only its rows
+    norm = normalize(rs.at(full), rs.benchmarks) if not rs.frame.empty else pd.DataFrame()
+    notes = list(rs.notes)
+    tables: list[Table] = []
+    if not norm.empty:
+        tables += warmup_table(norm, full)
+        tables += model_steps_table(norm, full)
+        tables += attention_tables(norm, full)
+        tables += comparison_tables(norm, full)
+    if not tables:
+        notes.append(f"no attention or model results at {full[:8]} on {rs.machine}")
+    heads = headline_cells(norm, full) if not norm.empty else []
+    hist_tables, hist = history_table(rs, norm, full, order, history, info, heads)
+    tables += hist_tables
+    pair = None
+    if compare:
+        pair = (resolve(rs, compare[0], repo, order), resolve(rs, compare[1], repo, order))
+    else:
+        idx = order.index(full)
+        if idx > 0:
+            pair = (order[idx - 1], full)
+    if pair:
+        tables += compare_table(rs, pair[0], pair[1], info)
+    plots = {}
+    if plots_dir is not None and not norm.empty:
+        for title, fn, name in (("attention time and memory vs seq_len", plot_attention,
+                                 "attention.png"),
+                                ("model step time per preset and context", plot_model,
+                                 "model.png")):
+            p = safe_plot(notes, title, fn, norm, full, plots_dir / name)
+            if p:
+                plots[title] = f"{plots_prefix}{name}"
+        p = safe_plot(notes, "history", plot_history, hist, plots_dir / "history.png")
+        if p:
+            plots["history of the headline benchmarks"] = f"{plots_prefix}history.png"
+    minfo = dict(rs.machine_info)
+    if str(minfo.get("ram", "")).isdigit():
+        minfo["ram"] = f"{int(minfo['ram']) / 2**30:.0f} GiB"
+    return Report(rs.machine, full, info, tables, plots, notes, minfo, pair, hist,
+                  rs.notes.left_out)
+
+
+def md(text) -> str:
+    """Text -> markdown that shows it as text: no links, images, HTML or table breaks."""
+    from markupsafe import Markup  # noqa: PLC0415
+
+    text = " ".join(str(text).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return Markup(re.sub(r"([\\`\[\]|!])", r"\\\1", text))
+
+
+def _env():
+    import jinja2  # noqa: PLC0415
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["md"] = md
+    return env
+
+
+def render_markdown(report: Report) -> str:
+    return _env().get_template("summary.md.j2").render(r=report, ms=ms)
+
+
+def render_html(report: Report | None, back_link: str | None, error: str | None = None) -> str:
+    title = (f"perfmodel summary: {report.machine} at {report.commit[:8]}" if report else
+             "perfmodel summary")
+    return _env().get_template("summary.html.j2").render(r=report, title=title, error=error,
+                                                         back_link=back_link)
+
+
+@dataclass
+class Written:
+    markdown: Path
+    html: Path | None
+    report: Report
+    notes: list[str]
+
+
+def write_report(results_dir="results", machine=None, commit=None, output="html/summary.md",
+                 history=10, compare=None, repo=".", plots=True, html=False,
+                 back_link: str | None = None) -> Written:
+    """Write the summary (markdown; with ``html`` also the HTML page) and its plots beside it,
+    under ``output``'s folder only."""
+    output = Path(output)
+    files = output.parent / (output.stem + "_files")
+    report = build_report(results_dir, machine, commit, history, compare, repo,
+                          plots_dir=files if plots else None, plots_prefix=f"{files.name}/")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render_markdown(report), encoding="utf-8")
+    html_path = None
+    if html:
+        html_path = output.with_suffix(".html")
+        html_path.write_text(render_html(report, back_link), encoding="utf-8")
+    return Written(output, html_path, report, report.notes)
+
+
+def write_error_page(path: Path, message: str) -> Path:
+    """The HTML page that says why there is no summary (``message`` is escaped)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(None, "index.html", error=message), encoding="utf-8")
+    return path

@@ -1,0 +1,146 @@
+"""Stage 5, plots: PNG figures (matplotlib, Agg) of the tables' cells and the history."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..names import OK
+from . import cells as T
+from .cells import MiB
+from .seeds import attention_cells, ran_rows
+
+
+def _plt():
+    import matplotlib  # noqa: PLC0415
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    return plt
+
+
+def _save(plt, fig, path: Path, title: str | None = None) -> Path:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _legend(axes, **kwargs) -> None:
+    """The legend on the first panel that has labelled lines."""
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(**kwargs)
+            return
+
+
+def _log_axes(ax, xbase: int) -> None:
+    """Log-log where the axes hold positive data; an empty panel says so (log of nothing fails)."""
+    data = [line for line in ax.get_lines() if (line.get_ydata() > 0).any()]
+    if data:
+        ax.set_xscale("log", base=xbase)
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no OK cells", ha="center", va="center", transform=ax.transAxes)
+
+
+def plot_attention(norm, commit, path: Path) -> Path | None:
+    a = attention_cells(norm, commit)
+    if a.empty or ran_rows(a).empty:
+        return None
+    plt = _plt()
+    dtype = T.order(ran_rows(a)["dtype"], ["float32", "bfloat16"])[0]
+    sub = a[a["dtype"] == dtype]
+    impls = T.order(ran_rows(sub)["impl"], T.IMPL_ORDER)
+    ds = sorted(set(ran_rows(sub)["d"]))
+    markers = "os^vDP*X"
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    drawn = False
+    for ax, (col, ylabel, scale) in zip(axes, [("fwd_mean", "forward (ms)", 1e3),
+                                               ("bwd_mean", "backward (ms)", 1e3),
+                                               ("mem_before_bwd_value", "memory before backward "
+                                                                        "(MiB)", 1 / MiB)]):
+        for ci, impl in enumerate(impls):
+            for di, d in enumerate(ds):
+                pts = sub[(sub["impl"] == impl) & (sub["d"] == d)].sort_values("seq")
+                status_col = "fwd_status" if col.startswith("fwd") else "bwd_status"
+                if status_col in pts:
+                    pts = pts[pts[status_col] == OK]
+                if col not in pts or pts[col].dropna().empty:
+                    continue
+                pts = pts.dropna(subset=[col])
+                ax.plot(pts["seq"], pts[col] * scale, marker=markers[di % len(markers)],
+                        color=f"C{ci}", label=f"{impl} d={d}")
+                drawn = True
+        _log_axes(ax, 2)
+        ax.set_xlabel("seq_len")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    if not drawn:
+        plt.close(fig)
+        return None
+    _legend(axes, fontsize=7, ncol=2)
+    return _save(plt, fig, path, f"attention, {dtype}, commit {commit[:8]}")
+
+
+def plot_model(norm, commit, path: Path) -> Path | None:
+    m = T.cells(norm, "model", commit)
+    if m.empty:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    drawn = False
+    for ax, mode, label in zip(axes, ("fwd", "fwd_bwd", "train"),
+                               ("forward", "forward+backward", "training step")):
+        if f"{mode}_mean" not in m:
+            continue
+        ok = m[m.get(f"{mode}_status") == OK]
+        for i, ((preset, prec, var), g) in enumerate(sorted(
+                ok.groupby(["preset", "precision", "variant"]),
+                key=lambda kv: (T.PRESET_ORDER.index(kv[0][0]) if kv[0][0] in T.PRESET_ORDER
+                                else 99, kv[0][1], kv[0][2]))):
+            g = g.sort_values("context")
+            ax.plot(g["context"], g[f"{mode}_mean"] * 1e3, marker="o",
+                    linestyle="-" if var == "sdpa" else "--", label=f"{preset} {prec} {var}")
+            drawn = True
+        _log_axes(ax, 2)
+        ax.set_xlabel("context (tokens)")
+        ax.set_ylabel(f"{label} per step (ms)")
+        ax.grid(True, which="both", alpha=0.3)
+    if not drawn:
+        plt.close(fig)
+        return None
+    _legend(axes, fontsize=7)
+    return _save(plt, fig, path, f"model step time, batch 4, commit {commit[:8]}")
+
+
+def plot_history(hist: pd.DataFrame, path: Path) -> Path | None:
+    if hist.empty or hist[hist["status"] == OK].empty:
+        return None
+    plt = _plt()
+    names = list(dict.fromkeys(hist["benchmark"]))
+    fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.2 * len(names)), squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        g = hist[hist["benchmark"] == name].reset_index(drop=True)
+        unit = next((u for u in g["unit"] if isinstance(u, str)), None)
+        scale, ylabel = (1e3, "ms") if unit == "seconds" else (1 / MiB, "MiB") \
+            if unit == "bytes" else (1, unit or "")
+        ok = g[g["status"] == OK]
+        ax.plot(ok.index, ok["value"] * scale, marker="o")
+        ax.set_xticks(range(len(g)))
+        ax.set_xticklabels([c[:8] for c in g["commit"]], fontsize=7)
+        ax.set_ylabel(ylabel)
+        ax.set_title(name, fontsize=8)
+        ax.grid(True, alpha=0.3)
+    return _save(plt, fig, path)
+
+
+def safe_plot(notes: list, title: str, fn, *args):
+    """A plot that cannot be drawn is a note under the tables, never a lost report."""
+    try:
+        return fn(*args)
+    except Exception as err:  # noqa: BLE001 (matplotlib raises many kinds)
+        notes.append(f"plot '{title}' not drawn: {type(err).__name__}: {err}")
+        return None
