@@ -39,6 +39,8 @@ def add_parser(sub) -> None:
                    help="measure commits again even if this machine has results for them")
     p.add_argument("--no-publish", action="store_true", help="skip asv publish")
     p.add_argument("--dry-run", action="store_true", help="print the asv commands only")
+    p.add_argument("--print-machine", action="store_true",
+                   help="record this machine for asv and print its name (for asv --machine)")
     p.add_argument("--log", default=None,
                    help="asv's full output, n/a reasons included (default .asv/track.log)")
     p.add_argument("--limit-per-commit", type=float, default=120, metavar="MIN",
@@ -225,6 +227,10 @@ def main(args) -> int:
     root = _repo_root()
     env = stack()
     name = check_machine_name(args.machine or machine_name(env))
+    if args.print_machine:
+        register_machine(name, env)
+        print(name)
+        return 0
     from asv.util import load_json  # noqa: PLC0415 (asv's own reader: // comments allowed)
 
     conf = load_json(os.path.join(root, "asv.conf.json"), js_comments=True)
