@@ -5,7 +5,8 @@ What is not run as typed, and why (a README block the rules below do not cover f
 - blocks marked ``<!-- gpu-box -->``: they need a GPU box (or take a GPU's memory and hours);
 - ``<!-- test-command -->``: it is what runs this test (CI runs it as typed);
 - ``<!-- main-command -->``: its install steps are not repeated (this test runs in an installed
-  environment); its ``perfmodel track`` runs with a one-benchmark selection, over 2 commits;
+  environment) and its ``perfmodel track`` (3 commits, the whole CPU tier: minutes) is checked
+  with ``--dry-run``; the README's ``perfmodel track --commits 2`` below runs for real;
 - ``asv run`` / ``asv continuous`` get ``--quick --bench=<one cheap benchmark>`` added, and
   ``perfmodel track`` the same selection: the full CPU tier takes minutes a commit;
 - ``asv preview`` serves until stopped: it is started, its page fetched, and stopped.
@@ -56,7 +57,7 @@ def as_run_here(line: str) -> str:
     if re.match(r"asv (run|continuous)\b", cmd):
         return f"{cmd} --quick --bench={CHEAP}"
     if cmd.startswith("perfmodel track") and "--print-machine" not in cmd:
-        return f"{cmd} --bench={CHEAP}"
+        return f"{cmd} --bench={CHEAP} | tee .asv/track.out"
     if cmd == "asv publish && asv preview":
         return "asv publish && asv_preview_check"
     return cmd
@@ -99,14 +100,9 @@ def test_readme_commands_work_on_a_fresh_clone(tmp_path):
 
     main_cmd = next(body for kind, body in found if kind == "main-command").strip()
     assert main_cmd.endswith(".venv/bin/perfmodel track"), main_cmd
-    track = _shell(f"perfmodel track --commits 2 --bench={CHEAP}", clone, env)
-    assert track.returncode == 0, track.stdout[-3000:] + track.stderr[-3000:]
-    lines = track.stdout.splitlines()
-    per_commit = [line for line in lines if re.match(r"\s+\[\d/2\] [0-9a-f]{8} ", line)]
-    assert len(per_commit) == 2 and all("cells measured" in line for line in per_commit), lines
-    assert len(lines) < 30 and not any(line.strip().endswith("n/a") for line in lines)
-    log = clone / ".asv" / "track.log"
-    assert log.is_file() and "n/a" in log.read_text() and str(log) in track.stdout
+    dry = _shell("perfmodel track --dry-run", clone, env)  # what the main command would run
+    assert dry.returncode == 0 and "3 commit(s) of main" in dry.stdout, dry.stdout + dry.stderr
+    assert "$ asv run HASHFILE:" in dry.stdout and "$ asv publish" in dry.stdout
 
     ran = 0
     for kind, body in found:
@@ -119,6 +115,14 @@ def test_readme_commands_work_on_a_fresh_clone(tmp_path):
                                       f"{proc.stdout[-3000:]}\n--- stderr:\n{proc.stderr[-3000:]}")
         ran += script.count("\n") + 1
     assert ran >= 10
+
+    # perfmodel track's own output: a line per commit and a summary, the cells in the log only
+    lines = (clone / ".asv" / "track.out").read_text().splitlines()
+    per_commit = [line for line in lines if re.match(r"\s+\[\d/2\] [0-9a-f]{8} ", line)]
+    assert len(per_commit) == 2 and all("cells measured" in line for line in per_commit), lines
+    assert len(lines) < 30 and not any(line.strip().endswith("n/a") for line in lines), lines
+    log = clone / ".asv" / "track.log"
+    assert log.is_file() and "n/a" in log.read_text() and any(str(log) in s for s in lines)
 
     machine = _shell("perfmodel track --print-machine", clone, env).stdout.strip()
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone,
