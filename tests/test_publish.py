@@ -90,3 +90,18 @@ def test_cell_counts_from_a_result_file():
     counts = cell_counts(str(FIXTURE), machine, path.name.split("-")[0])
     assert sum(counts.values()) == len(values) and counts["measured"] > 0 and counts["n/a"] > 0
     assert cell_counts(str(FIXTURE), machine, "0" * 40) is None
+
+
+def test_a_machine_without_results_costs_only_its_summary(tmp_path):
+    html = tmp_path / "html"
+    html.mkdir()
+    (html / "index.html").write_text(ASV_INDEX.read_text())
+    (tmp_path / "results" / "cpu-empty").mkdir(parents=True)
+    (tmp_path / "results" / "cpu-empty" / "machine.json").write_text(
+        json.dumps({"machine": "cpu-empty", "version": 1}))
+    pub = site.publish_site(html, tmp_path / "results", repo=tmp_path, plots=False)
+    assert pub.problems and "no summary" in pub.problems[0]
+    assert "No summary" in (html / "summary.html").read_text()
+    index = (html / "index.html").read_text()
+    assert 'id="nav-li-perfmodel-summary"' in index and "vendor/jquery-3.3.1" in index
+    assert (html / "vendor" / "jquery-3.3.1" / "dist" / "jquery.min.js").is_file()

@@ -89,9 +89,10 @@ def write_summaries(html_dir: Path, results_dir, repo, history: int, plots: bool
             written = write_report(results_dir=results_dir, machine=name, output=output,
                                    history=history, repo=repo, plots=plots, html=True,
                                    back_link=back_link)
-        except UserError as err:
-            write_error_page(output.with_suffix(".html"), str(err))
-            out.problems.append(f"no summary for {name or 'the newest machine'}: {err}")
+        except Exception as err:  # noqa: BLE001 (asv's own pages must be published regardless)
+            text = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+            write_error_page(output.with_suffix(".html"), text)
+            out.problems.append(f"no summary for {name or 'the newest machine'}: {text}")
             return None
         # "newest results of A, B; choose with --machine": here every machine gets its page
         notes = [n for n in written.notes if name is not None or "(newest results)" not in n]
