@@ -1,22 +1,30 @@
 """``perfmodel track``: the tracker end to end with asv (the README's main job).
 
-Names this machine after its stack (GPU or CPU, driver, CUDA, torch, triton, TF32), registers it
-with ``asv machine`` (no terminal needed), runs the asv suite in benchmarks/ over the last few
-commits of the branch (commits this machine already measured are skipped), publishes the
-history into html/ and prints where to look. Everything is plain asv underneath: the same
-results are produced by ``asv run`` / ``asv continuous`` / ``asv publish`` by hand.
+Names this machine after its stack (GPU or CPU, driver, CUDA, torch, triton, TF32) and records it
+for asv, then runs plain asv: ``asv run`` over the last few commits of the branch (commits this
+machine already measured are skipped) and ``asv publish``, whose perfmodel publisher plugin
+(asv.conf.json) adds the summary tables. asv's full output goes to a log file; the terminal gets
+one line per commit and a summary. Every child process has a time limit.
 """
 from __future__ import annotations
 
+import glob
+import json
+import math
 import os
-import platform
 import re
+import signal
 import subprocess
 import sys
 import sysconfig
 import time
 
 from .errors import UserError
+
+GIT_LIMIT_S = 60
+PUBLISH_LIMIT_S = 600
+MACHINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")   # a file name, never an option
+_COMMIT_LINE = re.compile(r"For \S+ commit ([0-9a-f]{6,40})\b")
 
 
 def add_parser(sub) -> None:
@@ -31,8 +39,12 @@ def add_parser(sub) -> None:
                    help="measure commits again even if this machine has results for them")
     p.add_argument("--no-publish", action="store_true", help="skip asv publish")
     p.add_argument("--dry-run", action="store_true", help="print the asv commands only")
-    p.add_argument("--show-stderr", action="store_true",
-                   help="asv --show-stderr: each cell's output, n/a reasons included (long)")
+    p.add_argument("--print-machine", action="store_true",
+                   help="record this machine for asv and print its name (for asv --machine)")
+    p.add_argument("--log", default=None,
+                   help="asv's full output, n/a reasons included (default .asv/track.log)")
+    p.add_argument("--limit-per-commit", type=float, default=120, metavar="MIN",
+                   help="stop asv run after this many minutes per commit (default 120)")
     p.set_defaults(func=main)
 
 
@@ -65,11 +77,64 @@ def machine_name(env: dict) -> str:
     return "-".join(p for p in parts if p)[:120]
 
 
+def check_machine_name(name: str) -> str:
+    if not MACHINE_NAME.fullmatch(name or ""):
+        raise UserError(f"machine name {name!r}: use letters, digits and . _ + - (not first), "
+                        "at most 200 characters")
+    return name
+
+
+def machine_record(name: str, env: dict) -> dict:
+    """What asv keeps about a machine (os, arch, cpu, num_cpu, ram), as ``asv machine --yes``
+    would ask for it; on a GPU the stack is added to ``os`` so the site's filters show it."""
+    from asv.machine import Machine  # noqa: PLC0415
+
+    from .measure import cpu_model  # noqa: PLC0415
+
+    record = Machine.get_defaults()
+    record.update(machine=name, cpu=cpu_model() or record["cpu"])
+    if env.get("device") == "cuda":
+        record["os"] += (f" | {env.get('name')} driver {env.get('driver')} CUDA {env.get('cuda')}"
+                         f" torch {env.get('torch')} triton {env.get('triton')}"
+                         f" tf32 {'on' if env.get('tf32') else 'off'}")
+    return record
+
+
+def register_machine(name: str, env: dict) -> dict:
+    """Store the machine's record in ~/.asv-machine.json, where ``asv run --machine`` reads it.
+
+    Done with asv's own writer rather than ``asv machine --yes --machine NAME ...``: that command
+    keeps only the fields that differ from its defaults (asv/commands/machine.py), so a new name
+    would be saved with nothing but the name, and the site's machine filters would show "[none]".
+    """
+    from asv.machine import MachineCollection  # noqa: PLC0415
+
+    record = machine_record(check_machine_name(name), env)
+    MachineCollection.save(name, record)
+    return record
+
+
+def machine_args(name: str, env: dict) -> list[str]:
+    """The same record as ``asv machine`` arguments (only the fields that differ from asv's
+    defaults are kept by that command: prefer register_machine)."""
+    record = machine_record(check_machine_name(name), env)
+    return ["machine", "--yes"] + [f"--{k}={v}" for k, v in record.items()]
+
+
+def _git(root: str, *args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                              timeout=GIT_LIMIT_S, check=True).stdout
+    except subprocess.TimeoutExpired:
+        raise UserError(f"git {args[0]} took more than {GIT_LIMIT_S} s") from None
+    except subprocess.CalledProcessError as err:
+        raise UserError(f"git {args[0]}: {(err.stderr or '').strip() or 'failed'}") from None
+
+
 def _repo_root() -> str:
     try:
-        root = subprocess.check_output(["git", "rev-parse", "--show-toplevel"], text=True,
-                                       stderr=subprocess.DEVNULL).strip()
-    except (OSError, subprocess.CalledProcessError):
+        root = _git(".", "rev-parse", "--show-toplevel").strip()
+    except (OSError, UserError):
         raise UserError("perfmodel track runs inside a git clone of the project "
                         "(no git repository here)") from None
     if not os.path.exists(os.path.join(root, "asv.conf.json")):
@@ -77,90 +142,211 @@ def _repo_root() -> str:
     return root
 
 
-def _asv(*args) -> list[str]:
+def _printable(text: str, width: int = 50) -> str:
+    text = "".join(c if c.isprintable() else " " for c in text).strip()
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _asv(*args: str) -> list[str]:
     return [sys.executable, "-m", "asv", *args]
 
 
-def machine_args(name: str, env: dict) -> list[str]:
-    from .measure import cpu_model  # noqa: PLC0415
+def cell_counts(results_dir: str, machine: str, commit: str) -> dict | None:
+    """measured / n/a / failed cells of one commit's asv result files (None: no file)."""
+    paths = glob.glob(os.path.join(glob.escape(results_dir), glob.escape(machine),
+                                   glob.escape(commit[:8]) + "-*.json"))
+    if not paths:
+        return None
+    counts = {"measured": 0, "n/a": 0, "failed": 0}
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)  # bare NaN (asv's "skipped") is read as float nan
+            column = data["result_columns"].index("result")
+            rows = data["results"].values()
+        except (OSError, ValueError, KeyError, AttributeError):
+            continue
+        for row in rows:
+            values = row[column] if isinstance(row, list) else None
+            for v in values if isinstance(values, list) else [values]:
+                if v is None:
+                    counts["failed"] += 1
+                elif isinstance(v, (int, float)) and math.isnan(v):
+                    counts["n/a"] += 1
+                else:
+                    counts["measured"] += 1
+    return counts
 
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    cpu = cpu_model()
-    os_name = f"{platform.system()} {platform.release()}"
-    if env.get("device") == "cuda":  # the GPU stack travels with every result (machine params)
-        os_name += (f" | {env.get('name')} driver {env.get('driver')} CUDA {env.get('cuda')}"
-                    f" torch {env.get('torch')} triton {env.get('triton')}"
-                    f" tf32 {'on' if env.get('tf32') else 'off'}")
-    return ["machine", "--yes", "--machine", name, "--os", os_name, "--arch", platform.machine(),
-            "--cpu", cpu, "--num_cpu", str(os.cpu_count()), "--ram", str(ram)]
+
+class _Child:
+    """One asv command, its output appended to the log, stopped after ``limit`` seconds."""
+
+    def __init__(self, argv: list[str], root: str, env: dict, log, limit: float):
+        import threading  # noqa: PLC0415
+
+        self.log, self.timed_out = log, False
+        log.write(f"\n$ {' '.join(argv)}\n")
+        log.flush()
+        self.proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, errors="replace",
+                                     start_new_session=True)
+        # a timer, not a deadline checked between lines: asv may hang in the middle of a line
+        self.timer = threading.Timer(limit, self._stop)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _stop(self) -> None:
+        self.timed_out = True
+        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):
+            try:
+                os.killpg(self.proc.pid, sig)  # asv and the benchmark processes it started
+                self.proc.wait(grace)
+                return
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                if self.proc.poll() is not None:
+                    return
+
+    def lines(self):
+        for line in self.proc.stdout:
+            self.log.write(line)
+            yield line
+        self.log.flush()
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        self.timer.cancel()
+        self.proc.stdout.close()
+        return 124 if self.timed_out else code
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def main(args) -> int:
     root = _repo_root()
     env = stack()
-    name = args.machine or machine_name(env)
-    branch = args.branch
-    if branch is None:
-        from asv.util import load_json  # noqa: PLC0415 (asv's own reader: // comments allowed)
+    name = check_machine_name(args.machine or machine_name(env))
+    if args.print_machine:
+        register_machine(name, env)
+        print(name)
+        return 0
+    from asv.util import load_json  # noqa: PLC0415 (asv's own reader: // comments allowed)
 
-        conf = load_json(os.path.join(root, "asv.conf.json"), js_comments=True)
-        branch = (conf.get("branches") or ["main"])[0]
+    conf = load_json(os.path.join(root, "asv.conf.json"), js_comments=True)
+    branch = args.branch or (conf.get("branches") or ["main"])[0]
+    results_dir = os.path.join(root, conf.get("results_dir", "results"))
     if args.commits < 1:
         raise UserError(f"--commits must be at least 1, got {args.commits}")
-    try:
-        hashes = subprocess.check_output(
-            ["git", "rev-list", "--first-parent", f"-n{args.commits}", branch], cwd=root,
-            text=True, stderr=subprocess.PIPE).split()
-    except subprocess.CalledProcessError as err:
-        raise UserError(f"branch {branch!r}: {err.stderr.strip() or 'unknown'}") from None
-    hashfile = os.path.join(root, ".asv", "track-commits.txt")
-    os.makedirs(os.path.dirname(hashfile), exist_ok=True)
-    with open(hashfile, "w") as f:
-        f.write("\n".join(hashes) + "\n")
+    if branch.startswith("-"):
+        raise UserError(f"branch {branch!r}: a branch name cannot start with '-'")
+    hashes = _git(root, "rev-list", "--first-parent", f"-n{args.commits}", "--end-of-options",
+                  branch, "--").split()
+    if not all(re.fullmatch(r"[0-9a-f]{40}", h) for h in hashes):
+        raise UserError(f"git rev-list {branch} gave something other than commit hashes")
+    subjects = {h: _printable(_git(root, "log", "-1", "--format=%s", h, "--")) for h in hashes}
+    done = {h for h in hashes if not args.rerun and cell_counts(results_dir, name, h) is not None}
+    todo = [h for h in hashes if h not in done]
 
+    hashfile = os.path.join(root, ".asv", "track-commits.txt")
     # samples kept so that the summary tables can give mean and std, not only asv's median
-    run = ["run", f"HASHFILE:{hashfile}", "--machine", name, "--record-samples"]
-    if args.show_stderr:
-        run.append("--show-stderr")
+    run = ["run", f"HASHFILE:{hashfile}", f"--machine={name}", "--record-samples",
+           "--show-stderr"]
     if not args.rerun:
         run.append("--skip-existing-commits")
-    for pattern in args.bench or []:
-        run += ["-b", pattern]
-    commands = [machine_args(name, env), run]
-    if not args.no_publish:
-        commands.append(["publish", "--no-pull"])
-    child_env = dict(os.environ)
-    child_env.setdefault("PERFMODEL_BASE_SITE", sysconfig.get_paths()["purelib"])
+    run += [f"--bench={pattern}" for pattern in args.bench or []]
+    publish = ["publish", "--no-pull"]
+    log_path = os.path.abspath(args.log or os.path.join(root, ".asv", "track.log"))
 
-    print(f"perfmodel track: machine {name}; {len(hashes)} commit(s) of {branch}: "
-          f"{' '.join(h[:8] for h in hashes)}", flush=True)
-    status = 0
-    for cmd in commands:
-        full = _asv(*cmd)
-        print("$ asv " + " ".join(cmd), flush=True)
-        if args.dry_run:
-            continue
-        t0 = time.perf_counter()
-        code = subprocess.call(full, cwd=root, env=child_env)
-        print(f"  ({time.perf_counter() - t0:.0f} s, exit {code})", flush=True)
-        if cmd[0] == "machine" and code != 0:
-            raise UserError("asv machine failed; see above")
-        if cmd[0] == "run" and code not in (0, 2):
-            return code
-        if cmd[0] == "run" and code == 2:
-            status = 2  # some benchmark crashed: results are kept and published anyway
-    if not args.dry_run and not args.no_publish:
-        from .report import publish_site  # noqa: PLC0415
-
-        site = publish_site(html_dir=os.path.join(root, "html"),
-                            results_dir=os.path.join(root, "results"), machine=name, repo=root)
-        for line in site.lines():
-            print(line)
-    if not args.dry_run:
-        html = os.path.join(root, "html", "index.html")
-        print(f"\nresults: {os.path.join(root, 'results', name)}/")
+    print(f"perfmodel track: machine {name}\n  {len(hashes)} commit(s) of {branch}, "
+          f"{len(done)} already measured here; asv's full output: {log_path}", flush=True)
+    if args.dry_run:
+        print(f"asv machine record for {name}: {json.dumps(machine_record(name, env))}")
+        print("$ asv " + " ".join(run) + "    # " + " ".join(h[:8] for h in todo))
         if not args.no_publish:
-            print(f"site:    {html}   (serve it: asv preview, then open the printed URL)")
-        print(f"compare: asv continuous {branch}~1 {branch}   |   asv compare {hashes[-1][:8]} "
-              f"{hashes[0][:8]} --machine {name}")
+            print("$ asv " + " ".join(publish))
+        return 0
+
+    register_machine(name, env)
+    os.makedirs(os.path.dirname(hashfile), exist_ok=True)
+    with open(hashfile, "w") as f:
+        f.write("\n".join(todo) + "\n")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    child_env = dict(os.environ, PYTHONUNBUFFERED="1")
+    child_env.setdefault("PERFMODEL_BASE_SITE", sysconfig.get_paths()["purelib"])
+    t_start = time.monotonic()
+    status, failed = 0, 0
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write(f"perfmodel track: machine {name}, commits {' '.join(hashes)}\n")
+        if todo:
+            status, failed = _run(run, todo, subjects, root, child_env, log, results_dir, name,
+                                  args.limit_per_commit * 60 * len(todo))
+        for h in hashes:
+            if h in done:
+                print(f"  {h[:8]} {subjects[h]}: already measured on this machine "
+                      "(--rerun measures it again)", flush=True)
+        pages = []
+        if not args.no_publish and status in (0, 2):
+            t0 = time.monotonic()
+            child = _Child(_asv(*publish), root, child_env, log, PUBLISH_LIMIT_S)
+            pages = [line.split("perfmodel: ", 1)[1].strip() for line in child.lines()
+                     if "perfmodel: " in line]
+            code = child.wait()
+            if code != 0:
+                print(f"asv publish failed (exit {code}"
+                      + (f", stopped after {PUBLISH_LIMIT_S} s" if code == 124 else "")
+                      + f"); see {log_path}", flush=True)
+                status = status or code
+            else:
+                print(f"  asv publish: {_minutes(time.monotonic() - t0)}", flush=True)
+
+    html = os.path.join(root, conf.get("html_dir", "html"))
+    print(f"\ndone in {_minutes(time.monotonic() - t_start)}"
+          + (f"; {failed} cell(s) failed (their errors are in the log)" if failed else ""))
+    print(f"results: {os.path.join(results_dir, name)}{os.sep}   (new files: commit them with "
+          f"`git add {os.path.relpath(os.path.join(results_dir, name), root)}`)")
+    if not args.no_publish:
+        print(f"site:    {os.path.join(html, 'index.html')}   (view it: asv preview, then open "
+              "the address it prints)")
+        for page in pages:
+            print(f"         {page}")
+    if len(hashes) > 1:
+        print(f"compare: asv compare --machine {name} {hashes[-1][:8]} {hashes[0][:8]}")
+    print(f"log:     {log_path}")
     return status
+
+
+def _run(run, todo, subjects, root, env, log, results_dir, name, limit) -> tuple[int, int]:
+    """asv run, printing one line per commit as asv moves on. Returns (status, failed cells)."""
+    order = {h[:8]: i for i, h in enumerate(todo)}
+    failed = 0
+    current, t_commit = None, time.monotonic()
+
+    def finish(commit):
+        nonlocal failed
+        counts = cell_counts(results_dir, name, commit) or {"measured": 0, "n/a": 0, "failed": 0}
+        failed += counts["failed"]
+        print(f"  [{order[commit[:8]] + 1}/{len(todo)}] {commit[:8]} {subjects[commit]}: "
+              f"{_minutes(time.monotonic() - t_commit)}, {counts['measured']} cells measured, "
+              f"{counts['n/a']} n/a here, {counts['failed']} failed", flush=True)
+
+    child = _Child(_asv(*run), root, env, log, limit)
+    for line in child.lines():
+        match = _COMMIT_LINE.search(line)
+        if match and match.group(1)[:8] in order:
+            if current:
+                finish(current)
+            current = next(h for h in todo if h.startswith(match.group(1)[:8]))
+            t_commit = time.monotonic()
+    code = child.wait()
+    if current:
+        finish(current)
+    if code == 124:
+        print(f"asv run stopped after {_minutes(limit)} (--limit-per-commit); the commits "
+              "finished before are kept", flush=True)
+    elif code not in (0, 2):
+        print(f"asv run failed (exit {code}); the end of {log.name}:", flush=True)
+        with open(log.name, encoding="utf-8", errors="replace") as f:
+            print("".join(f.readlines()[-15:]), end="", flush=True)
+        return code, failed
+    return (2 if code == 2 or failed else code), failed

@@ -1,0 +1,107 @@
+"""The pieces of the publish step and of ``perfmodel track`` that need no browser and no asv run:
+the shipped third-party files, the page edit, machine names as data, the machine record."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import asv
+import pytest
+
+from perfmodel.errors import UserError
+from perfmodel.report import assets, site
+from perfmodel.track import cell_counts, check_machine_name, register_machine
+
+ASV_INDEX = Path(asv.__file__).parent / "www" / "index.html"
+FIXTURE = Path(__file__).parent / "fixtures" / "asv_results"
+
+
+def test_every_cdn_file_of_asvs_page_is_shipped():
+    text, done = assets.localize(ASV_INDEX.read_text())
+    assert not done.remote, f"asv's page loads files perfmodel does not ship: {done.remote}"
+    assert sorted(set(done.replaced)) == sorted(set(assets.ASSETS.values()))
+    assert "integrity=" not in text and "crossorigin" not in text
+    assert assets.localize(text)[0] == text  # idempotent
+    for local in done.replaced:
+        assert (assets.WWW / local).is_file(), local
+        assert list((assets.WWW / local.split("/")[0] / local.split("/")[1]).glob("LICENSE*")) \
+            or "MIT license" in (assets.WWW / local).read_text(errors="replace")[:600], local
+
+
+def test_shipped_files_are_the_cdn_files_where_their_hash_says_so():
+    """jQuery, bootstrap and flot-orderbars are the very bytes asv's page names (its SRI hash)."""
+    matched = 0
+    for tag in re.findall(r"<(?:script|link)\b[^>]*>", ASV_INDEX.read_text()):
+        url = re.search(r'(?:src|href)="([^"]+)"', tag)
+        sri = re.search(r'integrity="(sha\d+)-([^"]+)"', tag)
+        local = assets.shipped(url.group(1)) if url else None
+        if not sri or not local or not url.group(1).endswith(("jquery-3.3.1.min.js", "bootstrap.min.js",
+                                                     "bootstrap.min.css", "orderBars.js")):
+            continue
+        digest = hashlib.new(sri.group(1), (assets.WWW / local).read_bytes()).digest()
+        assert base64.b64encode(digest).decode() == sri.group(2), local
+        matched += 1
+    assert matched == 4
+
+
+def test_page_edit_and_machine_names_as_data(tmp_path):
+    index = tmp_path / "index.html"
+    index.write_text(ASV_INDEX.read_text())
+    evil = '"><script>alert(1)</script>'
+    entry = site.nav_entry([("cpu-a", "summary.html"), (evil, "summary/x.html")], "Summary", "t")
+    out = site.Published(tmp_path)
+    site.edit_index(index, entry, out)
+    site.edit_index(index, entry, out)  # twice: one entry
+    text = index.read_text()
+    assert text.count('id="nav-li-perfmodel-summary"') == 1
+    assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text
+    assert text.index(site.SITE_JS) < text.index("jquery")  # runs before asv's scripts
+    taken: set[str] = set()
+    names = [site._file_name(n, taken) for n in ("../../etc/passwd", "a/b", "a-b", "")]
+    assert all("/" not in n and not n.startswith(".") for n in names)
+    assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("name", ["--machine=x", "-b", "a b", "../x", "", "x" * 201])
+def test_machine_names_never_become_options_or_paths(name):
+    with pytest.raises(UserError, match="machine name"):
+        check_machine_name(name)
+
+
+def test_machine_record_has_what_asv_records(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    register_machine("cpu-test", {"device": "cpu"})
+    saved = json.loads((tmp_path / ".asv-machine.json").read_text())["cpu-test"]
+    for key in ("machine", "os", "arch", "cpu", "num_cpu", "ram"):
+        assert saved.get(key), key
+    assert saved["machine"] == "cpu-test" and int(saved["num_cpu"]) >= 1 and int(saved["ram"]) > 0
+
+
+def test_cell_counts_from_a_result_file():
+    machine = "fixture-cpu"
+    path = next((FIXTURE / machine).glob("*-*.json"))
+    data = json.loads(path.read_text())
+    column = data["result_columns"].index("result")
+    values = [v for row in data["results"].values()
+              for v in (row[column] if isinstance(row[column], list) else [row[column]])]
+    counts = cell_counts(str(FIXTURE), machine, path.name.split("-")[0])
+    assert sum(counts.values()) == len(values) and counts["measured"] > 0 and counts["n/a"] > 0
+    assert cell_counts(str(FIXTURE), machine, "0" * 40) is None
+
+
+def test_a_machine_without_results_costs_only_its_summary(tmp_path):
+    html = tmp_path / "html"
+    html.mkdir()
+    (html / "index.html").write_text(ASV_INDEX.read_text())
+    (tmp_path / "results" / "cpu-empty").mkdir(parents=True)
+    (tmp_path / "results" / "cpu-empty" / "machine.json").write_text(
+        json.dumps({"machine": "cpu-empty", "version": 1}))
+    pub = site.publish_site(html, tmp_path / "results", repo=tmp_path, plots=False)
+    assert pub.problems and "no summary" in pub.problems[0]
+    assert "No summary" in (html / "summary.html").read_text()
+    index = (html / "index.html").read_text()
+    assert 'id="nav-li-perfmodel-summary"' in index and "vendor/jquery-3.3.1" in index
+    assert (html / "vendor" / "jquery-3.3.1" / "dist" / "jquery.min.js").is_file()
