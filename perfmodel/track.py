@@ -61,7 +61,7 @@ def stack() -> dict:
 
 def machine_name(env: dict) -> str:
     """e.g. ``nvidia-h100-80gb-hbm3-drv570.86-cu13.0-torch2.11.0-triton3.5.0-tf32off`` or
-    ``cpu-intel-xeon-x2-torch2.13.0-triton3.5.0``: one graph line per device and stack."""
+    ``cpu-intel-xeon-x2-torch2.13.0-triton3.5.0-t1``: one graph line per device and stack."""
     parts = []
     if env.get("device") == "cuda":
         parts += [_slug(env.get("name")), f"drv{env.get('driver') or 'na'}",
@@ -72,6 +72,8 @@ def machine_name(env: dict) -> str:
         parts += ["cpu", _slug(name)]
     parts += [f"torch{_slug(env.get('torch')).replace('-', '')}",
               f"triton{env.get('triton') or 'na'}"]
+    if env.get("threads"):  # the CPU thread policy (perfmodel.measure.cpu_threads)
+        parts.append(f"t{env['threads']}")
     if env.get("device") == "cuda":
         parts.append("tf32on" if env.get("tf32") else "tf32off")
     return "-".join(p for p in parts if p)[:120]
@@ -93,6 +95,8 @@ def machine_record(name: str, env: dict) -> dict:
 
     record = Machine.get_defaults()
     record.update(machine=name, cpu=cpu_model() or record["cpu"])
+    if env.get("threads"):
+        record["os"] += f" | {env['threads']} CPU thread(s) per benchmark"
     if env.get("device") == "cuda":
         record["os"] += (f" | {env.get('name')} driver {env.get('driver')} CUDA {env.get('cuda')}"
                          f" torch {env.get('torch')} triton {env.get('triton')}"

@@ -204,7 +204,7 @@ def main() -> int:
 
     import torch  # noqa: PLC0415
 
-    from perfmodel.track import machine_args, machine_name, stack  # noqa: PLC0415
+    from perfmodel.track import machine_name, register_machine, stack  # noqa: PLC0415
 
     device = torch.device("cuda" if args.tier == "gpu" else "cpu")
     tol = args.tolerance if args.tolerance is not None else (0.02 if args.tier == "gpu" else 0.05)
@@ -241,7 +241,7 @@ def main() -> int:
     sh(git + ["commit", "-q", "-am", "planted slowdown"], work)
 
     name = args.machine or machine_name(stack())
-    sh([sys.executable, "-m", "asv", *machine_args(name, stack())], work, env)
+    register_machine(name, stack())
     runs = []
     for i in range(1, args.runs + 1):
         for kind, base, head in (("noop", "main~2", "main~1"), ("planted", "main~1", "main")):

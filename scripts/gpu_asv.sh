@@ -56,9 +56,7 @@ QUICK_GPU_REGEX="Attention\.[a-z_]+\('(eager|sdpa)', '[a-z0-9]+', 128, (4096|163
 source scripts/gpu_env.sh
 
 M=${MACHINE:-$($PY -c 'from perfmodel.track import stack, machine_name; print(machine_name(stack()))')}
-$PY -c "
-import sys; from perfmodel.track import machine_args, stack
-import subprocess; sys.exit(subprocess.call([sys.executable, '-m', 'asv'] + machine_args('$M', stack())))" >/dev/null
+$PY -c "from perfmodel.track import register_machine, stack; register_machine('$M', stack())"
 echo "machine: $M   tier: $tier   commits: ${commits[*]}"
 args=(--machine "$M" --show-stderr --record-samples)
 [ "$tier" = quick ] && args+=(-b "$QUICK_GPU_REGEX")
