@@ -24,9 +24,9 @@ IMPL_ORDER = ["eager", "compiled", "sdpa", "flash", "flash_torch", "flash_triton
 VARIANT_ORDER = ["eager", "sdpa", "compiled", "flash"]
 PRESET_ORDER = ["nano", "tiny", "small", "medium", "large", "xl", "2.7B"]
 WORST_FIRST = [OOM, FAILED, NA, OK]
-# bench_model.Model samples one step at a time after the core's one warm-up step
-# (benchmarks/common.py, CellHandle.prepare: measure(runnable, 1, 1)).
-MODEL_WARMUP_STEPS = 1
+# bench_model.Model's cells are warmed up by the measurement protocol (perfmodel.measure: at least
+# 2 steps and 0.1 s on a GPU, 1 step and 0.02 s on the CPU), then sampled.
+MODEL_WARMUP_STEPS = "protocol"
 
 
 def classify(method: str) -> tuple[str, str] | None:
@@ -39,6 +39,8 @@ def classify(method: str) -> tuple[str, str] | None:
         return MODES[m.group(1)], "status"
     if method == "track_status":
         return "step", "status"
+    if method == "time_step":  # the warm-up study: its samples are the steps, in order
+        return "step", "value"
     if method == "track_step_mean":
         return "step", "mean"
     if method == "track_step_std":
@@ -114,6 +116,7 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
         row[f"{m}_std"] = r["std"]
         row[f"{m}_n"] = r["n_samples"] or (r["repeat"] or 0) * (r["number"] or 1)
         row[f"{m}_median_only"] = r["status"] == OK and not r["n_samples"]
+        row[f"{m}_samples"] = r.get("samples") if r["status"] == OK else None
     df = pd.DataFrame(list(out.values()))
     for k in keys:  # parameters stay ints (pandas would widen a column with gaps to float)
         df[k] = df[k].astype(object)

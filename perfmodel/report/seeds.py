@@ -20,6 +20,8 @@ def warmup_table(norm, commit) -> list[Table]:
                   key=lambda k: (T.PRESET_ORDER.index(k[0]) if k[0] in T.PRESET_ORDER else 99,
                                  k[1], k[2]))
     by = {(r.preset, r.context, r.mode, r.warmup): r._asdict() for r in w.itertuples()}
+    for (preset, ctx, mode, warm), x in by.items():
+        x.update(study_seconds(x, by.get((preset, ctx, mode, 0), {}), warm))
     for preset, ctx, warm in keys:
         f, fb = by.get((preset, ctx, "fwd", warm), {}), by.get((preset, ctx, "fwd_bwd", warm), {})
         dims = T.preset_dims(preset)
@@ -31,7 +33,8 @@ def warmup_table(norm, commit) -> list[Table]:
         for col, key in WARMUP_COLUMNS:
             for m, x in (("fwd", f), ("fwd_bwd", fb)):
                 rec[f"{col}_{m}"] = v = T.get(x, key)
-                # OK with no value: the suite did not record this measure (older suite): n/a
+                # OK with no value: the results hold no samples (asv run without
+                # --record-samples), or the warm-up-0 cell did not run: n/a
                 line.append(cell_or_status(status[m], v, seconds) if not (
                     status[m] == OK and nan(v)) else NA)
         rec.update({f"status_{m}": st for m, st in status.items()})
@@ -42,19 +45,35 @@ def warmup_table(norm, commit) -> list[Table]:
     for col, _ in WARMUP_COLUMNS:
         cols += [f"{col}(s) FWD", f"{col}(s) FWD+BWD"]
     return [Table("warmup", "1. Model runs and warm-up (as seed 004)", cols, rows,
-                  "bench_model.Warmup: 10 measured steps after 0, 1 or 5 untimed warm-up steps, "
-                  "each cell in a fresh process; fp32, sdpa attention, no compile, batch 4. "
-                  "Total: wall time of warm-up and measured steps; Warmup: of the warm-up steps "
-                  "(track_total_seconds, track_warmup_seconds; n/a where the suite did not "
-                  "record them). Seconds.", left=1, frame=pd.DataFrame(frame))]
+                  "bench_model.Warmup.time_step: in a fresh process, 0, 1 or 5 untimed warm-up "
+                  "steps, then 10 steps timed one by one (asv's samples, in order); fp32, sdpa "
+                  "attention, no compile, batch 4. Avg/Std: of the 10 steps. Warmup: what the "
+                  "first w steps of a fresh process took (the first w samples of the warm-up-0 "
+                  "cell); Total: Warmup plus the 10 steps. Seconds; n/a without recorded samples.",
+                  left=1, frame=pd.DataFrame(frame))]
+
+
+def study_seconds(cell: dict, cold: dict, warm: int) -> dict:
+    """Warmup(s) and Total(s) of a warm-up-study cell from recorded samples: the first ``warm``
+    steps of a fresh process are the first ``warm`` samples of the warm-up-0 cell (``cold``)."""
+    steps, first = cell.get("step_samples"), cold.get("step_samples")
+    if not isinstance(steps, list) or not steps:
+        return {"warmup_s": math.nan, "total_s": math.nan}
+    if warm == 0:
+        warmup = 0.0
+    elif isinstance(first, list) and len(first) >= warm:
+        warmup = float(sum(first[:warm]))
+    else:
+        warmup = math.nan
+    return {"warmup_s": warmup, "total_s": warmup + float(sum(steps))}
 
 
 def seconds(v) -> str:
     return "" if nan(v) else f"{v:.4g}"
 
 
-# seed 004's measures: column -> the cells' column (cells.py: track_<x>_seconds, track_step_*)
-WARMUP_COLUMNS = [("Total", "total_s_value"), ("Warmup", "warmup_s_value"),
+# seed 004's measures: column -> the cells' column (study_seconds, time_step's samples)
+WARMUP_COLUMNS = [("Total", "total_s"), ("Warmup", "warmup_s"),
                   ("Avg/Step", "step_mean"), ("Std/Step", "step_std")]
 
 
