@@ -3,6 +3,7 @@ a throwaway clone of this repository, on this CPU, with a scratch HOME (asv's ma
 
 What is not run as typed, and why (a README block the rules below do not cover fails the test):
 - blocks marked ``<!-- gpu-box -->``: they need a GPU box (or take a GPU's memory and hours);
+- blocks marked ``<!-- long -->``: half an hour or more of measuring (the gate demonstrations);
 - ``<!-- test-command -->``: it is what runs this test (CI runs it as typed);
 - ``<!-- main-command -->``: its install steps are not repeated (this test runs in an installed
   environment) and its ``perfmodel track`` (3 commits, the whole CPU tier: minutes) is checked
@@ -106,7 +107,7 @@ def test_readme_commands_work_on_a_fresh_clone(tmp_path):
 
     ran = 0
     for kind, body in found:
-        if kind in ("gpu-box", "test-command", "main-command"):
+        if kind in ("gpu-box", "test-command", "main-command", "long"):
             continue
         script = "\n".join(as_run_here(line) for line in body.splitlines()
                            if line.strip() and not line.lstrip().startswith("#"))
