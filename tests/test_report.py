@@ -370,3 +370,19 @@ def test_shipped_gpu_history_renders_without_mixing_protocols(tmp_path):
     assert not [n for n in out.notes if "not drawn" in n]
     assert "| sdpa | 64 | 4096 | OK |" in text  # the status is still there
     assert (tmp_path / "summary_files" / "attention.png").exists()
+
+
+def test_seed_003_and_002_forms(report):
+    """Seed 003's attention table (mean, std, peak memory) and its warm-up rows, seed 002's flat
+    table: every cell that ran is a row, values from the same cells as the other tables."""
+    flat = report.table("seed002_flat_eager_float32")
+    assert flat.columns == ["d_model", "seq_len", "forward_ms", "backward_ms", "status"]
+    mem = report.table("seed003_attention_eager_float32")
+    assert mem.columns[-1] == "max_memory (MiB)" and len(mem.rows) == len(flat.rows) > 0
+    seed001 = {(r["d_model"], r["seq_len"]): r for r in rows(report.table("attention_float32"))
+               if r["method"] == "eager"}
+    for r in rows(flat):
+        assert r["forward_ms"] == seed001[(r["d_model"], r["seq_len"])]["fwd mean (ms)"]
+    assert all(r[-1] not in ("", "nan") for r in mem.rows)
+    warm = report.table("warmup_steps")
+    assert {r["warmup_steps"] for r in rows(warm)} == {"0", "1", "5"}

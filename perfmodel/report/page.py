@@ -19,6 +19,7 @@ from .history import compare_table, headline_cells, history_table
 from .load import load
 from .plots import plot_attention, plot_history, plot_model, safe_plot
 from .seeds import attention_tables, model_steps_table, warmup_table
+from .seeds_more import attention_memory_tables, warmup_steps_table
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -57,6 +58,8 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
         tables += warmup_table(norm, full)
         tables += model_steps_table(norm, full)
         tables += attention_tables(norm, full)
+        tables += warmup_steps_table(norm, full)
+        tables += attention_memory_tables(norm, full)
         tables += comparison_tables(norm, full)
     if not tables:
         notes.append(f"no attention or model results at {full[:8]} on {rs.machine}")
