@@ -58,6 +58,7 @@ def write_report(*args, **kwargs):
 
 
 def publish_site(*args, **kwargs):
-    """See perfmodel.report.site.publish_site (called by ``perfmodel track`` after asv publish)."""
+    """See perfmodel.report.site.publish_site (called by the asv publisher plugin,
+    perfmodel/report/publisher.py, during ``asv publish``)."""
     from .site import publish_site as _publish  # noqa: PLC0415
     return _publish(*args, **kwargs)
