@@ -53,10 +53,7 @@ class Model(SuiteBase):
         return self.cells["train_step"].bytes("peak_bytes", gpu_only=True)
 
     def track_before_backward_bytes(self, *_):
-        return self.cells["forward_backward"].bytes("before_backward_bytes")
-
-    def peakmem_train_step(self, *_):
-        self.cells["train_step"].host_step()
+        return self.cells["forward_backward"].bytes("before_backward_bytes", gpu_only=True)
 
     track_status_forward.unit = track_status_backward.unit = "status"
     track_status_forward_backward.unit = track_status_train_step.unit = "status"
@@ -64,7 +61,7 @@ class Model(SuiteBase):
     track_before_backward_bytes.unit = "bytes"
     facts(track_status_forward, track_status_backward, track_status_forward_backward,
           track_status_train_step, track_gpu_peak_bytes_forward, track_gpu_peak_bytes_train_step,
-          track_before_backward_bytes, peakmem_train_step)
+          track_before_backward_bytes)
 
 
 class Warmup(SuiteBase):

@@ -100,10 +100,47 @@ def _attention_inputs(impl, dtype, d, seq, device):
     return get_attention(impl), q, k, v
 
 
+CPU_TIMER = """
+import statistics, sys, torch
+from perfmodel.attention import get_attention
+from perfmodel.measure import Protocol, Runnable, apply_thread_policy
+impl, dtype, d, seq, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+device = torch.device("cpu")
+apply_thread_policy(device)
+fn = get_attention(impl)
+gen = torch.Generator().manual_seed(0)
+q, k, v = (torch.randn(8, seq, d, generator=gen, dtype=getattr(torch, dtype)) for _ in range(3))
+def step(_):
+    fn(q, k, v, True)
+    if n:
+        fn(q[:, :n], k[:, :n], v[:, :n], True)
+r = Runnable(device, step)
+r.protocol = Protocol.for_device(device)
+for _ in range(2):
+    r.untimed_step()
+print(statistics.median(r.sample() for _ in range(8)))
+"""
+
+
 def _ratio(impl, dtype, d, seq, f, device) -> float:
-    """planted/base time of the cell's forward, by a timer independent of asv."""
-    fn, q, k, v = _attention_inputs(impl, dtype, d, seq, device)
+    """planted/base time of the cell's forward, by a timer independent of asv: do_bench in this
+    process on a GPU; on the CPU perfmodel's samples in fresh processes, base and planted taken
+    in turn (a CPU cell's speed is a property of its process as much as of its code)."""
     n = max(1, int(seq * f))
+    if device.type == "cpu":
+        def proc(m):
+            out = subprocess.run([sys.executable, "-c", CPU_TIMER, impl, dtype, str(d), str(seq),
+                                  str(m)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+            return float(out.stdout.strip().splitlines()[-1])
+        base, planted = [], []
+        for _ in range(3):
+            base.append(proc(0))
+            planted.append(proc(n))
+        return statistics.median(planted) / statistics.median(base)
+
+    from triton.testing import do_bench  # noqa: PLC0415
+
+    fn, q, k, v = _attention_inputs(impl, dtype, d, seq, device)
 
     def base():
         fn(q, k, v, True)
@@ -112,25 +149,10 @@ def _ratio(impl, dtype, d, seq, f, device) -> float:
         fn(q, k, v, True)
         fn(q[:, :n], k[:, :n], v[:, :n], True)
 
-    if device.type == "cuda":
-        from triton.testing import do_bench  # noqa: PLC0415
-
-        def timer(g):
-            return do_bench(g, warmup=25, rep=150, return_mode="median")
-    else:
-        from perfmodel.measure import Protocol, Runnable, apply_thread_policy  # noqa: PLC0415
-
-        apply_thread_policy(device)
-
-        def timer(g):
-            r = Runnable(device, lambda _: g())
-            r.protocol = Protocol.for_device(device)
-            for _ in range(2):
-                r.untimed_step()
-            return statistics.median(r.sample() for _ in range(7))
     ratios = []
     for _ in range(3):  # alternate, so that drift hits both
-        ratios.append(timer(planted) / timer(base))
+        ratios.append(do_bench(planted, warmup=25, rep=150, return_mode="median") /
+                      do_bench(base, warmup=25, rep=150, return_mode="median"))
     return statistics.median(ratios)
 
 
