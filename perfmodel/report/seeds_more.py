@@ -73,9 +73,7 @@ def attention_memory_tables(norm, commit) -> list[Table]:
             rows7, rows8 = [], []
             for r in recs:
                 sf, sb = r.get("fwd_status", NA), r.get("bwd_status", NA)
-                peak = T.get(r, "gpu_peak_bwd_value")
-                if nan(peak):
-                    peak = T.get(r, "host_peak_bwd_value")
+                peak = T.get(r, "gpu_peak_bwd_value")  # GPU only: the suite's policy
                 rows7.append([str(r["d"]), str(r["seq"]),
                               cell_or_status(sf, T.get(r, "fwd_mean"), seconds),
                               cell_or_status(sf, T.get(r, "fwd_std"), seconds),
@@ -93,8 +91,9 @@ def attention_memory_tables(norm, commit) -> list[Table]:
                              f"7. {impl}, {dtype}: mean, std and peak memory (as seed 003)",
                              ["d_head", "seq_len", "forward_mean (s)", "forward_std (s)",
                               "backward_mean (s)", "backward_std (s)", "max_memory (MiB)"],
-                             rows7, "max_memory: the allocator's peak over a backward step, its "
-                             "forward included (GPU); the process's peak RSS (CPU).", left=0))
+                             rows7, "max_memory: the CUDA allocator's peak over a backward step, "
+                             "its forward included (n/a on the CPU, where the suite tracks no "
+                             "memory).", left=0))
             out.append(Table(f"seed002_flat_{impl}_{dtype}",
                              f"8. {impl}, {dtype}: forward and backward (as seed 002)",
                              ["d_model", "seq_len", "forward_ms", "backward_ms", "status"],
