@@ -63,20 +63,20 @@ def section_attention(out: Path, args) -> None:
 
 
 def asv_style_median(cell, device, samples: int = 20) -> float:
-    """What an asv time_ sample records (benchmarks/common.py): the cell built once, the core's
-    1 warm-up + 1 metered step, then one ``Runnable.timed_step()`` per sample (bursts for
-    sub-millisecond steps). Median of the samples, in ms."""
+    """What an asv time_ sample records (benchmarks/common.py): the cell opened once by the
+    protocol (perfmodel.measure.open_cell), then one ``Runnable.sample()`` per sample. Median of
+    the samples, in ms."""
     import statistics
 
-    from perfmodel.measure import measure
+    from perfmodel.measure import open_cell
 
-    runnable = cell.build(device)
+    opened = open_cell(cell, device)
+    if opened.runnable is None:
+        return float("nan")
     try:
-        measure(runnable, 1, 1)
-        return statistics.median(runnable.timed_step() for _ in range(samples)) * 1e3
+        return statistics.median(opened.runnable.sample() for _ in range(samples)) * 1e3
     finally:
-        runnable.release()
-        del runnable
+        opened.runnable.release()
         torch.cuda.empty_cache()
 
 
@@ -95,7 +95,7 @@ def section_dobench(out: Path, args) -> None:
     for impl, d, seq, dt in shapes:
         for pass_ in ("fwd", "bwd"):
             cell = AttentionCell(impl, d, seq, dt, pass_=pass_)
-            core = run_cell(cell, args.device, warmup=5, steps=100).stats.median * 1e3
+            core = run_cell(cell, args.device, warmup=5, steps=100).stats.median * 1e3  # single steps
             burst = asv_style_median(cell, args.device)
             fn = get_attention(impl)
             dtype = getattr(torch, dt)
