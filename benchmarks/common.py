@@ -219,8 +219,6 @@ class _NotRunnable:
     def sample(self):
         raise SkipNotImplemented(self.why)
 
-    untimed_step = sample
-
 
 def _measure():
     """perfmodel.measure at this commit, if it takes samples by this suite's protocol."""
