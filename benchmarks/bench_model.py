@@ -1,6 +1,6 @@
 """The Transformer LM: perfmodel.workloads.ModelCell (batch 4, vocabulary 10,000, TF32 off)."""
 from .common import (MODEL_VARIANTS, SuiteBase, check_model, check_warmup, device_type, facts,
-                     handle, modes, study, timing_attrs)
+                     handle, modes, timing_attrs)
 
 
 class Model(SuiteBase):
@@ -80,7 +80,7 @@ class Warmup(SuiteBase):
         check_warmup(preset, context, device)
         fields = dict(preset=preset, context=context, mode=mode, precision="fp32",
                       attention="sdpa", compile=False, tf32=False)
-        self.cell = study(fields, warmup, device)
+        self.cell = handle("ModelCell", fields, device, warmup=warmup)
 
     def time_step(self, *_):
         self.cell.sample()

@@ -239,11 +239,13 @@ class CellHandle:
     commit), so a track_ benchmark of the same cell reads them instead of opening it again.
     """
 
-    def __init__(self, kind: str, fields: dict, device: str):
+    def __init__(self, kind: str, fields: dict, device: str, warmup: int | None = None):
         self.kind, self.fields, self.device = kind, fields, torch.device(device)
+        self.warmup = warmup  # None: the device's protocol; else the warm-up study's
         self.info: dict | None = None
         self._runnable = None
-        self.path = side_path(kind, fields, device)
+        self.path = side_path(kind, fields if warmup is None else dict(fields, _warmup=warmup),
+                              device)
 
     # -- status and memory, from the side file when a sibling benchmark already ran the cell
     def facts(self) -> dict:
@@ -266,15 +268,15 @@ class CellHandle:
     def _open(self):
         measure = _measure()
         cell = make_cell(self.kind, **self.fields)
-        opened = measure.open_cell(cell, self.device)
+        protocol = None if self.warmup is None else measure.Protocol.warmup_study(self.warmup)
+        opened = measure.open_cell(cell, self.device, protocol)
         if opened.status == _pm("names").NA:
             raise NotImplementedError(opened.error)
         self._runnable = opened.runnable
         info = {"status": opened.status, "error": opened.error, "peak_bytes": opened.peak_bytes,
                 "before_backward_bytes": opened.before_backward_bytes}
         if opened.status != "OK":
-            print(f"perfmodel: {self.kind} {self.fields}: {opened.status}: {opened.error}",
-                  file=sys.stderr)
+            print(f"perfmodel: {self.label}: {opened.status}: {opened.error}", file=sys.stderr)
         self.info = info
         _write_side_file(self.path, json.dumps(info))
 
@@ -292,8 +294,13 @@ class CellHandle:
         try:
             self.run.sample()
         except _pm("measure").MachineBusy as err:
-            print(f"perfmodel: {self.kind} {self.fields}: {err}", file=sys.stderr)
+            print(f"perfmodel: {self.label}: {err}", file=sys.stderr)
             raise SkipNotImplemented(str(err)) from None
+
+    @property
+    def label(self) -> str:
+        warm = "" if self.warmup is None else f" warmup {self.warmup}"
+        return f"{self.kind} {self.fields}{warm}"
 
     def status(self) -> float:
         return _pm("names").CODES.get(self.facts()["status"], NAN)
@@ -311,73 +318,17 @@ class CellHandle:
         return float(value)
 
 
-def handle(kind: str, fields: dict, device: str) -> CellHandle:
-    """The process's handle for a cell. Nothing is imported or checked here: a track_ process
-    whose cell was measured already only reads the side file. Whether this commit can run the
-    cell (n/a, skipped) is decided when the cell is first opened or its facts first needed."""
-    key = (kind, tuple(sorted(fields.items())), device)
+def handle(kind: str, fields: dict, device: str, warmup: int | None = None) -> CellHandle:
+    """The process's handle for a cell (``warmup``: a warm-up study cell, opened by the study's
+    protocol: exactly that many untimed steps, then single steps, nothing metered in between, so
+    asv's samples, in order, are the steps after the warm-up). Nothing is imported or checked
+    here: a track_ process whose cell was measured already only reads the side file. Whether
+    this commit can run the cell (n/a, skipped) is decided when it is first opened or its facts
+    first needed."""
+    key = (kind, tuple(sorted(fields.items())), device, warmup)
     if key not in _HANDLES:
-        _HANDLES[key] = CellHandle(kind, fields, device)
+        _HANDLES[key] = CellHandle(kind, fields, device, warmup)
     return _HANDLES[key]
-
-
-class StudyHandle:
-    """A warm-up study cell: opened by the study's protocol (exactly ``warmup`` untimed steps,
-    then single steps, nothing metered in between), so asv's samples, in order, are the steps
-    after the warm-up; the first sample of warm-up 0 is a fresh model's first step."""
-
-    def __init__(self, fields: dict, warmup: int, device: str):
-        self.fields, self.warmup, self.device = fields, warmup, torch.device(device)
-        self._runnable = None
-        self.info: dict | None = None
-        self.path = side_path("ModelCell", dict(fields, _warmup=warmup), device)
-
-    def _open(self):
-        measure = _measure()
-        cell = make_cell("ModelCell", **self.fields)
-        opened = measure.open_cell(cell, self.device, measure.Protocol.warmup_study(self.warmup))
-        if opened.status == _pm("names").NA:
-            raise SkipNotImplemented(opened.error)
-        self._runnable = opened.runnable
-        self.info = {"status": opened.status, "error": opened.error}
-        if opened.status != "OK":
-            print(f"perfmodel: {self.fields} warmup {self.warmup}: {opened.status}: "
-                  f"{opened.error}", file=sys.stderr)
-        _write_side_file(self.path, json.dumps(self.info))
-
-    def sample(self) -> None:
-        if self.info is None:
-            try:
-                self._open()
-            except NotImplementedError as err:
-                raise SkipNotImplemented(str(err)) from None
-        if self._runnable is None:
-            raise SkipNotImplemented(f"{self.info['status']}: {self.info['error']}")
-        try:
-            self._runnable.sample()
-        except _pm("measure").MachineBusy as err:
-            print(f"perfmodel: {self.fields} warmup {self.warmup}: {err}", file=sys.stderr)
-            raise SkipNotImplemented(str(err)) from None
-
-    def status(self) -> float:
-        info = self.info or _read_side_file(self.path)
-        if info is None:
-            try:
-                self._open()
-            except NotImplementedError as err:
-                raise SkipNotImplemented(str(err)) from None
-            info = self.info
-        return _pm("names").CODES.get(info["status"], NAN)
-
-
-_STUDIES: dict = {}
-
-
-def study(fields: dict, warmup: int, device: str) -> StudyHandle:
-    key = (tuple(sorted(fields.items())), warmup, device)
-    if key not in _STUDIES:
-        _STUDIES[key] = StudyHandle(fields, warmup, device)
-    return _STUDIES[key]
 
 
 def timing_attrs(obj, device: str) -> None:

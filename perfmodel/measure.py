@@ -360,10 +360,6 @@ class Runnable:
         DEVICE_CLOCK.total += seconds
         return seconds
 
-    def timed_step(self) -> float:
-        """The name older suites call: one sample."""
-        return self.sample()
-
     def release(self) -> None:
         self._flush = None
         self.step = self.prepare = None

@@ -137,10 +137,10 @@ def test_cpu_memory_meter_sees_a_large_allocation():
     assert meter.peak() < base + 200 * 2**20
 
 
-def test_timed_step_advances_the_device_clock():
+def test_a_sample_advances_the_device_clock():
     r = Runnable(CPU, lambda s: time.sleep(0.003))
     before = DEVICE_CLOCK()
-    seconds = r.timed_step()
+    seconds = r.sample()
     assert DEVICE_CLOCK() - before == pytest.approx(seconds) and seconds >= 0.003
 
 
