@@ -34,10 +34,10 @@ NAN = float("nan")
 # whose measure.py implements another one is n/a here, and every time_ result is filed under
 # this version (asv's benchmark ``version``), so numbers taken by two methods never share a graph
 # line: change it together with measure.PROTOCOL_VERSION (tests/test_asv_suite.py checks).
-PROTOCOL = 2
+PROTOCOL = 3
 TIME_VERSION = f"perfmodel-protocol-{PROTOCOL}"
 # Status and memory figures: a cell's classification and its allocator peak over one step after
-# warm-up, the same under protocols 0 to 2 (the shipped H100 history keeps them).
+# warm-up, the same under protocols 0 to 3 (the shipped H100 history keeps them).
 FACTS_VERSION = "perfmodel-facts-1"
 
 CPU_TIER = {  # what a 2-core CPU measures in about two minutes (notes/asv.md)

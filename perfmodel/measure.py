@@ -34,7 +34,7 @@ from .names import BUSY, FAILED, NA, OK, OOM, SKIPPED  # noqa: F401 (said once, 
 # What one sample means. Bump it whenever a change to this module changes what a number means
 # (warm-up, bursts, clock, thread policy): the asv suite states the protocol it expects and
 # files its time_ results under it, so numbers of two methods never share a graph line.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 # Dense peak rates (TFLOP/s) that MFU is stated against, from the vendors' datasheets (SXM parts).
 PEAK_TFLOPS = {
@@ -43,6 +43,9 @@ PEAK_TFLOPS = {
     ("A100", "bf16"): 312.0, ("A100", "tf32"): 156.0, ("A100", "fp32"): 19.5,
 }
 L2_FLUSH_BYTES = 256 * 1024 * 1024  # as triton.testing.do_bench: larger than any L2 cache
+# torch.cuda._sleep counts clock cycles: seconds x this rate is at least that long on any GPU
+# clocked at 2 GHz or less (H100 and H200 boost to 1.98 GHz)
+HOLD_CLOCK_HZ = 2.0e9
 
 
 @dataclass(frozen=True)
@@ -64,18 +67,24 @@ class Protocol:
     max_burst: int = 200
     samples: int = 10           # how many samples run_cell takes (asv chooses its own)
     meter_step: bool = True     # meter memory on one step before sampling (else over the samples)
-    # GPU: a kernel that holds the stream this many clock cycles (about 0.5 ms) before each timed
-    # step, so the host has queued the step's kernels before the start event runs: a step is then
-    # timed by the GPU, not by how soon the host (e.g. autograd's engine thread) launches it. A
-    # sub-millisecond backward behind an untimed forward was otherwise timed 1.3-1.6x do_bench's,
-    # and differently in each process. nvbench holds the stream the same way.
-    block_cycles: int = 0
+    # GPU: a kernel holds the stream before each timed step while the host queues the step, so
+    # the step is timed by the GPU, not by how soon the host (e.g. autograd's engine thread)
+    # launches it: a sub-millisecond backward behind an untimed forward was otherwise timed
+    # 1.3-1.6x do_bench's, and differently in each process (nvbench holds the stream too). The
+    # hold lasts hold_factor x the host's time to issue one step (measured on every step),
+    # within [hold_min_s, hold_max_s]: long enough to cover the launch, short enough that the
+    # GPU is not left idle. A fixed 0.5 ms hold idled the GPU a third of the time behind a 1 ms
+    # cuDNN forward, which then ran at 1970 MHz instead of 1880 and read 10% under do_bench.
+    # A host-bound step (launch longer than hold_max_s) stays timed with its host, as it runs.
+    hold_factor: float = 0.0    # 0: no hold
+    hold_min_s: float = 20e-6
+    hold_max_s: float = 1e-3
 
     @classmethod
     def for_device(cls, device: torch.device, samples: int = 10) -> "Protocol":
         if device.type == "cuda":
             return cls(warmup_steps=2, warmup_s=0.1, burst_s=0.02, samples=samples,
-                       block_cycles=1_000_000)
+                       hold_factor=1.5)
         return cls(warmup_steps=1, warmup_s=0.02, burst_s=0.01, samples=samples)
 
     @classmethod
@@ -275,6 +284,7 @@ class Runnable:
         self.meter = meter or MemoryMeter(device)
         self.protocol = Protocol.for_device(device)
         self.last: float | None = None    # seconds of the last step timed: sizes the next burst
+        self.launch: float | None = None  # host seconds to issue the last step: sizes the hold
         self.samples_taken = 0
         self.disturbed = 0                # samples still interrupted after their retries
         self._flush = None
@@ -294,18 +304,21 @@ class Runnable:
     def timed_steps(self, n: int) -> list[float]:
         """Seconds of each of n steps run back to back (GPU: queued, read after one sync)."""
         if self.device.type == "cuda":
-            marks = []
-            block = self.protocol.block_cycles
+            marks, launches = [], []
             for _ in range(n):
                 state = self._prepare()
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                if block:
-                    torch.cuda._sleep(block)  # holds the stream while the step is queued
+                hold = self.hold_seconds()
+                if hold:
+                    torch.cuda._sleep(int(hold * HOLD_CLOCK_HZ))  # the stream waits, the host queues
                 start.record()
+                t0 = time.perf_counter()
                 self.step(state)
+                launches.append(time.perf_counter() - t0)
                 end.record()
                 marks.append((start, end))
                 del state
+            self.launch = statistics.median(launches)
             torch.cuda.synchronize(self.device)
             return [s.elapsed_time(e) / 1e3 for s, e in marks]
         times = []
@@ -316,6 +329,15 @@ class Runnable:
             times.append(time.perf_counter() - t0)
             del state
         return times
+
+    def hold_seconds(self) -> float:
+        """How long the stream is held before the next timed step (0: the protocol holds none)."""
+        p = self.protocol
+        if p.hold_factor <= 0:
+            return 0.0
+        if self.launch is None:
+            return p.hold_max_s
+        return min(p.hold_max_s, max(p.hold_min_s, p.hold_factor * self.launch))
 
     def burst_size(self) -> int:
         p = self.protocol

@@ -43,18 +43,28 @@ GATE_CELLS = {
         ("bench_attention.Attention.time_forward", ("sdpa", "bfloat16", 128, 4096), False),
         ("bench_attention.Attention.time_forward", ("eager", "bfloat16", 128, 16384), False),
         ("bench_attention.Attention.time_backward", ("sdpa", "bfloat16", 128, 4096), False),
-        ("bench_model.Model.time_forward_backward", ("small", 512, "bf16", "sdpa"), False),
+        ("bench_attention.Attention.time_backward", ("eager", "bfloat16", 128, 4096), False),
+        ("bench_model.Model.time_forward_backward", ("small", 1024, "fp32", "sdpa"), False),
     ],
     "cpu": [
         ("bench_attention.Attention.time_forward", ("eager", "float32", 64, 1024), True),
     ],
 }
 
+# How the plant adds work. GPU: the same attention over the first fraction f of the sequence (a
+# small square problem: calibrated with do_bench, 1.10-1.13 in every run). CPU: the first f of
+# the queries against every key, so the extra work streams the same full-length score rows as
+# the cell itself; a small square extra call fits in cache and its cost relative to the cell
+# moved between 1.14 and 1.39 within half an hour as the shared host's memory bandwidth moved.
+ROWS = {"cpu": True, "cuda": False}
+
 PLANT_CODE = '''
 
 # planted by scripts/gate_check.py: the same attention once more over the first fraction of the
-# sequence, for these (impl, dtype, d, seq) only
+# sequence (_ROWS: the first fraction of the queries against every key), for these
+# (impl, dtype, d, seq) only
 _PLANT = {table!r}
+_ROWS = {rows!r}
 
 
 def _planted(name, fn):
@@ -63,7 +73,8 @@ def _planted(name, fn):
         f = _PLANT.get((name, str(q.dtype).replace("torch.", ""), q.shape[-1], q.shape[-2]))
         if f and q.dim() == 3:
             n = max(1, int(q.shape[-2] * f))
-            fn(q[:, :n].detach(), k[:, :n].detach(), v[:, :n].detach(), is_causal)
+            m = q.shape[-2] if _ROWS else n
+            fn(q[:, :n].detach(), k[:, :m].detach(), v[:, :m].detach(), is_causal)
         return out
     return attention
 
@@ -105,21 +116,28 @@ import statistics, sys, torch
 from perfmodel.attention import get_attention
 from perfmodel.measure import Protocol, Runnable, apply_thread_policy
 impl, dtype, d, seq, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+ROWS = sys.argv[6] == "rows"
 device = torch.device("cpu")
 apply_thread_policy(device)
 fn = get_attention(impl)
 gen = torch.Generator().manual_seed(0)
 q, k, v = (torch.randn(8, seq, d, generator=gen, dtype=getattr(torch, dtype)) for _ in range(3))
+m = seq if ROWS else n
 def step(_):
     fn(q, k, v, True)
     if n:
-        fn(q[:, :n], k[:, :n], v[:, :n], True)
+        fn(q[:, :n], k[:, :m], v[:, :m], True)
 r = Runnable(device, step)
 r.protocol = Protocol.for_device(device)
 for _ in range(2):
     r.untimed_step()
 print(statistics.median(r.sample() for _ in range(8)))
 """
+
+
+# base/planted process pairs per CPU calibration point: a CPU process's speed differs from the
+# next one's by up to ~10% on a shared 2-core host, so three pairs left f 30% off target
+CPU_PAIRS = 7
 
 
 def _ratio(impl, dtype, d, seq, f, device) -> float:
@@ -130,10 +148,11 @@ def _ratio(impl, dtype, d, seq, f, device) -> float:
     if device.type == "cpu":
         def proc(m):
             out = subprocess.run([sys.executable, "-c", CPU_TIMER, impl, dtype, str(d), str(seq),
-                                  str(m)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                                  str(m), "rows" if ROWS[device.type] else "square"],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
             return float(out.stdout.strip().splitlines()[-1])
         base, planted = [], []
-        for _ in range(3):
+        for _ in range(CPU_PAIRS):
             base.append(proc(0))
             planted.append(proc(n))
         return statistics.median(planted) / statistics.median(base)
@@ -161,7 +180,9 @@ def calibrate(cells, target, tol, device, log) -> dict:
     for bench, (impl, dtype, d, seq), planted in cells:
         if not planted:
             continue
-        f = math.sqrt(target - 1)  # the extra work grows as f^2 for causal attention
+        # the extra work grows as f (rows) or f^2 (a square causal problem)
+        power = 1.0 if ROWS[device.type] else 2.0
+        f = (target - 1) ** (1 / power)
         best = None
         for attempt in range(5):
             r = _ratio(impl, dtype, d, seq, f, device)
@@ -170,7 +191,7 @@ def calibrate(cells, target, tol, device, log) -> dict:
                 best = (f, r)
             if abs(r - target) <= tol:
                 break
-            f = min(0.95, max(0.02, f * math.sqrt((target - 1) / max(r - 1, 1e-3))))
+            f = min(0.95, max(0.02, f * ((target - 1) / max(r - 1, 1e-3)) ** (1 / power)))
         f, r = best
         if abs(r - target) > tol:
             log(f"WARNING: {impl} {dtype} d{d} s{seq}: no f within {tol} of {target}; "
@@ -215,6 +236,9 @@ def main() -> int:
     p.add_argument("--work", default="/tmp/perfmodel-gate")
     p.add_argument("--machine", default=None)
     p.add_argument("--kinds", default="noop,planted", help="which runs: noop, planted or both")
+    p.add_argument("--asv-args", default="",
+                   help="more arguments for asv continuous, as the README's gate command has them "
+                        "(e.g. '-a rounds=4')")
     p.add_argument("--print-bench", action="store_true",
                    help="print the tier's gate cells as an asv -b regex and stop")
     args = p.parse_args()
@@ -259,7 +283,7 @@ def main() -> int:
     git = ["git", "-c", "user.name=gate", "-c", "user.email=gate@localhost"]
     sh(git + ["commit", "-q", "--allow-empty", "-m", "noop"], work)
     attention = work / "perfmodel" / "attention.py"
-    attention.write_text(attention.read_text() + PLANT_CODE.format(table=table))
+    attention.write_text(attention.read_text() + PLANT_CODE.format(table=table, rows=ROWS[device.type]))
     sh(git + ["commit", "-q", "-am", "planted slowdown"], work)
 
     name = args.machine or machine_name(stack())
@@ -272,7 +296,7 @@ def main() -> int:
             t1 = time.time()
             cmd = [sys.executable, "-m", "asv", "continuous", base, head, "-b", bench,
                    "--machine", name, "--factor", str(args.factor), "--show-stderr",
-                   "--no-only-changed"]
+                   "--no-only-changed"] + args.asv_args.split()
             proc = sh(cmd, work, env, timeout=1800, check=False)
             (out / f"asv-{kind}-{i}.log").write_text(proc.stdout + proc.stderr)
             flags = flagged(proc.stdout)
@@ -288,6 +312,7 @@ def main() -> int:
              for k, f in table.items()}
     log(f"plant re-checked after the runs (independent timer, planted/base): {check}")
     summary = {"tier": args.tier, "machine": name, "factor": args.factor, "target": args.target,
+               "asv_args": args.asv_args,
                "plant": {" ".join(map(str, k)): f for k, f in table.items()},
                "plant_check": check, "runs": runs, "seconds": round(time.time() - t0)}
     (out / "gate.json").write_text(json.dumps(summary, indent=1))
@@ -304,7 +329,7 @@ def main() -> int:
               + " | ".join(marks) + " |")
     print("| exit | | " + " | ".join(str(r["exit"]) for r in runs) + " |")
     verdict = all(r["ok"] for r in runs)
-    print(f"\ngate {'behaves' if verdict else 'MISBEHAVES'}: factor {args.factor}, plant "
+    print(f"\ngate {'behaves' if verdict else 'MISBEHAVES'}: factor {args.factor} {args.asv_args}, plant "
           f"{check}, {len(runs)} runs in {time.time() - t0:.0f} s")
     return 0 if verdict else 1
 

@@ -50,8 +50,11 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 # compiled and flash cells pay a torch.compile / Triton autotune in every process (10-20 s): the
 # quick tier leaves them out (measured on an H100: with them the subset took 390 s). The merge
-# gate's cells (scripts/gate_check.py) are quick-tier cells.
-QUICK_GPU_REGEX="Attention\.[a-z_]+\('(eager|sdpa)', '[a-z0-9]+', 128, (4096|16384)\)|Model\.[a-z_]+\('small', 512, '(fp32|bf16)', '(eager|sdpa)'\)"
+# gate's cells (scripts/gate_check.py) are quick-tier cells. The small model at context 512 is
+# host-bound on the H200 box (its step takes 31-52 ms to issue, 16 ms on the GPU, and the host's
+# speed differs between processes: scripts/gpu_noise.py); at 1024 in fp32 the GPU's share is
+# larger.
+QUICK_GPU_REGEX="Attention\.[a-z_]+\('(eager|sdpa)', '[a-z0-9]+', 128, (4096|16384)\)|Model\.[a-z_]+\('small', (512|1024), '(fp32|bf16)', 'sdpa'\)"
 
 source scripts/gpu_env.sh
 

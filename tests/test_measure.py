@@ -218,6 +218,24 @@ def test_a_sample_is_the_median_step_of_a_burst_sized_by_the_protocol():
     assert single.burst_size() == 1
 
 
+def test_the_gpu_hold_covers_the_launch_within_its_bounds():
+    r = Runnable(CPU, lambda s: None)
+    r.protocol = measure.Protocol.for_device(torch.device("cuda"))
+    p = r.protocol
+    assert p.hold_factor > 1
+    assert r.hold_seconds() == p.hold_max_s  # launch not yet measured: the longest hold
+    r.launch = 100e-6
+    assert r.hold_seconds() == pytest.approx(p.hold_factor * 100e-6)  # covers the launch
+    r.launch = 1e-7
+    assert r.hold_seconds() == p.hold_min_s
+    r.launch = 0.04  # a host-bound step: not held for its whole launch
+    assert r.hold_seconds() == p.hold_max_s
+    r.protocol = measure.Protocol.for_device(CPU)
+    assert r.hold_seconds() == 0.0
+    # cycles for torch.cuda._sleep: at least the hold on a GPU clocked at up to 2 GHz
+    assert int(p.hold_max_s * measure.HOLD_CLOCK_HZ) >= p.hold_max_s * 1.98e9
+
+
 def test_warmup_study_protocol_times_exactly_the_steps_after_the_warmup():
     calls = []
     cell = FakeCell(step=lambda s: calls.append(time.sleep(0.001)))
