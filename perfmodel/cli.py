@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("env", help="print what results depend on: device, driver, CUDA, torch, triton")
 
     # Commands that live in their own modules: each has add_parser(sub), which sets ``func``.
-    for module in ("report", "track"):
+    for module in ("report", "track", "gate"):
         try:
             importlib.import_module(f"perfmodel.{module}").add_parser(sub)
         except ModuleNotFoundError as err:

@@ -112,26 +112,14 @@ def _attention_inputs(impl, dtype, d, seq, device):
 
 
 CPU_TIMER = """
-import statistics, sys, torch
-from perfmodel.attention import get_attention
-from perfmodel.measure import Protocol, Runnable, apply_thread_policy
-impl, dtype, d, seq, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-ROWS = sys.argv[6] == "rows"
-device = torch.device("cpu")
-apply_thread_policy(device)
-fn = get_attention(impl)
-gen = torch.Generator().manual_seed(0)
-q, k, v = (torch.randn(8, seq, d, generator=gen, dtype=getattr(torch, dtype)) for _ in range(3))
-m = seq if ROWS else n
-def step(_):
-    fn(q, k, v, True)
-    if n:
-        fn(q[:, :n], k[:, :m], v[:, :m], True)
-r = Runnable(device, step)
-r.protocol = Protocol.for_device(device)
-for _ in range(2):
-    r.untimed_step()
-print(statistics.median(r.sample() for _ in range(8)))
+import importlib, sys, torch
+attention = importlib.import_module("perfmodel.attention")  # the module (the package exports a function of that name)
+from perfmodel.measure import run_cell
+from perfmodel.workloads import AttentionCell
+impl, dtype, d, seq, f, plant = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+if f:  # the very code the planted commit adds, into this process's perfmodel.attention
+    exec(plant.format(table={(impl, dtype, d, seq): f}, rows=True), attention.__dict__)
+print(run_cell(AttentionCell(impl, d, seq, dtype), torch.device("cpu"), steps=8).stats.median)
 """
 
 
@@ -142,19 +130,20 @@ CPU_PAIRS = 7
 
 def _ratio(impl, dtype, d, seq, f, device) -> float:
     """planted/base time of the cell's forward, by a timer independent of asv: do_bench in this
-    process on a GPU; on the CPU perfmodel's samples in fresh processes, base and planted taken
-    in turn (a CPU cell's speed is a property of its process as much as of its code)."""
+    process on a GPU; on the CPU the cell itself measured by perfmodel (run_cell, the protocol
+    asv's samples take) in fresh processes, with and without the planted code, in turn (a CPU
+    cell's speed moves with its process and with the shared host's state)."""
     n = max(1, int(seq * f))
     if device.type == "cpu":
-        def proc(m):
+        def proc(frac):
             out = subprocess.run([sys.executable, "-c", CPU_TIMER, impl, dtype, str(d), str(seq),
-                                  str(m), "rows" if ROWS[device.type] else "square"],
-                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
+                                  str(frac), PLANT_CODE], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=300)
             return float(out.stdout.strip().splitlines()[-1])
         base, planted = [], []
         for _ in range(CPU_PAIRS):
             base.append(proc(0))
-            planted.append(proc(n))
+            planted.append(proc(f))
         return statistics.median(planted) / statistics.median(base)
 
     from triton.testing import do_bench  # noqa: PLC0415
@@ -211,6 +200,25 @@ def flagged(stdout: str) -> dict[str, str]:
     return out
 
 
+GATE_ROW = re.compile(r"^\| (\S+\(.*\)) \| (.*) \| (.*) \|$")
+
+
+def gate_flagged(stdout: str) -> dict[str, str]:
+    """perfmodel gate's verdict: the cells its confirm stage flagged ('+' slower, '-' faster)."""
+    out = {}
+    for line in stdout.splitlines():
+        m = GATE_ROW.match(line.strip())
+        if m and m.group(3)[-1:] in "+-x!" and m.group(3):
+            out[m.group(1)] = m.group(3)[-1]
+    return out
+
+
+def gate_ratios(stdout: str) -> dict[str, str]:
+    """'screen>confirm' ratios of the cells perfmodel gate measured again."""
+    return {m.group(1): f"{m.group(2)}>{m.group(3)}" for line in stdout.splitlines()
+            if (m := GATE_ROW.match(line.strip()))}
+
+
 def ratios(stdout: str, names) -> dict[str, str]:
     """The ratio column of asv's table for each gate cell (also the unflagged ones)."""
     out = {}
@@ -236,6 +244,9 @@ def main() -> int:
     p.add_argument("--work", default="/tmp/perfmodel-gate")
     p.add_argument("--machine", default=None)
     p.add_argument("--kinds", default="noop,planted", help="which runs: noop, planted or both")
+    p.add_argument("--gate", choices=("asv", "perfmodel"), default="asv",
+                   help="what each run is: plain `asv continuous` (default) or `perfmodel gate` "
+                        "(asv continuous, then the moved cells confirmed with interleaved rounds)")
     p.add_argument("--asv-args", default="",
                    help="more arguments for asv continuous, as the README's gate command has them "
                         "(e.g. '-a rounds=4')")
@@ -294,17 +305,25 @@ def main() -> int:
             if kind not in args.kinds.split(","):
                 continue
             t1 = time.time()
-            cmd = [sys.executable, "-m", "asv", "continuous", base, head, "-b", bench,
-                   "--machine", name, "--factor", str(args.factor), "--show-stderr",
-                   "--no-only-changed"] + args.asv_args.split()
-            proc = sh(cmd, work, env, timeout=1800, check=False)
-            (out / f"asv-{kind}-{i}.log").write_text(proc.stdout + proc.stderr)
-            flags = flagged(proc.stdout)
+            if args.gate == "perfmodel":
+                cmd = [sys.executable, "-m", "perfmodel", "gate", base, head, "--bench", bench,
+                       "--machine", name, "--factor", str(args.factor),
+                       "--log", str((out / f"asv-{kind}-{i}.log").resolve())]
+            else:
+                cmd = [sys.executable, "-m", "asv", "continuous", base, head, "-b", bench,
+                       "--machine", name, "--factor", str(args.factor), "--show-stderr",
+                       "--no-only-changed"] + args.asv_args.split()
+            proc = sh(cmd, work, env, timeout=3600, check=False)
+            name_log = f"{'gate' if args.gate == 'perfmodel' else 'asv'}-{kind}-{i}.log"
+            (out / name_log).write_text(proc.stdout + proc.stderr)
+            flags = (gate_flagged(proc.stdout) if args.gate == "perfmodel"
+                     else flagged(proc.stdout))
             expect = set() if kind == "noop" else planted_names
             ok = (set(flags) == expect and all(m == "+" for m in flags.values())
                   and proc.returncode == (0 if kind == "noop" else 1))
             runs.append({"run": i, "kind": kind, "exit": proc.returncode, "flagged": flags,
-                         "ratios": ratios(proc.stdout, names), "ok": ok,
+                         "ratios": (gate_ratios(proc.stdout) if args.gate == "perfmodel"
+                                    else ratios(proc.stdout, names)), "ok": ok,
                          "seconds": round(time.time() - t1)})
             log(f"{kind} run {i}: exit {proc.returncode}, flagged {sorted(flags)}, "
                 f"{'as expected' if ok else 'NOT as expected'} ({time.time() - t1:.0f} s)")
@@ -312,7 +331,7 @@ def main() -> int:
              for k, f in table.items()}
     log(f"plant re-checked after the runs (independent timer, planted/base): {check}")
     summary = {"tier": args.tier, "machine": name, "factor": args.factor, "target": args.target,
-               "asv_args": args.asv_args,
+               "gate": args.gate, "asv_args": args.asv_args,
                "plant": {" ".join(map(str, k)): f for k, f in table.items()},
                "plant_check": check, "runs": runs, "seconds": round(time.time() - t0)}
     (out / "gate.json").write_text(json.dumps(summary, indent=1))
@@ -329,7 +348,7 @@ def main() -> int:
               + " | ".join(marks) + " |")
     print("| exit | | " + " | ".join(str(r["exit"]) for r in runs) + " |")
     verdict = all(r["ok"] for r in runs)
-    print(f"\ngate {'behaves' if verdict else 'MISBEHAVES'}: factor {args.factor} {args.asv_args}, plant "
+    print(f"\ngate {'behaves' if verdict else 'MISBEHAVES'}: factor {args.factor} {args.gate} {args.asv_args}, plant "
           f"{check}, {len(runs)} runs in {time.time() - t0:.0f} s")
     return 0 if verdict else 1
 
