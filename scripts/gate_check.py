@@ -215,7 +215,7 @@ def gate_flagged(stdout: str) -> dict[str, str]:
 
 def gate_ratios(stdout: str) -> dict[str, str]:
     """'screen>confirm' ratios of the cells perfmodel gate measured again."""
-    return {m.group(1): f"{m.group(2)}>{m.group(3)}" for line in stdout.splitlines()
+    return {m.group(1): f"{m.group(2)}>{m.group(3).rstrip('+-x!')}" for line in stdout.splitlines()
             if (m := GATE_ROW.match(line.strip()))}
 
 
