@@ -9,7 +9,8 @@ What is not run as typed, and why (a README block the rules below do not cover f
   environment) and its ``perfmodel track`` (3 commits, the whole CPU tier: minutes) is checked
   with ``--dry-run``; the README's ``perfmodel track --commits 2`` below runs for real;
 - ``asv run`` / ``asv continuous`` get ``--quick --bench=<one cheap benchmark>`` added, and
-  ``perfmodel track`` the same selection: the full CPU tier takes minutes a commit;
+  ``perfmodel track`` and ``perfmodel gate`` the same selection: the full CPU tier takes
+  minutes a commit;
 - ``asv preview`` serves until stopped: it is started, its page fetched, and stopped.
 After all of it, ``git status`` in the clone may show only the new results of this machine.
 """
@@ -57,6 +58,8 @@ def as_run_here(line: str) -> str:
         return "true  # the test's PATH has the environment's asv and perfmodel"
     if re.match(r"asv (run|continuous)\b", cmd):
         return f"{cmd} --quick --bench={CHEAP}"
+    if cmd.startswith("perfmodel gate"):
+        return f"{cmd} --bench={CHEAP}"
     if cmd.startswith("perfmodel track") and "--print-machine" not in cmd:
         return f"{cmd} --bench={CHEAP} | tee .asv/track.out"
     if cmd == "asv publish && asv preview":
