@@ -23,7 +23,6 @@ import os
 import re
 import subprocess
 import sys
-import sysconfig
 import time
 
 from .errors import UserError
@@ -98,7 +97,8 @@ def _continuous(base, head, machine, factor, extra, root, env, log) -> tuple[int
 
 
 def main(args) -> int:
-    from .track import _repo_root, check_machine_name, machine_name, register_machine, stack
+    from .track import (_repo_root, asv_env, check_machine_name, machine_name,  # noqa: PLC0415
+                         register_machine, stack)
 
     for ref in (args.base, args.head):
         if not ref or ref.startswith("-"):
@@ -112,8 +112,7 @@ def main(args) -> int:
     env_stack = stack()
     name = check_machine_name(args.machine or machine_name(env_stack))
     register_machine(name, env_stack)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.setdefault("PERFMODEL_BASE_SITE", sysconfig.get_paths()["purelib"])
+    env = asv_env()
     log_path = os.path.abspath(args.log or os.path.join(root, ".asv", "gate.log"))
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     t0 = time.monotonic()
@@ -140,10 +139,8 @@ def main(args) -> int:
                   f"{time.monotonic() - t1:.0f} s, asv exit {final}", flush=True)
     slower = [n for n in again if confirm.get(n, ("", None))[0] == "+"]
     print("\n| cell | screen | confirm |\n|---|---|---|")
-    for n in sorted(screen, key=lambda n: (n not in again, n)):
-        if n in again or screen[n][0]:
-            s, c = screen[n], confirm.get(n, ("", None))
-            print(f"| {n} | {_fmt(s)} | {_fmt(c)} |")
+    for n in again:  # every cell asv marked is among them (to_confirm)
+        print(f"| {n} | {_fmt(screen[n])} | {_fmt(confirm.get(n, ('', None)))} |")
     verdict = ("slower: " + ", ".join(slower)) if slower else "no confirmed slowdown"
     print(f"\ngate: {verdict} ({len(screen)} cells, {time.monotonic() - t0:.0f} s)")
     return final if final in (0, 1, 2) else 2

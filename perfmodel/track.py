@@ -151,6 +151,14 @@ def _printable(text: str, width: int = 50) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+def asv_env() -> dict:
+    """The environment asv runs in: output unbuffered (progress lines as they come), and the
+    site-packages whose torch every per-commit environment reuses (benchmarks/env_hook.py)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("PERFMODEL_BASE_SITE", sysconfig.get_paths()["purelib"])
+    return env
+
+
 def _asv(*args: str) -> list[str]:
     return [sys.executable, "-m", "asv", *args]
 
@@ -276,8 +284,7 @@ def main(args) -> int:
     with open(hashfile, "w") as f:
         f.write("\n".join(todo) + "\n")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    child_env = dict(os.environ, PYTHONUNBUFFERED="1")
-    child_env.setdefault("PERFMODEL_BASE_SITE", sysconfig.get_paths()["purelib"])
+    child_env = asv_env()
     t_start = time.monotonic()
     status, failed = 0, 0
     with open(log_path, "w", encoding="utf-8") as log:

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import statistics
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -83,9 +81,6 @@ IMPLEMENTATIONS["eager"] = _planted("eager", eager_attention)
 IMPLEMENTATIONS["sdpa"] = _planted("sdpa", sdpa_attention)
 '''
 
-FLAG = re.compile(r"^\|\s*([+!-])\s*\|")
-
-
 def asv_name(bench: str, params: tuple) -> str:
     return f"{bench}({', '.join(repr(p) for p in params)})"
 
@@ -118,7 +113,7 @@ from perfmodel.measure import run_cell
 from perfmodel.workloads import AttentionCell
 impl, dtype, d, seq, f, plant = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
 if f:  # the very code the planted commit adds, into this process's perfmodel.attention
-    exec(plant.format(table={(impl, dtype, d, seq): f}, rows=True), attention.__dict__)
+    exec(plant.format(table={(impl, dtype, d, seq): f}, rows=sys.argv[7] == "rows"), attention.__dict__)
 print(run_cell(AttentionCell(impl, d, seq, dtype), torch.device("cpu"), steps=8).stats.median)
 """
 
@@ -137,7 +132,8 @@ def _ratio(impl, dtype, d, seq, f, device) -> float:
     if device.type == "cpu":
         def proc(frac):
             out = subprocess.run([sys.executable, "-c", CPU_TIMER, impl, dtype, str(d), str(seq),
-                                  str(frac), PLANT_CODE], cwd=ROOT, capture_output=True,
+                                  str(frac), PLANT_CODE, "rows" if ROWS["cpu"] else "square"],
+                                 cwd=ROOT, capture_output=True,
                                  text=True, timeout=300)
             return float(out.stdout.strip().splitlines()[-1])
         base, planted = [], []
@@ -192,12 +188,10 @@ def calibrate(cells, target, tol, device, log) -> dict:
 # ----------------------------------------------------------------- the asv runs
 
 def flagged(stdout: str) -> dict[str, str]:
-    out = {}
-    for line in stdout.splitlines():
-        m = FLAG.match(line)
-        if m:
-            out[line.rstrip(" |").split("|")[-1].strip()] = m.group(1)
-    return out
+    """The cells asv's table marks slower ('+'), faster ('-') or changed in status ('!')."""
+    from perfmodel.gate import parse_table  # noqa: PLC0415 (the gate's own reading of the table)
+
+    return {name: mark for name, (mark, _) in parse_table(stdout).items() if mark in ("+", "-", "!")}
 
 
 GATE_ROW = re.compile(r"^\| (\S+\(.*\)) \| (.*) \| (.*) \|$")
@@ -208,7 +202,7 @@ def gate_flagged(stdout: str) -> dict[str, str]:
     out = {}
     for line in stdout.splitlines():
         m = GATE_ROW.match(line.strip())
-        if m and m.group(3)[-1:] in "+-x!" and m.group(3):
+        if m and m.group(3)[-1:] in ("+", "-", "x", "!"):
             out[m.group(1)] = m.group(3)[-1]
     return out
 
@@ -261,7 +255,7 @@ def main() -> int:
 
     import torch  # noqa: PLC0415
 
-    from perfmodel.track import machine_name, register_machine, stack  # noqa: PLC0415
+    from perfmodel.track import asv_env, machine_name, register_machine, stack  # noqa: PLC0415
 
     device = torch.device("cuda" if args.tier == "gpu" else "cpu")
     tol = args.tolerance if args.tolerance is not None else (0.02 if args.tier == "gpu" else 0.05)
@@ -273,8 +267,7 @@ def main() -> int:
         print(msg, flush=True)
         lines.append(msg)
 
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.setdefault("PERFMODEL_BASE_SITE", sysconfig.get_paths()["purelib"])
+    env = asv_env()
     if args.tier == "cpu":
         env["PERFMODEL_ASV_DEVICE"] = "cpu"
     cells = GATE_CELLS[args.tier]
