@@ -1,23 +1,20 @@
 """Attention kernels: perfmodel.workloads.AttentionCell (batch 8, (batch, seq, d), causal)."""
-from .common import SuiteBase, check_attention, device_type, facts, handle, timing_attrs
+from . import tiers
+from .common import SuiteBase, facts, handle, timing_attrs
 
 
 class Attention(SuiteBase):
     """impl x dtype x head size d x sequence length; forward and backward timed separately."""
 
-    params = (["eager", "compiled", "sdpa", "flash", "flash_torch"],
-              ["float32", "bfloat16"],
-              [16, 32, 64, 128],
-              [256, 1024, 4096, 8192, 16384])
-    param_names = ["impl", "dtype", "d", "seq"]
+    params = tiers.params("Attention")
+    param_names = tiers.param_names("Attention")
 
     def setup(self, impl, dtype, d, seq):
-        device = device_type()
-        check_attention(impl, dtype, d, seq, device)  # n/a here: skipped before anything is built
         cell = dict(impl=impl, dtype=dtype, d=d, seq=seq)
+        device = self.enter("Attention", cell)  # n/a here: skipped before anything is built
         self.fwd = handle("AttentionCell", dict(cell, pass_="fwd"), device)
         self.bwd = handle("AttentionCell", dict(cell, pass_="bwd"), device)
-        timing_attrs(self, device)
+        timing_attrs(self, device, "Attention", cell)
 
     def time_forward(self, *_):
         self.fwd.sample()
@@ -40,8 +37,16 @@ class Attention(SuiteBase):
     def track_before_backward_bytes(self, *_):
         return self.bwd.bytes("before_backward_bytes", gpu_only=True)
 
+    def track_issue_seconds_forward(self, *_):
+        return self.fwd.issue_seconds()
+
+    def track_issue_seconds_backward(self, *_):
+        return self.bwd.issue_seconds()
+
     track_status_forward.unit = track_status_backward.unit = "status"
     track_gpu_peak_bytes_forward.unit = track_gpu_peak_bytes_backward.unit = "bytes"
     track_before_backward_bytes.unit = "bytes"
+    track_issue_seconds_forward.unit = track_issue_seconds_backward.unit = "seconds"
     facts(track_status_forward, track_status_backward, track_gpu_peak_bytes_forward,
-          track_gpu_peak_bytes_backward, track_before_backward_bytes)
+          track_gpu_peak_bytes_backward, track_before_backward_bytes, track_issue_seconds_forward,
+          track_issue_seconds_backward)

@@ -1,26 +1,23 @@
 """The Transformer LM: perfmodel.workloads.ModelCell (batch 4, vocabulary 10,000, TF32 off)."""
-from .common import (MODEL_VARIANTS, SuiteBase, check_model, check_warmup, device_type, facts,
-                     handle, modes, timing_attrs)
+from . import tiers
+from .common import SuiteBase, facts, handle, modes, timing_attrs
 
 
 class Model(SuiteBase):
     """preset x context x precision x variant; forward, backward, forward+backward, train step."""
 
-    params = (["nano", "tiny", "small", "medium", "large", "xl", "2.7B"],
-              [128, 256, 512, 1024],
-              ["fp32", "bf16"],
-              ["eager", "sdpa", "compiled"])
-    param_names = ["preset", "context", "precision", "variant"]
+    params = tiers.params("Model")
+    param_names = tiers.param_names("Model")
 
     def setup(self, preset, context, precision, variant):
-        device = device_type()
-        check_model(preset, context, precision, variant, device)
-        attention, compile_ = MODEL_VARIANTS[variant]
+        grid_cell = dict(preset=preset, context=context, precision=precision, variant=variant)
+        device = self.enter("Model", grid_cell)
+        attention, compile_ = tiers.MODEL_VARIANTS[variant]
         cell = dict(preset=preset, context=context, precision=precision, attention=attention,
                     compile=compile_, tf32=False)
         self.cells = {name: handle("ModelCell", dict(cell, mode=mode), device)
                       for name, mode in modes().items()}
-        timing_attrs(self, device)
+        timing_attrs(self, device, "Model", grid_cell)
 
     def time_forward(self, *_):
         self.cells["forward"].sample()
@@ -55,13 +52,28 @@ class Model(SuiteBase):
     def track_before_backward_bytes(self, *_):
         return self.cells["forward_backward"].bytes("before_backward_bytes", gpu_only=True)
 
+    def track_issue_seconds_forward(self, *_):
+        return self.cells["forward"].issue_seconds()
+
+    def track_issue_seconds_backward(self, *_):
+        return self.cells["backward"].issue_seconds()
+
+    def track_issue_seconds_forward_backward(self, *_):
+        return self.cells["forward_backward"].issue_seconds()
+
+    def track_issue_seconds_train_step(self, *_):
+        return self.cells["train_step"].issue_seconds()
+
     track_status_forward.unit = track_status_backward.unit = "status"
     track_status_forward_backward.unit = track_status_train_step.unit = "status"
+    track_issue_seconds_forward.unit = track_issue_seconds_backward.unit = "seconds"
+    track_issue_seconds_forward_backward.unit = track_issue_seconds_train_step.unit = "seconds"
     track_gpu_peak_bytes_forward.unit = track_gpu_peak_bytes_train_step.unit = "bytes"
     track_before_backward_bytes.unit = "bytes"
     facts(track_status_forward, track_status_backward, track_status_forward_backward,
           track_status_train_step, track_gpu_peak_bytes_forward, track_gpu_peak_bytes_train_step,
-          track_before_backward_bytes)
+          track_before_backward_bytes, track_issue_seconds_forward, track_issue_seconds_backward,
+          track_issue_seconds_forward_backward, track_issue_seconds_train_step)
 
 
 class Warmup(SuiteBase):
@@ -70,14 +82,14 @@ class Warmup(SuiteBase):
     steps in order, so their mean and std are the seeds' Avg/Step and Std/Step, and the first w
     samples of warm-up 0 are what w warm-up steps cost (the seeds' Warmup(s))."""
 
-    params = (["nano", "small", "large"], [128, 1024], ["fwd", "fwd_bwd"], [0, 1, 5])
-    param_names = ["preset", "context", "mode", "warmup"]
+    params = tiers.params("Warmup")
+    param_names = tiers.param_names("Warmup")
     rounds = 1  # the samples are one process's steps, in order
     repeat = (10, 10, 600.0)
 
     def setup(self, preset, context, mode, warmup):
-        device = device_type()
-        check_warmup(preset, context, device)
+        device = self.enter("Warmup", dict(preset=preset, context=context, mode=mode,
+                                           warmup=warmup))
         fields = dict(preset=preset, context=context, mode=mode, precision="fp32",
                       attention="sdpa", compile=False, tf32=False)
         self.cell = handle("ModelCell", fields, device, warmup=warmup)

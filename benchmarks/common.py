@@ -1,16 +1,18 @@
-"""Shared by the asv suite: which cells run where, a compat shim over perfmodel, cell handles.
+"""Shared by the asv suite: a compat shim over perfmodel, cell handles, sampling, a cost log.
+
+Which cells run where is benchmarks/tiers.py's.
 
 Nothing here times or defines work: cells are perfmodel.workloads cells, opened, classified and
 sampled by perfmodel.measure (``open_cell``; ``Runnable.sample`` adds to ``DEVICE_CLOCK``, the
 suite's asv ``timer``), by the protocol that measure.py defines for the device.
 
-perfmodel is imported only inside benchmark processes (``_pm``), so the suite in the working
+perfmodel is used only through ``_pm`` (an import that may fail), so the suite in the working
 tree runs against any commit: what a commit lacks (module, class, field, preset, implementation)
 raises NotImplementedError, which asv records as skipped (n/a), never as failed.
 
 torch is imported here, at module level, on purpose: asv's forkserver imports the suite once and
 forks one process per (benchmark, parameters, round), so torch's ~1.5 s import is paid once per
-commit. Importing torch does not initialize CUDA, and nothing at import time may (no
+commit (and so are the lazy imports ``_preimport`` takes ahead). Importing torch does not initialize CUDA, and nothing at import time may (no
 ``torch.cuda.is_available()`` here): a CUDA context must never exist in the forking server.
 """
 from __future__ import annotations
@@ -20,8 +22,11 @@ import importlib
 import json
 import os
 import sys
+import time
 
 import torch
+
+from . import tiers
 
 try:  # raising it inside a benchmark body records NaN (skipped); it is a NotImplementedError
     from asv_runner.benchmarks.mark import SkipNotImplemented
@@ -29,6 +34,29 @@ except ImportError:  # pragma: no cover (asv_runner is always there when asv run
     SkipNotImplemented = NotImplementedError
 
 NAN = float("nan")
+
+
+def _preimport() -> None:
+    """Import, once in asv's forkserver, what every benchmark process would otherwise import by
+    itself: torch._dynamo (AdamW's first step imports it: 1.7 s a process on a 2-core CPU, paid
+    by every train-step cell), Inductor's compiler (every compiled cell) and this commit's
+    perfmodel (with Triton). None of these initializes CUDA or runs a torch op, so forked children
+    stay safe; ``PERFMODEL_ASV_PREIMPORT=0`` turns it off (to compare costs). A module this commit
+    lacks is skipped: the benchmark process then says n/a as before."""
+    if os.environ.get("PERFMODEL_ASV_PREIMPORT", "1") == "0":
+        return
+    for name in ("torch._dynamo", "torch._inductor.compile_fx", "perfmodel.workloads",
+                 "perfmodel.flash_triton", "perfmodel.flash_torch"):
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 (an older commit, or no triton: the child decides)
+            pass
+    if torch.cuda.is_initialized():  # would break every forked child: say so loudly
+        print("perfmodel: a pre-imported module initialized CUDA in the forkserver",
+              file=sys.stderr)
+
+
+_preimport()
 
 # The measurement protocol these benchmarks ask for (perfmodel.measure.PROTOCOL_VERSION). A commit
 # whose measure.py implements another one is n/a here, and every time_ result is filed under
@@ -39,30 +67,6 @@ TIME_VERSION = f"perfmodel-protocol-{PROTOCOL}"
 # Status and memory figures: a cell's classification and its allocator peak over one step after
 # warm-up, the same under protocols 0 to 3 (the shipped H100 history keeps them).
 FACTS_VERSION = "perfmodel-facts-1"
-
-CPU_TIER = {  # what a 2-core CPU measures in about two minutes (notes/asv.md)
-    "attention_impl": ("eager", "sdpa", "flash_torch"),
-    "attention_dtype": ("float32",),
-    "attention_d_seq": {(16, 256), (32, 256), (64, 256), (128, 256), (64, 1024)},
-    "model_preset_context": {("nano", 128), ("nano", 256), ("tiny", 128)},
-    "model_precision": ("fp32",),
-    "model_variant": ("eager", "sdpa"),
-    "warmup_preset_context": {("nano", 128)},
-}
-SEED_PRESETS = ("small", "medium", "large", "xl", "2.7B")
-GPU_TIER = {
-    "attention_impl": ("eager", "compiled", "sdpa", "flash", "flash_torch"),
-    "flash_torch_max_seq": 4096,   # tiled PyTorch: a reference, slow at long sequences
-    "model_preset": SEED_PRESETS,
-    "model_variant": ("eager", "sdpa"),
-    "model_compiled_presets": ("small",),  # torch.compile of a large LM: minutes per process
-    "warmup_preset": ("small", "large"),
-}
-
-# variant -> (attention implementation, torch.compile of the whole model)
-MODEL_VARIANTS = {"eager": ("eager", False), "sdpa": ("sdpa", False),
-                  "compiled": ("eager", True)}
-
 
 SIDE_DIR = "perfmodel-asv-cells"  # in asv's setup_cache directory: shared by one commit's run
 DEVICE_FILE = os.path.join(SIDE_DIR, "device")
@@ -120,44 +124,6 @@ def _write_side_file(path: str, text: str) -> None:
 
 def _na(why: str):
     raise NotImplementedError(why)
-
-
-def check_attention(impl, dtype, d, seq, device):
-    """Raise NotImplementedError (n/a) when the attention cell is not in this device's tier."""
-    if device == "cpu":
-        t = CPU_TIER
-        if impl not in t["attention_impl"] or dtype not in t["attention_dtype"] or \
-                (d, seq) not in t["attention_d_seq"]:
-            _na("attention cell outside the CPU tier")
-        return
-    if impl not in GPU_TIER["attention_impl"]:
-        _na("attention implementation outside the GPU tier")
-    if impl == "flash_torch" and seq > GPU_TIER["flash_torch_max_seq"]:
-        _na("flash_torch beyond seq 4096 is outside the GPU tier")
-
-
-def check_model(preset, context, precision, variant, device):
-    if device == "cpu":
-        t = CPU_TIER
-        if (preset, context) not in t["model_preset_context"] or \
-                precision not in t["model_precision"] or variant not in t["model_variant"]:
-            _na("model cell outside the CPU tier")
-        return
-    if preset not in GPU_TIER["model_preset"]:
-        _na("CPU-sized preset: CPU tier only")
-    if variant == "compiled":
-        if preset not in GPU_TIER["model_compiled_presets"]:
-            _na("compiled model: small preset only in the GPU tier")
-    elif variant not in GPU_TIER["model_variant"]:
-        _na("model variant outside the GPU tier for this precision")
-
-
-def check_warmup(preset, context, device):
-    if device == "cpu":
-        if (preset, context) not in CPU_TIER["warmup_preset_context"]:
-            _na("warm-up cell outside the CPU tier")
-    elif preset not in GPU_TIER["warmup_preset"]:
-        _na("warm-up cell outside the GPU tier")
 
 
 # ---------------------------------------------------------------- compat shim over perfmodel
@@ -244,6 +210,7 @@ class CellHandle:
         self.warmup = warmup  # None: the device's protocol; else the warm-up study's
         self.info: dict | None = None
         self._runnable = None
+        self.costs: dict = {}  # wall seconds of this process's work on the cell (cost log)
         self.path = side_path(kind, fields if warmup is None else dict(fields, _warmup=warmup),
                               device)
 
@@ -269,12 +236,18 @@ class CellHandle:
         measure = _measure()
         cell = make_cell(self.kind, **self.fields)
         protocol = None if self.warmup is None else measure.Protocol.warmup_study(self.warmup)
+        if self.device.type == "cuda" and not torch.cuda.is_initialized():
+            t0 = time.perf_counter()  # the driver's start, paid once per process
+            torch.cuda.init()
+            self.costs["cuda_init_s"] = time.perf_counter() - t0
         opened = measure.open_cell(cell, self.device, protocol)
+        self.costs.update(getattr(opened, "costs", {}))
         if opened.status == _pm("names").NA:
             raise NotImplementedError(opened.error)
         self._runnable = opened.runnable
         info = {"status": opened.status, "error": opened.error, "peak_bytes": opened.peak_bytes,
-                "before_backward_bytes": opened.before_backward_bytes}
+                "before_backward_bytes": opened.before_backward_bytes,
+                "step_s": getattr(opened, "step_s", None), "issue_s": getattr(opened, "issue_s", None)}
         if opened.status != "OK":
             print(f"perfmodel: {self.label}: {opened.status}: {opened.error}", file=sys.stderr)
         self.info = info
@@ -291,11 +264,16 @@ class CellHandle:
 
     def sample(self) -> None:
         """One asv sample of the cell; a machine too busy to measure is n/a, and says so."""
+        runnable = self.run  # opens the cell on first use (its own costs are counted there)
+        t0 = time.perf_counter()
         try:
-            self.run.sample()
+            runnable.sample()
         except _pm("measure").MachineBusy as err:
             print(f"perfmodel: {self.label}: {err}", file=sys.stderr)
             raise SkipNotImplemented(str(err)) from None
+        finally:
+            self.costs["samples"] = self.costs.get("samples", 0) + 1
+            self.costs["sampling_s"] = self.costs.get("sampling_s", 0.0) + time.perf_counter() - t0
 
     @property
     def label(self) -> str:
@@ -303,12 +281,27 @@ class CellHandle:
         return f"{self.kind} {self.fields}{warm}"
 
     def status(self) -> float:
+        self.costs["read"] = "status"
         return _pm("names").CODES.get(self.facts()["status"], NAN)
+
+    def issue_seconds(self) -> float:
+        """The host's seconds to issue one step of the cell (its metered step), tracked beside
+        the step's device time so the report can mark a host-bound cell. GPU only: on a CPU the
+        host is the device."""
+        self.costs["read"] = "issue_s"
+        if self.device.type != "cuda":
+            raise SkipNotImplemented("the host's issue time is tracked on a GPU")
+        facts = self.facts()
+        value = facts.get("issue_s")
+        if facts["status"] != "OK" or value is None:
+            raise SkipNotImplemented(f"no issue time: status {facts['status']}")
+        return float(value)
 
     def bytes(self, key: str, gpu_only: bool = False) -> float:
         """A memory figure of the cell. On the CPU a figure is the process's resident set,
         which depends on the allocator's history as much as on the cell (the same cell's peak
         moved 578-716 MB between processes): the suite tracks memory on a GPU only."""
+        self.costs["read"] = key
         if gpu_only and self.device.type != "cuda":
             raise SkipNotImplemented("memory is tracked on a GPU (the CUDA allocator's counts)")
         facts = self.facts()
@@ -331,20 +324,62 @@ def handle(kind: str, fields: dict, device: str, warmup: int | None = None) -> C
     return _HANDLES[key]
 
 
-def timing_attrs(obj, device: str) -> None:
-    """asv sampling per device, set on the instance in setup (asv re-reads them after setup).
+def timing_attrs(obj, device: str, kind: str, cell: dict) -> None:
+    """asv sampling per cell, set on the instance in setup (asv re-reads them after setup).
 
     A sample is one ``Runnable.sample()`` (a burst of steps, perfmodel.measure.Protocol), so
     asv's ``number`` is 1 and its warm-up off (open_cell warmed the cell). ``repeat`` = (min
-    samples, max samples, seconds after which to stop); ``rounds`` (class attribute) gives each
-    cell that many processes, interleaved between the commits that ``asv continuous`` compares,
-    so the verdict sees process-to-process spread, not only the spread inside one process.
-    At least 6 samples a side: fewer cannot pass asv's Mann-Whitney test at p < 0.002 and asv
-    would fall back to one process's confidence interval.
+    samples, max samples, seconds after which to stop). A cell the device's merge gate compares
+    (benchmarks/tiers.py) takes at least 6 samples in each of its 2 rounds (processes,
+    interleaved between the commits that ``asv continuous`` compares, so the verdict sees
+    process-to-process spread): fewer cannot pass asv's Mann-Whitney test at p < 0.002. Every
+    other GPU cell is history (graphs, seed forms): at least 4 samples, and one round when the
+    run asks for it (``asv run -a rounds=1``, as a full GPU run does for those cells).
     """
     obj.number = 1
     obj.warmup_time = 0.0
-    obj.repeat = (6, 10, 0.6) if device == "cuda" else (6, 10, 0.8)
+    if device == "cuda":
+        obj.repeat = tiers.GATED["repeat_gpu"] if tiers.gated(device, kind, cell) \
+            else tiers.HISTORY["repeat_gpu"]
+    else:
+        obj.repeat = tiers.GATED["repeat_cpu"]
+
+
+# ---------------------------------------------------------------- what a process cost
+
+COST_LOG = "PERFMODEL_COST_LOG"  # a file path: each benchmark process appends one JSON line
+
+
+def _process_age() -> float | None:
+    """Seconds since this process was forked (Linux: /proc), None elsewhere."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def log_cost(benchmark: str, params: tuple, na: str | None) -> None:
+    """A line into $PERFMODEL_COST_LOG at every teardown (asv tears down and sets up again
+    around each sample, so a process writes several; its last one counts): which cell, how long
+    the process has lived, and where its time went (the driver's start, building, first step, warm-up,
+    metering, samples), so a run's cost can be taken apart per class and per cell
+    (``python -m perfmodel.suite_cost``). Nothing is written when the variable is unset."""
+    path = os.environ.get(COST_LOG)
+    if not path:
+        return
+    line = {"benchmark": benchmark, "params": [str(p) for p in params], "pid": os.getpid(),
+            "age_s": _process_age(), "na": na,
+            "cells": [dict(h.costs, mode=h.fields.get("mode", h.fields.get("pass_")))
+                      for h in _HANDLES.values() if h.costs]}
+    try:
+        with open(path, "a") as f:  # one short write in append mode: lines never interleave
+            f.write(json.dumps(line) + "\n")
+    except OSError:
+        pass
 
 
 class SuiteBase:
@@ -362,6 +397,19 @@ class SuiteBase:
         """Nothing to cache: it only gives this commit's benchmarks one shared working
         directory, where CellHandle leaves each cell's status and memory figures."""
         return None
+
+    def enter(self, kind: str, cell: dict) -> str:
+        """Start of every setup: the device, and n/a (with the tier's reason) when the device's
+        tier leaves the cell out. Returns the device ('cpu' or 'cuda')."""
+        self.na = None
+        device = device_type()
+        self.na = tiers.why_not_on(device, kind, cell)
+        if self.na is not None:
+            _na(self.na)
+        return device
+
+    def teardown(self, *params):
+        log_cost(type(self).__name__, params, getattr(self, "na", None))
 
 
 def facts(*methods) -> None:

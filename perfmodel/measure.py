@@ -451,6 +451,26 @@ class Opened:
     warmup_s: float | None = None
     peak_bytes: int | None = None
     before_backward_bytes: int | None = None
+    # the metered step: its device seconds and the host's seconds to issue it. A step whose host
+    # takes about as long to issue it as the device takes to run it is host-bound: its time
+    # measures the host (Python, launches), not the model (``host_bound``).
+    step_s: float | None = None
+    issue_s: float | None = None
+    # where opening the cell went, in wall seconds: building it, its first step (compilation and
+    # autotuning happen there), the rest of the warm-up, the metered step (the suite's cost log)
+    costs: dict = field(default_factory=dict)
+
+
+# A step is host-bound when the host's time to issue it is at least this share of the step's
+# device time: the device then waits on the host, so the number measures the host.
+HOST_BOUND_SHARE = 0.8
+
+
+def host_bound(step_s: float | None, issue_s: float | None) -> bool | None:
+    """Whether a step is host-bound (None when either time is unknown)."""
+    if not step_s or issue_s is None:
+        return None
+    return issue_s >= HOST_BOUND_SHARE * step_s
 
 
 def open_cell(cell, device: torch.device, protocol: Protocol | None = None) -> Opened:
@@ -472,10 +492,13 @@ def open_cell(cell, device: torch.device, protocol: Protocol | None = None) -> O
             return Opened(OOM, f"predicted {need / 2**30:.1f} GiB > {HOST_MEMORY_FRACTION:.0%} "
                                f"of {have / 2**30:.1f} GiB available; not allocated")
     runnable = None
+    costs: dict = {}
     try:
+        t0 = time.perf_counter()
         runnable = cell.build(device)
         runnable.protocol = protocol
-        opened = Opened(OK, runnable=runnable)
+        opened = Opened(OK, runnable=runnable, costs=costs)
+        costs["build_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         steps = 0
         # synchronized steps, so the warm-up's length is the device's (never a launch queue)
@@ -483,13 +506,19 @@ def open_cell(cell, device: torch.device, protocol: Protocol | None = None) -> O
             runnable.untimed_step()
             synchronize(device)
             steps += 1
+            if steps == 1:
+                costs["first_step_s"] = time.perf_counter() - t0
         opened.warmup_steps, opened.warmup_s = steps, time.perf_counter() - t0
+        costs["warmup_s"] = opened.warmup_s
         gc.collect()
         runnable.meter.reset()
         if protocol.meter_step:  # memory: one more step, alike after warm-up, from a reset peak
-            runnable.last = runnable.timed_steps(1)[0]
+            t0 = time.perf_counter()
+            runnable.last = opened.step_s = runnable.timed_steps(1)[0]
+            opened.issue_s = runnable.launch
             opened.peak_bytes = runnable.meter.peak()
             opened.before_backward_bytes = runnable.meter.before_backward
+            costs["meter_s"] = time.perf_counter() - t0
         return opened
     except torch.OutOfMemoryError as err:
         status, error = OOM, one_line(err)

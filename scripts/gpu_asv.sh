@@ -16,10 +16,12 @@
 # Needs: python3 with torch (+ triton) installed; the wheels in .whl/ (asv and its dependencies)
 # and .whl/house/ (what asv installs into each environment); a git clone, or .whl/repo.bundle
 # (git bundle create .whl/repo.bundle --all) where the copy has no .git.
-# quick: the QUICK_GPU_REGEX subset (~1-3 min per commit); full: every GPU cell (see notes/asv.md).
+# quick: the gate's cells (benchmarks/tiers.py gpu-quick, ~2 min a commit); full: every GPU cell,
+# as benchmarks/tiers.py's plan: one asv run per chunk, so a run cut short keeps its chunks.
 # Results land in results/<machine>/ (commit them: the GPU history ships in the repository) and,
-# when $OUT is set, a copy in $OUT/results-<machine>.tar.gz plus the log.
-# BENCH=REGEX adds an asv -b selection (split the full tier over several 10-minute calls).
+# when $OUT is set, a copy in $OUT/results-<machine>.tar.gz (after every chunk), the asv log and
+# the cost log (where each benchmark process's time went: python3 -m perfmodel.suite_cost LOG).
+# CHUNKS=REGEX runs only the chunks whose names match (e.g. CHUNKS='attention|gate').
 # LAUNCH=spawn compares asv's other launch method (default: forkserver, from asv.conf.json).
 set -euo pipefail
 tier=${1:-quick}
@@ -28,13 +30,14 @@ DIR=/tmp/perfmodel-gpu-asv  # the detached run's log, exit status and summary
 wait_detached() {  # wait_detached SECONDS: until the detached run ends or SECONDS pass
   local end=$(( $(date +%s) + $1 ))
   while [ ! -f $DIR/done ] && [ "$(date +%s)" -lt $end ]; do sleep 5; done
+  # what it has so far comes back either way: results after each chunk, the cost log, the logs
+  [ -n "${OUT:-}" ] && cp $DIR/results-*.tar.gz $DIR/cost-*.gz $DIR/summary /tmp/asv-*.log "$OUT/" 2>/dev/null
   if [ -f $DIR/done ]; then
     cat $DIR/summary 2>/dev/null; echo "detached run over: exit $(cat $DIR/done)"
-    [ -n "${OUT:-}" ] && cp $DIR/results-*.tar.gz $DIR/*.log "$OUT/" 2>/dev/null
     return 0
   fi
-  echo "detached run still going after $(( $(date +%s) - $(cat $DIR/start) )) s; last lines:"
-  tail -3 $DIR/summary 2>/dev/null; grep -h "^\[" /tmp/asv-*.log 2>/dev/null | tail -2
+  echo "detached run still going after $(( $(date +%s) - $(cat $DIR/start) )) s; so far:"
+  cat $DIR/summary 2>/dev/null; grep -h "^\[" /tmp/asv-*.log 2>/dev/null | tail -2
   return 3
 }
 if [ "$tier" = wait ]; then
@@ -50,37 +53,55 @@ commits=("$@")
 [ ${#commits[@]} -eq 0 ] && commits=(HEAD)
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-# compiled and flash cells pay a torch.compile / Triton autotune in every process (10-20 s): the
-# quick tier leaves them out (measured on an H100: with them the subset took 390 s). The merge
-# gate's cells (scripts/gate_check.py) are quick-tier cells. Its one model cell is `small` at
-# context 1024 in fp32: at 512, or in bf16, the step is host-bound on the H200 box (31-52 ms to
-# issue, 17 ms of GPU work, the host's speed different in each process: scripts/gpu_noise.py)
-# and an unchanged commit flagged 1.42 / 1.32 / 0.95 there (notes/gate.md). 237 s per
-# `asv continuous` of both commits.
-QUICK_GPU_REGEX="Attention\.[a-z_]+\('(eager|sdpa)', '[a-z0-9]+', 128, (4096|16384)\)|Model\.[a-z_]+\('small', 1024, 'fp32', 'sdpa'\)"
+# The tiers (cells, gate cells, the order of a full run) are benchmarks/tiers.py's.
+mapfile -t QUICK < <($PY -m benchmarks.tiers gpu-quick)
+mapfile -t PLAN < <($PY -m benchmarks.tiers --plan)  # rounds, chunk name, regexes (tab-separated)
+bsel() { for r in "$@"; do printf -- '-b\0%s\0' "$r"; done; }
 
 source scripts/gpu_env.sh
+# each benchmark process appends where its time went (python3 -m perfmodel.suite_cost reads it)
+export PERFMODEL_COST_LOG=${PERFMODEL_COST_LOG:-/tmp/perfmodel-cost-$tier.jsonl}
 
 M=${MACHINE:-$($PY -c 'from perfmodel.track import stack, machine_name; print(machine_name(stack()))')}
 $PY -c "from perfmodel.track import register_machine, stack; register_machine('$M', stack())"
 if [ "$tier" = gate ]; then  # what notes/gate.md measured: 237 s on the H200 for both commits
   set +e
-  $PY -m asv continuous --machine "$M" --factor 1.05 -b "$QUICK_GPU_REGEX" "${1:-main}" "${2:-HEAD}"
+  mapfile -d '' -t sel < <(bsel "${QUICK[@]}")
+  $PY -m asv continuous --machine "$M" --factor 1.05 "${sel[@]}" "${1:-main}" "${2:-HEAD}"
   exit $?
 fi
 echo "machine: $M   tier: $tier   commits: ${commits[*]}"
 args=(--machine "$M" --show-stderr --record-samples)
-[ "$tier" = quick ] && args+=(-b "$QUICK_GPU_REGEX")
-[ -n "${BENCH:-}" ] && args+=(-b "$BENCH")   # e.g. BENCH=bench_model to split the full tier
 [ -n "${LAUNCH:-}" ] && args+=(--launch-method "$LAUNCH")
+save() {  # the results so far (asv saves a commit's file after each asv run), and the cost log
+  [ -n "${OUT:-}" ] || return 0
+  tar czf "$OUT/results-$M.tar.gz" results/"$M" results/benchmarks.json
+  gzip -c "$PERFMODEL_COST_LOG" > "$OUT/cost-$tier.jsonl.gz" 2>/dev/null || true
+}
+# one asv run: NAME ROUNDS(0: the class's) REGEX...; appends its line to the summary
+chunk() {
+  local name=$1 rounds=$2; shift 2
+  local sel extra=() t0 rc
+  if [ -n "${CHUNKS:-}" ] && ! [[ "$name" =~ $CHUNKS ]]; then return 0; fi
+  mapfile -d '' -t sel < <(bsel "$@")
+  [ "$rounds" != 0 ] && extra=(-a "rounds=$rounds")
+  t0=$(date +%s)
+  set +e; $PY -m asv run "${args[@]}" "${sel[@]}" "${extra[@]}" "$h^!" >> "/tmp/asv-$tier-${h:0:8}.log" 2>&1; rc=$?; set -e
+  echo "  ${h:0:8} $name: $(( $(date +%s) - t0 )) s, asv exit $rc"
+  save
+}
 for c in "${commits[@]}"; do
   h=$(git rev-parse "$c")
   t0=$(date +%s)
-  set +e; $PY -m asv run "${args[@]}" "$h^!" > "/tmp/asv-$tier-${h:0:8}.log" 2>&1; rc=$?; set -e
-  echo "commit ${h:0:8} ($(git log -1 --format=%s "$h" | cut -c1-60)): $(( $(date +%s) - t0 )) s, asv exit $rc"
-  grep -E "^\[.*\] ··· (bench|Setting)" "/tmp/asv-$tier-${h:0:8}.log" | sed 's/^/    /' || true
+  echo "commit ${h:0:8} ($(git log -1 --format=%s "$h" | cut -c1-60))"
+  if [ "$tier" = quick ]; then
+    chunk "quick tier" 0 "${QUICK[@]}"
+  else  # full: the gate's cells in 2 rounds, then the rest in one, most-read cells first
+    for line in "${PLAN[@]}"; do
+      IFS=$'\t' read -r -a plan <<< "$line"
+      chunk "${plan[1]}" "${plan[0]}" "${plan[@]:2}" < /dev/null
+    done
+  fi
+  echo "commit ${h:0:8}: $(( $(date +%s) - t0 )) s"
 done
-if [ -n "${OUT:-}" ]; then
-  tar czf "$OUT/results-$M.tar.gz" results/"$M" results/benchmarks.json
-  cp /tmp/asv-$tier-*.log "$OUT/" 2>/dev/null || true
-fi
+cp /tmp/asv-$tier-*.log "${OUT:-/tmp}/" 2>/dev/null || true

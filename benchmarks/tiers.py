@@ -1,0 +1,219 @@
+"""The suite's grid and its tiers: which cells each kind of machine measures, said once.
+
+A *cell* is one parameter set of a benchmark class, as a dict keyed by the class's
+``param_names``. The grid (``GRID``) is the same on every machine (asv's benchmarks.json is
+shared by all of them); a *tier* is the subset a kind of machine measures:
+
+- ``cpu``: what a 2-core CPU measures for the README's main job; every cell is gated there.
+- ``gpu-quick``: the GPU merge gate's cells (attention d128 at seq 4096 and 16384, eager and
+  sdpa, both dtypes; the `small` model at ctx 1024 in fp32, which is not host-bound on the H200).
+- ``gpu``: every GPU cell: the seeds' forms and more.
+
+What the tiers decide:
+- asv's selection: ``selection(tier)`` gives ``asv -b`` regexes naming exactly the tier's cells,
+  so cells outside it are never started (each would still cost a process);
+- the n/a verdict of a cell run outside its device's tier (``why_not``), with its reason;
+- sampling: a gated cell is measured in 2 processes of at least 6 samples each (what asv's
+  Mann-Whitney test needs; ``GATED``); every other cell of the GPU tier is history for the
+  graphs and the seed forms, measured in one process of at least 4 samples (``HISTORY``),
+  which is what keeps the full GPU tier within its time budget (notes/asv.md).
+- the order of a full GPU run (``GPU_CHUNKS``): each chunk is one ``asv run`` whose results are
+  saved when it ends, most-read cells first, so a run cut short keeps what it finished.
+
+Nothing here imports torch or perfmodel: the scripts and the package read it as plain data.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+
+SEED_PRESETS = ("small", "medium", "large", "xl", "2.7B")
+CPU_PRESETS = ("nano", "tiny")
+
+# class -> (benchmark module, {param name: values}); the classes take their params from here
+GRID = {
+    "Attention": ("bench_attention", {
+        "impl": ["eager", "compiled", "sdpa", "flash", "flash_torch"],
+        "dtype": ["float32", "bfloat16"],
+        "d": [16, 32, 64, 128],
+        "seq": [256, 1024, 4096, 8192, 16384],
+    }),
+    "Model": ("bench_model", {
+        "preset": list(CPU_PRESETS + SEED_PRESETS),
+        "context": [128, 256, 512, 1024],
+        "precision": ["fp32", "bf16"],
+        "variant": ["eager", "sdpa", "compiled", "flash"],
+    }),
+    "Warmup": ("bench_model", {
+        "preset": list(CPU_PRESETS[:1] + SEED_PRESETS),
+        "context": [128, 256, 512, 1024],
+        "mode": ["fwd", "fwd_bwd"],
+        "warmup": [0, 1, 5],
+    }),
+}
+
+# Model variant -> (attention implementation, torch.compile of the whole model)
+MODEL_VARIANTS = {"eager": ("eager", False), "sdpa": ("sdpa", False),
+                  "compiled": ("eager", True), "flash": ("flash", False)}
+
+# asv sampling per process: (min samples, max samples, seconds after which to stop) and rounds
+GATED = {"repeat_gpu": (6, 10, 0.6), "repeat_cpu": (6, 10, 0.8), "rounds": 2}
+HISTORY = {"repeat_gpu": (4, 10, 0.5), "rounds": 1}
+
+
+def params(kind: str) -> list[list]:
+    return list(GRID[kind][1].values())
+
+
+def param_names(kind: str) -> list[str]:
+    return list(GRID[kind][1])
+
+
+def cells(kind: str):
+    """Every cell of a class, as dicts."""
+    names = param_names(kind)
+    for values in itertools.product(*params(kind)):
+        yield dict(zip(names, values))
+
+
+# ----------------------------------------------------------------- the tiers, as predicates
+# Each returns None when the cell is in the tier, else the reason it is not (one line).
+
+def _cpu(kind: str, c: dict) -> str | None:
+    if kind == "Attention":
+        ok = (c["impl"] in ("eager", "sdpa", "flash_torch") and c["dtype"] == "float32"
+              and (c["d"], c["seq"]) in {(16, 256), (32, 256), (64, 256), (128, 256), (64, 1024)})
+        return None if ok else "attention cell outside the CPU tier"
+    if kind == "Model":
+        ok = ((c["preset"], c["context"]) in {("nano", 128), ("nano", 256), ("tiny", 128)}
+              and c["precision"] == "fp32" and c["variant"] in ("eager", "sdpa"))
+        return None if ok else "model cell outside the CPU tier"
+    ok = (c["preset"], c["context"]) == ("nano", 128)
+    return None if ok else "warm-up cell outside the CPU tier"
+
+
+FLASH_TORCH_MAX_SEQ = 4096  # tiled PyTorch: a reference, minutes per cell beyond this
+
+
+def _gpu(kind: str, c: dict) -> str | None:
+    if kind == "Attention":
+        if c["impl"] == "flash_torch" and c["seq"] > FLASH_TORCH_MAX_SEQ:
+            return f"flash_torch beyond seq {FLASH_TORCH_MAX_SEQ} is outside the GPU tier"
+        return None
+    if c["preset"] not in SEED_PRESETS:
+        return "CPU-sized preset: CPU tier only"
+    if kind == "Model" and c["variant"] == "compiled" and c["preset"] != "small":
+        return ("compiled model: the small preset only in the GPU tier (a whole-model "
+                "torch.compile costs 30-80 s per shape and process)")
+    return None
+
+
+def _gpu_quick(kind: str, c: dict) -> str | None:
+    if kind == "Attention":
+        ok = (c["impl"] in ("eager", "sdpa") and c["d"] == 128 and c["seq"] in (4096, 16384))
+    elif kind == "Model":
+        ok = (c["preset"], c["context"], c["precision"], c["variant"]) == ("small", 1024, "fp32",
+                                                                             "sdpa")
+    else:
+        ok = False
+    return None if ok else "outside the GPU merge gate's cells"
+
+
+TIERS = {"cpu": _cpu, "gpu-quick": _gpu_quick, "gpu": _gpu}
+DEVICE_TIER = {"cpu": "cpu", "cuda": "gpu"}  # the tier a device runs when asv runs everything
+GATE_TIER = {"cpu": "cpu", "cuda": "gpu-quick"}
+
+
+def why_not(tier: str, kind: str, cell: dict) -> str | None:
+    return TIERS[tier](kind, cell)
+
+
+def why_not_on(device: str, kind: str, cell: dict) -> str | None:
+    """None when ``device`` ('cpu' or 'cuda') measures the cell, else why it does not."""
+    return why_not(DEVICE_TIER[device], kind, cell)
+
+
+def gated(device: str, kind: str, cell: dict) -> bool:
+    """Whether the device's merge gate compares this cell (it is then sampled as GATED)."""
+    return why_not(GATE_TIER[device], kind, cell) is None
+
+
+def tier_cells(tier: str, kind: str) -> list[dict]:
+    return [c for c in cells(kind) if why_not(tier, kind, c) is None]
+
+
+# ----------------------------------------------------------------- asv's selection
+
+def asv_params(kind: str, cell: dict) -> str:
+    """The cell's parameters as asv writes them in a benchmark's name: ``('sdpa', 128)``."""
+    return "(" + ", ".join(repr(cell[n]) for n in param_names(kind)) + ")"
+
+
+def regex(kind: str, chosen: list[dict]) -> str | None:
+    """One ``asv -b`` regex matching every benchmark of ``kind`` at exactly these cells."""
+    if not chosen:
+        return None
+    module = GRID[kind][0]
+    alternatives = "|".join(re.escape(asv_params(kind, c)[1:-1]) for c in chosen)
+    return rf"^{module}\.{kind}\.[a-z_]+\((?:{alternatives})\)$"
+
+
+def selection(tier: str, keep=None) -> list[str]:
+    """``asv -b`` regexes naming the tier's cells (those ``keep(kind, cell)`` accepts)."""
+    out = []
+    for kind in GRID:
+        chosen = [c for c in tier_cells(tier, kind) if keep is None or keep(kind, c)]
+        if (r := regex(kind, chosen)) is not None:
+            out.append(r)
+    return out
+
+
+def _not_gated(kind, c):
+    return why_not("gpu-quick", kind, c) is not None
+
+
+# (name, which cells of the GPU tier outside the gate, asv rounds): a full GPU run takes these
+# in order, after the gate's cells (2 rounds); the seed forms' cells first, compiles last.
+GPU_CHUNKS = [
+    ("attention eager, sdpa",
+     lambda k, c: k == "Attention" and c["impl"] in ("eager", "sdpa")),
+    ("model eager, sdpa",
+     lambda k, c: k == "Model" and c["variant"] in ("eager", "sdpa")),
+    ("warm-up study", lambda k, c: k == "Warmup"),
+    ("attention flash, flash_torch",
+     lambda k, c: k == "Attention" and c["impl"] in ("flash", "flash_torch")),
+    ("model flash", lambda k, c: k == "Model" and c["variant"] == "flash"),
+    ("attention compiled", lambda k, c: k == "Attention" and c["impl"] == "compiled"),
+    ("model compiled", lambda k, c: k == "Model" and c["variant"] == "compiled"),
+]
+
+
+def gpu_plan() -> list[tuple[str, list[str], int | None]]:
+    """The full GPU run as (chunk name, asv -b regexes, rounds or None for the class's)."""
+    plan = [("gate cells", selection("gpu-quick"), None)]
+    for name, keep in GPU_CHUNKS:
+        plan.append((name, selection("gpu", lambda k, c, keep=keep: _not_gated(k, c) and keep(k, c)),
+                     HISTORY["rounds"]))
+    return plan
+
+
+def main(argv=None) -> int:
+    """``python -m benchmarks.tiers TIER``: the tier's asv -b regexes, one per line;
+    ``python -m benchmarks.tiers --plan``: the full GPU run, one chunk per line as
+    ``rounds<TAB>name<TAB>regex1<TAB>regex2...`` (rounds 0: the class's own)."""
+    import sys  # noqa: PLC0415
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--plan"]:
+        for name, regexes, rounds in gpu_plan():
+            print("\t".join([str(rounds or 0), name, *regexes]))
+        return 0
+    if len(argv) != 1 or argv[0] not in TIERS:
+        print(f"usage: python -m benchmarks.tiers {{{','.join(TIERS)}}} | --plan", file=sys.stderr)
+        return 2
+    print("\n".join(selection(argv[0])))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""Where an asv run's time went: ``python -m perfmodel.suite_cost COST_LOG [--wall SECONDS]``.
+
+The suite (benchmarks/common.py) appends one JSON line per benchmark process to the file named by
+$PERFMODEL_COST_LOG: the class and parameters, how long the process lived (``age_s``, from its
+fork to its teardown), whether the cell was n/a, and for each cell it opened the wall seconds of
+the driver's start, building, the first step (where torch.compile and Triton's autotuner run),
+the rest of the warm-up, the metered step and the samples. This module adds them up:
+
+- per kind of process (a timed cell, a status/memory read, n/a) and benchmark class;
+- per phase, over the timed processes;
+- per group of cells (attention implementation, model variant and preset, warm-up preset);
+- the costliest cells.
+
+``--wall`` (the run's wall seconds) adds the share spent outside benchmark processes (asv's
+discovery, environment builds, process start-up in asv itself).
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+from collections import defaultdict
+
+PHASES = ("cuda_init_s", "build_s", "first_step_s", "warmup_rest_s", "meter_s", "sampling_s")
+
+
+def read(paths: list[str]) -> tuple[list[dict], int]:
+    """One record per benchmark process, and how many lines could not be read (a process
+    killed mid-write). asv tears a cell down and sets it up again around every sample, so a
+    process writes a line each time, each with its costs so far: its last line counts."""
+    last, bad = {}, 0
+    for path in paths:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    bad += 1
+                    continue
+                if isinstance(rec, dict) and isinstance(rec.get("cells"), list):
+                    key = (path, rec.get("pid"), rec.get("benchmark"), str(rec.get("params")))
+                    if float(rec.get("age_s") or 0) >= float(last.get(key, {}).get("age_s") or 0):
+                        last[key] = rec
+                else:
+                    bad += 1
+    return list(last.values()), bad
+
+
+def kind_of(rec: dict) -> str:
+    """'timed' (took samples), 'opened' (opened a cell for a read), 'read' (a side file), 'n/a'."""
+    if rec.get("na"):
+        return "n/a"
+    cells = rec["cells"]
+    if any(c.get("samples") for c in cells):
+        return "timed"
+    if any("build_s" in c for c in cells):
+        return "opened"
+    return "read"
+
+
+def phases(rec: dict) -> dict:
+    out = dict.fromkeys(PHASES, 0.0)
+    for c in rec["cells"]:
+        for key in ("cuda_init_s", "build_s", "first_step_s", "meter_s", "sampling_s"):
+            out[key] += float(c.get(key) or 0.0)
+        out["warmup_rest_s"] += max(0.0, float(c.get("warmup_s") or 0.0)
+                                    - float(c.get("first_step_s") or 0.0))
+    age = float(rec.get("age_s") or 0.0)
+    out["other_s"] = max(0.0, age - sum(out.values()))
+    return out
+
+
+def group_of(rec: dict) -> str:
+    """A readable group: the attention implementation, the model variant and preset, ..."""
+    p = rec.get("params") or []
+    name = rec.get("benchmark", "?")
+    if name == "Attention" and len(p) >= 2:
+        return f"Attention {p[0].strip(chr(39))} {p[1].strip(chr(39))}"
+    if name == "Model" and len(p) >= 4:
+        return f"Model {p[3].strip(chr(39))} {p[0].strip(chr(39))} {p[2].strip(chr(39))}"
+    if name == "Warmup" and len(p) >= 1:
+        return f"Warmup {p[0].strip(chr(39))}"
+    return name
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summary(records: list[dict], wall: float | None = None, top: int = 12) -> str:
+    out = []
+    total = sum(float(r.get("age_s") or 0.0) for r in records)
+    by_kind = defaultdict(lambda: [0, 0.0])
+    for r in records:
+        k = (r.get("benchmark", "?"), kind_of(r))
+        by_kind[k][0] += 1
+        by_kind[k][1] += float(r.get("age_s") or 0.0)
+    out.append(f"{len(records)} benchmark processes, {total:.0f} s inside them"
+               + (f", {wall:.0f} s wall ({max(0.0, wall - total):.0f} s outside them: asv's "
+                  "discovery, environments, process start-up)" if wall else ""))
+    out.append("")
+    out.append(_table(["class", "process", "count", "seconds", "mean s"],
+                      [[c, k, n, f"{s:.1f}", f"{s / n:.3f}"]
+                       for (c, k), (n, s) in sorted(by_kind.items(), key=lambda kv: -kv[1][1])]))
+    timed = [r for r in records if kind_of(r) in ("timed", "opened")]
+    if timed:
+        sums = defaultdict(float)
+        for r in timed:
+            for key, value in phases(r).items():
+                sums[key] += value
+        t = sum(sums.values()) or 1.0
+        out.append("")
+        out.append(f"Phases of the {len(timed)} processes that opened a cell "
+                   "(first_step: compilation and autotuning happen there):")
+        out.append(_table(["phase", "seconds", "share"],
+                          [[k, f"{v:.1f}", f"{v / t:.0%}"] for k, v in
+                           sorted(sums.items(), key=lambda kv: -kv[1])]))
+    groups = defaultdict(lambda: [0, 0.0, 0.0])
+    for r in records:
+        g = groups[group_of(r)]
+        g[0] += 1
+        g[1] += float(r.get("age_s") or 0.0)
+        g[2] += phases(r)["first_step_s"] if kind_of(r) != "n/a" else 0.0
+    out.append("")
+    out.append(_table(["group", "processes", "seconds", "of which first steps"],
+                      [[g, n, f"{s:.1f}", f"{f:.1f}"] for g, (n, s, f) in
+                       sorted(groups.items(), key=lambda kv: -kv[1][1])]))
+    cells = defaultdict(float)
+    for r in records:
+        cells[f"{r.get('benchmark')}({', '.join(r.get('params') or [])})"] += \
+            float(r.get("age_s") or 0.0)
+    out.append("")
+    out.append(f"The {top} costliest cells (all their processes):")
+    out.append(_table(["cell", "seconds"], [[c, f"{s:.1f}"] for c, s in
+                                              sorted(cells.items(), key=lambda kv: -kv[1])[:top]]))
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m perfmodel.suite_cost",
+                                description="Where an asv run's time went, from the suite's "
+                                            "cost log ($PERFMODEL_COST_LOG).")
+    p.add_argument("logs", nargs="+", help="cost log files (JSON lines)")
+    p.add_argument("--wall", type=float, default=None, help="the run's wall seconds")
+    p.add_argument("--top", type=int, default=12, help="how many costliest cells (default 12)")
+    args = p.parse_args(argv)
+    try:
+        records, bad = read(args.logs)
+    except OSError as err:
+        print(f"suite_cost: error: cannot read {err.filename}: {err.strerror}", file=sys.stderr)
+        return 2
+    print(summary(records, args.wall, args.top))
+    if bad:
+        print(f"\n({bad} unreadable line(s) left out)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

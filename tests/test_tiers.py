@@ -1,0 +1,139 @@
+"""The suite's tiers (benchmarks/tiers.py): what each machine measures, asv's selection of it,
+and the order of a full GPU run; and the cost log's reading (perfmodel.suite_cost)."""
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks import tiers  # noqa: E402
+
+sys.path.remove(str(ROOT))
+
+
+def _suite():
+    """asv's view of the suite: benchmark name -> its params as asv writes them (reprs)."""
+    from asv_runner.discovery import disc_benchmarks  # noqa: PLC0415
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        return {b.name: b.params for b in disc_benchmarks(str(ROOT / "benchmarks"))}
+    finally:
+        sys.path.remove(str(ROOT))
+
+
+def _selected(regexes: list[str], suite: dict) -> set[tuple[str, str]]:
+    """(benchmark, params) pairs asv's -b selects, the way asv matches them."""
+    out = set()
+    for name, params in suite.items():
+        for combo in itertools.product(*params):
+            full = f"{name}({', '.join(combo)})"
+            if any(re.search(r, full) for r in regexes):
+                out.add((name, full[len(name):]))
+    return out
+
+
+def _expected(tier: str, suite: dict, keep=None) -> set[tuple[str, str]]:
+    out = set()
+    for kind, (module, _) in tiers.GRID.items():
+        methods = [n for n in suite if n.startswith(f"{module}.{kind}.")]
+        assert methods, f"the suite has no benchmark of class {kind}"
+        for cell in tiers.tier_cells(tier, kind):
+            if keep is None or keep(kind, cell):
+                out |= {(m, tiers.asv_params(kind, cell)) for m in methods}
+    return out
+
+
+def test_the_suite_takes_its_grid_from_the_tiers():
+    suite = _suite()
+    for kind, (module, grid) in tiers.GRID.items():
+        for name, params in suite.items():
+            if name.startswith(f"{module}.{kind}."):
+                assert params == [[repr(v) for v in values] for values in grid.values()], name
+
+
+def test_each_tier_selects_exactly_its_cells_in_every_method():
+    suite = _suite()
+    for tier in tiers.TIERS:
+        assert _selected(tiers.selection(tier), suite) == _expected(tier, suite), tier
+
+
+def test_tiers_are_nested_and_name_only_real_choices():
+    from perfmodel.attention import IMPLEMENTATIONS  # noqa: PLC0415
+    from perfmodel.model import PRESETS  # noqa: PLC0415
+    from perfmodel.workloads import DTYPES, MODEL_MODES, PRECISIONS  # noqa: PLC0415
+
+    grid = {k: g for k, (_, g) in tiers.GRID.items()}
+    assert set(grid["Attention"]["impl"]) <= set(IMPLEMENTATIONS)
+    assert set(grid["Attention"]["dtype"]) <= set(DTYPES)
+    assert set(grid["Model"]["preset"]) | set(grid["Warmup"]["preset"]) <= set(PRESETS)
+    assert set(grid["Model"]["precision"]) <= set(PRECISIONS)
+    assert set(grid["Warmup"]["mode"]) <= set(MODEL_MODES)
+    assert set(tiers.MODEL_VARIANTS) == set(grid["Model"]["variant"])
+    assert {a for a, _ in tiers.MODEL_VARIANTS.values()} <= set(IMPLEMENTATIONS)
+    for kind in tiers.GRID:
+        quick = tiers.tier_cells("gpu-quick", kind)
+        assert all(tiers.why_not("gpu", kind, c) is None for c in quick)
+        assert tiers.tier_cells("cpu", kind), f"the CPU tier measures no {kind} cell"
+    assert tiers.tier_cells("gpu-quick", "Attention") and tiers.tier_cells("gpu-quick", "Model")
+
+
+def test_a_cell_outside_a_tier_says_why():
+    cell = dict(preset="2.7B", context=1024, precision="bf16", variant="compiled")
+    assert "small preset only" in tiers.why_not_on("cuda", "Model", cell)
+    assert "CPU tier" in tiers.why_not_on("cpu", "Model", cell)
+    assert tiers.why_not_on("cuda", "Model", dict(cell, variant="sdpa")) is None
+
+
+def test_the_full_gpu_plan_covers_the_gpu_tier_once_gate_cells_first():
+    suite = _suite()
+    plan = tiers.gpu_plan()
+    assert plan[0][0] == "gate cells" and plan[0][2] is None  # the class's 2 rounds
+    assert all(rounds == tiers.HISTORY["rounds"] for _, _, rounds in plan[1:])
+    seen: dict = {}
+    for name, regexes, _ in plan:
+        for pair in _selected(regexes, suite):
+            assert pair not in seen, f"{pair} in chunks {seen[pair]!r} and {name!r}"
+            seen[pair] = name
+    assert set(seen) == _expected("gpu", suite)
+
+
+def test_gated_cells_keep_the_gate_sampling():
+    quick = tiers.tier_cells("gpu-quick", "Attention")[0]
+    other = dict(quick, d=16)
+    assert tiers.gated("cuda", "Attention", quick) and not tiers.gated("cuda", "Attention", other)
+    assert all(tiers.gated("cpu", "Model", c) for c in tiers.tier_cells("cpu", "Model"))
+    assert tiers.GATED["repeat_gpu"][0] >= 6 and tiers.GATED["rounds"] >= 2
+
+
+def test_cost_log_keeps_each_process_last_line_and_splits_its_time(tmp_path):
+    from perfmodel.suite_cost import phases, read, summary  # noqa: PLC0415
+
+    first = {"benchmark": "Model", "params": ["'small'", "128", "'fp32'", "'sdpa'"], "pid": 7,
+             "age_s": 2.0, "na": None,
+             "cells": [{"cuda_init_s": 0.3, "build_s": 0.2, "first_step_s": 0.4, "warmup_s": 0.5,
+                        "meter_s": 0.1, "samples": 1, "sampling_s": 0.5, "mode": "fwd"}]}
+    last = json.loads(json.dumps(first))
+    last["age_s"], last["cells"][0]["samples"], last["cells"][0]["sampling_s"] = 3.0, 2, 1.2
+    na = {"benchmark": "Attention", "params": ["'eager'"], "pid": 8, "age_s": 0.02,
+          "na": "outside", "cells": []}
+    log = tmp_path / "cost.jsonl.gz"
+    with gzip.open(log, "wt") as f:
+        for rec in (first, last, na):
+            f.write(json.dumps(rec) + "\n")
+        f.write('{"benchmark": "Mod')  # a process killed mid-line
+    records, bad = read([str(log)])
+    assert bad == 1 and len(records) == 2
+    timed = next(r for r in records if r["pid"] == 7)
+    split = phases(timed)
+    assert timed["age_s"] == 3.0 and abs(split["sampling_s"] - 1.2) < 1e-9
+    assert abs(split["warmup_rest_s"] - 0.1) < 1e-9
+    assert abs(sum(split.values()) - 3.0) < 1e-9  # what is not a phase is "other"
+    text = summary(records, wall=10.0)
+    assert "2 benchmark processes" in text and "| Model | timed | 1 | 3.0 |" in text
+    assert "| Attention | n/a | 1 |" in text
