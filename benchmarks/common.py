@@ -38,22 +38,27 @@ NAN = float("nan")
 
 def _preimport() -> None:
     """Import, once in asv's forkserver, what every benchmark process would otherwise import by
-    itself: torch._dynamo (AdamW's first step imports it: 1.7 s a process on a 2-core CPU, paid
-    by every train-step cell), Inductor's compiler (every compiled cell) and this commit's
-    perfmodel (with Triton). None of these initializes CUDA or runs a torch op, so forked children
-    stay safe; ``PERFMODEL_ASV_PREIMPORT=0`` turns it off (to compare costs). A module this commit
-    lacks is skipped: the benchmark process then says n/a as before."""
+    itself, measured on the H200 box (notes/asv.md):
+
+    - torch._dynamo (4.7 s there): AdamW's first step imports it (every train-step cell), and so
+      does torch.fx's symbolic-shapes module with sympy, which the first ``backward(grad)`` with
+      an explicit gradient imports (every attention backward cell: its first step took 2-3 s in
+      every process there; the same backward without that import took 0.01 s);
+    - this commit's perfmodel, with Triton.
+
+    Each was checked on the GPU box to leave CUDA untouched: a child forked after the import
+    still starts CUDA. Inductor's compiler is left out: importing it asks the driver for its
+    devices, after which no forked child can use CUDA ("Cannot re-initialize CUDA in forked
+    subprocess"). ``PERFMODEL_ASV_PREIMPORT=0`` turns this off (to compare costs). A module this
+    commit lacks is skipped: the benchmark process then says n/a as before."""
     if os.environ.get("PERFMODEL_ASV_PREIMPORT", "1") == "0":
         return
-    for name in ("torch._dynamo", "torch._inductor.compile_fx", "perfmodel.workloads",
-                 "perfmodel.flash_triton", "perfmodel.flash_torch"):
+    for name in ("torch._dynamo", "perfmodel.workloads", "perfmodel.flash_triton",
+                 "perfmodel.flash_torch"):
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 (an older commit, or no triton: the child decides)
             pass
-    if torch.cuda.is_initialized():  # would break every forked child: say so loudly
-        print("perfmodel: a pre-imported module initialized CUDA in the forkserver",
-              file=sys.stderr)
 
 
 _preimport()
