@@ -1,7 +1,6 @@
 """``perfmodel track``: the tracker end to end with asv (the README's main job).
 
-Names this machine after its stack (GPU or CPU, driver, CUDA, torch, triton, TF32) and records it
-for asv, then runs plain asv: ``asv run`` over the last few commits of the branch (commits this
+Names this machine after what changes its numbers (see machine_name) and records it for asv, then runs plain asv: ``asv run`` over the last few commits of the branch (commits this
 machine already measured are skipped) and ``asv publish``, whose perfmodel publisher plugin
 (asv.conf.json) adds the summary tables. asv's full output goes to a log file; the terminal gets
 one line per commit and a summary. Every child process has a time limit.
@@ -61,7 +60,13 @@ def stack() -> dict:
 
 def machine_name(env: dict) -> str:
     """e.g. ``nvidia-h100-80gb-hbm3-drv570.86-cu13.0-torch2.11.0-triton3.5.0-tf32off`` or
-    ``cpu-intel-xeon-x2-torch2.13.0-triton3.5.0-t1``: one graph line per device and stack."""
+    ``cpu-intel-xeon-x2-torch2.13.0-t1``: one graph line per device and the stack that changes
+    its numbers, and nothing else, so that installing a tool does not make a box a new machine.
+
+    triton is named on a GPU only: there it compiles the flash kernel; no cell of the CPU tier
+    runs it (benchmarks/common.py, tests/test_track.py), and the test extra installs it into
+    the same environment, which renamed the CPU box (issue 20).
+    """
     parts = []
     if env.get("device") == "cuda":
         parts += [_slug(env.get("name")), f"drv{env.get('driver') or 'na'}",
@@ -70,8 +75,9 @@ def machine_name(env: dict) -> str:
         name = re.sub(r"\(r\)|\(tm\)|cpu|@.*?(?= x\d+$)|processor", " ", str(env.get("name")),
                       flags=re.I)
         parts += ["cpu", _slug(name)]
-    parts += [f"torch{_slug(env.get('torch')).replace('-', '')}",
-              f"triton{env.get('triton') or 'na'}"]
+    parts.append(f"torch{_slug(env.get('torch')).replace('-', '')}")
+    if env.get("device") == "cuda":
+        parts.append(f"triton{env.get('triton') or 'na'}")
     if env.get("threads"):  # the CPU thread policy (perfmodel.measure.cpu_threads)
         parts.append(f"t{env['threads']}")
     if env.get("device") == "cuda":
