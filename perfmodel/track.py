@@ -1,9 +1,10 @@
 """``perfmodel track``: the tracker end to end with asv (the README's main job).
 
-Names this machine after what changes its numbers (see machine_name) and records it for asv, then runs plain asv: ``asv run`` over the last few commits of the branch (commits this
-machine already measured are skipped) and ``asv publish``, whose perfmodel publisher plugin
-(asv.conf.json) adds the summary tables. asv's full output goes to a log file; the terminal gets
-one line per commit and a summary. Every child process has a time limit.
+Names this machine after what changes its numbers (see machine_name) and records it for asv,
+then runs plain asv: ``asv run`` over the last few commits of the branch (commits whose whole tier
+this machine has measured are skipped, see why_measure) and ``asv publish``, whose perfmodel
+publisher plugin (asv.conf.json) adds the summary tables. asv's full output goes to a log file;
+the terminal gets one line per commit and a summary. Every child process has a time limit.
 """
 from __future__ import annotations
 
@@ -196,6 +197,66 @@ def cell_counts(results_dir: str, machine: str, commit: str) -> dict | None:
     return counts
 
 
+def load_suite(results_dir: str) -> dict | None:
+    """The suite as asv last discovered it (results/benchmarks.json, committed with benchmarks/):
+    benchmark name -> its version and parameters. None when there is no readable list."""
+    try:
+        with open(os.path.join(results_dir, "benchmarks.json"), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {name: {"version": b.get("version"), "params": b.get("params") or []}
+            for name, b in data.items() if isinstance(b, dict)}
+
+
+def _lacks(path: str, suite: dict) -> str | None:
+    """What one result file lacks of the suite (None: nothing, every benchmark has a row taken
+    at its current version over its current parameters)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        columns = data["result_columns"]
+        rows = {name: dict(zip(columns, row)) for name, row in data["results"].items()
+                if isinstance(row, list)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"its result file is unreadable ({_printable(os.path.basename(path))})"
+    missing = [n for n in suite if n not in rows]
+    if missing:
+        return (f"its results here lack {len(missing)} of {len(suite)} benchmarks, e.g. "
+                f"{_printable(missing[0], 70)} (asv find, a -b selection or an interrupted run)")
+    old = [n for n in suite if rows[n].get("version") != suite[n]["version"]]
+    if old:
+        return (f"{len(old)} of its benchmarks here were measured at an older version "
+                f"({_printable(str(rows[old[0]].get('version')), 40)}, now "
+                f"{_printable(str(suite[old[0]]['version']), 40)})")
+    changed = [n for n in suite if (rows[n].get("params") or []) != suite[n]["params"]]
+    if changed:
+        return (f"the parameters of {len(changed)} of its benchmarks changed since, e.g. "
+                f"{_printable(changed[0], 70)}")
+    return None
+
+
+def why_measure(results_dir: str, machine: str, commit: str, suite: dict | None) -> str | None:
+    """None when this machine has measured the commit's whole tier; otherwise why it is measured:
+    "" when it has no results here, else what its results lack.
+
+    Complete means: one result file of the commit (one per asv environment) has a row for every
+    benchmark of the suite, at the suite's version and over its parameters. A cell that is n/a
+    here is a row like any other (asv writes NaN). What this cannot see: a -b regex that picked
+    some parameters of every benchmark, since asv writes the cells it left out as NaN too.
+    """
+    paths = sorted(glob.glob(os.path.join(glob.escape(results_dir), glob.escape(machine),
+                                          glob.escape(commit[:8]) + "-*.json")))
+    if not paths:
+        return ""
+    if suite is None:
+        return "no readable results/benchmarks.json to check its results against"
+    reasons = [_lacks(path, suite) for path in paths]
+    return None if None in reasons else reasons[0]
+
+
 class _Child:
     """One asv command, its output appended to the log, stopped after ``limit`` seconds."""
 
@@ -263,22 +324,31 @@ def main(args) -> int:
     if not all(re.fullmatch(r"[0-9a-f]{40}", h) for h in hashes):
         raise UserError(f"git rev-list {branch} gave something other than commit hashes")
     subjects = {h: _printable(_git(root, "log", "-1", "--format=%s", h, "--")) for h in hashes}
-    done = {h for h in hashes if not args.rerun and cell_counts(results_dir, name, h) is not None}
+    suite = load_suite(results_dir)
+    why = {h: why_measure(results_dir, name, h, suite) for h in hashes}
+    if args.rerun:
+        why = {h: "--rerun" if w is None else w for h, w in why.items()}
+    done = {h for h in hashes if why[h] is None}
     todo = [h for h in hashes if h not in done]
+    again = [h for h in todo if why[h]]
 
     hashfile = os.path.join(root, ".asv", "track-commits.txt")
-    # samples kept so that the summary tables can give mean and std, not only asv's median
+    # No --skip-existing-commits: asv would skip any commit with a result file, complete or
+    # not; which commits to run is decided above and handed over in the hash file.
+    # Samples kept so that the summary tables can give mean and std, not only asv's median.
     run = ["run", f"HASHFILE:{hashfile}", f"--machine={name}", "--record-samples",
            "--show-stderr"]
-    if not args.rerun:
-        run.append("--skip-existing-commits")
     run += [f"--bench={pattern}" for pattern in args.bench or []]
     publish = ["publish", "--no-pull"]
     log_path = os.path.abspath(args.log or os.path.join(root, ".asv", "track.log"))
 
     print(f"perfmodel track: machine {name}\n  {len(hashes)} commit(s) of {branch}, "
-          f"{len(done)} already measured here; asv's full output: {log_path}", flush=True)
+          f"{len(done)} already measured here"
+          + (f", {len(again)} to measure again" if again else "")
+          + f"; asv's full output: {log_path}", flush=True)
     if args.dry_run:
+        for h in again:
+            print(f"  {h[:8]} {subjects[h]}: to measure again: {why[h]}")
         print(f"asv machine record for {name}: {json.dumps(machine_record(name, env))}")
         print("$ asv " + " ".join(run) + "    # " + " ".join(h[:8] for h in todo))
         if not args.no_publish:
@@ -296,12 +366,12 @@ def main(args) -> int:
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(f"perfmodel track: machine {name}, commits {' '.join(hashes)}\n")
         if todo:
-            status, failed = _run(run, todo, subjects, root, child_env, log, results_dir, name,
-                                  args.limit_per_commit * 60 * len(todo))
+            status, failed = _run(run, todo, subjects, why, root, child_env, log, results_dir,
+                                  name, args.limit_per_commit * 60 * len(todo))
         for h in hashes:
             if h in done:
-                print(f"  {h[:8]} {subjects[h]}: already measured on this machine "
-                      "(--rerun measures it again)", flush=True)
+                print(f"  {h[:8]} {subjects[h]}: already measured on this machine, its whole "
+                      "tier (--rerun measures it again)", flush=True)
         pages = []
         if not args.no_publish and status in (0, 2):
             t0 = time.monotonic()
@@ -333,7 +403,7 @@ def main(args) -> int:
     return status
 
 
-def _run(run, todo, subjects, root, env, log, results_dir, name, limit) -> tuple[int, int]:
+def _run(run, todo, subjects, why, root, env, log, results_dir, name, limit) -> tuple[int, int]:
     """asv run, printing one line per commit as asv moves on. Returns (status, failed cells)."""
     order = {h[:8]: i for i, h in enumerate(todo)}
     failed = 0
@@ -345,7 +415,8 @@ def _run(run, todo, subjects, root, env, log, results_dir, name, limit) -> tuple
         failed += counts["failed"]
         print(f"  [{order[commit[:8]] + 1}/{len(todo)}] {commit[:8]} {subjects[commit]}: "
               f"{_minutes(time.monotonic() - t_commit)}, {counts['measured']} cells measured, "
-              f"{counts['n/a']} n/a here, {counts['failed']} failed", flush=True)
+              f"{counts['n/a']} n/a here, {counts['failed']} failed"
+              + (f"; measured again: {why[commit]}" if why[commit] else ""), flush=True)
 
     child = _Child(_asv(*run), root, env, log, limit)
     for line in child.lines():

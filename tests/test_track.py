@@ -3,7 +3,11 @@ measured, and the child process that runs asv."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +59,127 @@ def test_shipped_gpu_machines_keep_their_names():
         assert machine_name(env) == path.parent.name
         # on a GPU triton runs the flash kernel: its version is part of the name
         assert machine_name(dict(env, triton="9.9.9")) != path.parent.name
+
+
+# --- when a commit counts as measured: its tier complete, checked on fabricated asv files ---
+
+SUITE = {  # three benchmarks as results/benchmarks.json lists them
+    "bench_model.Model.time_forward": {"version": "perfmodel-protocol-3",
+                                       "params": [["'nano'", "'tiny'"], ["128"]]},
+    "bench_model.Model.track_status_forward": {"version": "perfmodel-facts-1",
+                                               "params": [["'nano'", "'tiny'"], ["128"]]},
+    "bench_model.Warmup.track_status": {"version": "perfmodel-facts-1", "params": [["'nano'"]]},
+}
+MACHINE = "cpu-fabricated-t1"
+
+
+def write_suite(results: Path) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "benchmarks.json").write_text(json.dumps(
+        {**{name: dict(b, name=name) for name, b in SUITE.items()}, "version": 2}))
+
+
+def write_results(results: Path, commit: str, names, version=None, values=None,
+                  env_name="virtualenv-py3.11") -> None:
+    """A result file as asv writes it (asv's own writer), for ``names`` of the suite."""
+    from asv.results import Results
+    from asv.runner import BenchmarkResult
+
+    r = Results({"machine": MACHINE, "python": "3.11"}, {}, commit, 1_700_000_000_000, "3.11",
+                env_name, {})
+    for name in names:
+        bench = dict(SUITE[name], name=name)
+        if version:
+            bench["version"] = version
+        n = len(bench["params"][0]) * len(bench["params"][-1]) if len(bench["params"]) > 1 \
+            else len(bench["params"][0])
+        vals = values if values is not None else [0.01] * n
+        r.add_result(bench, BenchmarkResult(result=vals, samples=[None] * n, number=[None] * n,
+                                            errcode=0, stderr="", profile=None))
+    r.save(str(results))
+
+
+def test_only_a_commit_with_its_whole_tier_counts_as_measured(tmp_path):
+    from perfmodel.track import load_suite, why_measure
+
+    results = tmp_path / "results"
+    write_suite(results)
+    suite = load_suite(str(results))
+    full, find, old, nan, new, two = ("a" * 40, "b" * 40, "c" * 40, "d" * 40, "e" * 40, "f" * 40)
+    write_results(results, full, SUITE)
+    # asv find (or asv run -b) measured one benchmark of this commit: 2 measured, the rest absent
+    write_results(results, find, ["bench_model.Model.time_forward"])
+    write_results(results, old, SUITE, version="perfmodel-protocol-1")  # an older method
+    write_results(results, nan, SUITE, values=[float("nan")] * 2)  # every cell n/a: measured
+    write_results(results, two, ["bench_model.Warmup.track_status"], env_name="virtualenv-py3.12")
+    write_results(results, two, SUITE)  # one of its two environments is complete
+
+    def why(commit):
+        return why_measure(str(results), MACHINE, commit, suite)
+
+    assert why(full) is None and why(nan) is None and why(two) is None
+    assert why(new) == ""   # nothing here yet: measured, with no reason to give
+    assert "lack 2 of 3 benchmarks" in why(find)
+    assert "older version" in why(old) and "perfmodel-protocol-1" in why(old)
+    # the suite's parameters grew since: the new cells were never measured
+    grown = dict(suite)
+    grown["bench_model.Warmup.track_status"] = dict(grown["bench_model.Warmup.track_status"],
+                                                    params=[["'nano'", "'tiny'"]])
+    assert "parameters" in why_measure(str(results), MACHINE, full, grown)
+    # no list of the suite to check against: nothing can be known complete
+    assert load_suite(str(tmp_path / "nowhere")) is None
+    assert "benchmarks.json" in why_measure(str(results), MACHINE, full, None)
+
+
+def test_a_broken_result_file_is_a_reason_not_a_traceback(tmp_path):
+    from perfmodel.track import load_suite, why_measure
+
+    results = tmp_path / "results"
+    write_suite(results)
+    (results / MACHINE).mkdir()
+    (results / MACHINE / ("a" * 8 + "-virtualenv-py3.11.json")).write_text("{not json")
+    assert "unreadable" in why_measure(str(results), MACHINE, "a" * 40, load_suite(str(results)))
+
+
+def _git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                          timeout=60).stdout.strip()
+
+
+def fake_project(tmp_path: Path, commits: int = 3) -> tuple[Path, list[str]]:
+    """A git repository with the project's asv.conf.json and ``commits`` commits on main
+    (newest first)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.email", "t@example.invalid")
+    _git(repo, "config", "user.name", "t")
+    shutil.copy(ROOT / "asv.conf.json", repo / "asv.conf.json")
+    for i in range(commits):
+        (repo / "f.txt").write_text(str(i))
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", f"change {i}")
+    return repo, _git(repo, "rev-list", "main").split()
+
+
+def perfmodel(cwd, *args, home=None, timeout=120):
+    env = dict(os.environ, HOME=str(home or cwd))
+    return subprocess.run([sys.executable, "-m", "perfmodel", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_track_measures_a_partly_measured_commit_again_and_says_why(tmp_path):
+    repo, (newest, middle, oldest) = fake_project(tmp_path)
+    results = repo / "results"
+    write_suite(results)
+    write_results(results, oldest, SUITE)
+    write_results(results, middle, ["bench_model.Model.time_forward"])  # as asv find leaves it
+    out = perfmodel(repo, "track", "--dry-run", "--machine", MACHINE)
+    assert out.returncode == 0, out.stderr
+    assert "3 commit(s) of main, 1 already measured here" in out.stdout, out.stdout
+    run = next(line for line in out.stdout.splitlines() if line.startswith("$ asv run"))
+    assert run.split("#")[1].split() == [newest[:8], middle[:8]]
+    # asv's own --skip-existing-commits would skip the partial commit whatever perfmodel says
+    assert "--skip-existing-commits" not in run
+    why = next(line for line in out.stdout.splitlines() if middle[:8] in line and "again" in line)
+    assert "lack 2 of 3 benchmarks" in why
