@@ -13,12 +13,12 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
-import sysconfig
 import time
 
+from . import asvchild
+from .asvchild import AsvChild, asv_env
 from .errors import UserError
 
 GIT_LIMIT_S = 60
@@ -158,18 +158,6 @@ def _printable(text: str, width: int = 50) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def asv_env() -> dict:
-    """The environment asv runs in: output unbuffered (progress lines as they come), and the
-    site-packages whose torch every per-commit environment reuses (benchmarks/env_hook.py)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.setdefault("PERFMODEL_BASE_SITE", sysconfig.get_paths()["purelib"])
-    return env
-
-
-def _asv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "asv", *args]
-
-
 def cell_counts(results_dir: str, machine: str, commit: str) -> dict | None:
     """measured / n/a / failed cells of one commit's asv result files (None: no file)."""
     paths = glob.glob(os.path.join(glob.escape(results_dir), glob.escape(machine),
@@ -257,45 +245,16 @@ def why_measure(results_dir: str, machine: str, commit: str, suite: dict | None)
     return None if None in reasons else reasons[0]
 
 
-class _Child:
-    """One asv command, its output appended to the log, stopped after ``limit`` seconds."""
-
-    def __init__(self, argv: list[str], root: str, env: dict, log, limit: float):
-        import threading  # noqa: PLC0415
-
-        self.log, self.timed_out = log, False
-        log.write(f"\n$ {' '.join(argv)}\n")
-        log.flush()
-        self.proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, errors="replace",
-                                     start_new_session=True)
-        # a timer, not a deadline checked between lines: asv may hang in the middle of a line
-        self.timer = threading.Timer(limit, self._stop)
-        self.timer.daemon = True
-        self.timer.start()
-
-    def _stop(self) -> None:
-        self.timed_out = True
-        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):
-            try:
-                os.killpg(self.proc.pid, sig)  # asv and the benchmark processes it started
-                self.proc.wait(grace)
-                return
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                if self.proc.poll() is not None:
-                    return
-
-    def lines(self):
-        for line in self.proc.stdout:
-            self.log.write(line)
-            yield line
-        self.log.flush()
-
-    def wait(self) -> int:
-        code = self.proc.wait()
-        self.timer.cancel()
-        self.proc.stdout.close()
-        return 124 if self.timed_out else code
+def _kept(todo: list[str], results_dir: str, name: str, since: float) -> str:
+    """What an interrupted run kept: asv saves a commit's results when it has measured it."""
+    kept = [h for h in todo if any(
+        os.path.getmtime(p) >= since - 1 for p in glob.glob(os.path.join(
+            glob.escape(results_dir), glob.escape(name), glob.escape(h[:8]) + "-*.json")))]
+    rest = [h[:8] for h in todo if h not in kept]
+    text = (f"kept the results of {len(kept)} commit(s): {' '.join(h[:8] for h in kept)} in "
+            f"{os.path.join(results_dir, name)}" if kept else "no new results were kept")
+    return text + (f"; not measured: {' '.join(rest)} (perfmodel track measures them next time)"
+                   if rest else "")
 
 
 def _minutes(seconds: float) -> str:
@@ -361,31 +320,16 @@ def main(args) -> int:
         f.write("\n".join(todo) + "\n")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     child_env = asv_env()
-    t_start = time.monotonic()
-    status, failed = 0, 0
-    with open(log_path, "w", encoding="utf-8") as log:
-        log.write(f"perfmodel track: machine {name}, commits {' '.join(hashes)}\n")
-        if todo:
-            status, failed = _run(run, todo, subjects, why, root, child_env, log, results_dir,
-                                  name, args.limit_per_commit * 60 * len(todo))
-        for h in hashes:
-            if h in done:
-                print(f"  {h[:8]} {subjects[h]}: already measured on this machine, its whole "
-                      "tier (--rerun measures it again)", flush=True)
-        pages = []
-        if not args.no_publish and status in (0, 2):
-            t0 = time.monotonic()
-            child = _Child(_asv(*publish), root, child_env, log, PUBLISH_LIMIT_S)
-            pages = [line.split("perfmodel: ", 1)[1].strip() for line in child.lines()
-                     if "perfmodel: " in line]
-            code = child.wait()
-            if code != 0:
-                print(f"asv publish failed (exit {code}"
-                      + (f", stopped after {PUBLISH_LIMIT_S} s" if code == 124 else "")
-                      + f"); see {log_path}", flush=True)
-                status = status or code
-            else:
-                print(f"  asv publish: {_minutes(time.monotonic() - t0)}", flush=True)
+    t_start, t_wall = time.monotonic(), time.time()
+    try:
+        status, failed, pages = _run_and_publish(
+            args, run, publish, todo, subjects, why, root, child_env, log_path, results_dir, name,
+            hashes, done)
+    except KeyboardInterrupt:
+        print(f"perfmodel track: interrupted; asv and the processes it started are stopped; "
+              f"{_kept(todo, results_dir, name, t_wall)}; asv's output: {log_path}",
+              file=sys.stderr, flush=True)
+        return 130
 
     html = os.path.join(root, conf.get("html_dir", "html"))
     print(f"\ndone in {_minutes(time.monotonic() - t_start)}"
@@ -403,6 +347,36 @@ def main(args) -> int:
     return status
 
 
+def _run_and_publish(args, run, publish, todo, subjects, why, root, child_env, log_path,
+                     results_dir, name, hashes, done) -> tuple[int, int, list[str]]:
+    """asv run over ``todo``, then asv publish. Returns (status, failed cells, pages written)."""
+    status, failed, pages = 0, 0, []
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write(f"perfmodel track: machine {name}, commits {' '.join(hashes)}\n")
+        if todo:
+            status, failed = _run(run, todo, subjects, why, root, child_env, log, results_dir,
+                                  name, args.limit_per_commit * 60 * len(todo))
+        for h in hashes:
+            if h in done:
+                print(f"  {h[:8]} {subjects[h]}: already measured on this machine, its whole "
+                      "tier (--rerun measures it again)", flush=True)
+        if not args.no_publish and status in (0, 2):
+            t0 = time.monotonic()
+            with AsvChild(asvchild.asv_argv(*publish), root, child_env, log,
+                          PUBLISH_LIMIT_S) as child:
+                pages = [line.split("perfmodel: ", 1)[1].strip() for line in child.lines()
+                         if "perfmodel: " in line]
+                code = child.wait()
+            if code != 0:
+                print(f"asv publish failed (exit {code}"
+                      + (f", stopped after {PUBLISH_LIMIT_S} s" if code == 124 else "")
+                      + f"); see {log_path}", flush=True)
+                status = status or code
+            else:
+                print(f"  asv publish: {_minutes(time.monotonic() - t0)}", flush=True)
+    return status, failed, pages
+
+
 def _run(run, todo, subjects, why, root, env, log, results_dir, name, limit) -> tuple[int, int]:
     """asv run, printing one line per commit as asv moves on. Returns (status, failed cells)."""
     order = {h[:8]: i for i, h in enumerate(todo)}
@@ -418,21 +392,23 @@ def _run(run, todo, subjects, why, root, env, log, results_dir, name, limit) -> 
               f"{counts['n/a']} n/a here, {counts['failed']} failed"
               + (f"; measured again: {why[commit]}" if why[commit] else ""), flush=True)
 
-    child = _Child(_asv(*run), root, env, log, limit)
-    for line in child.lines():
-        match = _COMMIT_LINE.search(line)
-        if match and match.group(1)[:8] in order:
-            if current:
-                finish(current)
-            current = next(h for h in todo if h.startswith(match.group(1)[:8]))
-            t_commit = time.monotonic()
-    code = child.wait()
+    t_wall = time.time()
+    with AsvChild(asvchild.asv_argv(*run), root, env, log, limit) as child:
+        for line in child.lines():
+            match = _COMMIT_LINE.search(line)
+            if match and match.group(1)[:8] in order:
+                if current:
+                    finish(current)
+                current = next(h for h in todo if h.startswith(match.group(1)[:8]))
+                t_commit = time.monotonic()
+        code = child.wait()
+    if code == 124:  # the commit in progress was not saved: no line for it
+        print(f"asv run stopped after {_minutes(limit)} (--limit-per-commit); "
+              f"{_kept(todo, results_dir, name, t_wall)}", flush=True)
+        return code, failed
     if current:
         finish(current)
-    if code == 124:
-        print(f"asv run stopped after {_minutes(limit)} (--limit-per-commit); the commits "
-              "finished before are kept", flush=True)
-    elif code not in (0, 2):
+    if code not in (0, 2):
         print(f"asv run failed (exit {code}); the end of {log.name}:", flush=True)
         with open(log.name, encoding="utf-8", errors="replace") as f:
             print("".join(f.readlines()[-15:]), end="", flush=True)

@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,128 @@ def test_track_measures_a_partly_measured_commit_again_and_says_why(tmp_path):
     assert "--skip-existing-commits" not in run
     why = next(line for line in out.stdout.splitlines() if middle[:8] in line and "again" in line)
     assert "lack 2 of 3 benchmarks" in why
+
+
+# --- asv as a child process: Ctrl-C and the time limit stop everything asv started ---
+
+# Stands in for ``python -m asv`` (perfmodel.asvchild.asv_argv is pointed at it). Like asv, it
+# starts a child in a process group of its own (asv's forkserver); FAKE_DIR says what to do.
+FAKE_ASV = r'''
+import glob, os, shutil, subprocess, sys, time
+fake = os.environ["FAKE_DIR"]
+args = sys.argv[1:]
+with open(os.path.join(fake, "argv.txt"), "a") as f:
+    f.write(" ".join(args) + "\n")
+
+def hang():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
+                             preexec_fn=lambda: os.setpgid(0, 0))
+    with open(os.path.join(fake, "pids.tmp"), "w") as f:
+        f.write(f"{os.getpid()} {child.pid}")
+    os.replace(os.path.join(fake, "pids.tmp"), os.path.join(fake, "pids"))
+    time.sleep(300)
+
+if args[0] == "run":
+    machine = next(a.split("=", 1)[1] for a in args if a.startswith("--machine="))
+    hashes = open(args[1].split(":", 1)[1]).read().split()
+    for i, h in enumerate(hashes):
+        print(f"For perfmodel commit {h[:8]} <main>:", flush=True)
+        staged = glob.glob(os.path.join(fake, "staged", machine, h[:8] + "-*.json"))
+        if not staged:
+            hang()
+        os.makedirs(os.path.join("results", machine), exist_ok=True)
+        for path in staged:
+            shutil.copy(path, os.path.join("results", machine))
+elif args[0] == "continuous":
+    if os.path.exists(os.path.join(fake, "hang")):
+        hang()
+    base, head = args[-2], args[-1]
+    print(f"| Change | Before [{base[:8]}] | After [{head[:8]}] | Ratio | Benchmark (Parameter) |")
+    print("|--------|--------|-------|-------|-----------|")
+    print("|  | 7.00±0.1ms | 7.01±0.1ms | 1.00 | bench_model.Model.time_forward('nano', 128) |")
+'''
+
+DRIVER = r'''
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even when the
+                                                          # tests run in the background
+import perfmodel.asvchild as a
+a.asv_argv = lambda *args: [sys.executable, sys.argv[1], *args]
+from perfmodel.cli import main
+sys.exit(main(sys.argv[2:]))
+'''
+
+
+def fake_asv(tmp_path: Path) -> tuple[Path, Path]:
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "asv.py").write_text(FAKE_ASV)
+    return fake, fake / "asv.py"
+
+
+def start(repo: Path, fake: Path, *args: str) -> subprocess.Popen:
+    """perfmodel with the fake asv, in the background."""
+    env = dict(os.environ, HOME=str(repo), FAKE_DIR=str(fake))
+    return subprocess.Popen([sys.executable, "-c", DRIVER, str(fake / "asv.py"), *args],
+                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except (OSError, IndexError):
+        return False
+
+
+def interrupt_when_asv_hangs(proc: subprocess.Popen, fake: Path) -> tuple[str, str, list[int]]:
+    """Ctrl-C once the fake asv and its own-group child are up; their pids afterwards."""
+    deadline = time.monotonic() + 120
+    while not (fake / "pids").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the fake asv never started"
+        time.sleep(0.1)
+    pids = [int(p) for p in (fake / "pids").read_text().split()]
+    assert all(alive(p) for p in pids)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return out, err, pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_ctrl_c_during_track_stops_asv_and_says_what_was_kept(tmp_path):
+    repo, (newest, middle, oldest) = fake_project(tmp_path)
+    fake, _ = fake_asv(tmp_path)
+    results = repo / "results"
+    write_suite(results)
+    write_results(results, oldest, SUITE)
+    write_results(results, newest, ["bench_model.Model.time_forward"])  # left by asv find
+    write_results(fake / "staged", newest, SUITE)  # what the fake asv run "measures"
+    proc = start(repo, fake, "track", "--machine", MACHINE, "--no-publish")
+    t0 = time.monotonic()
+    out, err, pids = interrupt_when_asv_hangs(proc, fake)
+    assert proc.returncode == 130, out + err
+    assert time.monotonic() - t0 < 60
+    assert not any(alive(p) for p in pids), "asv or a child of it outlived perfmodel"
+    assert "--skip-existing-commits" not in (fake / "argv.txt").read_text()
+    line = next(x for x in out.splitlines() if f"[1/2] {newest[:8]}" in x)
+    assert "measured again: its results here lack 2 of 3 benchmarks" in line
+    said = err.strip().splitlines()
+    assert len(said) == 1 and "interrupted" in said[0] and "Traceback" not in err, err
+    assert f"kept the results of 1 commit(s): {newest[:8]}" in said[0]
+    assert f"not measured: {middle[:8]}" in said[0]
+
+
+def test_the_time_limit_stops_asv_and_its_children(tmp_path):
+    from perfmodel import asvchild
+
+    fake, script = fake_asv(tmp_path)
+    (fake / "hang").touch()
+    env = dict(asvchild.asv_env(), FAKE_DIR=str(fake))
+    with open(tmp_path / "log", "w") as log:
+        code, _ = asvchild.run([sys.executable, str(script), "continuous"], str(tmp_path), env,
+                               log, limit=3)
+    assert code == 124
+    pids = [int(p) for p in (fake / "pids").read_text().split()]
+    assert not any(alive(p) for p in pids)
