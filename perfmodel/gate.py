@@ -34,8 +34,17 @@ GIT_LIMIT_S = 60
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("gate", help="the merge gate: asv continuous BASE HEAD, moved cells "
-                                    "confirmed with finely interleaved rounds")
+    p = sub.add_parser(
+        "gate", help="the merge gate: asv continuous BASE HEAD, moved cells confirmed with "
+                     "finely interleaved rounds",
+        description="Did HEAD make anything slower than BASE on this machine? asv continuous "
+        "BASE HEAD over the tier (the screen), then every cell that moved beyond --screen "
+        "measured again with its rounds alternating between the two commits every second or "
+        "so (the confirm stage, whose verdict is the gate's). The last lines are a table of the "
+        "cells confirmed and the verdict; asv's output goes to a new log each run.\n\n"
+        "Exit status: 0 nothing confirmed slower; 1 a confirmed slowdown; 2 an error (an "
+        "unknown commit, the same commit twice, asv gave no comparison, a bad option: one "
+        "line saying what to do); 130 interrupted (Ctrl-C): asv stopped, no verdict.")
     p.add_argument("base", help="the commit merged into (e.g. main)")
     p.add_argument("head", help="the commit to judge (e.g. HEAD)")
     p.add_argument("--factor", type=float, default=1.2,
@@ -43,11 +52,14 @@ def add_parser(sub) -> None:
                         "CPU's; the GPU gate uses 1.05)")
     p.add_argument("--screen", type=float, default=1.1,
                    help="time cells that moved more than this either way in the screen are "
-                        "measured again (default 1.1)")
+                        "measured again")
     p.add_argument("--rounds", type=int, default=8,
-                   help="asv rounds per cell in the confirm stage (default 8)")
-    p.add_argument("--bench", "-b", default=None, help="asv -b regex for the screen")
-    p.add_argument("--machine", default=None, help="asv machine name (default: from the stack)")
+                   help="asv rounds per cell in the confirm stage")
+    p.add_argument("--bench", "-b", default=None,
+                   help="asv -b regex for the screen (default: the whole tier)")
+    p.add_argument("--machine", default=None,
+                   help="asv machine name (default: from the device and stack, as perfmodel "
+                        "track --print-machine prints it)")
     p.add_argument("--log", default=None,
                    help="asv's output (default: a new .asv/gate-DATE-TIME-BASE-HEAD.log each run)")
     p.set_defaults(func=main)

@@ -28,23 +28,38 @@ _COMMIT_LINE = re.compile(r"For \S+ commit ([0-9a-f]{6,40})\b")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("track", help="run the asv tracker over the last commits and publish html/")
+    p = sub.add_parser(
+        "track", help="run the asv tracker over the last commits and publish html/",
+        description="Measure the last commits of the branch on this machine with asv run (a "
+        "CPU measures the CPU tier, a GPU every cell of the seed tables), skipping the commits "
+        "whose whole tier this machine has measured, then asv publish the site and the summary "
+        "tables into html/. The terminal gets a line per commit; asv's full output, with the "
+        "reason of every n/a cell, goes to the log.\n\n"
+        "Exit status: 0 every cell measured or n/a here; 1 asv run or asv publish failed "
+        "(asv's own status where it is another, 124 when --limit-per-commit stopped asv run); "
+        "2 some cells failed (their errors are in the log) or a user's error (one line); 130 "
+        "interrupted (Ctrl-C): asv stopped, the results of the commits it finished kept.")
     p.add_argument("--commits", type=int, default=3,
-                   help="how many commits of the branch, newest first (default 3)")
-    p.add_argument("--branch", default=None, help="default: the first branch in asv.conf.json")
+                   help="how many commits of the branch, newest first")
+    p.add_argument("--branch", default=None,
+                   help="the branch (default: the first branch in asv.conf.json, main)")
     p.add_argument("--bench", "-b", action="append", default=None,
-                   help="asv -b regex (repeatable): only these benchmarks")
-    p.add_argument("--machine", default=None, help="asv machine name (default: from the stack)")
+                   help="asv -b regex (repeatable): only these benchmarks (default: all); the "
+                        "commits stay incomplete, and the next run measures them whole")
+    p.add_argument("--machine", default=None,
+                   help="asv machine name (default: from the device and stack, as "
+                        "--print-machine prints it)")
     p.add_argument("--rerun", action="store_true",
-                   help="measure commits again even if this machine has results for them")
+                   help="measure the commits again even where this machine has their whole tier")
     p.add_argument("--no-publish", action="store_true", help="skip asv publish")
-    p.add_argument("--dry-run", action="store_true", help="print the asv commands only")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would be measured, and why, and the asv commands only")
     p.add_argument("--print-machine", action="store_true",
                    help="record this machine for asv and print its name (for asv --machine)")
     p.add_argument("--log", default=None,
-                   help="asv's full output, n/a reasons included (default .asv/track.log)")
+                   help="asv's full output, n/a reasons included (default: .asv/track.log)")
     p.add_argument("--limit-per-commit", type=float, default=120, metavar="MIN",
-                   help="stop asv run after this many minutes per commit (default 120)")
+                   help="stop asv run after this many minutes per commit")
     p.set_defaults(func=main)
 
 
