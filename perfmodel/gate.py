@@ -110,7 +110,7 @@ def resolve(root: str, ref: str) -> str:
     found = proc.stdout.strip()
     if proc.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", found):
         raise UserError(f"unknown commit {ref!r}: no branch, tag or commit of that name in this "
-                        "clone (git log --oneline --all lists them; git fetch brings others')")
+                        "clone (git log --oneline --all lists them)")
     return found
 
 
@@ -154,8 +154,8 @@ def main(args) -> int:
     base, head = resolve(root, args.base), resolve(root, args.head)
     if base == head:
         raise UserError(f"{args.base!r} and {args.head!r} are the same commit ({base[:8]}): "
-                        "nothing to compare. Commit the change to judge on a branch and run "
-                        "the gate there (perfmodel gate main HEAD), or name two commits")
+                        "nothing to compare. Check out the branch to judge and run perfmodel "
+                        "gate main HEAD there, or name two different commits (e.g. HEAD~1 HEAD)")
     env_stack = stack()
     name = check_machine_name(args.machine or machine_name(env_stack))
     register_machine(name, env_stack)
