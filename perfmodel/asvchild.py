@@ -78,7 +78,7 @@ class AsvChild:
     """
 
     def __init__(self, argv: list[str], root: str, env: dict, log, limit: float):
-        self.log, self.limit, self.timed_out = log, limit, False
+        self.log, self.timed_out = log, False
         log.write(f"\n$ {' '.join(argv)}\n")
         log.flush()
         self.proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE,
@@ -109,8 +109,11 @@ class AsvChild:
         sid = self.proc.pid
         _signal_session(sid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline and self._running():
-            time.sleep(0.05)
+        try:
+            while time.monotonic() < deadline and self._running():
+                time.sleep(0.05)
+        except KeyboardInterrupt:  # Ctrl-C again: no more grace, but asv is still stopped
+            pass
         _signal_session(sid, signal.SIGKILL)
         try:
             self.proc.wait(STOP_GRACE_S)
@@ -136,7 +139,7 @@ class AsvChild:
 
 
 def run(argv: list[str], root: str, env: dict, log, limit: float) -> tuple[int, str]:
-    """Run to the end: (exit status, 124 on the time limit; the whole output)."""
+    """Run asv to its end: (its exit status, or 124 if the time limit stopped it; its output)."""
     with AsvChild(argv, root, env, log, limit) as child:
         out = "".join(child.lines())
         return child.wait(), out
