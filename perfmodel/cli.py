@@ -1,4 +1,5 @@
-"""``python -m perfmodel``: run one cell or a grid without asv and print a table."""
+"""The ``perfmodel`` command (``python -m perfmodel``): the grid commands and the parser that
+holds every command, with the ones of report, track and gate from their own modules."""
 from __future__ import annotations
 
 import argparse
@@ -31,9 +32,50 @@ def _list(kind):
     return parse
 
 
+DESCRIPTION = """\
+Time a Transformer LM and its attention kernels, and track those times over the project's
+commits with asv.
+
+Without asv, one cell or a grid of them, printed as a table: model (forward, backward and
+training steps), attention (the implementations over head dims and sequence lengths); presets
+and env say what the sizes are and what a number depends on. With asv, in a clone of the
+project: track (measure the last commits on this machine and publish html/), gate (did HEAD
+make anything slower than main?) and report (the summary tables from asv's results).
+
+'perfmodel COMMAND --help' gives a command's options and their defaults. Exit status: 0 done,
+2 a user's error (one line saying what to do), 130 interrupted; gate, report and track say
+what else theirs can be."""
+
+GRID_EXIT = """\
+Exit status: 0 done (a cell that runs out of memory is a row that says OOM, and the grid goes
+on), 2 a user's error (one line naming the valid choices; no cell runs)."""
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Each option's default shown where its help does not already say it; descriptions keep
+    their paragraphs (argparse would run them into one)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) \
+                and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+    def _fill_text(self, text, width, indent):
+        return "\n\n".join(super(_Formatter, self)._fill_text(part, width, indent)
+                            for part in text.split("\n\n"))
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump
-        raise UserError(f"{self.prog}: {message}")
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):  # one line, no usage dump; main() prints it after the prog
+        err = UserError(f"{message} ({self.prog} --help lists the options)")
+        err.prog = self.prog
+        raise err
 
 
 def _common(p):
@@ -41,51 +83,69 @@ def _common(p):
                    help="the warm-up study: exactly this many untimed steps, then single steps "
                         "(default: the device's protocol, as asv measures: warm up, then samples "
                         "that are each the median step of a burst)")
-    p.add_argument("--steps", type=int, default=10, help="samples (default 10)")
-    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda")
-    p.add_argument("--format", default="markdown", choices=["markdown", "csv", "json"])
+    p.add_argument("--steps", type=int, default=10, help="samples per cell")
+    p.add_argument("--device", default="auto", help="auto (the GPU if there is one), cpu, cuda")
+    p.add_argument("--format", default="markdown", choices=["markdown", "csv", "json"],
+                   help="how the table is written")
     p.add_argument("--output", "-o", help="write the table here as well as to stdout")
-    p.add_argument("--peak-tflops", type=float, help="peak rate for MFU (default: datasheet)")
+    p.add_argument("--peak-tflops", type=float, help="peak rate for MFU (default: the GPU's "
+                                                     "datasheet dense peak for the dtype)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__  # noqa: PLC0415
     from .attention import IMPLEMENTATIONS  # noqa: PLC0415
     from .model import PRESETS  # noqa: PLC0415
 
-    parser = _Parser(prog="perfmodel", description=__doc__)
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    parser = _Parser(prog="perfmodel", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"perfmodel {__version__}",
+                        help="print perfmodel's version and exit")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
-    m = sub.add_parser("model", help="time forward / backward / training steps of the LM")
-    m.add_argument("--preset", type=_list(str), default=["tiny"],
-                   help=f"comma list of {', '.join(PRESETS)} (default tiny)")
-    m.add_argument("--context", type=_list(int), default=[128, 256], help="default 128,256")
-    m.add_argument("--batch", type=_list(int), default=[4], help="default 4")
-    m.add_argument("--precision", type=_list(str), default=["fp32"], help="fp32, bf16 (autocast)")
-    m.add_argument("--compile", type=_list(bool), default=[False], help="off, on (torch.compile)")
-    m.add_argument("--attention", type=_list(str), default=["sdpa"],
-                   help=f"comma list of {', '.join(IMPLEMENTATIONS)} (default sdpa)")
-    m.add_argument("--mode", type=_list(str), default=["fwd", "fwd_bwd", "train"],
-                   help="fwd, bwd, fwd_bwd, train (default fwd,fwd_bwd,train)")
-    m.add_argument("--tf32", type=_list(bool), default=[False], help="TF32 matmuls (default off)")
-    m.add_argument("--vocab-size", type=int, default=10_000)
+    # List defaults are strings: argparse parses them like typed ones and help shows them so.
+    m = sub.add_parser("model", help="time forward / backward / training steps of the LM",
+                       description="Time forward, backward and training steps of the LM for "
+                       "every combination of the comma-separated lists, and print a table in "
+                       "the seeds' form.\n\n" + GRID_EXIT)
+    m.add_argument("--preset", type=_list(str), default="tiny",
+                   help=f"comma list of {', '.join(PRESETS)}")
+    m.add_argument("--context", type=_list(int), default="128,256",
+                   help="context lengths, tokens")
+    m.add_argument("--batch", type=_list(int), default="4", help="batch sizes")
+    m.add_argument("--precision", type=_list(str), default="fp32", help="fp32, bf16 (autocast)")
+    m.add_argument("--compile", type=_list(bool), default="off",
+                   help="off, on (torch.compile of the model)")
+    m.add_argument("--attention", type=_list(str), default="sdpa",
+                   help=f"comma list of {', '.join(IMPLEMENTATIONS)}")
+    m.add_argument("--mode", type=_list(str), default="fwd,fwd_bwd,train",
+                   help="fwd, bwd, fwd_bwd, train")
+    m.add_argument("--tf32", type=_list(bool), default="off", help="TF32 matmuls: off, on")
+    m.add_argument("--vocab-size", type=int, default=10_000, help="vocabulary size")
     _common(m)
 
-    a = sub.add_parser("attention", help="time attention implementations over d x seq")
-    a.add_argument("--impl", type=_list(str), default=["eager", "sdpa"],
-                   help=f"comma list of {', '.join(IMPLEMENTATIONS)} (default eager,sdpa)")
-    a.add_argument("--d", type=_list(int), default=[16, 32, 64], help="head dims (default 16,32,64)")
-    a.add_argument("--seq", type=_list(int), default=[256, 1024], help="default 256,1024")
-    a.add_argument("--dtype", type=_list(str), default=["float32"], help="float32, bfloat16")
-    a.add_argument("--batch", type=_list(int), default=[8], help="default 8")
-    a.add_argument("--heads", type=int, default=0, help="0: (batch, seq, d) inputs (default)")
-    a.add_argument("--causal", type=_list(bool), default=[True], help="on, off (default on)")
-    a.add_argument("--pass", dest="passes", type=_list(str), default=["fwd", "bwd"],
-                   help="fwd, bwd, fwd_bwd (default fwd,bwd)")
+    a = sub.add_parser("attention", help="time attention implementations over d x seq",
+                       description="Time attention implementations over every combination of "
+                       "the comma-separated lists (head dim, sequence length, dtype, ...) and "
+                       "print a table in the seeds' form.\n\n" + GRID_EXIT)
+    a.add_argument("--impl", type=_list(str), default="eager,sdpa",
+                   help=f"comma list of {', '.join(IMPLEMENTATIONS)}")
+    a.add_argument("--d", type=_list(int), default="16,32,64", help="head dims")
+    a.add_argument("--seq", type=_list(int), default="256,1024", help="sequence lengths")
+    a.add_argument("--dtype", type=_list(str), default="float32", help="float32, bfloat16")
+    a.add_argument("--batch", type=_list(int), default="8", help="batch sizes")
+    a.add_argument("--heads", type=int, default=0,
+                   help="heads; 0 gives (batch, seq, d) inputs, as the seeds' tables")
+    a.add_argument("--causal", type=_list(bool), default="on", help="on, off")
+    a.add_argument("--pass", dest="passes", type=_list(str), default="fwd,bwd",
+                   help="fwd, bwd, fwd_bwd")
     _common(a)
 
-    sub.add_parser("presets", help="list the model presets and their parameter counts")
-    sub.add_parser("env", help="print what results depend on: device, driver, CUDA, torch, triton")
+    sub.add_parser("presets", help="list the model presets and their parameter counts",
+                   description="List the model presets: sizes and exact parameter counts.")
+    sub.add_parser("env", help="print what results depend on: device, driver, CUDA, torch, triton",
+                   description="Print what a number depends on besides the code: device, "
+                   "driver, CUDA, torch, triton, the TF32 setting and the CPU threads.")
 
     # Commands that live in their own modules: each has add_parser(sub), which sets ``func``.
     for module in ("report", "track", "gate"):
@@ -172,7 +232,8 @@ def main(argv=None) -> int:
             return 0
         return args.func(args)
     except UserError as err:
-        print(f"perfmodel: error: {err}", file=sys.stderr)
+        print(f"{getattr(err, 'prog', 'perfmodel')}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # track and gate say themselves what they kept
+        print("perfmodel: interrupted", file=sys.stderr)
         return 130

@@ -25,15 +25,26 @@ import subprocess
 import sys
 import time
 
+from . import asvchild
 from .errors import UserError
 
 ROW = re.compile(r"^\|\s*([+!x-]?)\s*\|(.*)\|\s*$")  # a row of asv's comparison table
 GATE_LIMIT_S = 4 * 3600
+GIT_LIMIT_S = 60
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("gate", help="the merge gate: asv continuous BASE HEAD, moved cells "
-                                    "confirmed with finely interleaved rounds")
+    p = sub.add_parser(
+        "gate", help="the merge gate: asv continuous BASE HEAD, moved cells confirmed with "
+                     "finely interleaved rounds",
+        description="Did HEAD make anything slower than BASE on this machine? asv continuous "
+        "BASE HEAD over the tier (the screen), then every cell that moved beyond --screen "
+        "measured again with its rounds alternating between the two commits every second or "
+        "so (the confirm stage, whose verdict is the gate's). The last lines are a table of the "
+        "cells confirmed and the verdict; asv's output goes to a new log each run.\n\n"
+        "Exit status: 0 nothing confirmed slower; 1 a confirmed slowdown; 2 an error (an "
+        "unknown commit, the same commit twice, asv gave no comparison, a bad option: one "
+        "line saying what to do); 130 interrupted (Ctrl-C): asv stopped, no verdict.")
     p.add_argument("base", help="the commit merged into (e.g. main)")
     p.add_argument("head", help="the commit to judge (e.g. HEAD)")
     p.add_argument("--factor", type=float, default=1.2,
@@ -41,12 +52,16 @@ def add_parser(sub) -> None:
                         "CPU's; the GPU gate uses 1.05)")
     p.add_argument("--screen", type=float, default=1.1,
                    help="time cells that moved more than this either way in the screen are "
-                        "measured again (default 1.1)")
+                        "measured again")
     p.add_argument("--rounds", type=int, default=8,
-                   help="asv rounds per cell in the confirm stage (default 8)")
-    p.add_argument("--bench", "-b", default=None, help="asv -b regex for the screen")
-    p.add_argument("--machine", default=None, help="asv machine name (default: from the stack)")
-    p.add_argument("--log", default=None, help="asv's output (default .asv/gate.log)")
+                   help="asv rounds per cell in the confirm stage")
+    p.add_argument("--bench", "-b", default=None,
+                   help="asv -b regex for the screen (default: the whole tier)")
+    p.add_argument("--machine", default=None,
+                   help="asv machine name (default: from the device and stack, as perfmodel "
+                        "track --print-machine prints it)")
+    p.add_argument("--log", default=None,
+                   help="asv's output (default: a new .asv/gate-DATE-TIME-BASE-HEAD.log each run)")
     p.set_defaults(func=main)
 
 
@@ -81,62 +96,102 @@ def to_confirm(screen: dict, threshold: float) -> list[str]:
     return sorted(names)
 
 
-def _continuous(base, head, machine, factor, extra, root, env, log) -> tuple[int, str]:
-    cmd = [sys.executable, "-m", "asv", "continuous", f"--machine={machine}",
-           f"--factor={factor}", "--no-only-changed", "--show-stderr", *extra, "--", base, head]
-    log.write("$ " + " ".join(cmd) + "\n")
-    log.flush()
+def resolve(root: str, ref: str) -> str:
+    """The full hash of the commit ``ref`` names; a one-line error naming ``ref`` if none.
+
+    Resolved here, not by asv: asv's error for an unknown name is a traceback in the log, and
+    the hashes handed on mean the same commits whatever happens to the refs meanwhile."""
     try:
-        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True,
-                              errors="replace", timeout=GATE_LIMIT_S)
-    except subprocess.TimeoutExpired:
-        raise UserError(f"asv continuous took more than {GATE_LIMIT_S // 3600} hours") from None
-    log.write(proc.stdout + proc.stderr)
-    log.flush()
-    return proc.returncode, proc.stdout
+        proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options",
+                               f"{ref}^{{commit}}"], cwd=root, capture_output=True, text=True,
+                              timeout=GIT_LIMIT_S)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise UserError(f"git rev-parse {ref!r} failed: {err}") from None
+    found = proc.stdout.strip()
+    if proc.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", found):
+        raise UserError(f"unknown commit {ref!r}: no branch, tag or commit of that name in this "
+                        "clone (git log --oneline --all lists them)")
+    return found
+
+
+def new_log(root: str, base: str, head: str) -> str:
+    """.asv/gate-<date>-<time>-<base>-<head>.log, never an earlier run's (a number is added
+    within the same second); named by hashes, so digits, hex and dashes only."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stem = os.path.join(root, ".asv", f"gate-{stamp}-{base[:8]}-{head[:8]}")
+    return next(path for path in (stem + (f"-{i}" if i else "") + ".log" for i in range(1000))
+                if not os.path.exists(path))
+
+
+def _continuous(base, head, machine, factor, extra, root, env, log) -> tuple[int, str]:
+    code, out = asvchild.run(
+        asvchild.asv_argv("continuous", f"--machine={machine}", f"--factor={factor}",
+                          "--no-only-changed", "--show-stderr", *extra, "--", base, head),
+        root, env, log, GATE_LIMIT_S)
+    if code == 124:
+        raise UserError(f"asv continuous stopped after {GATE_LIMIT_S // 3600} hours, the gate's "
+                        f"time limit; its output: {log.name}")
+    return code, out
+
+
+def _last_words(out: str) -> str:
+    """asv's last line that says something, for a message (escaped, shortened)."""
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    text = "".join(c if c.isprintable() else " " for c in (lines[-1] if lines else "no output"))
+    return text if len(text) <= 160 else text[:159] + "…"
 
 
 def main(args) -> int:
-    from .track import (_repo_root, asv_env, check_machine_name, machine_name,  # noqa: PLC0415
-                         register_machine, stack)
+    from .track import (_repo_root, check_machine_name, machine_name,  # noqa: PLC0415
+                        register_machine, stack)
 
-    for ref in (args.base, args.head):
-        if not ref or ref.startswith("-"):
-            raise UserError(f"commit {ref!r}: a commit cannot start with '-'")
     if args.factor <= 1 or args.screen <= 1 or args.screen > args.factor:
         raise UserError(f"need 1 < --screen <= --factor, got screen {args.screen}, "
                         f"factor {args.factor}")
     if args.rounds < 3:
         raise UserError(f"--rounds must be at least 3, got {args.rounds}")
     root = _repo_root()
+    base, head = resolve(root, args.base), resolve(root, args.head)
+    if base == head:
+        raise UserError(f"{args.base!r} and {args.head!r} are the same commit ({base[:8]}): "
+                        "nothing to compare. Check out the branch to judge and run perfmodel "
+                        "gate main HEAD there, or name two different commits (e.g. HEAD~1 HEAD)")
     env_stack = stack()
     name = check_machine_name(args.machine or machine_name(env_stack))
     register_machine(name, env_stack)
-    env = asv_env()
-    log_path = os.path.abspath(args.log or os.path.join(root, ".asv", "gate.log"))
+    env = asvchild.asv_env()
+    log_path = os.path.abspath(args.log or new_log(root, base, head))
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     t0 = time.monotonic()
-    with open(log_path, "w", encoding="utf-8") as log:
-        print(f"perfmodel gate: {args.base} -> {args.head} on {name}, factor {args.factor}; "
-              f"asv's output: {log_path}", flush=True)
-        extra = ["-b", args.bench] if args.bench else []
-        code, out = _continuous(args.base, args.head, name, args.factor, extra, root, env, log)
-        screen = parse_table(out)
-        if not screen:
-            raise UserError(f"asv continuous gave no comparison (exit {code}); see {log_path}")
-        again = to_confirm(screen, args.screen)
-        print(f"  screen: {len(screen)} cells compared in {time.monotonic() - t0:.0f} s, "
-              f"asv exit {code}; {len(again)} to confirm", flush=True)
-        confirm: dict = {}
-        final = 0
-        if again:
-            regex = "^(" + "|".join(re.escape(n) for n in again) + ")$"
-            t1 = time.monotonic()
-            final, out = _continuous(args.base, args.head, name, args.factor,
-                                     ["-b", regex, "-a", f"rounds={args.rounds}"], root, env, log)
-            confirm = parse_table(out)
-            print(f"  confirm: {len(again)} cells, {args.rounds} rounds each, in "
-                  f"{time.monotonic() - t1:.0f} s, asv exit {final}", flush=True)
+    print(f"perfmodel gate: {_show(args.base)} ({base[:8]}) -> {_show(args.head)} ({head[:8]}) "
+          f"on {name}, factor {args.factor}; asv's output: {log_path}", flush=True)
+    try:
+        with open(log_path, "w", encoding="utf-8") as log:
+            extra = ["-b", args.bench] if args.bench else []
+            code, out = _continuous(base, head, name, args.factor, extra, root, env, log)
+            screen = parse_table(out)
+            if not screen:
+                raise UserError(f"asv continuous gave no comparison (exit {code}): "
+                                f"{_last_words(out)}; its output: {log_path}")
+            again = to_confirm(screen, args.screen)
+            print(f"  screen: {len(screen)} cells compared in {time.monotonic() - t0:.0f} s, "
+                  f"asv exit {code}; {len(again)} to confirm", flush=True)
+            confirm: dict = {}
+            final = 0
+            if again:
+                regex = "^(" + "|".join(re.escape(n) for n in again) + ")$"
+                t1 = time.monotonic()
+                final, out = _continuous(base, head, name, args.factor,
+                                         ["-b", regex, "-a", f"rounds={args.rounds}"], root,
+                                         env, log)
+                confirm = parse_table(out)
+                print(f"  confirm: {len(again)} cells, {args.rounds} rounds each, in "
+                      f"{time.monotonic() - t1:.0f} s, asv exit {final}", flush=True)
+    except KeyboardInterrupt:
+        print(f"perfmodel gate: interrupted after {time.monotonic() - t0:.0f} s; asv and the "
+              "processes it started are stopped; no verdict. What asv saved of the two commits "
+              f"is in results/{name}/; its output: {log_path}", file=sys.stderr, flush=True)
+        return 130
     slower = [n for n in again if confirm.get(n, ("", None))[0] == "+"]
     print("\n| cell | screen | confirm |\n|---|---|---|")
     for n in again:  # every cell asv marked is among them (to_confirm)
@@ -144,6 +199,12 @@ def main(args) -> int:
     verdict = ("slower: " + ", ".join(slower)) if slower else "no confirmed slowdown"
     print(f"\ngate: {verdict} ({len(screen)} cells, {time.monotonic() - t0:.0f} s)")
     return final if final in (0, 1, 2) else 2
+
+
+def _show(ref: str) -> str:
+    """A ref as typed, for the terminal: no control characters, not too long."""
+    text = "".join(c if c.isprintable() else "?" for c in ref)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _fmt(cell) -> str:

@@ -1,10 +1,10 @@
 """``perfmodel track``: the tracker end to end with asv (the README's main job).
 
-Names this machine after its stack (GPU or CPU, driver, CUDA, torch, triton, TF32) and records it
-for asv, then runs plain asv: ``asv run`` over the last few commits of the branch (commits this
-machine already measured are skipped) and ``asv publish``, whose perfmodel publisher plugin
-(asv.conf.json) adds the summary tables. asv's full output goes to a log file; the terminal gets
-one line per commit and a summary. Every child process has a time limit.
+Names this machine after what changes its numbers (see machine_name) and records it for asv,
+then runs plain asv: ``asv run`` over the last few commits of the branch (commits whose whole tier
+this machine has measured are skipped, see why_measure) and ``asv publish``, whose perfmodel
+publisher plugin (asv.conf.json) adds the summary tables. asv's full output goes to a log file;
+the terminal gets one line per commit and a summary. Every child process has a time limit.
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
-import sysconfig
 import time
 
+from . import asvchild
+from .asvchild import AsvChild, asv_env
 from .errors import UserError
 
 GIT_LIMIT_S = 60
@@ -28,23 +28,38 @@ _COMMIT_LINE = re.compile(r"For \S+ commit ([0-9a-f]{6,40})\b")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("track", help="run the asv tracker over the last commits and publish html/")
+    p = sub.add_parser(
+        "track", help="run the asv tracker over the last commits and publish html/",
+        description="Measure the last commits of the branch on this machine with asv run (a "
+        "CPU measures the CPU tier, a GPU every cell of the seed tables), skipping the commits "
+        "whose whole tier this machine has measured, then asv publish the site and the summary "
+        "tables into html/. The terminal gets a line per commit; asv's full output, with the "
+        "reason of every n/a cell, goes to the log.\n\n"
+        "Exit status: 0 every cell measured or n/a here; 1 asv run or asv publish failed "
+        "(asv's own status where it is another, 124 when --limit-per-commit stopped asv run); "
+        "2 some cells failed (their errors are in the log) or a user's error (one line); 130 "
+        "interrupted (Ctrl-C): asv stopped, the results of the commits it finished kept.")
     p.add_argument("--commits", type=int, default=3,
-                   help="how many commits of the branch, newest first (default 3)")
-    p.add_argument("--branch", default=None, help="default: the first branch in asv.conf.json")
+                   help="how many commits of the branch, newest first")
+    p.add_argument("--branch", default=None,
+                   help="the branch (default: the first branch in asv.conf.json, main)")
     p.add_argument("--bench", "-b", action="append", default=None,
-                   help="asv -b regex (repeatable): only these benchmarks")
-    p.add_argument("--machine", default=None, help="asv machine name (default: from the stack)")
+                   help="asv -b regex (repeatable): only these benchmarks (default: all); the "
+                        "commits stay incomplete, and the next run measures them whole")
+    p.add_argument("--machine", default=None,
+                   help="asv machine name (default: from the device and stack, as "
+                        "--print-machine prints it)")
     p.add_argument("--rerun", action="store_true",
-                   help="measure commits again even if this machine has results for them")
+                   help="measure the commits again even where this machine has their whole tier")
     p.add_argument("--no-publish", action="store_true", help="skip asv publish")
-    p.add_argument("--dry-run", action="store_true", help="print the asv commands only")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would be measured, and why, and the asv commands only")
     p.add_argument("--print-machine", action="store_true",
                    help="record this machine for asv and print its name (for asv --machine)")
     p.add_argument("--log", default=None,
-                   help="asv's full output, n/a reasons included (default .asv/track.log)")
+                   help="asv's full output, n/a reasons included (default: .asv/track.log)")
     p.add_argument("--limit-per-commit", type=float, default=120, metavar="MIN",
-                   help="stop asv run after this many minutes per commit (default 120)")
+                   help="stop asv run after this many minutes per commit")
     p.set_defaults(func=main)
 
 
@@ -61,7 +76,13 @@ def stack() -> dict:
 
 def machine_name(env: dict) -> str:
     """e.g. ``nvidia-h100-80gb-hbm3-drv570.86-cu13.0-torch2.11.0-triton3.5.0-tf32off`` or
-    ``cpu-intel-xeon-x2-torch2.13.0-triton3.5.0-t1``: one graph line per device and stack."""
+    ``cpu-intel-xeon-x2-torch2.13.0-t1``: one graph line per device and the stack that changes
+    its numbers, and nothing else, so that installing a tool does not make a box a new machine.
+
+    triton is named on a GPU only: there it compiles the flash kernel; no cell of the CPU tier
+    runs it (benchmarks/common.py, tests/test_track.py), and the test extra installs it into
+    the same environment, which renamed the CPU box (issue 20).
+    """
     parts = []
     if env.get("device") == "cuda":
         parts += [_slug(env.get("name")), f"drv{env.get('driver') or 'na'}",
@@ -70,8 +91,9 @@ def machine_name(env: dict) -> str:
         name = re.sub(r"\(r\)|\(tm\)|cpu|@.*?(?= x\d+$)|processor", " ", str(env.get("name")),
                       flags=re.I)
         parts += ["cpu", _slug(name)]
-    parts += [f"torch{_slug(env.get('torch')).replace('-', '')}",
-              f"triton{env.get('triton') or 'na'}"]
+    parts.append(f"torch{_slug(env.get('torch')).replace('-', '')}")
+    if env.get("device") == "cuda":
+        parts.append(f"triton{env.get('triton') or 'na'}")
     if env.get("threads"):  # the CPU thread policy (perfmodel.measure.cpu_threads)
         parts.append(f"t{env['threads']}")
     if env.get("device") == "cuda":
@@ -151,18 +173,6 @@ def _printable(text: str, width: int = 50) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def asv_env() -> dict:
-    """The environment asv runs in: output unbuffered (progress lines as they come), and the
-    site-packages whose torch every per-commit environment reuses (benchmarks/env_hook.py)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.setdefault("PERFMODEL_BASE_SITE", sysconfig.get_paths()["purelib"])
-    return env
-
-
-def _asv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "asv", *args]
-
-
 def cell_counts(results_dir: str, machine: str, commit: str) -> dict | None:
     """measured / n/a / failed cells of one commit's asv result files (None: no file)."""
     paths = glob.glob(os.path.join(glob.escape(results_dir), glob.escape(machine),
@@ -190,45 +200,76 @@ def cell_counts(results_dir: str, machine: str, commit: str) -> dict | None:
     return counts
 
 
-class _Child:
-    """One asv command, its output appended to the log, stopped after ``limit`` seconds."""
+def load_suite(results_dir: str) -> dict | None:
+    """The suite as asv last discovered it (results/benchmarks.json, committed with benchmarks/):
+    benchmark name -> its version and parameters. None when there is no readable list."""
+    try:
+        with open(os.path.join(results_dir, "benchmarks.json"), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {name: {"version": b.get("version"), "params": b.get("params") or []}
+            for name, b in data.items() if isinstance(b, dict)}
 
-    def __init__(self, argv: list[str], root: str, env: dict, log, limit: float):
-        import threading  # noqa: PLC0415
 
-        self.log, self.timed_out = log, False
-        log.write(f"\n$ {' '.join(argv)}\n")
-        log.flush()
-        self.proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, errors="replace",
-                                     start_new_session=True)
-        # a timer, not a deadline checked between lines: asv may hang in the middle of a line
-        self.timer = threading.Timer(limit, self._stop)
-        self.timer.daemon = True
-        self.timer.start()
+def _lacks(path: str, suite: dict) -> str | None:
+    """What one result file lacks of the suite (None: nothing, every benchmark has a row taken
+    at its current version over its current parameters)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        columns = data["result_columns"]
+        rows = {name: dict(zip(columns, row)) for name, row in data["results"].items()
+                if isinstance(row, list)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"its result file is unreadable ({_printable(os.path.basename(path))})"
+    missing = [n for n in suite if n not in rows]
+    if missing:
+        return (f"its results here lack {len(missing)} of {len(suite)} benchmarks, e.g. "
+                f"{_printable(missing[0], 70)} (asv find, a -b selection or an interrupted run)")
+    old = [n for n in suite if rows[n].get("version") != suite[n]["version"]]
+    if old:
+        return (f"{len(old)} of its benchmarks here were measured at an older version "
+                f"({_printable(str(rows[old[0]].get('version')), 40)}, now "
+                f"{_printable(str(suite[old[0]]['version']), 40)})")
+    changed = [n for n in suite if (rows[n].get("params") or []) != suite[n]["params"]]
+    if changed:
+        return (f"the parameters of {len(changed)} of its benchmarks changed since, e.g. "
+                f"{_printable(changed[0], 70)}")
+    return None
 
-    def _stop(self) -> None:
-        self.timed_out = True
-        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):
-            try:
-                os.killpg(self.proc.pid, sig)  # asv and the benchmark processes it started
-                self.proc.wait(grace)
-                return
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                if self.proc.poll() is not None:
-                    return
 
-    def lines(self):
-        for line in self.proc.stdout:
-            self.log.write(line)
-            yield line
-        self.log.flush()
+def why_measure(results_dir: str, machine: str, commit: str, suite: dict | None) -> str | None:
+    """None when this machine has measured the commit's whole tier; otherwise why it is measured:
+    "" when it has no results here, else what its results lack.
 
-    def wait(self) -> int:
-        code = self.proc.wait()
-        self.timer.cancel()
-        self.proc.stdout.close()
-        return 124 if self.timed_out else code
+    Complete means: one result file of the commit (one per asv environment) has a row for every
+    benchmark of the suite, at the suite's version and over its parameters. A cell that is n/a
+    here is a row like any other (asv writes NaN). What this cannot see: a -b regex that picked
+    some parameters of every benchmark, since asv writes the cells it left out as NaN too.
+    """
+    paths = sorted(glob.glob(os.path.join(glob.escape(results_dir), glob.escape(machine),
+                                          glob.escape(commit[:8]) + "-*.json")))
+    if not paths:
+        return ""
+    if suite is None:
+        return "no readable results/benchmarks.json to check its results against"
+    reasons = [_lacks(path, suite) for path in paths]
+    return None if None in reasons else reasons[0]
+
+
+def _kept(todo: list[str], results_dir: str, name: str, since: float) -> str:
+    """What an interrupted run kept: asv saves a commit's results when it has measured it."""
+    kept = [h for h in todo if any(
+        os.path.getmtime(p) >= since - 1 for p in glob.glob(os.path.join(
+            glob.escape(results_dir), glob.escape(name), glob.escape(h[:8]) + "-*.json")))]
+    rest = [h[:8] for h in todo if h not in kept]
+    text = (f"kept the results of {len(kept)} commit(s): {' '.join(h[:8] for h in kept)} in "
+            f"{os.path.join(results_dir, name)}" if kept else "no new results were kept")
+    return text + (f"; not measured: {' '.join(rest)} (perfmodel track measures them next time)"
+                   if rest else "")
 
 
 def _minutes(seconds: float) -> str:
@@ -257,22 +298,31 @@ def main(args) -> int:
     if not all(re.fullmatch(r"[0-9a-f]{40}", h) for h in hashes):
         raise UserError(f"git rev-list {branch} gave something other than commit hashes")
     subjects = {h: _printable(_git(root, "log", "-1", "--format=%s", h, "--")) for h in hashes}
-    done = {h for h in hashes if not args.rerun and cell_counts(results_dir, name, h) is not None}
+    suite = load_suite(results_dir)
+    why = {h: why_measure(results_dir, name, h, suite) for h in hashes}
+    if args.rerun:
+        why = {h: "--rerun" if w is None else w for h, w in why.items()}
+    done = {h for h in hashes if why[h] is None}
     todo = [h for h in hashes if h not in done]
+    again = [h for h in todo if why[h]]
 
     hashfile = os.path.join(root, ".asv", "track-commits.txt")
-    # samples kept so that the summary tables can give mean and std, not only asv's median
+    # No --skip-existing-commits: asv would skip any commit with a result file, complete or
+    # not; which commits to run is decided above and handed over in the hash file.
+    # Samples kept so that the summary tables can give mean and std, not only asv's median.
     run = ["run", f"HASHFILE:{hashfile}", f"--machine={name}", "--record-samples",
            "--show-stderr"]
-    if not args.rerun:
-        run.append("--skip-existing-commits")
     run += [f"--bench={pattern}" for pattern in args.bench or []]
     publish = ["publish", "--no-pull"]
     log_path = os.path.abspath(args.log or os.path.join(root, ".asv", "track.log"))
 
     print(f"perfmodel track: machine {name}\n  {len(hashes)} commit(s) of {branch}, "
-          f"{len(done)} already measured here; asv's full output: {log_path}", flush=True)
+          f"{len(done)} already measured here"
+          + (f", {len(again)} to measure again" if again else "")
+          + f"; asv's full output: {log_path}", flush=True)
     if args.dry_run:
+        for h in again:
+            print(f"  {h[:8]} {subjects[h]}: to measure again: {why[h]}")
         print(f"asv machine record for {name}: {json.dumps(machine_record(name, env))}")
         print("$ asv " + " ".join(run) + "    # " + " ".join(h[:8] for h in todo))
         if not args.no_publish:
@@ -285,31 +335,16 @@ def main(args) -> int:
         f.write("\n".join(todo) + "\n")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     child_env = asv_env()
-    t_start = time.monotonic()
-    status, failed = 0, 0
-    with open(log_path, "w", encoding="utf-8") as log:
-        log.write(f"perfmodel track: machine {name}, commits {' '.join(hashes)}\n")
-        if todo:
-            status, failed = _run(run, todo, subjects, root, child_env, log, results_dir, name,
-                                  args.limit_per_commit * 60 * len(todo))
-        for h in hashes:
-            if h in done:
-                print(f"  {h[:8]} {subjects[h]}: already measured on this machine "
-                      "(--rerun measures it again)", flush=True)
-        pages = []
-        if not args.no_publish and status in (0, 2):
-            t0 = time.monotonic()
-            child = _Child(_asv(*publish), root, child_env, log, PUBLISH_LIMIT_S)
-            pages = [line.split("perfmodel: ", 1)[1].strip() for line in child.lines()
-                     if "perfmodel: " in line]
-            code = child.wait()
-            if code != 0:
-                print(f"asv publish failed (exit {code}"
-                      + (f", stopped after {PUBLISH_LIMIT_S} s" if code == 124 else "")
-                      + f"); see {log_path}", flush=True)
-                status = status or code
-            else:
-                print(f"  asv publish: {_minutes(time.monotonic() - t0)}", flush=True)
+    t_start, t_wall = time.monotonic(), time.time()
+    try:
+        status, failed, pages = _run_and_publish(
+            args, run, publish, todo, subjects, why, root, child_env, log_path, results_dir, name,
+            hashes, done)
+    except KeyboardInterrupt:
+        print(f"perfmodel track: interrupted; asv and the processes it started are stopped; "
+              f"{_kept(todo, results_dir, name, t_wall)}; asv's output: {log_path}",
+              file=sys.stderr, flush=True)
+        return 130
 
     html = os.path.join(root, conf.get("html_dir", "html"))
     print(f"\ndone in {_minutes(time.monotonic() - t_start)}"
@@ -327,7 +362,37 @@ def main(args) -> int:
     return status
 
 
-def _run(run, todo, subjects, root, env, log, results_dir, name, limit) -> tuple[int, int]:
+def _run_and_publish(args, run, publish, todo, subjects, why, root, child_env, log_path,
+                     results_dir, name, hashes, done) -> tuple[int, int, list[str]]:
+    """asv run over ``todo``, then asv publish. Returns (status, failed cells, pages written)."""
+    status, failed, pages = 0, 0, []
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write(f"perfmodel track: machine {name}, commits {' '.join(hashes)}\n")
+        if todo:
+            status, failed = _run(run, todo, subjects, why, root, child_env, log, results_dir,
+                                  name, args.limit_per_commit * 60 * len(todo))
+        for h in hashes:
+            if h in done:
+                print(f"  {h[:8]} {subjects[h]}: already measured on this machine, its whole "
+                      "tier (--rerun measures it again)", flush=True)
+        if not args.no_publish and status in (0, 2):
+            t0 = time.monotonic()
+            with AsvChild(asvchild.asv_argv(*publish), root, child_env, log,
+                          PUBLISH_LIMIT_S) as child:
+                pages = [line.split("perfmodel: ", 1)[1].strip() for line in child.lines()
+                         if "perfmodel: " in line]
+                code = child.wait()
+            if code != 0:
+                print(f"asv publish failed (exit {code}"
+                      + (f", stopped after {PUBLISH_LIMIT_S} s" if code == 124 else "")
+                      + f"); see {log_path}", flush=True)
+                status = status or code
+            else:
+                print(f"  asv publish: {_minutes(time.monotonic() - t0)}", flush=True)
+    return status, failed, pages
+
+
+def _run(run, todo, subjects, why, root, env, log, results_dir, name, limit) -> tuple[int, int]:
     """asv run, printing one line per commit as asv moves on. Returns (status, failed cells)."""
     order = {h[:8]: i for i, h in enumerate(todo)}
     failed = 0
@@ -339,23 +404,26 @@ def _run(run, todo, subjects, root, env, log, results_dir, name, limit) -> tuple
         failed += counts["failed"]
         print(f"  [{order[commit[:8]] + 1}/{len(todo)}] {commit[:8]} {subjects[commit]}: "
               f"{_minutes(time.monotonic() - t_commit)}, {counts['measured']} cells measured, "
-              f"{counts['n/a']} n/a here, {counts['failed']} failed", flush=True)
+              f"{counts['n/a']} n/a here, {counts['failed']} failed"
+              + (f"; measured again: {why[commit]}" if why[commit] else ""), flush=True)
 
-    child = _Child(_asv(*run), root, env, log, limit)
-    for line in child.lines():
-        match = _COMMIT_LINE.search(line)
-        if match and match.group(1)[:8] in order:
-            if current:
-                finish(current)
-            current = next(h for h in todo if h.startswith(match.group(1)[:8]))
-            t_commit = time.monotonic()
-    code = child.wait()
+    t_wall = time.time()
+    with AsvChild(asvchild.asv_argv(*run), root, env, log, limit) as child:
+        for line in child.lines():
+            match = _COMMIT_LINE.search(line)
+            if match and match.group(1)[:8] in order:
+                if current:
+                    finish(current)
+                current = next(h for h in todo if h.startswith(match.group(1)[:8]))
+                t_commit = time.monotonic()
+        code = child.wait()
+    if code == 124:  # the commit in progress was not saved: no line for it
+        print(f"asv run stopped after {_minutes(limit)} (--limit-per-commit); "
+              f"{_kept(todo, results_dir, name, t_wall)}", flush=True)
+        return code, failed
     if current:
         finish(current)
-    if code == 124:
-        print(f"asv run stopped after {_minutes(limit)} (--limit-per-commit); the commits "
-              "finished before are kept", flush=True)
-    elif code not in (0, 2):
+    if code not in (0, 2):
         print(f"asv run failed (exit {code}); the end of {log.name}:", flush=True)
         with open(log.name, encoding="utf-8", errors="replace") as f:
             print("".join(f.readlines()[-15:]), end="", flush=True)

@@ -1,3 +1,5 @@
+import argparse
+import re
 import subprocess
 import sys
 
@@ -55,3 +57,60 @@ def test_attention_grid_with_oom_cell_keeps_the_others(capsys, tmp_path):
 def test_presets_command(capsys):
     assert main(["presets"]) == 0
     assert "3406809600" in capsys.readouterr().out
+
+
+COMMANDS = ("model", "attention", "presets", "env", "report", "track", "gate")
+
+
+def test_help_names_every_command_without_markup():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    assert "``" not in out.stdout
+    description = out.stdout.split("positional arguments")[0]
+    for command in COMMANDS:
+        assert re.search(rf"\b{command}\b", description), command
+
+
+def _subparsers():
+    from perfmodel.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, sub
+
+
+def test_every_command_and_option_has_help_with_its_default():
+    parser, sub = _subparsers()
+    assert set(sub.choices) == set(COMMANDS)
+    helped = {a.dest for a in sub._choices_actions if a.help}
+    assert helped == set(COMMANDS)
+    for command, p in sub.choices.items():
+        assert p.description and "``" not in p.description, command
+        text = p.format_help()
+        assert "``" not in text, command
+        for action in p._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            what = f"{command} {action.option_strings or action.dest}"
+            assert action.help, f"{what} has no help"
+            shown = p._get_formatter()._get_help_string(action) % vars(action)
+            if action.option_strings and action.default not in (None, False):
+                assert "default" in shown, f"{what} hides its default {action.default!r}"
+    for command in ("gate", "track", "report"):  # what their exit status means
+        assert re.search(r"[Ee]xit status.*\b0\b.*\b1\b.*\b2\b", sub.choices[command].description,
+                         re.S), command
+
+
+def test_version():
+    from perfmodel import __version__
+
+    out = run_cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"perfmodel {__version__}"
+
+
+def test_a_bad_value_names_the_program_once():
+    out = run_cli("attention", "--seq", "1e3")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines == ["perfmodel attention: error: argument --seq: expected whole numbers, "
+                     "got '1e3' (perfmodel attention --help lists the options)"], lines

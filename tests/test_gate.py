@@ -1,6 +1,12 @@
-"""perfmodel gate's reading of asv's comparison table and its choice of cells to confirm (no
-timing here: the gate's behaviour on real runs is in notes/gate.md)."""
+"""perfmodel gate's reading of asv's comparison table, its choice of cells to confirm, and its
+messages (no timing here: the gate's behaviour on real runs is in notes/gate.md)."""
+import os
+import re
+import time
+
 from perfmodel.gate import parse_table, to_confirm
+from tests.test_track import (alive, fake_asv, fake_project, interrupt_when_asv_hangs, perfmodel,
+                              start)
 
 TABLE = """
 | Change   | Before [abe72fe3] <main~1>   | After [edbddb92] <main>   | Ratio   | Benchmark (Parameter)                                        |
@@ -46,3 +52,57 @@ def test_a_bad_gate_setting_is_one_line_naming_what_is_valid(capsys):
     assert err.count("\n") == 0 and "1 < --screen <= --factor" in err
     assert main(["gate", "main", "HEAD", "--rounds", "1"]) == 2
     assert "--rounds must be at least 3" in capsys.readouterr().err
+
+
+# --- perfmodel gate's messages, on a throwaway repository and a fake asv (tests/test_track.py) ---
+
+
+def test_the_same_commit_twice_stops_at_once_saying_what_to_do(tmp_path):
+    repo, (head, _, _) = fake_project(tmp_path)
+    t0 = time.monotonic()
+    out = perfmodel(repo, "gate", "main", "HEAD")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "same commit" in lines[0] and head[:8] in lines[0] and "main" in lines[0]
+    assert time.monotonic() - t0 < 60 and not (repo / ".asv").exists()  # nothing ran
+
+
+def test_an_unknown_commit_is_named(tmp_path):
+    repo, _ = fake_project(tmp_path)
+    for ref in ("no-such-branch", "--output=x", "HEAD:asv.conf.json", "main\x1b[2J"):
+        out = perfmodel(repo, "gate", "main", ref) if not ref.startswith("-") else \
+            perfmodel(repo, "gate", "main", "--", ref)
+        assert out.returncode == 2, out.stdout + out.stderr
+        line = out.stderr.strip()
+        assert "\n" not in line and "unknown commit" in line and "\x1b" not in line, line
+        assert repr(ref) in line
+
+
+def test_each_gate_run_keeps_its_own_log_and_asv_gets_the_commits(tmp_path):
+    repo, (head, base, _) = fake_project(tmp_path)
+    fake, _ = fake_asv(tmp_path)
+    logs = []
+    for _ in range(2):  # within a second or two: the names must still differ
+        proc = start(repo, fake, "gate", "main~1", "main")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out + err
+        logs.append(re.search(r"asv's output: (\S+)", out).group(1))
+    assert len(set(logs)) == 2 and all(os.path.isfile(p) for p in logs)
+    for path in logs:
+        assert re.fullmatch(r"gate-\d{8}-\d{6}(-\d+)?-[0-9a-f]{8}-[0-9a-f]{8}\.log",
+                            os.path.basename(path)), path
+    argv = (fake / "argv.txt").read_text().splitlines()
+    assert argv and all(line.endswith(f"-- {base} {head}") for line in argv)
+
+
+def test_ctrl_c_during_gate_stops_asv_and_says_so(tmp_path):
+    repo, _ = fake_project(tmp_path)
+    fake, _ = fake_asv(tmp_path)
+    (fake / "hang").touch()
+    proc = start(repo, fake, "gate", "main~1", "main")
+    out, err, pids = interrupt_when_asv_hangs(proc, fake)
+    assert proc.returncode == 130, out + err
+    assert not any(alive(p) for p in pids), "asv or a child of it outlived perfmodel"
+    said = err.strip().splitlines()
+    assert len(said) == 1 and "interrupted" in said[0] and "no verdict" in said[0], err

@@ -133,3 +133,11 @@ def test_readme_commands_work_on_a_fresh_clone(tmp_path):
                             capture_output=True, text=True, check=True).stdout.splitlines()
     others = [s for s in status if not s.startswith(f"?? results/{machine}/")]
     assert status and not others, f"git status after the README's commands: {others}"
+
+
+def test_one_spelling_of_the_interpreter():
+    """python3 makes the venv (and is the GPU box's Python); inside the venv it is
+    .venv/bin/python: never a bare ``python``, which may be another Python or none."""
+    text = "\n".join(body for _, body in blocks((ROOT / "README.md").read_text()))
+    bare = [line for line in text.splitlines() if re.search(r"(?<![/\w.-])python(?![\w.-])", line)]
+    assert not bare, bare

@@ -1,0 +1,312 @@
+"""perfmodel track's pieces that need no asv run: the machine name, when a commit counts as
+measured, and the child process that runs asv."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from perfmodel.track import machine_name
+
+ROOT = Path(__file__).resolve().parent.parent
+CPU = {"device": "cpu", "name": "AMD EPYC 7B13 x2", "torch": "2.13.0+cpu", "cuda": None,
+       "driver": None, "tf32": False, "threads": 1}
+
+
+def test_a_cpu_box_keeps_one_name_whatever_extras_are_installed():
+    # the test extra installs triton into the same venv: the name must not change with it
+    names = {machine_name(dict(CPU, triton=t)) for t in (None, "3.6.0", "3.9.0")}
+    assert len(names) == 1, names
+    name = names.pop()
+    assert name == "cpu-amd-epyc-7b13-x2-torch2.13.0cpu-t1"
+    # what does change a CPU's numbers still changes the name
+    assert machine_name(dict(CPU, torch="2.12.0")) != name
+    assert machine_name(dict(CPU, threads=2)) != name
+    assert machine_name(dict(CPU, name="Intel Xeon x2")) != name
+
+
+def test_no_cell_of_the_cpu_tier_runs_triton():
+    """Why triton is left out of a CPU's name: the Triton flash kernel (and torch.compile, whose
+    GPU code is Triton) are outside the CPU tier. Adding them there means putting triton back."""
+    from benchmarks.common import CPU_TIER, MODEL_VARIANTS
+
+    assert not {"flash", "compiled"} & set(CPU_TIER["attention_impl"])
+    assert not any(MODEL_VARIANTS[v][1] for v in CPU_TIER["model_variant"])  # no torch.compile
+
+
+def _gpu_env(record: dict) -> dict:
+    """The stack a shipped GPU machine was named from, read back from its ``os`` field."""
+    m = re.search(r"\| (.+) driver (\S+) CUDA (\S+) torch (\S+) triton (\S+) tf32 (on|off)$",
+                  record["os"])
+    assert m, record["os"]
+    name, driver, cuda, torch, triton, tf32 = m.groups()
+    return {"device": "cuda", "name": name, "driver": driver, "cuda": cuda, "torch": torch,
+            "triton": triton, "tf32": tf32 == "on"}
+
+
+def test_shipped_gpu_machines_keep_their_names():
+    shipped = [p for p in (ROOT / "results").glob("*/machine.json")
+               if p.parent.name.startswith("nvidia-")]
+    assert len(shipped) >= 2  # the H100 and the H200 histories
+    for path in shipped:
+        env = _gpu_env(json.loads(path.read_text()))
+        assert machine_name(env) == path.parent.name
+        # on a GPU triton runs the flash kernel: its version is part of the name
+        assert machine_name(dict(env, triton="9.9.9")) != path.parent.name
+
+
+# --- when a commit counts as measured: its tier complete, checked on fabricated asv files ---
+
+SUITE = {  # three benchmarks as results/benchmarks.json lists them
+    "bench_model.Model.time_forward": {"version": "perfmodel-protocol-3",
+                                       "params": [["'nano'", "'tiny'"], ["128"]]},
+    "bench_model.Model.track_status_forward": {"version": "perfmodel-facts-1",
+                                               "params": [["'nano'", "'tiny'"], ["128"]]},
+    "bench_model.Warmup.track_status": {"version": "perfmodel-facts-1", "params": [["'nano'"]]},
+}
+MACHINE = "cpu-fabricated-t1"
+
+
+def write_suite(results: Path) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "benchmarks.json").write_text(json.dumps(
+        {**{name: dict(b, name=name) for name, b in SUITE.items()}, "version": 2}))
+
+
+def write_results(results: Path, commit: str, names, version=None, values=None,
+                  env_name="virtualenv-py3.11") -> None:
+    """A result file as asv writes it (asv's own writer), for ``names`` of the suite."""
+    from asv.results import Results
+    from asv.runner import BenchmarkResult
+
+    r = Results({"machine": MACHINE, "python": "3.11"}, {}, commit, 1_700_000_000_000, "3.11",
+                env_name, {})
+    for name in names:
+        bench = dict(SUITE[name], name=name)
+        if version:
+            bench["version"] = version
+        n = len(bench["params"][0]) * len(bench["params"][-1]) if len(bench["params"]) > 1 \
+            else len(bench["params"][0])
+        vals = values if values is not None else [0.01] * n
+        r.add_result(bench, BenchmarkResult(result=vals, samples=[None] * n, number=[None] * n,
+                                            errcode=0, stderr="", profile=None))
+    r.save(str(results))
+
+
+def test_only_a_commit_with_its_whole_tier_counts_as_measured(tmp_path):
+    from perfmodel.track import load_suite, why_measure
+
+    results = tmp_path / "results"
+    write_suite(results)
+    suite = load_suite(str(results))
+    full, find, old, nan, new, two = ("a" * 40, "b" * 40, "c" * 40, "d" * 40, "e" * 40, "f" * 40)
+    write_results(results, full, SUITE)
+    # asv find (or asv run -b) measured one benchmark of this commit: 2 measured, the rest absent
+    write_results(results, find, ["bench_model.Model.time_forward"])
+    write_results(results, old, SUITE, version="perfmodel-protocol-1")  # an older method
+    write_results(results, nan, SUITE, values=[float("nan")] * 2)  # every cell n/a: measured
+    write_results(results, two, ["bench_model.Warmup.track_status"], env_name="virtualenv-py3.12")
+    write_results(results, two, SUITE)  # one of its two environments is complete
+
+    def why(commit):
+        return why_measure(str(results), MACHINE, commit, suite)
+
+    assert why(full) is None and why(nan) is None and why(two) is None
+    assert why(new) == ""   # nothing here yet: measured, with no reason to give
+    assert "lack 2 of 3 benchmarks" in why(find)
+    assert "older version" in why(old) and "perfmodel-protocol-1" in why(old)
+    # the suite's parameters grew since: the new cells were never measured
+    grown = dict(suite)
+    grown["bench_model.Warmup.track_status"] = dict(grown["bench_model.Warmup.track_status"],
+                                                    params=[["'nano'", "'tiny'"]])
+    assert "parameters" in why_measure(str(results), MACHINE, full, grown)
+    # no list of the suite to check against: nothing can be known complete
+    assert load_suite(str(tmp_path / "nowhere")) is None
+    assert "benchmarks.json" in why_measure(str(results), MACHINE, full, None)
+
+
+def test_a_broken_result_file_is_a_reason_not_a_traceback(tmp_path):
+    from perfmodel.track import load_suite, why_measure
+
+    results = tmp_path / "results"
+    write_suite(results)
+    (results / MACHINE).mkdir()
+    (results / MACHINE / ("a" * 8 + "-virtualenv-py3.11.json")).write_text("{not json")
+    assert "unreadable" in why_measure(str(results), MACHINE, "a" * 40, load_suite(str(results)))
+
+
+def _git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                          timeout=60).stdout.strip()
+
+
+def fake_project(tmp_path: Path, commits: int = 3) -> tuple[Path, list[str]]:
+    """A git repository with the project's asv.conf.json and ``commits`` commits on main
+    (newest first)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.email", "t@example.invalid")
+    _git(repo, "config", "user.name", "t")
+    shutil.copy(ROOT / "asv.conf.json", repo / "asv.conf.json")
+    for i in range(commits):
+        (repo / "f.txt").write_text(str(i))
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", f"change {i}")
+    return repo, _git(repo, "rev-list", "main").split()
+
+
+def perfmodel(cwd, *args, home=None, timeout=120):
+    env = dict(os.environ, HOME=str(home or cwd))
+    return subprocess.run([sys.executable, "-m", "perfmodel", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_track_measures_a_partly_measured_commit_again_and_says_why(tmp_path):
+    repo, (newest, middle, oldest) = fake_project(tmp_path)
+    results = repo / "results"
+    write_suite(results)
+    write_results(results, oldest, SUITE)
+    write_results(results, middle, ["bench_model.Model.time_forward"])  # as asv find leaves it
+    out = perfmodel(repo, "track", "--dry-run", "--machine", MACHINE)
+    assert out.returncode == 0, out.stderr
+    assert "3 commit(s) of main, 1 already measured here" in out.stdout, out.stdout
+    run = next(line for line in out.stdout.splitlines() if line.startswith("$ asv run"))
+    assert run.split("#")[1].split() == [newest[:8], middle[:8]]
+    # asv's own --skip-existing-commits would skip the partial commit whatever perfmodel says
+    assert "--skip-existing-commits" not in run
+    why = next(line for line in out.stdout.splitlines() if middle[:8] in line and "again" in line)
+    assert "lack 2 of 3 benchmarks" in why
+
+
+# --- asv as a child process: Ctrl-C and the time limit stop everything asv started ---
+
+# Stands in for ``python -m asv`` (perfmodel.asvchild.asv_argv is pointed at it). Like asv, it
+# starts a child in a process group of its own (asv's forkserver); FAKE_DIR says what to do.
+FAKE_ASV = r'''
+import glob, os, shutil, subprocess, sys, time
+fake = os.environ["FAKE_DIR"]
+args = sys.argv[1:]
+with open(os.path.join(fake, "argv.txt"), "a") as f:
+    f.write(" ".join(args) + "\n")
+
+def hang():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
+                             preexec_fn=lambda: os.setpgid(0, 0))
+    with open(os.path.join(fake, "pids.tmp"), "w") as f:
+        f.write(f"{os.getpid()} {child.pid}")
+    os.replace(os.path.join(fake, "pids.tmp"), os.path.join(fake, "pids"))
+    time.sleep(300)
+
+if args[0] == "run":
+    machine = next(a.split("=", 1)[1] for a in args if a.startswith("--machine="))
+    hashes = open(args[1].split(":", 1)[1]).read().split()
+    for i, h in enumerate(hashes):
+        print(f"For perfmodel commit {h[:8]} <main>:", flush=True)
+        staged = glob.glob(os.path.join(fake, "staged", machine, h[:8] + "-*.json"))
+        if not staged:
+            hang()
+        os.makedirs(os.path.join("results", machine), exist_ok=True)
+        for path in staged:
+            shutil.copy(path, os.path.join("results", machine))
+elif args[0] == "continuous":
+    if os.path.exists(os.path.join(fake, "hang")):
+        hang()
+    base, head = args[-2], args[-1]
+    print(f"| Change | Before [{base[:8]}] | After [{head[:8]}] | Ratio | Benchmark (Parameter) |")
+    print("|--------|--------|-------|-------|-----------|")
+    print("|  | 7.00±0.1ms | 7.01±0.1ms | 1.00 | bench_model.Model.time_forward('nano', 128) |")
+'''
+
+DRIVER = r'''
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even when the
+                                                          # tests run in the background
+import perfmodel.asvchild as a
+a.asv_argv = lambda *args: [sys.executable, sys.argv[1], *args]
+from perfmodel.cli import main
+sys.exit(main(sys.argv[2:]))
+'''
+
+
+def fake_asv(tmp_path: Path) -> tuple[Path, Path]:
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "asv.py").write_text(FAKE_ASV)
+    return fake, fake / "asv.py"
+
+
+def start(repo: Path, fake: Path, *args: str) -> subprocess.Popen:
+    """perfmodel with the fake asv, in the background."""
+    env = dict(os.environ, HOME=str(repo), FAKE_DIR=str(fake))
+    return subprocess.Popen([sys.executable, "-c", DRIVER, str(fake / "asv.py"), *args],
+                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except (OSError, IndexError):
+        return False
+
+
+def interrupt_when_asv_hangs(proc: subprocess.Popen, fake: Path) -> tuple[str, str, list[int]]:
+    """Ctrl-C once the fake asv and its own-group child are up; their pids afterwards."""
+    deadline = time.monotonic() + 120
+    while not (fake / "pids").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the fake asv never started"
+        time.sleep(0.1)
+    pids = [int(p) for p in (fake / "pids").read_text().split()]
+    assert all(alive(p) for p in pids)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return out, err, pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_ctrl_c_during_track_stops_asv_and_says_what_was_kept(tmp_path):
+    repo, (newest, middle, oldest) = fake_project(tmp_path)
+    fake, _ = fake_asv(tmp_path)
+    results = repo / "results"
+    write_suite(results)
+    write_results(results, oldest, SUITE)
+    write_results(results, newest, ["bench_model.Model.time_forward"])  # left by asv find
+    write_results(fake / "staged", newest, SUITE)  # what the fake asv run "measures"
+    proc = start(repo, fake, "track", "--machine", MACHINE, "--no-publish")
+    t0 = time.monotonic()
+    out, err, pids = interrupt_when_asv_hangs(proc, fake)
+    assert proc.returncode == 130, out + err
+    assert time.monotonic() - t0 < 60
+    assert not any(alive(p) for p in pids), "asv or a child of it outlived perfmodel"
+    assert "--skip-existing-commits" not in (fake / "argv.txt").read_text()
+    line = next(x for x in out.splitlines() if f"[1/2] {newest[:8]}" in x)
+    assert "measured again: its results here lack 2 of 3 benchmarks" in line
+    said = err.strip().splitlines()
+    assert len(said) == 1 and "interrupted" in said[0] and "Traceback" not in err, err
+    assert f"kept the results of 1 commit(s): {newest[:8]}" in said[0]
+    assert f"not measured: {middle[:8]}" in said[0]
+
+
+def test_the_time_limit_stops_asv_and_its_children(tmp_path):
+    from perfmodel import asvchild
+
+    fake, script = fake_asv(tmp_path)
+    (fake / "hang").touch()
+    env = dict(asvchild.asv_env(), FAKE_DIR=str(fake))
+    with open(tmp_path / "log", "w") as log:
+        code, _ = asvchild.run([sys.executable, str(script), "continuous"], str(tmp_path), env,
+                               log, limit=3)
+    assert code == 124
+    pids = [int(p) for p in (fake / "pids").read_text().split()]
+    assert not any(alive(p) for p in pids)
