@@ -121,7 +121,12 @@ def _gpu_quick(kind: str, c: dict) -> str | None:
 
 TIERS = {"cpu": _cpu, "gpu-quick": _gpu_quick, "gpu": _gpu}
 DEVICE_TIER = {"cpu": "cpu", "cuda": "gpu"}  # the tier a device runs when asv runs everything
-GATE_TIER = {"cpu": "cpu", "cuda": "gpu-quick"}
+# The merge gate per device (perfmodel gate): the tier it compares; asv's factor (a time cell must
+# move by more than this, and significantly: 1.2 on a shared 2-core CPU, 1.05 on the H200,
+# notes/gate.md); and the screen, beyond which a cell that moved either way is measured again.
+GATE = {"cpu": {"tier": "cpu", "factor": 1.2, "screen": 1.1},
+        "cuda": {"tier": "gpu-quick", "factor": 1.05, "screen": 1.03}}
+GATE_TIER = {device: gate["tier"] for device, gate in GATE.items()}
 
 
 def why_not(tier: str, kind: str, cell: dict) -> str | None:

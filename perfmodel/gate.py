@@ -47,16 +47,19 @@ def add_parser(sub) -> None:
         "line saying what to do); 130 interrupted (Ctrl-C): asv stopped, no verdict.")
     p.add_argument("base", help="the commit merged into (e.g. main)")
     p.add_argument("head", help="the commit to judge (e.g. HEAD)")
-    p.add_argument("--factor", type=float, default=1.2,
-                   help="asv's factor: a time must move by more than this (default 1.2, the "
-                        "CPU's; the GPU gate uses 1.05)")
-    p.add_argument("--screen", type=float, default=1.1,
+    p.add_argument("--factor", type=float, default=None,
+                   help="asv's factor: a time must move by more than this (default: the "
+                        "device's, benchmarks/tiers.py GATE: 1.2 on a CPU, 1.05 on a GPU)")
+    p.add_argument("--tier", default="auto",
+                   help="the cells compared: auto (the device's gate tier: cpu on a CPU, "
+                        "gpu-quick on a GPU) or any tier of benchmarks/tiers.py")
+    p.add_argument("--screen", type=float, default=None,
                    help="time cells that moved more than this either way in the screen are "
-                        "measured again")
+                        "measured again (default: the device's, 1.1 on a CPU, 1.03 on a GPU)")
     p.add_argument("--rounds", type=int, default=8,
                    help="asv rounds per cell in the confirm stage")
     p.add_argument("--bench", "-b", default=None,
-                   help="asv -b regex for the screen (default: the whole tier)")
+                   help="asv -b regex for the screen, instead of the tier")
     p.add_argument("--machine", default=None,
                    help="asv machine name (default: from the device and stack, as perfmodel "
                         "track --print-machine prints it)")
@@ -142,12 +145,16 @@ def _last_words(out: str) -> str:
 
 
 def main(args) -> int:
-    from .track import (_repo_root, check_machine_name, machine_name,  # noqa: PLC0415
-                        register_machine, stack)
+    from .track import (_repo_root, check_machine_name, load_tiers,  # noqa: PLC0415
+                        machine_name, register_machine, stack)
 
-    if args.factor <= 1 or args.screen <= 1 or args.screen > args.factor:
-        raise UserError(f"need 1 < --screen <= --factor, got screen {args.screen}, "
-                        f"factor {args.factor}")
+    def check_settings():
+        if args.factor is not None and args.screen is not None and (
+                args.factor <= 1 or args.screen <= 1 or args.screen > args.factor):
+            raise UserError(f"need 1 < --screen <= --factor, got screen {args.screen}, "
+                            f"factor {args.factor}")
+
+    check_settings()  # a user's own values first, before anything runs
     if args.rounds < 3:
         raise UserError(f"--rounds must be at least 3, got {args.rounds}")
     root = _repo_root()
@@ -157,6 +164,16 @@ def main(args) -> int:
                         "nothing to compare. Check out the branch to judge and run perfmodel "
                         "gate main HEAD there, or name two different commits (e.g. HEAD~1 HEAD)")
     env_stack = stack()
+    device = "cuda" if env_stack.get("device") == "cuda" else "cpu"
+    tiers = load_tiers(root)  # the device's gate: its tier, factor and screen (tiers.py GATE)
+    tier = tiers.GATE_TIER[device] if args.tier == "auto" else args.tier
+    if tier not in tiers.TIERS:
+        raise UserError(f"unknown tier {tier!r}; valid choices: auto, {', '.join(tiers.TIERS)}")
+    if args.factor is None:
+        args.factor = tiers.GATE[device]["factor"]
+    if args.screen is None:
+        args.screen = min(tiers.GATE[device]["screen"], args.factor)
+    check_settings()
     name = check_machine_name(args.machine or machine_name(env_stack))
     register_machine(name, env_stack)
     env = asvchild.asv_env()
@@ -164,10 +181,12 @@ def main(args) -> int:
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     t0 = time.monotonic()
     print(f"perfmodel gate: {_show(args.base)} ({base[:8]}) -> {_show(args.head)} ({head[:8]}) "
-          f"on {name}, factor {args.factor}; asv's output: {log_path}", flush=True)
+          f"on {name}, " + (f"asv -b {args.bench}" if args.bench else f"tier {tier}")
+          + f", factor {args.factor}; asv's output: {log_path}", flush=True)
     try:
         with open(log_path, "w", encoding="utf-8") as log:
-            extra = ["-b", args.bench] if args.bench else []
+            extra = ["-b", args.bench] if args.bench else \
+                [a for r in tiers.selection(tier) for a in ("-b", r)]
             code, out = _continuous(base, head, name, args.factor, extra, root, env, log)
             screen = parse_table(out)
             if not screen:

@@ -43,9 +43,13 @@ def add_parser(sub) -> None:
                    help="how many commits of the branch, newest first")
     p.add_argument("--branch", default=None,
                    help="the branch (default: the first branch in asv.conf.json, main)")
+    p.add_argument("--tier", default="auto",
+                   help="which cells: auto (this device's: cpu on a CPU, gpu on a GPU), cpu, "
+                        "gpu-quick (the GPU gate's cells) or gpu (benchmarks/tiers.py); cells "
+                        "outside it are not started at all")
     p.add_argument("--bench", "-b", action="append", default=None,
-                   help="asv -b regex (repeatable): only these benchmarks (default: all); the "
-                        "commits stay incomplete, and the next run measures them whole")
+                   help="asv -b regex (repeatable): only these benchmarks, instead of the tier; "
+                        "the commits stay incomplete, and the next run measures them whole")
     p.add_argument("--machine", default=None,
                    help="asv machine name (default: from the device and stack, as "
                         "--print-machine prints it)")
@@ -61,6 +65,35 @@ def add_parser(sub) -> None:
     p.add_argument("--limit-per-commit", type=float, default=120, metavar="MIN",
                    help="stop asv run after this many minutes per commit")
     p.set_defaults(func=main)
+
+
+def load_tiers(root: str):
+    """benchmarks/tiers.py of the clone at ``root``: the suite's tiers, as asv runs the working
+    tree's suite. Loaded by path: benchmarks/ is asv's folder, not part of the package."""
+    import importlib.util  # noqa: PLC0415
+
+    path = os.path.join(root, "benchmarks", "tiers.py")
+    spec = importlib.util.spec_from_file_location("perfmodel_suite_tiers", path)
+    if spec is None or not os.path.isfile(path):
+        raise UserError(f"no benchmarks/tiers.py in {root}: run perfmodel in the project's clone")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tier_name(root: str, tier: str, env: dict) -> str:
+    """The tier asked for, ``auto`` resolved to this device's; a one-line error otherwise."""
+    tiers = load_tiers(root)
+    if tier == "auto":
+        return tiers.DEVICE_TIER["cuda" if env.get("device") == "cuda" else "cpu"]
+    if tier not in tiers.TIERS:
+        raise UserError(f"unknown tier {tier!r}; valid choices: auto, {', '.join(tiers.TIERS)}")
+    return tier
+
+
+def tier_selection(root: str, tier: str) -> list[str]:
+    """asv -b regexes naming exactly the tier's cells (benchmarks/tiers.py)."""
+    return load_tiers(root).selection(tier)
 
 
 def _slug(text: str) -> str:
@@ -312,11 +345,14 @@ def main(args) -> int:
     # Samples kept so that the summary tables can give mean and std, not only asv's median.
     run = ["run", f"HASHFILE:{hashfile}", f"--machine={name}", "--record-samples",
            "--show-stderr"]
-    run += [f"--bench={pattern}" for pattern in args.bench or []]
+    tier = None if args.bench else tier_name(root, args.tier, env)
+    run += [f"--bench={pattern}" for pattern in args.bench or tier_selection(root, tier)]
     publish = ["publish", "--no-pull"]
     log_path = os.path.abspath(args.log or os.path.join(root, ".asv", "track.log"))
 
-    print(f"perfmodel track: machine {name}\n  {len(hashes)} commit(s) of {branch}, "
+    print(f"perfmodel track: machine {name}"
+          + (f", tier {tier}" if tier else ", asv -b " + " ".join(args.bench)) + "\n"
+          f"  {len(hashes)} commit(s) of {branch}, "
           f"{len(done)} already measured here"
           + (f", {len(again)} to measure again" if again else "")
           + f"; asv's full output: {log_path}", flush=True)

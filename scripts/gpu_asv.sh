@@ -4,8 +4,9 @@
 #   scripts/gpu_asv.sh quick|full [COMMIT ...]      (default commit: HEAD)
 #   DETACH=1 scripts/gpu_asv.sh full HEAD           (runs on after this command returns)
 #   scripts/gpu_asv.sh wait [SECONDS]               (waits for a detached run, default 560 s)
-#   scripts/gpu_asv.sh gate [BASE [HEAD]]           (the GPU merge gate: asv continuous over the
-#                                                    quick tier at --factor 1.05; exit 1 = slower)
+#   scripts/gpu_asv.sh gate [BASE [HEAD]]           (the GPU merge gate: perfmodel gate, which
+#                                                    compares the gpu-quick tier at factor 1.05
+#                                                    and confirms what moved; exit 1 = slower)
 #
 # asv saves a commit's results only when the whole commit is done, so a run longer than one
 # command's time limit cannot be split by killing it: DETACH=1 starts it in its own process
@@ -64,10 +65,9 @@ export PERFMODEL_COST_LOG=${PERFMODEL_COST_LOG:-/tmp/perfmodel-cost-$tier.jsonl}
 
 M=${MACHINE:-$($PY -c 'from perfmodel.track import stack, machine_name; print(machine_name(stack()))')}
 $PY -c "from perfmodel.track import register_machine, stack; register_machine('$M', stack())"
-if [ "$tier" = gate ]; then  # what notes/gate.md measured: 237 s on the H200 for both commits
+if [ "$tier" = gate ]; then  # perfmodel gate: the device's gate tier and factor (tiers.py GATE)
   set +e
-  mapfile -d '' -t sel < <(bsel "${QUICK[@]}")
-  $PY -m asv continuous --machine "$M" --factor 1.05 "${sel[@]}" "${1:-main}" "${2:-HEAD}"
+  $PY -m perfmodel gate --machine "$M" "${1:-main}" "${2:-HEAD}"
   exit $?
 fi
 echo "machine: $M   tier: $tier   commits: ${commits[*]}"

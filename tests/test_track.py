@@ -36,10 +36,13 @@ def test_a_cpu_box_keeps_one_name_whatever_extras_are_installed():
 def test_no_cell_of_the_cpu_tier_runs_triton():
     """Why triton is left out of a CPU's name: the Triton flash kernel (and torch.compile, whose
     GPU code is Triton) are outside the CPU tier. Adding them there means putting triton back."""
-    from benchmarks.common import CPU_TIER, MODEL_VARIANTS
+    from benchmarks import tiers
 
-    assert not {"flash", "compiled"} & set(CPU_TIER["attention_impl"])
-    assert not any(MODEL_VARIANTS[v][1] for v in CPU_TIER["model_variant"])  # no torch.compile
+    cpu = tiers.tier_cells("cpu", "Attention")
+    assert cpu and not {"flash", "compiled"} & {c["impl"] for c in cpu}
+    variants = {c["variant"] for c in tiers.tier_cells("cpu", "Model")}
+    assert variants and not any(tiers.MODEL_VARIANTS[v][1] for v in variants)  # no torch.compile
+    assert not {tiers.MODEL_VARIANTS[v][0] for v in variants} & {"flash"}
 
 
 def _gpu_env(record: dict) -> dict:
@@ -149,14 +152,16 @@ def _git(cwd, *args):
 
 
 def fake_project(tmp_path: Path, commits: int = 3) -> tuple[Path, list[str]]:
-    """A git repository with the project's asv.conf.json and ``commits`` commits on main
-    (newest first)."""
+    """A git repository with the project's asv.conf.json and tiers and ``commits`` commits on
+    main (newest first)."""
     repo = tmp_path / "repo"
     repo.mkdir()
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "config", "user.email", "t@example.invalid")
     _git(repo, "config", "user.name", "t")
     shutil.copy(ROOT / "asv.conf.json", repo / "asv.conf.json")
+    (repo / "benchmarks").mkdir()
+    shutil.copy(ROOT / "benchmarks" / "tiers.py", repo / "benchmarks" / "tiers.py")
     for i in range(commits):
         (repo / "f.txt").write_text(str(i))
         _git(repo, "add", "-A")
