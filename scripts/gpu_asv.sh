@@ -32,7 +32,12 @@ wait_detached() {  # wait_detached SECONDS: until the detached run ends or SECON
   local end=$(( $(date +%s) + $1 ))
   while [ ! -f $DIR/done ] && [ "$(date +%s)" -lt $end ]; do sleep 5; done
   # what it has so far comes back either way: results after each chunk, the cost log, the logs
-  [ -n "${OUT:-}" ] && cp $DIR/results-*.tar.gz $DIR/cost-*.gz $DIR/summary /tmp/asv-*.log "$OUT/" 2>/dev/null
+  if [ -n "${OUT:-}" ]; then
+    cp $DIR/results-*.tar.gz $DIR/summary /tmp/asv-*.log "$OUT/" 2>/dev/null
+    for f in /tmp/perfmodel-cost-*.jsonl; do  # the cost log as it stands, the running chunk too
+      [ -f "$f" ] && gzip -c "$f" > "$OUT/$(basename "$f").gz"
+    done
+  fi
   if [ -f $DIR/done ]; then
     cat $DIR/summary 2>/dev/null; echo "detached run over: exit $(cat $DIR/done)"
     return 0
