@@ -211,3 +211,13 @@ def test_shipped_results_keep_their_benchmark_versions():
                        if version is not None and name in current and current[name] != version
                        and not (name.rsplit(".", 1)[-1].startswith("time_") and version in older)})
     assert not orphaned, f"shipped results no longer match the suite: {orphaned[:10]}"
+
+
+def test_importing_the_package_and_the_publisher_plugin_needs_no_torch():
+    """asv imports the publisher plugin in its own process for every command: the package's
+    import must not pull torch (the site publishes where torch is not installed)."""
+    code = ("import sys; import perfmodel, perfmodel.report, perfmodel.report.publisher; "
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:5]; "
+            "from perfmodel import TransformerLM, run_cell; assert 'torch' in sys.modules")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
