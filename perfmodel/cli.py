@@ -178,7 +178,8 @@ def attention_cells(args):
 
 def _run(args, cells, table) -> int:
     from .grid import run_grid  # noqa: PLC0415
-    from .measure import PROTOCOL_VERSION, resolve_device  # noqa: PLC0415
+    from .machine import resolve_device  # noqa: PLC0415
+    from .measure import PROTOCOL_VERSION  # noqa: PLC0415
     from .tables import to_csv, to_json  # noqa: PLC0415
 
     if (args.warmup is not None and args.warmup < 0) or args.steps < 1:
@@ -226,7 +227,7 @@ def main(argv=None) -> int:
                             for n, c in PRESETS.items()]))
             return 0
         if args.command == "env":
-            from .measure import environment, resolve_device  # noqa: PLC0415
+            from .machine import environment, resolve_device  # noqa: PLC0415
             for k, v in environment(resolve_device("auto")).items():
                 print(f"{k}: {v}")
             return 0

@@ -1,4 +1,6 @@
-"""How perfmodel times and meters a workload: the one place that defines a measurement.
+"""How perfmodel times a workload: the protocol and the sampler, the one place that defines a
+measurement (memory: perfmodel.memory; the CPU policy: perfmodel.cpu; the machine and its stack:
+perfmodel.machine; FLOPs and peak rates: perfmodel.flops).
 
 A *protocol* (``Protocol``) says how a cell is warmed up and sampled; ``open_cell`` builds a cell,
 classifies it (OK / OOM / failed / n/a), warms it up and meters its memory; ``Runnable.sample``
@@ -17,18 +19,20 @@ from __future__ import annotations
 
 import gc
 import math
-import os
-import platform
 import statistics
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 import torch
 
+from .cpu import (CPU_BUSY_SHARE, CPU_DISTURBED_SHARE, CPU_RETRIES, MachineBusy,
+                  apply_thread_policy, run_queue_seconds)
 from .errors import UserError
-from .names import BUSY, FAILED, NA, OK, OOM, SKIPPED  # noqa: F401 (said once, there)
+from .flops import stated_peak
+from .machine import environment
+from .memory import HOST_MEMORY_FRACTION, MemoryMeter, available_host_bytes, free_device_memory
+from .names import BUSY, FAILED, NA, OK, OOM
 
 
 # What one sample means. Bump it whenever a change to this module changes what a number means
@@ -36,12 +40,6 @@ from .names import BUSY, FAILED, NA, OK, OOM, SKIPPED  # noqa: F401 (said once, 
 # files its time_ results under it, so numbers of two methods never share a graph line.
 PROTOCOL_VERSION = 3
 
-# Dense peak rates (TFLOP/s) that MFU is stated against, from the vendors' datasheets (SXM parts).
-PEAK_TFLOPS = {
-    ("H100", "bf16"): 989.4, ("H100", "tf32"): 494.7, ("H100", "fp32"): 66.9,
-    ("H200", "bf16"): 989.4, ("H200", "tf32"): 494.7, ("H200", "fp32"): 66.9,
-    ("A100", "bf16"): 312.0, ("A100", "tf32"): 156.0, ("A100", "fp32"): 19.5,
-}
 L2_FLUSH_BYTES = 256 * 1024 * 1024  # as triton.testing.do_bench: larger than any L2 cache
 # torch.cuda._sleep counts clock cycles: seconds x this rate is at least that long on any GPU
 # clocked at 2 GHz or less (H100 and H200 boost to 1.98 GHz)
@@ -94,94 +92,6 @@ class Protocol:
                    meter_step=False)
 
 
-# A CPU burst whose thread waited on the run queue (runnable, but another process had the core:
-# /proc/thread-self/schedstat) for more than this share of its wall time was interrupted; it is
-# taken again, up to CPU_RETRIES times. Sleeping or waiting on I/O is not waiting on the run
-# queue, so code that starts to block still reads as slower, never as "busy".
-CPU_DISTURBED_SHARE = 0.2
-CPU_RETRIES = 3
-# More than this share of a cell's samples disturbed even after retries: the machine is too busy
-# to measure, and the cell says so (MachineBusy) instead of recording a number. 1 never gives up
-# (PERFMODEL_CPU_BUSY_SHARE=1: e.g. a test whose planted change is far beyond any noise).
-CPU_BUSY_SHARE = float(os.environ.get("PERFMODEL_CPU_BUSY_SHARE", "0.34"))
-
-
-def run_queue_seconds() -> float | None:
-    """Seconds this thread has spent runnable but not running (None where Linux does not say)."""
-    try:
-        with open("/proc/thread-self/schedstat") as f:
-            return int(f.read().split()[1]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-class MachineBusy(RuntimeError):
-    """Other processes took so much of the CPU that a cell's samples would be nonsense."""
-
-
-def cpu_threads() -> int:
-    """Threads torch uses for CPU cells: 1 unless PERFMODEL_CPU_THREADS says otherwise.
-
-    One thread, deliberately: with two or more, every parallel region waits for its slowest
-    thread, so one other busy process on a shared core stretched a step 2.5x and made samples
-    200x apart; a single thread keeps its core, and its time can be checked against its own CPU
-    time. Recorded with every result (``environment()['threads']``) and in the machine name.
-    """
-    try:
-        n = int(os.environ.get("PERFMODEL_CPU_THREADS", "1"))
-    except ValueError:
-        raise UserError("PERFMODEL_CPU_THREADS must be a whole number of threads, e.g. 1") from None
-    if n < 1:
-        raise UserError(f"PERFMODEL_CPU_THREADS must be at least 1, got {n}")
-    return n
-
-
-def apply_thread_policy(device: torch.device) -> None:
-    """The CPU's side of the protocol: a fixed number of threads and a steady malloc."""
-    if device.type != "cpu":
-        return
-    if torch.get_num_threads() != cpu_threads():
-        torch.set_num_threads(cpu_threads())
-    steady_malloc()
-
-
-_MALLOC_FIXED = False
-
-
-def steady_malloc() -> None:
-    """Fix glibc's mmap and trim thresholds (1 GiB) for the rest of the process.
-
-    By default glibc serves blocks over 128 KiB with mmap and raises that threshold as the
-    process frees such blocks, so whether a step's temporaries (eager attention's 2 MiB scores at
-    seq 256) cost fresh zeroed pages every step depends on the process's history: the same cell
-    measured 1.28 ms in one process and 2.62 ms in five others. Fixed thresholds keep freed
-    memory in the heap: 1.22 ms in six processes of six (notes/gate.md). Nothing changes where
-    the C library is not glibc.
-    """
-    global _MALLOC_FIXED
-    if _MALLOC_FIXED:
-        return
-    _MALLOC_FIXED = True
-    try:
-        import ctypes  # noqa: PLC0415
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD (a fixed value also stops its adjusting)
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise UserError(f"unknown device {name!r}; valid choices: auto, cpu, cuda, cuda:N")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for, but torch sees no GPU; valid choices: auto, cpu")
-    return torch.device(name)
-
-
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -203,55 +113,6 @@ class Stats:
         return cls(len(times), statistics.fmean(times),
                    statistics.stdev(times) if len(times) > 1 else 0.0,
                    statistics.median(times), min(times), max(times))
-
-
-def _proc_status_bytes(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise OSError(f"{key} not in /proc/self/status")
-
-
-class MemoryMeter:
-    """Peak and current memory of the device that runs the work.
-
-    CUDA: the caching allocator's counters. CPU: the process's resident set (VmRSS / VmHWM);
-    writing 5 to /proc/self/clear_refs resets VmHWM so that each measurement has its own peak.
-    ``offset`` is memory the measurement itself holds (the L2 flush buffer) and is left out.
-    """
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.offset = 0
-        self.before_backward: int | None = None
-        self._cpu_peak_resettable = True
-
-    def current(self) -> int:
-        if self.device.type == "cuda":
-            return torch.cuda.memory_allocated(self.device) - self.offset
-        return _proc_status_bytes("VmRSS")
-
-    def reset(self) -> None:
-        self.before_backward = None
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            return
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-        except OSError:
-            self._cpu_peak_resettable = False  # peak then covers the process's whole life
-
-    def peak(self) -> int:
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) - self.offset
-        return _proc_status_bytes("VmHWM")
-
-    def mark_before_backward(self) -> None:
-        """Called by a workload between its forward and its backward."""
-        now = self.current()
-        self.before_backward = now if self.before_backward is None else max(now, self.before_backward)
 
 
 class DeviceClock:
@@ -411,29 +272,6 @@ class Result:
         return asdict(self)
 
 
-def available_host_bytes() -> int:
-    """MemAvailable from /proc/meminfo (8 GiB assumed where there is no such file)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 * 1024**3
-
-
-# Fraction of available host memory a cell may be predicted to use before it is called OOM.
-HOST_MEMORY_FRACTION = 0.8
-
-
-def free_device_memory(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-
-
 def one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
@@ -583,68 +421,5 @@ def run_cell(cell, device: torch.device, warmup: int | None = None, steps: int |
         if result.peak_tflops:
             result.mfu = result.tflops / result.peak_tflops
     return result
-
-
-def stated_peak(env: dict, kind: str) -> float | None:
-    name = env.get("name", "")
-    for (gpu, k), value in PEAK_TFLOPS.items():
-        if gpu in name and k == kind:
-            return value
-    return None
-
-
-_ENV_CACHE: dict = {}
-
-
-def environment(device: torch.device) -> dict:
-    """What a number depends on besides the code: device, driver, CUDA, torch, triton, TF32."""
-    key = str(device)
-    if key not in _ENV_CACHE:
-        env = {"device": device.type, "torch": torch.__version__}
-        try:
-            import triton  # noqa: PLC0415
-
-            env["triton"] = triton.__version__
-        except ImportError:
-            env["triton"] = None
-        if device.type == "cuda":
-            env["name"] = torch.cuda.get_device_name(device)
-            env["cuda"] = torch.version.cuda
-            env["driver"] = _nvidia_driver()
-        else:
-            env["name"] = _cpu_name()
-            env["cuda"] = None
-            env["driver"] = None
-        _ENV_CACHE[key] = env
-    env = dict(_ENV_CACHE[key])
-    env["tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
-    if device.type == "cpu":
-        env["threads"] = cpu_threads()
-    return env
-
-
-def _nvidia_driver() -> str | None:
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-        return out.stdout.strip().splitlines()[0] if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return None
-
-
-def cpu_model() -> str:
-    """The processor's model name (/proc/cpuinfo), or what the platform module knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_name() -> str:
-    return f"{cpu_model()} x{os.cpu_count()}"
 
 

@@ -5,7 +5,8 @@ import csv
 import io
 import json
 
-from .measure import OK, Result
+from .measure import Result
+from .names import OK
 
 MiB = 2**20
 

@@ -101,8 +101,8 @@ def _slug(text: str) -> str:
 
 
 def stack() -> dict:
-    """What results depend on besides the code (perfmodel.measure.environment)."""
-    from .measure import environment, resolve_device  # noqa: PLC0415
+    """What results depend on besides the code (perfmodel.machine.environment)."""
+    from .machine import environment, resolve_device  # noqa: PLC0415
 
     return environment(resolve_device("auto"))
 
@@ -127,7 +127,7 @@ def machine_name(env: dict) -> str:
     parts.append(f"torch{_slug(env.get('torch')).replace('-', '')}")
     if env.get("device") == "cuda":
         parts.append(f"triton{env.get('triton') or 'na'}")
-    if env.get("threads"):  # the CPU thread policy (perfmodel.measure.cpu_threads)
+    if env.get("threads"):  # the CPU thread policy (perfmodel.cpu.cpu_threads)
         parts.append(f"t{env['threads']}")
     if env.get("device") == "cuda":
         parts.append("tf32on" if env.get("tf32") else "tf32off")
@@ -146,7 +146,7 @@ def machine_record(name: str, env: dict) -> dict:
     would ask for it; on a GPU the stack is added to ``os`` so the site's filters show it."""
     from asv.machine import Machine  # noqa: PLC0415
 
-    from .measure import cpu_model  # noqa: PLC0415
+    from .machine import cpu_model  # noqa: PLC0415
 
     record = Machine.get_defaults()
     record.update(machine=name, cpu=cpu_model() or record["cpu"])

@@ -14,7 +14,9 @@ import torch.nn.functional as F
 
 from .attention import availability, check_shapes, compile_for_grids, get_attention
 from .errors import UserError, choose
-from .measure import MemoryMeter, Runnable
+from .flops import attention_flops, model_flops
+from .measure import Runnable
+from .memory import MemoryMeter
 from .model import PRESETS, TransformerLM, count_params, get_config
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -37,13 +39,6 @@ def _positive(**values) -> None:
     for key, value in values.items():
         if not isinstance(value, int) or value < 1:
             raise UserError(f"{key} must be a positive integer, got {value!r}")
-
-
-def attention_flops(batch: int, heads: int, seq_q: int, seq_k: int, d: int, causal: bool,
-                    pass_: str) -> float:
-    """4*b*h*sq*sk*d forward (two matmuls), 2.5x that backward, halved when causal."""
-    fwd = 4.0 * batch * max(heads, 1) * seq_q * seq_k * d * (0.5 if causal else 1.0)
-    return {"fwd": fwd, "bwd": 2.5 * fwd, "fwd_bwd": 3.5 * fwd}[pass_]
 
 
 @dataclass(frozen=True)
@@ -184,12 +179,9 @@ class ModelCell:
         return "tf32" if self.tf32 else "fp32"
 
     def flops(self) -> float:
-        """6 * params * tokens for forward+backward (2 forward), plus the attention matmuls."""
         cfg = self.config
-        tokens = self.batch * self.context
-        fwd = 2.0 * count_params(cfg) * tokens + cfg.n_layers * attention_flops(
-            self.batch, cfg.n_heads, self.context, self.context, cfg.head_dim, True, "fwd")
-        return fwd * {"fwd": 1.0, "bwd": 2.0, "fwd_bwd": 3.0, "train": 3.0}[self.mode]
+        return model_flops(count_params(cfg), self.batch, self.context, cfg.n_layers,
+                           cfg.n_heads, cfg.head_dim, self.mode)
 
     def estimate_bytes(self) -> int:
         """Predicted peak bytes, on the generous side (used to call OOM on the CPU)."""

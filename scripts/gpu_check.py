@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from perfmodel.grid import run_grid  # noqa: E402
-from perfmodel.measure import environment, resolve_device, run_cell  # noqa: E402
+from perfmodel.machine import environment, resolve_device  # noqa: E402
+from perfmodel.measure import run_cell  # noqa: E402
 from perfmodel.tables import attention_table, markdown, model_table, to_json  # noqa: E402
 from perfmodel.workloads import (SEED_ATTENTION_D, SEED_ATTENTION_SEQ, SEED_CONTEXTS,  # noqa: E402
                                  AttentionCell, ModelCell)

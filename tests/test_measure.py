@@ -6,11 +6,12 @@ import weakref
 import pytest
 import torch
 
-from perfmodel import measure
+from perfmodel import cpu, measure
 from perfmodel.errors import UserError
 from perfmodel.grid import run_grid
-from perfmodel.measure import (DEVICE_CLOCK, FAILED, OK, OOM, SKIPPED, MemoryMeter, Runnable,
-                               Stats, run_cell)
+from perfmodel.measure import DEVICE_CLOCK, Runnable, Stats, run_cell
+from perfmodel.memory import MemoryMeter
+from perfmodel.names import FAILED, OK, OOM, SKIPPED
 from perfmodel.workloads import AttentionCell, ModelCell
 
 CPU = torch.device("cpu")
@@ -307,4 +308,4 @@ def test_cpu_cells_run_on_the_recorded_number_of_threads(monkeypatch):
     assert torch.get_num_threads() == 1 and r.env["threads"] == 1
     monkeypatch.setenv("PERFMODEL_CPU_THREADS", "zero")
     with pytest.raises(UserError, match="PERFMODEL_CPU_THREADS"):
-        measure.cpu_threads()
+        cpu.cpu_threads()
