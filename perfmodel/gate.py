@@ -87,6 +87,11 @@ def parse_table(stdout: str) -> dict[str, tuple[str, float | None]]:
     return out
 
 
+def flagged(stdout: str) -> dict[str, str]:
+    """The cells asv's table marks slower ('+'), faster ('-') or changed in status ('!')."""
+    return {name: mark for name, (mark, _) in parse_table(stdout).items() if mark in ("+", "-", "!")}
+
+
 def to_confirm(screen: dict, threshold: float) -> list[str]:
     """Cells the confirm stage measures again: time cells beyond ``threshold`` either way, and
     anything asv marked (a slower or faster flag, a failure)."""

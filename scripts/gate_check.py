@@ -187,14 +187,13 @@ def calibrate(cells, target, tol, device, log) -> dict:
 
 # ----------------------------------------------------------------- the asv runs
 
-def flagged(stdout: str) -> dict[str, str]:
-    """The cells asv's table marks slower ('+'), faster ('-') or changed in status ('!')."""
-    from perfmodel.gate import parse_table  # noqa: PLC0415 (the gate's own reading of the table)
-
-    return {name: mark for name, (mark, _) in parse_table(stdout).items() if mark in ("+", "-", "!")}
-
-
 GATE_ROW = re.compile(r"^\| (\S+\(.*\)) \| (.*) \| (.*) \|$")
+
+
+def flagged(stdout: str) -> dict[str, str]:
+    from perfmodel.gate import flagged as asv_flagged  # noqa: PLC0415 (the gate's own reading)
+
+    return asv_flagged(stdout)
 
 
 def gate_flagged(stdout: str) -> dict[str, str]:

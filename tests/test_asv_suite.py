@@ -79,11 +79,8 @@ def _patch(path: Path, old: str, new: str) -> None:
 
 
 def _flagged(stdout: str) -> dict[str, str]:
-    sys.path.insert(0, str(ROOT))
-    try:
-        from scripts.gate_check import flagged  # noqa: PLC0415 (the gate's own reading)
-    finally:
-        sys.path.remove(str(ROOT))
+    from perfmodel.gate import flagged  # noqa: PLC0415 (the gate's own reading of asv's table)
+
     return flagged(stdout)
 
 
