@@ -190,12 +190,6 @@ def calibrate(cells, target, tol, device, log) -> dict:
 GATE_ROW = re.compile(r"^\| (\S+\(.*\)) \| (.*) \| (.*) \|$")
 
 
-def flagged(stdout: str) -> dict[str, str]:
-    from perfmodel.gate import flagged as asv_flagged  # noqa: PLC0415 (the gate's own reading)
-
-    return asv_flagged(stdout)
-
-
 def gate_flagged(stdout: str) -> dict[str, str]:
     """perfmodel gate's verdict: the cells its confirm stage flagged ('+' slower, '-' faster)."""
     out = {}
@@ -254,6 +248,7 @@ def main() -> int:
 
     import torch  # noqa: PLC0415
 
+    from perfmodel.gate import flagged as asv_flagged  # noqa: PLC0415 (the gate's reading)
     from perfmodel.track import asv_env, machine_name, register_machine, stack  # noqa: PLC0415
 
     device = torch.device("cuda" if args.tier == "gpu" else "cpu")
@@ -309,7 +304,7 @@ def main() -> int:
             name_log = f"{'gate' if args.gate == 'perfmodel' else 'asv'}-{kind}-{i}.log"
             (out / name_log).write_text(proc.stdout + proc.stderr)
             flags = (gate_flagged(proc.stdout) if args.gate == "perfmodel"
-                     else flagged(proc.stdout))
+                     else asv_flagged(proc.stdout))
             expect = set() if kind == "noop" else planted_names
             ok = (set(flags) == expect and all(m == "+" for m in flags.values())
                   and proc.returncode == (0 if kind == "noop" else 1))
