@@ -228,7 +228,7 @@ class CellHandle:
         return self.info
 
     def prepare(self):
-        if self.info is not None and (self._runnable is not None or self.info["status"] != "OK"):
+        if self.info is not None and (self._runnable is not None or self.info["status"] != _pm("names").OK):
             return
         try:
             self._open()
@@ -253,7 +253,7 @@ class CellHandle:
         info = {"status": opened.status, "error": opened.error, "peak_bytes": opened.peak_bytes,
                 "before_backward_bytes": opened.before_backward_bytes,
                 "step_s": getattr(opened, "step_s", None), "issue_s": getattr(opened, "issue_s", None)}
-        if opened.status != "OK":
+        if opened.status != _pm("names").OK:
             print(f"perfmodel: {self.label}: {opened.status}: {opened.error}", file=sys.stderr)
         self.info = info
         _write_side_file(self.path, json.dumps(info))
@@ -298,7 +298,7 @@ class CellHandle:
             raise SkipNotImplemented("the host's issue time is tracked on a GPU")
         facts = self.facts()
         value = facts.get("issue_s")
-        if facts["status"] != "OK" or value is None:
+        if facts["status"] != _pm("names").OK or value is None:
             raise SkipNotImplemented(f"no issue time: status {facts['status']}")
         return float(value)
 
@@ -311,7 +311,7 @@ class CellHandle:
             raise SkipNotImplemented("memory is tracked on a GPU (the CUDA allocator's counts)")
         facts = self.facts()
         value = facts.get(key)
-        if facts["status"] != "OK" or value is None:
+        if facts["status"] != _pm("names").OK or value is None:
             raise SkipNotImplemented(f"no {key}: status {facts['status']}")
         return float(value)
 

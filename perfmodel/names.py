@@ -15,4 +15,6 @@ BUSY = "busy"
 CODES = {OK: 1.0, OOM: 2.0, FAILED: 3.0}
 STATUS_OF_CODE = {code: name for name, code in CODES.items()}
 
+MiB = 2**20  # the unit memory is shown in, in every table
+
 MODES = {"forward": "fwd", "backward": "bwd", "forward_backward": "fwd_bwd", "train_step": "train"}

@@ -6,9 +6,8 @@ import io
 import json
 
 from .measure import Result
-from .names import OK
+from .names import OK, MiB
 
-MiB = 2**20
 
 
 def markdown(columns: list[str], rows: list[list]) -> str:
