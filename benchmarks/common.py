@@ -38,7 +38,7 @@ NAN = float("nan")
 
 def _preimport() -> None:
     """Import, once in asv's forkserver, what every benchmark process would otherwise import by
-    itself, measured on the H200 box (notes/asv.md):
+    itself, measured on the H200 box (notes/gpu-box.md):
 
     - torch._dynamo (4.7 s there): AdamW's first step imports it (every train-step cell), and so
       does torch.fx's symbolic-shapes module with sympy, which the first ``backward(grad)`` with

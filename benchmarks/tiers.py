@@ -16,7 +16,7 @@ What the tiers decide:
 - sampling: a gated cell is measured in 2 processes of at least 6 samples each (what asv's
   Mann-Whitney test needs; ``GATED``); every other cell of the GPU tier is history for the
   graphs and the seed forms, measured in one process of at least 4 samples (``HISTORY``),
-  which is what keeps the full GPU tier within its time budget (notes/asv.md).
+  which is what keeps the full GPU tier within its time budget (notes/gpu-box.md).
 - the order of a full GPU run (``GPU_CHUNKS``): each chunk is one ``asv run`` whose results are
   saved when it ends, most-read cells first, so a run cut short keeps what it finished.
 

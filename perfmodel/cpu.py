@@ -70,7 +70,7 @@ def steady_malloc() -> None:
     process frees such blocks, so whether a step's temporaries (eager attention's 2 MiB scores at
     seq 256) cost fresh zeroed pages every step depends on the process's history: the same cell
     measured 1.28 ms in one process and 2.62 ms in five others. Fixed thresholds keep freed
-    memory in the heap: 1.22 ms in six processes of six (notes/gate.md). Nothing changes where
+    memory in the heap: 1.22 ms in six processes of six (notes/journal.md). Nothing changes where
     the C library is not glibc.
     """
     global _MALLOC_FIXED

@@ -9,7 +9,7 @@
    confirm stage's verdict is the gate's.
 
 Why: a shared 2-core CPU host changes speed by up to 1.45x for minutes at a time (a compute-
-bound matmul took 4.3 ms, then 6.3 ms for minutes, in fresh processes; notes/gate.md), so two
+bound matmul took 4.3 ms, then 6.3 ms for minutes, in fresh processes; notes/journal.md), so two
 commits measured a minute apart differ by that much whatever their code, and more rounds of the
 whole tier cannot fix it (4 rounds: an unchanged commit still read 0.78). What a result means is
 unchanged: every number is asv's, measured at the commit it is filed under.

@@ -1,4 +1,4 @@
-# Source me on an offline GPU box (recipe: notes/asv.md): asv from .whl/, environments from
+# Source me on an offline GPU box (recipe: notes/gpu-box.md): asv from .whl/, environments from
 # .whl/house/, the project's history from .whl/repo.bundle where the copy has no usable .git.
 #   source scripts/gpu_env.sh
 PY=${PYTHON:-python3}
