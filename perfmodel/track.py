@@ -169,21 +169,25 @@ def cell_counts(results_dir: str, machine: str, commit: str) -> dict | None:
                                    glob.escape(commit[:8]) + "-*.json"))
     if not paths:
         return None
+    from .untrusted import Unreadable, read_json  # noqa: PLC0415
+
     counts = {"measured": 0, "n/a": 0, "failed": 0}
     for path in paths:
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)  # bare NaN (asv's "skipped") is read as float nan
-            column = data["result_columns"].index("result")
-            rows = data["results"].values()
-        except (OSError, ValueError, KeyError, AttributeError):
+            data = read_json(path)  # bare NaN (asv's "skipped") reads as nan
+        except (Unreadable, MemoryError):
             continue
-        for row in rows:
-            values = row[column] if isinstance(row, list) else None
+        cols = data.get("result_columns") if isinstance(data, dict) else None
+        rows = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(cols, list) or "result" not in cols or not isinstance(rows, dict):
+            continue
+        column = cols.index("result")
+        for row in rows.values():
+            values = row[column] if isinstance(row, list) and len(row) > column else None
             for v in values if isinstance(values, list) else [values]:
                 if v is None:
                     counts["failed"] += 1
-                elif isinstance(v, (int, float)) and math.isnan(v):
+                elif isinstance(v, float) and math.isnan(v):  # a JSON int may be too big for isnan
                     counts["n/a"] += 1
                 else:
                     counts["measured"] += 1

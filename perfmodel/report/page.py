@@ -36,6 +36,7 @@ class Report:
     compare: tuple[str, str] | None = None
     history_frame: pd.DataFrame | None = None
     left_out: int = 0                           # values and files left out (load.py's notes)
+    internal: int = 0                           # tables lost to an internal error (page.guarded)
 
     def table(self, key: str) -> Table:
         for t in self.tables:
@@ -50,22 +51,6 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
     git_order, info = git_log(repo)
     order = commit_order(rs, git_order)
     full = resolve(rs, commit, repo, order)
-    # every table and plot but the history reads the one commit: normalize only its rows
-    norm = normalize(rs.at(full), rs.benchmarks) if not rs.frame.empty else pd.DataFrame()
-    notes = list(rs.notes)
-    tables: list[Table] = []
-    if not norm.empty:
-        tables += warmup_table(norm, full)
-        tables += model_steps_table(norm, full)
-        tables += attention_tables(norm, full)
-        tables += warmup_steps_table(norm, full)
-        tables += attention_memory_tables(norm, full)
-        tables += comparison_tables(norm, full)
-    if not tables:
-        notes.append(f"no attention or model results at {full[:8]} on {rs.machine}")
-    heads = headline_cells(norm, full) if not norm.empty else []
-    hist_tables, hist = history_table(rs, norm, full, order, history, info, heads)
-    tables += hist_tables
     pair = None
     if compare:
         pair = (resolve(rs, compare[0], repo, order), resolve(rs, compare[1], repo, order))
@@ -73,8 +58,22 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
         idx = order.index(full)
         if idx > 0:
             pair = (order[idx - 1], full)
+    notes = rs.notes
+    # every table and plot but the history reads the one commit: normalize only its rows
+    norm = normalize(rs.at(full), rs.benchmarks, notes)
+    tables: list[Table] = []
+    if not norm.empty:
+        for build in (warmup_table, model_steps_table, attention_tables, warmup_steps_table,
+                      attention_memory_tables, comparison_tables):
+            tables += guarded(notes, build.__name__, build, norm, full) or []
+    if not tables:
+        notes.info(f"no attention or model results at {full[:8]} on {rs.machine}")
+    heads = guarded(notes, "headline_cells", headline_cells, norm, full) if not norm.empty else []
+    hist_tables, hist = guarded(notes, "history_table", history_table, rs, norm, full, order,
+                                history, info, heads or []) or ([], pd.DataFrame())
+    tables += hist_tables
     if pair:
-        tables += compare_table(rs, pair[0], pair[1], info)
+        tables += guarded(notes, "compare_table", compare_table, rs, pair[0], pair[1], info) or []
     plots = {}
     if plots_dir is not None and not norm.empty:
         for title, fn, name in (("attention time and memory vs seq_len", plot_attention,
@@ -88,10 +87,23 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
         if p:
             plots["history of the headline benchmarks"] = f"{plots_prefix}history.png"
     minfo = dict(rs.machine_info)
-    if str(minfo.get("ram", "")).isdigit():
+    if "ram" in minfo:  # load.py checked: ASCII digits, at most 20
         minfo["ram"] = f"{int(minfo['ram']) / 2**30:.0f} GiB"
-    return Report(rs.machine, full, info, tables, plots, notes, minfo, pair, hist,
-                  rs.notes.left_out)
+    return Report(rs.machine, full, info, tables, plots, list(notes), minfo, pair, hist,
+                  notes.left_out, notes.internal)
+
+
+def guarded(notes, name: str, build, *args):
+    """A table that cannot be built is a note, never a lost report. The data checks in load.py
+    and cells.py name the file and field of what they leave out; reaching this is a case they do
+    not foresee, i.e. a bug (exit status 3), said with the table it cost."""
+    try:
+        return build(*args)
+    except Exception as err:  # noqa: BLE001 (any failure of one table)
+        notes.internal += 1
+        notes.info(f"{name} not built: internal error {type(err).__name__}: {str(err)[:200]} "
+                   "(please report it)")
+        return None
 
 
 def md(text) -> str:
