@@ -26,6 +26,7 @@ import sys
 import time
 
 from .errors import UserError
+from .untrusted import log_text, say
 
 ROW = re.compile(r"^\|\s*([+!x-]?)\s*\|(.*)\|\s*$")  # a row of asv's comparison table
 GATE_LIMIT_S = 4 * 3600
@@ -84,14 +85,14 @@ def to_confirm(screen: dict, threshold: float) -> list[str]:
 def _continuous(base, head, machine, factor, extra, root, env, log) -> tuple[int, str]:
     cmd = [sys.executable, "-m", "asv", "continuous", f"--machine={machine}",
            f"--factor={factor}", "--no-only-changed", "--show-stderr", *extra, "--", base, head]
-    log.write("$ " + " ".join(cmd) + "\n")
+    log.write(log_text("$ " + " ".join(cmd) + "\n"))
     log.flush()
     try:
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True,
                               errors="replace", timeout=GATE_LIMIT_S)
     except subprocess.TimeoutExpired:
         raise UserError(f"asv continuous took more than {GATE_LIMIT_S // 3600} hours") from None
-    log.write(proc.stdout + proc.stderr)
+    log.write(log_text(proc.stdout + proc.stderr))
     log.flush()
     return proc.returncode, proc.stdout
 
@@ -117,16 +118,16 @@ def main(args) -> int:
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     t0 = time.monotonic()
     with open(log_path, "w", encoding="utf-8") as log:
-        print(f"perfmodel gate: {args.base} -> {args.head} on {name}, factor {args.factor}; "
-              f"asv's output: {log_path}", flush=True)
+        say(f"perfmodel gate: {args.base} -> {args.head} on {name}, factor {args.factor}; "
+            f"asv's output: {log_path}", flush=True)
         extra = ["-b", args.bench] if args.bench else []
         code, out = _continuous(args.base, args.head, name, args.factor, extra, root, env, log)
         screen = parse_table(out)
         if not screen:
             raise UserError(f"asv continuous gave no comparison (exit {code}); see {log_path}")
         again = to_confirm(screen, args.screen)
-        print(f"  screen: {len(screen)} cells compared in {time.monotonic() - t0:.0f} s, "
-              f"asv exit {code}; {len(again)} to confirm", flush=True)
+        say(f"  screen: {len(screen)} cells compared in {time.monotonic() - t0:.0f} s, "
+            f"asv exit {code}; {len(again)} to confirm", flush=True)
         confirm: dict = {}
         final = 0
         if again:
@@ -135,14 +136,14 @@ def main(args) -> int:
             final, out = _continuous(args.base, args.head, name, args.factor,
                                      ["-b", regex, "-a", f"rounds={args.rounds}"], root, env, log)
             confirm = parse_table(out)
-            print(f"  confirm: {len(again)} cells, {args.rounds} rounds each, in "
-                  f"{time.monotonic() - t1:.0f} s, asv exit {final}", flush=True)
+            say(f"  confirm: {len(again)} cells, {args.rounds} rounds each, in "
+                f"{time.monotonic() - t1:.0f} s, asv exit {final}", flush=True)
     slower = [n for n in again if confirm.get(n, ("", None))[0] == "+"]
-    print("\n| cell | screen | confirm |\n|---|---|---|")
+    say("", "| cell | screen | confirm |", "|---|---|---|")
     for n in again:  # every cell asv marked is among them (to_confirm)
-        print(f"| {n} | {_fmt(screen[n])} | {_fmt(confirm.get(n, ('', None)))} |")
+        say(f"| {n} | {_fmt(screen[n])} | {_fmt(confirm.get(n, ('', None)))} |")
     verdict = ("slower: " + ", ".join(slower)) if slower else "no confirmed slowdown"
-    print(f"\ngate: {verdict} ({len(screen)} cells, {time.monotonic() - t0:.0f} s)")
+    say("", f"gate: {verdict} ({len(screen)} cells, {time.monotonic() - t0:.0f} s)")
     return final if final in (0, 1, 2) else 2
 
 

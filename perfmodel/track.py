@@ -20,6 +20,7 @@ import sysconfig
 import time
 
 from .errors import UserError
+from .untrusted import log_text, say, visible
 
 GIT_LIMIT_S = 60
 PUBLISH_LIMIT_S = 600
@@ -147,7 +148,7 @@ def _repo_root() -> str:
 
 
 def _printable(text: str, width: int = 50) -> str:
-    text = "".join(c if c.isprintable() else " " for c in text).strip()
+    text = visible(text.strip())
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
@@ -201,7 +202,7 @@ class _Child:
         import threading  # noqa: PLC0415
 
         self.log, self.timed_out = log, False
-        log.write(f"\n$ {' '.join(argv)}\n")
+        log.write(log_text(f"\n$ {' '.join(argv)}\n"))
         log.flush()
         self.proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -223,8 +224,8 @@ class _Child:
                     return
 
     def lines(self):
-        for line in self.proc.stdout:
-            self.log.write(line)
+        for line in self.proc.stdout:  # asv's output names results files, benchmarks, commits
+            self.log.write(log_text(line))
             yield line
         self.log.flush()
 
@@ -245,7 +246,7 @@ def main(args) -> int:
     name = check_machine_name(args.machine or machine_name(env))
     if args.print_machine:
         register_machine(name, env)
-        print(name)
+        say(name)
         return 0
     from asv.util import load_json  # noqa: PLC0415 (asv's own reader: // comments allowed)
 
@@ -274,13 +275,13 @@ def main(args) -> int:
     publish = ["publish", "--no-pull"]
     log_path = os.path.abspath(args.log or os.path.join(root, ".asv", "track.log"))
 
-    print(f"perfmodel track: machine {name}\n  {len(hashes)} commit(s) of {branch}, "
-          f"{len(done)} already measured here; asv's full output: {log_path}", flush=True)
+    say(f"perfmodel track: machine {name}", f"  {len(hashes)} commit(s) of {branch}, "
+        f"{len(done)} already measured here; asv's full output: {log_path}", flush=True)
     if args.dry_run:
-        print(f"asv machine record for {name}: {json.dumps(machine_record(name, env))}")
-        print("$ asv " + " ".join(run) + "    # " + " ".join(h[:8] for h in todo))
+        say(f"asv machine record for {name}: {json.dumps(machine_record(name, env))}")
+        say("$ asv " + " ".join(run) + "    # " + " ".join(h[:8] for h in todo))
         if not args.no_publish:
-            print("$ asv " + " ".join(publish))
+            say("$ asv " + " ".join(publish))
         return 0
 
     register_machine(name, env)
@@ -292,14 +293,14 @@ def main(args) -> int:
     t_start = time.monotonic()
     status, failed = 0, 0
     with open(log_path, "w", encoding="utf-8") as log:
-        log.write(f"perfmodel track: machine {name}, commits {' '.join(hashes)}\n")
+        log.write(log_text(f"perfmodel track: machine {name}, commits {' '.join(hashes)}\n"))
         if todo:
             status, failed = _run(run, todo, subjects, root, child_env, log, results_dir, name,
                                   args.limit_per_commit * 60 * len(todo))
         for h in hashes:
             if h in done:
-                print(f"  {h[:8]} {subjects[h]}: already measured on this machine "
-                      "(--rerun measures it again)", flush=True)
+                say(f"  {h[:8]} {subjects[h]}: already measured on this machine "
+                    "(--rerun measures it again)", flush=True)
         pages = []
         if not args.no_publish and status in (0, 2):
             t0 = time.monotonic()
@@ -308,26 +309,26 @@ def main(args) -> int:
                      if "perfmodel: " in line]
             code = child.wait()
             if code != 0:
-                print(f"asv publish failed (exit {code}"
-                      + (f", stopped after {PUBLISH_LIMIT_S} s" if code == 124 else "")
-                      + f"); see {log_path}", flush=True)
+                say(f"asv publish failed (exit {code}"
+                    + (f", stopped after {PUBLISH_LIMIT_S} s" if code == 124 else "")
+                    + f"); see {log_path}", flush=True)
                 status = status or code
             else:
-                print(f"  asv publish: {_minutes(time.monotonic() - t0)}", flush=True)
+                say(f"  asv publish: {_minutes(time.monotonic() - t0)}", flush=True)
 
     html = os.path.join(root, conf.get("html_dir", "html"))
-    print(f"\ndone in {_minutes(time.monotonic() - t_start)}"
-          + (f"; {failed} cell(s) failed (their errors are in the log)" if failed else ""))
-    print(f"results: {os.path.join(results_dir, name)}{os.sep}   (new files: commit them with "
-          f"`git add {os.path.relpath(os.path.join(results_dir, name), root)}`)")
+    say("", f"done in {_minutes(time.monotonic() - t_start)}"
+        + (f"; {failed} cell(s) failed (their errors are in the log)" if failed else ""))
+    say(f"results: {os.path.join(results_dir, name)}{os.sep}   (new files: commit them with "
+        f"`git add {os.path.relpath(os.path.join(results_dir, name), root)}`)")
     if not args.no_publish:
-        print(f"site:    {os.path.join(html, 'index.html')}   (view it: asv preview, then open "
-              "the address it prints)")
+        say(f"site:    {os.path.join(html, 'index.html')}   (view it: asv preview, then open "
+            "the address it prints)")
         for page in pages:
-            print(f"         {page}")
+            say(f"         {page}")
     if len(hashes) > 1:
-        print(f"compare: asv compare --machine {name} {hashes[-1][:8]} {hashes[0][:8]}")
-    print(f"log:     {log_path}")
+        say(f"compare: asv compare --machine {name} {hashes[-1][:8]} {hashes[0][:8]}")
+    say(f"log:     {log_path}")
     return status
 
 
@@ -341,9 +342,9 @@ def _run(run, todo, subjects, root, env, log, results_dir, name, limit) -> tuple
         nonlocal failed
         counts = cell_counts(results_dir, name, commit) or {"measured": 0, "n/a": 0, "failed": 0}
         failed += counts["failed"]
-        print(f"  [{order[commit[:8]] + 1}/{len(todo)}] {commit[:8]} {subjects[commit]}: "
-              f"{_minutes(time.monotonic() - t_commit)}, {counts['measured']} cells measured, "
-              f"{counts['n/a']} n/a here, {counts['failed']} failed", flush=True)
+        say(f"  [{order[commit[:8]] + 1}/{len(todo)}] {commit[:8]} {subjects[commit]}: "
+            f"{_minutes(time.monotonic() - t_commit)}, {counts['measured']} cells measured, "
+            f"{counts['n/a']} n/a here, {counts['failed']} failed", flush=True)
 
     child = _Child(_asv(*run), root, env, log, limit)
     for line in child.lines():
@@ -357,11 +358,11 @@ def _run(run, todo, subjects, root, env, log, results_dir, name, limit) -> tuple
     if current:
         finish(current)
     if code == 124:
-        print(f"asv run stopped after {_minutes(limit)} (--limit-per-commit); the commits "
-              "finished before are kept", flush=True)
+        say(f"asv run stopped after {_minutes(limit)} (--limit-per-commit); the commits "
+            "finished before are kept", flush=True)
     elif code not in (0, 2):
-        print(f"asv run failed (exit {code}); the end of {log.name}:", flush=True)
+        say(f"asv run failed (exit {code}); the end of {log.name}:", flush=True)
         with open(log.name, encoding="utf-8", errors="replace") as f:
-            print("".join(f.readlines()[-15:]), end="", flush=True)
+            say(*(line.rstrip("\n") for line in f.readlines()[-15:]), flush=True)
         return code, failed
     return (2 if code == 2 or failed else code), failed

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 
 MAX_FILE_BYTES = 64 * 2**20  # a results file, benchmarks.json or machine.json: the bytes read
 CHUNK = 1 << 20
@@ -87,3 +88,14 @@ def visible(text) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def say(*lines, file=None, flush: bool = False) -> None:
+    """print() for the terminal: each argument one line, through ``visible`` (a line break that
+    came with the data is shown as ``\\n``, not made)."""
+    print("\n".join(visible(line) for line in lines), file=file or sys.stdout, flush=flush)
+
+
+def log_text(text: str) -> str:
+    """Text for a log file: its own line breaks kept, everything else through ``visible``."""
+    return "\n".join(visible(line) for line in str(text).split("\n"))

@@ -1,8 +1,10 @@
 """Stage 6, page: the stages in order, then the summary as markdown and as HTML.
 
-Both pages are Jinja templates with autoescape on. The HTML page is rendered straight from the
-tables' cells (no markdown step, so no raw HTML can pass through); the markdown page escapes what
-markdown would read as markup or a link (``md`` below) and HTML-escapes the rest.
+Both pages are Jinja templates with autoescape on, and every value they show passes
+untrusted.visible (``_finalize``), so no control or bidirectional character reaches them. The
+HTML page is rendered straight from the tables' cells (no markdown step, so no raw HTML can pass
+through); the markdown page escapes what GitHub's markdown would read as markup, a link or a
+block (``md`` below) and HTML-escapes the rest.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..untrusted import visible
 from .cells import Table, ms, normalize
 from .commits import commit_order, git_log, resolve
 from .comparisons import comparison_tables
@@ -106,21 +109,60 @@ def guarded(notes, name: str, build, *args):
         return None
 
 
+_MD_PUNCT = re.compile(r"([\\`*_~\[\]|!$])")  # code, emphasis, strikethrough, links, cells, math
+
+
 def md(text) -> str:
-    """Text -> markdown that shows it as text: no links, images, HTML or table breaks."""
+    """Text -> markdown that GitHub (GFM) shows as that text: no links (autolinks of www.,
+    scheme:// and e-mail addresses included), images, HTML, emphasis, math, table cells or
+    blocks; control and bidirectional characters written as escapes (untrusted.visible)."""
     from markupsafe import Markup  # noqa: PLC0415
 
-    text = " ".join(str(text).split())
+    text = visible(" ".join(str(text).split()))
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return Markup(re.sub(r"([\\`\[\]|!])", r"\\\1", text))
+    text = _MD_PUNCT.sub(r"\\\1", text)
+    text = re.sub(r"(?i)(www)\.", r"\1\\.", text)  # GFM links www.x; not www\.x
+    text = re.sub(r":(?=//)", r"\\:", text)  # nor http\://x
+    # GFM finds e-mail addresses in text after escapes are undone (a\@b.c is still linked);
+    # an @ in a code span of its own splits the text, and copies as @
+    text = text.replace("@", "`@`")
+    return Markup(text)
+
+
+def md_block(text) -> str:
+    """``md`` for text that starts a line (a note is a list item, a caption a paragraph): no
+    heading, list, sub-list or rule either (-1.5% stays as it is)."""
+    from markupsafe import Markup  # noqa: PLC0415
+
+    text = re.sub(r"^([#+-])(?=[\s#+-]|$)", r"\\\1", str(md(text)))
+    return Markup(re.sub(r"^(\d{1,9})([.)])(?=\s|$)", r"\1\\\2", text))
+
+
+def md_url(path) -> str:
+    """A relative path of ours as a markdown link destination."""
+    from urllib.parse import quote  # noqa: PLC0415
+
+    from markupsafe import Markup  # noqa: PLC0415
+
+    return Markup(quote(str(path)))
+
+
+def _finalize(value):
+    """Every {{ }} of both pages: data shown as text, its control and bidirectional characters
+    as escapes (markdown's md filter did it already; its Markup passes)."""
+    from markupsafe import Markup  # noqa: PLC0415
+
+    return value if isinstance(value, Markup) or not isinstance(value, str) else visible(value)
 
 
 def _env():
     import jinja2  # noqa: PLC0415
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
-                             undefined=jinja2.StrictUndefined)
+                             undefined=jinja2.StrictUndefined, finalize=_finalize)
     env.filters["md"] = md
+    env.filters["md_block"] = md_block
+    env.filters["md_url"] = md_url
     return env
 
 
