@@ -15,7 +15,8 @@ whole tier cannot fix it (4 rounds: an unchanged commit still read 0.78). What a
 unchanged: every number is asv's, measured at the commit it is filed under.
 
 Exit status: 0 nothing confirmed slower, 1 a confirmed slowdown (asv's exit status of the
-confirm stage), 2 an error. The last lines are a table: every screened cell, both ratios.
+confirm stage), 2 an error (a usage error, or asv gave no comparison), 3 an internal error
+(perfmodel.names). The last lines are a table: every screened cell, both ratios.
 """
 from __future__ import annotations
 

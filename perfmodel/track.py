@@ -5,6 +5,10 @@ for asv, then runs plain asv: ``asv run`` over the last few commits of the branc
 machine already measured are skipped) and ``asv publish``, whose perfmodel publisher plugin
 (asv.conf.json) adds the summary tables. asv's full output goes to a log file; the terminal gets
 one line per commit and a summary. Every child process has a time limit.
+
+Exit status: 0 every commit measured and the site published, 1 some cells failed or an asv
+command failed (the lines above say which), 124 a time limit, 2 a usage error, 3 an internal
+error (perfmodel.names).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import sysconfig
 import time
 
 from .errors import UserError
+from .names import EXIT_CLEAN, EXIT_LEFT_OUT
 from .untrusted import log_text, say, visible
 
 GIT_LIMIT_S = 60
@@ -302,7 +307,7 @@ def main(args) -> int:
                 say(f"  {h[:8]} {subjects[h]}: already measured on this machine "
                     "(--rerun measures it again)", flush=True)
         pages = []
-        if not args.no_publish and status in (0, 2):
+        if not args.no_publish and status in (EXIT_CLEAN, EXIT_LEFT_OUT):
             t0 = time.monotonic()
             child = _Child(_asv(*publish), root, child_env, log, PUBLISH_LIMIT_S)
             pages = [line.split("perfmodel: ", 1)[1].strip() for line in child.lines()
@@ -365,4 +370,5 @@ def _run(run, todo, subjects, root, env, log, results_dir, name, limit) -> tuple
         with open(log.name, encoding="utf-8", errors="replace") as f:
             say(*(line.rstrip("\n") for line in f.readlines()[-15:]), flush=True)
         return code, failed
-    return (2 if code == 2 or failed else code), failed
+    # asv run's 2 is "some benchmarks failed": the commits ran, the failed cells are noted
+    return (EXIT_LEFT_OUT if code == 2 or failed else code), failed
