@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import unicodedata
 from html.parser import HTMLParser
@@ -21,6 +22,7 @@ from tests.test_report_untrusted import fixture_files, make_repo  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "asv_results"
 MACHINE = "fixture-cpu"
+ROOT = Path(__file__).resolve().parent.parent
 # a window title, a screen clear, a fake colour, a CSI as one C1 byte, bidi overrides and isolates
 ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b[32mOK\x1b[0m\x9b1m\u202eevil\u2066x\u2069\u200f"
 MARKDOWN = ["see https://evil.example/x and http://a.b", "visit www.evil.example now",
@@ -152,3 +154,30 @@ def test_an_internal_error_is_one_line_and_status_3(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err.strip()
     assert code == 3 and len(err.splitlines()) == 1 and "Traceback" not in err
     assert err.startswith("perfmodel: internal error: RuntimeError: planted (at ")
+
+
+def test_plot_labels_from_results_are_text(tmp_path):
+    """An implementation named with escapes and "$" (matplotlib's mathtext) is a legend label as
+    written: no mathtext, no missing-glyph warning naming the control characters."""
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE, results)
+    odd = repr(f"eager{ESCAPES}$x^2$")
+    bench = json.loads((results / "benchmarks.json").read_text())
+    for name, entry in bench.items():
+        if name.startswith("bench_attention."):
+            entry["params"][0][0] = odd
+    (results / "benchmarks.json").write_text(json.dumps(bench))
+    for f in (results / MACHINE).glob("*-*.json"):
+        d = json.loads(f.read_text())
+        for name, row in d["results"].items():
+            if name.startswith("bench_attention."):
+                row[d["result_columns"].index("params")][0][0] = odd
+        f.write_text(json.dumps(d))
+    out = tmp_path / "out" / "s.md"
+    # a process of its own: matplotlib logs its warnings, which pytest would capture
+    proc = subprocess.run([sys.executable, "-m", "perfmodel", "report", "--results", str(results),
+                           "--machine", MACHINE, "-o", str(out)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "HOME": str(
+                              tmp_path), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"})
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr[-2000:]
+    assert (tmp_path / "out" / "s_files" / "attention.png").stat().st_size > 1000
