@@ -50,8 +50,9 @@ def test_shipped_files_are_the_cdn_files_where_their_hash_says_so():
 def test_page_edit_and_machine_names_as_data(tmp_path):
     index = tmp_path / "index.html"
     index.write_text(ASV_INDEX.read_text())
-    evil = '"><script>alert(1)</script>'
+    evil = '"><script>alert(1)</script>\u202e\x1b[2J'
     entry = site.nav_entry([("cpu-a", "summary.html"), (evil, "summary/x.html")], "Summary", "t")
+    assert "\u202e" not in entry and "\x1b" not in entry and "\\u202e\\x1b[2J" in entry
     out = site.Published(tmp_path)
     site.edit_index(index, entry, out)
     site.edit_index(index, entry, out)  # twice: one entry

@@ -182,14 +182,18 @@ def clean_asv_data(html_dir, benchmarks: dict, graphs) -> list[str]:
 
 
 def nav_entry(summaries: list[tuple[str, str]], label: str, title: str) -> str:
-    """The navigation bar's entry: a link, or a menu when there are several machines."""
-    esc = html.escape
+    """The navigation bar's entry: a link, or a menu when there are several machines (their
+    names are data: escaped as HTML, their control and bidirectional characters as text)."""
+    from ..untrusted import visible  # noqa: PLC0415
+
+    def esc(text: str) -> str:
+        return html.escape(visible(text))
     first = summaries[0][1] if summaries else f"{SUMMARY}.html"
     if len(summaries) <= 1:
         return (f'<li id="{NAV_ID}"><a href="{esc(first)}" title="{esc(title)}">{esc(label)}'
                 f"</a></li>")
     items = "".join(f'<li><a href="{esc(page)}">{esc(machine)}'
-                    + (" (newest results)" if i == 0 else "") + "</a></li>"
+                    + (" (front page)" if i == 0 else "") + "</a></li>"
                     for i, (machine, page) in enumerate(summaries))
     return (f'<li id="{NAV_ID}" class="dropdown"><a href="{esc(first)}" class="dropdown-toggle" '
             f'data-toggle="dropdown" title="{esc(title)}">{esc(label)} <b class="caret"></b></a>'
