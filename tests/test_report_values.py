@@ -257,6 +257,24 @@ print("rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
 """
 
 
+def capped_report(results: Path, tmp_path: Path) -> tuple[int, int, str]:
+    """perfmodel report in a process of its own with a 4 GiB address-space cap: (status, peak
+    RSS in MiB, stderr); a regression fails here instead of taking the machine's memory."""
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+    t = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", GRID_SCRIPT, "report", "--results", str(results),
+                           "--machine", MACHINE, "--repo", str(ROOT), "-o",
+                           str(tmp_path / "out" / "s.md"), "--no-plots"], capture_output=True,
+                          text=True, timeout=120, preexec_fn=cap, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert time.monotonic() - t < 60, proc.stdout
+    words = proc.stdout.split()
+    return (int(words[words.index("code") + 1]), int(words[words.index("rss_mib") + 1]),
+            proc.stderr)
+
+
 def test_a_declared_grid_far_larger_than_its_results_is_refused(tmp_path):
     """A benchmarks.json of about 100 KB declaring a million-cell grid for Attention took 7.45 GB
     and 9.5 minutes; now it is refused with a note, in the memory and time of a plain report."""
@@ -268,18 +286,22 @@ def test_a_declared_grid_far_larger_than_its_results_is_refused(tmp_path):
         entry["params"][3] += [repr(i) for i in range(20000, 21000)]
     bench_json(results, each_attention(grow))
     assert (results / "benchmarks.json").stat().st_size < 200_000
+    code, rss, err = capped_report(results, tmp_path)
+    assert code == 1 and rss < 1024, (code, rss)
+    assert f"left out {ATT}time_forward in " in err
+    assert "declares 1045200 parameter cells, far more than the 200 values" in err
 
-    def cap():  # a regression fails here instead of taking the machine's memory
-        resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
-    t = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", GRID_SCRIPT, "report", "--results", str(results),
-                           "--machine", MACHINE, "--repo", str(ROOT), "-o",
-                           str(tmp_path / "out" / "s.md"), "--no-plots"], capture_output=True,
-                          text=True, timeout=120, preexec_fn=cap, cwd=tmp_path,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    words = proc.stdout.split()
-    rss, code = int(words[words.index("rss_mib") + 1]), int(words[words.index("code") + 1])
-    assert code == 1 and rss < 1024 and time.monotonic() - t < 60, proc.stdout
-    assert f"left out {ATT}time_forward in " in proc.stderr
-    assert "declares 1045200 parameter cells, far more than the 200 values" in proc.stderr
+
+def test_a_file_declaring_a_huge_grid_of_its_own_costs_nothing(tmp_path):
+    """A results file whose own parameter lists multiply to 10^16 cells, all failed (result
+    None): nothing is made that long."""
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE, results)
+
+    def huge(doc):
+        row = doc["results"][f"{ATT}time_forward"]
+        row[doc["result_columns"].index("result")] = None
+        row[doc["result_columns"].index("params")] = [[repr(f"v{i}") for i in range(10_000)]] * 4
+    edit(result_files(results)[-1], huge)
+    code, rss, err = capped_report(results, tmp_path)
+    assert code == 0 and rss < 1024, (code, rss, err[-2000:])

@@ -258,22 +258,17 @@ def _numbers(values) -> bool:
     return all(finite(v) and abs(v) <= MAX_VALUE for v in values)
 
 
-def _index(own: list[list[str]], cell: tuple) -> int | None:
+def _index(positions: list[dict], cell: tuple) -> int | None:
     """Where ``cell`` is in asv's flat list of a results file's cells (``itertools.product`` of
-    its own parameter lists, last index on repeats), found without making that list: it may
-    be far longer than the cells benchmarks.json asks for."""
+    its own parameter lists; ``positions`` maps each list's values to their last index), found
+    without making that list: it may be far longer than the cells benchmarks.json asks for."""
     i = 0
-    for values, v in zip(own, cell):
-        pos = _positions(tuple(values)).get(v)
-        if pos is None:
+    for pos, v in zip(positions, cell):
+        at = pos.get(v)
+        if at is None:
             return None
-        i = i * len(values) + pos
+        i = i * len(pos) + at
     return i
-
-
-@functools.lru_cache(maxsize=64)  # the same few lists for every cell of a benchmark
-def _positions(values: tuple) -> dict:
-    return {v: i for i, v in enumerate(values)}
 
 
 def _bench_rows(c: dict, key: str, bench: dict, head: dict, fname: str, notes: Notes,
@@ -295,12 +290,16 @@ def _bench_rows(c: dict, key: str, bench: dict, head: dict, fname: str, notes: N
     if bench["cells"] > room:
         notes.leave(fname, key, f"over the limit of {MAX_CELLS} cells for one report")
         return []
-    values = values if values is not None else [None] * n_own
-    samples = samples if isinstance(samples, list) and len(samples) == n_own else [None] * n_own
+    # nothing is made n_own long: a file of a few lists may declare 10^16 cells (all failed)
+    samples = samples if isinstance(samples, list) and len(samples) == n_own else None
     unit, names, rows = bench["unit"], bench["param_names"], []
+    positions = [{v: i for i, v in enumerate(p)} for p in own]
+    if any(len(pos) != len(p) for pos, p in zip(positions, own)):  # a value repeated
+        notes.leave(fname, f"{key} params", "a parameter value repeats")
+        return []
     for cell in itertools.product(*bench["params"]):
-        i = _index(own, cell)
-        value = values[i] if i is not None else math.nan
+        i = _index(positions, cell)
+        value = math.nan if i is None else None if values is None else values[i]
         if value is None:
             status = FAILED
         elif isinstance(value, float) and math.isnan(value):
@@ -314,7 +313,7 @@ def _bench_rows(c: dict, key: str, bench: dict, head: dict, fname: str, notes: N
         if st and not _numbers(st.values()):
             notes.leave(fname, f"{key} stats", "statistics out of range (asv's median kept)")
             st = None
-        sm = samples[i] if status == OK and i is not None else None
+        sm = samples[i] if status == OK and samples is not None else None
         if sm is not None and (not isinstance(sm, list) or not _numbers(sm)):
             notes.leave(fname, f"{key} samples", "not a list of finite numbers (median kept)")
             sm = None
