@@ -152,6 +152,8 @@ def load_benchmarks(results_dir: Path, notes: Notes) -> dict:
         if not _param_lists(params) or not isinstance(names, list) or len(names) != len(params) \
                 or not all(isinstance(n, str) for n in names):
             notes.leave("benchmarks.json", f"{name} params", "not a parameter list per name")
+        elif math.prod(map(len, params)) > MAX_CELLS:  # before each value is parsed
+            notes.leave("benchmarks.json", f"{name} params", f"over {MAX_CELLS} parameter cells")
         elif (why := _param_problem(params, names)) is not None:
             notes.leave("benchmarks.json", f"{name} param_names/params", why)
         elif b.get("unit") not in UNITS:
