@@ -147,12 +147,10 @@ EVIL = "bench_x.Evil.track_<img src=x onerror=window.__pwned=1>"
 ESCAPES = "bench_x.Evil.track_\x1b]0;owned\x07\x1b[2J"
 
 
-def test_no_benchmark_asv_would_render_as_markup_reaches_its_pages(tmp_path):
-    """asv 0.6.6's summary grid and navigation tree put a benchmark's name (and pretty_name, code,
-    parameter names) into the page as HTML; a crafted benchmarks.json and results carry any text
-    there. The publisher (perfmodel.report.site.clean_asv_data, order -10) takes such benchmarks
-    out of the list asv writes to index.json and deletes their graphs. The same publish has a
-    newest machine whose results give no summary: the other machine still gets summary.html."""
+def crafted(tmp_path: Path) -> Path:
+    """The fixture plus two benchmarks named with markup and escapes (in benchmarks.json and every
+    results file), a pretty_name and code with markup, and a newer machine with no readable
+    results; then a plain ``asv publish`` with the plugin."""
     results = tmp_path / "results"
     shutil.copytree(FIXTURE, results)
     bench = json.loads((results / "benchmarks.json").read_text())
@@ -173,8 +171,17 @@ def test_no_benchmark_asv_would_render_as_markup_reaches_its_pages(tmp_path):
     newest.mkdir()
     (newest / "machine.json").write_text(json.dumps({"machine": "cpu-newest", "version": 1}))
     (newest / "0123abcd-virtualenv-py3.11.json").write_text("{not json")
+    return asv_publish(tmp_path, "html", PLUGIN, with_output=True)
 
-    html, out = asv_publish(tmp_path, "html", PLUGIN, with_output=True)
+
+def test_no_benchmark_asv_would_render_as_markup_reaches_its_pages(tmp_path):
+    """asv 0.6.6's summary grid and navigation tree put a benchmark's name (and pretty_name, code,
+    parameter names) into the page as HTML; a crafted benchmarks.json and results carry any text
+    there. The publisher (perfmodel.report.site.clean_asv_data, order -10) takes such benchmarks
+    out of the list asv writes to index.json and deletes their graphs. The same publish has a
+    newest machine whose results give no summary: the other machine still gets summary.html."""
+    good = "bench_attention.Attention.time_forward"
+    html, out = crafted(tmp_path)
     index = json.loads((html / "index.json").read_text())
     assert good in index["benchmarks"] and EVIL not in index["benchmarks"]
     assert ESCAPES not in index["benchmarks"]
@@ -192,3 +199,45 @@ def test_no_benchmark_asv_would_render_as_markup_reaches_its_pages(tmp_path):
     # the newest machine's results give no summary: the other machine has the front page
     assert "perfmodel summary: fixture-cpu" in (html / "summary.html").read_text()
     assert "No summary" in (html / "summary" / "cpu-newest.html").read_text()
+
+
+def test_the_published_page_runs_no_script_from_a_benchmark_name(chromium, tmp_path):
+    """In Chromium: asv's page, as published, never runs the crafted name's onerror; the same page
+    with the benchmark put back into index.json (what asv writes without the publisher) runs it,
+    so the check can fail."""
+    from selenium import webdriver  # noqa: PLC0415
+    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+
+    html, _ = crafted(tmp_path)
+    browser, driver_path = chromium.find_chromium()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    profile = tempfile.mkdtemp(prefix="site-xss-profile-")
+    for flag in chromium.CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+        opts.add_argument(flag)
+
+    def pwned() -> object:
+        with chromium.serve(html) as base:
+            driver = webdriver.Chrome(options=opts, service=Service(executable_path=driver_path))
+            try:
+                driver.set_page_load_timeout(30)
+                driver.get(f"{base}/index.html")
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and not driver.execute_script(
+                        "return document.querySelectorAll('.benchmark-container').length"):
+                    time.sleep(0.25)
+                time.sleep(1.0)  # the grid's images have failed to load by now
+                return driver.execute_script("return window.__pwned === undefined ? null : "
+                                             "window.__pwned")
+            finally:
+                driver.quit()
+    try:
+        assert pwned() is None
+        index = json.loads((html / "index.json").read_text())
+        entry = dict(index["benchmarks"]["bench_attention.Attention.time_forward"], name=EVIL,
+                     params=[], param_names=[])
+        index["benchmarks"][EVIL] = entry
+        (html / "index.json").write_text(json.dumps(index))
+        assert pwned() == 1
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
