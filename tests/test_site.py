@@ -147,10 +147,10 @@ EVIL = "bench_x.Evil.track_<img src=x onerror=window.__pwned=1>"
 ESCAPES = "bench_x.Evil.track_\x1b]0;owned\x07\x1b[2J"
 
 
-def crafted(tmp_path: Path) -> Path:
+def crafted(tmp_path: Path) -> tuple[Path, str]:
     """The fixture plus two benchmarks named with markup and escapes (in benchmarks.json and every
     results file), a pretty_name and code with markup, and a newer machine with no readable
-    results; then a plain ``asv publish`` with the plugin."""
+    results; then a plain ``asv publish`` with the plugin: (html folder, its output)."""
     results = tmp_path / "results"
     shutil.copytree(FIXTURE, results)
     bench = json.loads((results / "benchmarks.json").read_text())
