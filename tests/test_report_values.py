@@ -283,7 +283,8 @@ def capped_report(results: Path, tmp_path: Path) -> tuple[int, int, str]:
 def test_a_declared_grid_far_larger_than_its_results_is_refused(tmp_path, seqs, note):
     """A benchmarks.json of about 100 KB declaring a million-cell grid for Attention took 7.45 GB
     and 9.5 minutes; now such a grid is refused with a note, in the memory and time of a plain
-    report: over MAX_CELLS in benchmarks.json itself, else against each file's values."""
+    report: over MAX_CELLS in benchmarks.json itself, else against each file's values (GRID_SLACK
+    x the values + GRID_FLOOR)."""
     results = tmp_path / "results"
     shutil.copytree(FIXTURE, results)
 

@@ -147,10 +147,13 @@ EVIL = "bench_x.Evil.track_<img src=x onerror=window.__pwned=1>"
 ESCAPES = "bench_x.Evil.track_\x1b]0;owned\x07\x1b[2J"
 
 
-def crafted(tmp_path: Path) -> tuple[Path, str]:
+@pytest.fixture(scope="module")
+def crafted(tmp_path_factory) -> tuple[Path, str]:
     """The fixture plus two benchmarks named with markup and escapes (in benchmarks.json and every
     results file), a pretty_name and code with markup, and a newer machine with no readable
-    results; then a plain ``asv publish`` with the plugin: (html folder, its output)."""
+    results; then a plain ``asv publish`` with the plugin: (html folder, its output). Once for
+    the two tests below (asv publish takes seconds)."""
+    tmp_path = tmp_path_factory.mktemp("crafted")
     results = tmp_path / "results"
     shutil.copytree(FIXTURE, results)
     bench = json.loads((results / "benchmarks.json").read_text())
@@ -174,14 +177,14 @@ def crafted(tmp_path: Path) -> tuple[Path, str]:
     return asv_publish(tmp_path, "html", PLUGIN, with_output=True)
 
 
-def test_no_benchmark_asv_would_render_as_markup_reaches_its_pages(tmp_path):
+def test_no_benchmark_asv_would_render_as_markup_reaches_its_pages(crafted):
     """asv 0.6.6's summary grid and navigation tree put a benchmark's name (and pretty_name, code,
     parameter names) into the page as HTML; a crafted benchmarks.json and results carry any text
     there. The publisher (perfmodel.report.site.clean_asv_data, order -10) takes such benchmarks
     out of the list asv writes to index.json and deletes their graphs. The same publish has a
     newest machine whose results give no summary: the other machine still gets summary.html."""
     good = "bench_attention.Attention.time_forward"
-    html, out = crafted(tmp_path)
+    html, out = crafted
     index = json.loads((html / "index.json").read_text())
     assert good in index["benchmarks"] and EVIL not in index["benchmarks"]
     assert ESCAPES not in index["benchmarks"]
@@ -201,14 +204,15 @@ def test_no_benchmark_asv_would_render_as_markup_reaches_its_pages(tmp_path):
     assert "No summary" in (html / "summary" / "cpu-newest.html").read_text()
 
 
-def test_the_published_page_runs_no_script_from_a_benchmark_name(chromium, tmp_path):
+def test_the_published_page_runs_no_script_from_a_benchmark_name(chromium, crafted, tmp_path):
     """In Chromium: asv's page, as published, never runs the crafted name's onerror; the same page
     with the benchmark put back into index.json (what asv writes without the publisher) runs it,
     so the check can fail."""
     from selenium import webdriver  # noqa: PLC0415
     from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
 
-    html, _ = crafted(tmp_path)
+    html = tmp_path / "html"
+    shutil.copytree(crafted[0], html)  # the control below edits its index.json
     browser, driver_path = chromium.find_chromium()
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
