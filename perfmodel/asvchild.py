@@ -17,6 +17,8 @@ import sysconfig
 import threading
 import time
 
+from .untrusted import log_text
+
 STOP_GRACE_S = 5   # between SIGTERM and SIGKILL: someone is waiting at the terminal
 
 
@@ -79,7 +81,7 @@ class AsvChild:
 
     def __init__(self, argv: list[str], root: str, env: dict, log, limit: float):
         self.log, self.timed_out = log, False
-        log.write(f"\n$ {' '.join(argv)}\n")
+        log.write(log_text(f"\n$ {' '.join(argv)}\n"))
         log.flush()
         self.proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -126,7 +128,7 @@ class AsvChild:
 
     def lines(self):
         for line in self.proc.stdout:
-            self.log.write(line)
+            self.log.write(log_text(line))  # asv names results files, benchmarks, commits
             yield line
         self.log.flush()
 

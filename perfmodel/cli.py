@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import itertools
+import os
 import sys
+import traceback
 
 from .errors import UserError
+from .names import EXIT_INTERNAL, EXIT_USAGE
+from .untrusted import say
 
 BOOLS = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False,
          "yes": True, "no": False}
@@ -233,8 +237,16 @@ def main(argv=None) -> int:
             return 0
         return args.func(args)
     except UserError as err:
-        print(f"{getattr(err, 'prog', 'perfmodel')}: error: {err}", file=sys.stderr)
-        return 2
+        say(f"{getattr(err, 'prog', 'perfmodel')}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:  # track and gate say themselves what they kept
         print("perfmodel: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 (a bug: one line and its own status, not a traceback)
+        if os.environ.get("PERFMODEL_DEBUG"):
+            raise
+        where = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
+        say(f"perfmodel: internal error: {type(err).__name__}: {str(err)[:300]}"
+            + (f" (at {os.path.basename(where.filename)}:{where.lineno})" if where else "")
+            + "; please report it (PERFMODEL_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL

@@ -15,7 +15,8 @@ whole tier cannot fix it (4 rounds: an unchanged commit still read 0.78). What a
 unchanged: every number is asv's, measured at the commit it is filed under.
 
 Exit status: 0 nothing confirmed slower, 1 a confirmed slowdown (asv's exit status of the
-confirm stage), 2 an error. The last lines are a table: every screened cell, both ratios.
+confirm stage), 2 an error (a usage error, or asv gave no comparison), 3 an internal error
+(perfmodel.names), 130 interrupted. The last lines are a table: every screened cell, both ratios.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import time
 
 from . import asvchild
 from .errors import UserError
+from .untrusted import say, visible
 
 ROW = re.compile(r"^\|\s*([+!x-]?)\s*\|(.*)\|\s*$")  # a row of asv's comparison table
 GATE_LIMIT_S = 4 * 3600
@@ -145,7 +147,7 @@ def _continuous(base, head, machine, factor, extra, root, env, log) -> tuple[int
 def _last_words(out: str) -> str:
     """asv's last line that says something, for a message (escaped, shortened)."""
     lines = [line.strip() for line in out.splitlines() if line.strip()]
-    text = "".join(c if c.isprintable() else " " for c in (lines[-1] if lines else "no output"))
+    text = visible(lines[-1] if lines else "no output")
     return text if len(text) <= 160 else text[:159] + "…"
 
 
@@ -185,9 +187,9 @@ def main(args) -> int:
     log_path = os.path.abspath(args.log or new_log(root, base, head))
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     t0 = time.monotonic()
-    print(f"perfmodel gate: {_show(args.base)} ({base[:8]}) -> {_show(args.head)} ({head[:8]}) "
-          f"on {name}, " + (f"asv -b {args.bench}" if args.bench else f"tier {tier}")
-          + f", factor {args.factor}; asv's output: {log_path}", flush=True)
+    say(f"perfmodel gate: {_show(args.base)} ({base[:8]}) -> {_show(args.head)} ({head[:8]}) "
+        f"on {name}, " + (f"asv -b {args.bench}" if args.bench else f"tier {tier}")
+        + f", factor {args.factor}; asv's output: {log_path}", flush=True)
     try:
         with open(log_path, "w", encoding="utf-8") as log:
             extra = ["-b", args.bench] if args.bench else \
@@ -198,7 +200,7 @@ def main(args) -> int:
                 raise UserError(f"asv continuous gave no comparison (exit {code}): "
                                 f"{_last_words(out)}; its output: {log_path}")
             again = to_confirm(screen, args.screen)
-            print(f"  screen: {len(screen)} cells compared in {time.monotonic() - t0:.0f} s, "
+            say(f"  screen: {len(screen)} cells compared in {time.monotonic() - t0:.0f} s, "
                   f"asv exit {code}; {len(again)} to confirm", flush=True)
             confirm: dict = {}
             final = 0
@@ -209,25 +211,25 @@ def main(args) -> int:
                                          ["-b", regex, "-a", f"rounds={args.rounds}"], root,
                                          env, log)
                 confirm = parse_table(out)
-                print(f"  confirm: {len(again)} cells, {args.rounds} rounds each, in "
+                say(f"  confirm: {len(again)} cells, {args.rounds} rounds each, in "
                       f"{time.monotonic() - t1:.0f} s, asv exit {final}", flush=True)
     except KeyboardInterrupt:
-        print(f"perfmodel gate: interrupted after {time.monotonic() - t0:.0f} s; asv and the "
+        say(f"perfmodel gate: interrupted after {time.monotonic() - t0:.0f} s; asv and the "
               "processes it started are stopped; no verdict. What asv saved of the two commits "
               f"is in results/{name}/; its output: {log_path}", file=sys.stderr, flush=True)
         return 130
     slower = [n for n in again if confirm.get(n, ("", None))[0] == "+"]
-    print("\n| cell | screen | confirm |\n|---|---|---|")
+    say("", "| cell | screen | confirm |", "|---|---|---|")
     for n in again:  # every cell asv marked is among them (to_confirm)
-        print(f"| {n} | {_fmt(screen[n])} | {_fmt(confirm.get(n, ('', None)))} |")
+        say(f"| {n} | {_fmt(screen[n])} | {_fmt(confirm.get(n, ('', None)))} |")
     verdict = ("slower: " + ", ".join(slower)) if slower else "no confirmed slowdown"
-    print(f"\ngate: {verdict} ({len(screen)} cells, {time.monotonic() - t0:.0f} s)")
+    say("", f"gate: {verdict} ({len(screen)} cells, {time.monotonic() - t0:.0f} s)")
     return final if final in (0, 1, 2) else 2
 
 
 def _show(ref: str) -> str:
     """A ref as typed, for the terminal: no control characters, not too long."""
-    text = "".join(c if c.isprintable() else "?" for c in ref)
+    text = visible(ref)
     return text if len(text) <= 40 else text[:39] + "…"
 
 

@@ -18,3 +18,10 @@ STATUS_OF_CODE = {code: name for name, code in CODES.items()}
 MiB = 2**20  # the unit memory is shown in, in every table
 
 MODES = {"forward": "fwd", "backward": "bwd", "forward_backward": "fwd_bwd", "train_step": "train"}
+
+# Exit statuses of the perfmodel commands (README "Exit status"): perfmodel gate's 1 is a confirmed
+# slowdown (asv continuous's own status), perfmodel report's 1 is results left out.
+EXIT_CLEAN = 0
+EXIT_LEFT_OUT = 1
+EXIT_USAGE = 2      # a UserError: one line naming what to do
+EXIT_INTERNAL = 3   # an exception the code did not foresee: a bug

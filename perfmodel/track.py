@@ -20,6 +20,8 @@ import time
 from . import asvchild
 from .asvchild import AsvChild, asv_env
 from .errors import UserError
+from .names import EXIT_CLEAN, EXIT_LEFT_OUT
+from .untrusted import Unreadable, log_text, read_json, say, visible
 
 GIT_LIMIT_S = 60
 PUBLISH_LIMIT_S = 600
@@ -35,10 +37,11 @@ def add_parser(sub) -> None:
         "whose whole tier this machine has measured, then asv publish the site and the summary "
         "tables into html/. The terminal gets a line per commit; asv's full output, with the "
         "reason of every n/a cell, goes to the log.\n\n"
-        "Exit status: 0 every cell measured or n/a here; 1 asv run or asv publish failed "
-        "(asv's own status where it is another, 124 when --limit-per-commit stopped asv run); "
-        "2 some cells failed (their errors are in the log) or a user's error (one line); 130 "
-        "interrupted (Ctrl-C): asv stopped, the results of the commits it finished kept.")
+        "Exit status: 0 every cell measured or n/a here; 1 some cells failed (their errors are "
+        "in the log) or asv run or asv publish failed (asv's own status where it is another); "
+        "124 when --limit-per-commit stopped asv run; 2 a user's error (one line); 3 an "
+        "internal error; 130 interrupted (Ctrl-C): asv stopped, the results of the commits it "
+        "finished kept.")
     p.add_argument("--commits", type=int, default=3,
                    help="how many commits of the branch, newest first")
     p.add_argument("--branch", default=None,
@@ -202,7 +205,7 @@ def _repo_root() -> str:
 
 
 def _printable(text: str, width: int = 50) -> str:
-    text = "".join(c if c.isprintable() else " " for c in text).strip()
+    text = visible(text.strip())
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
@@ -215,18 +218,20 @@ def cell_counts(results_dir: str, machine: str, commit: str) -> dict | None:
     counts = {"measured": 0, "n/a": 0, "failed": 0}
     for path in paths:
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)  # bare NaN (asv's "skipped") is read as float nan
-            column = data["result_columns"].index("result")
-            rows = data["results"].values()
-        except (OSError, ValueError, KeyError, AttributeError):
+            data = read_json(path)  # bare NaN (asv's "skipped") reads as nan
+        except (Unreadable, MemoryError):
             continue
-        for row in rows:
-            values = row[column] if isinstance(row, list) else None
+        cols = data.get("result_columns") if isinstance(data, dict) else None
+        rows = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(cols, list) or "result" not in cols or not isinstance(rows, dict):
+            continue
+        column = cols.index("result")
+        for row in rows.values():
+            values = row[column] if isinstance(row, list) and len(row) > column else None
             for v in values if isinstance(values, list) else [values]:
                 if v is None:
                     counts["failed"] += 1
-                elif isinstance(v, (int, float)) and math.isnan(v):
+                elif isinstance(v, float) and math.isnan(v):  # a JSON int may be too big for isnan
                     counts["n/a"] += 1
                 else:
                     counts["measured"] += 1
@@ -237,9 +242,8 @@ def load_suite(results_dir: str) -> dict | None:
     """The suite as asv last discovered it (results/benchmarks.json, committed with benchmarks/):
     benchmark name -> its version and parameters. None when there is no readable list."""
     try:
-        with open(os.path.join(results_dir, "benchmarks.json"), encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
+        data = read_json(os.path.join(results_dir, "benchmarks.json"))
+    except (Unreadable, MemoryError):
         return None
     if not isinstance(data, dict):
         return None
@@ -251,12 +255,11 @@ def _lacks(path: str, suite: dict) -> str | None:
     """What one result file lacks of the suite (None: nothing, every benchmark has a row taken
     at its current version over its current parameters)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = read_json(path)
         columns = data["result_columns"]
         rows = {name: dict(zip(columns, row)) for name, row in data["results"].items()
                 if isinstance(row, list)}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (Unreadable, MemoryError, KeyError, TypeError, AttributeError):
         return f"its result file is unreadable ({_printable(os.path.basename(path))})"
     missing = [n for n in suite if n not in rows]
     if missing:
@@ -315,7 +318,7 @@ def main(args) -> int:
     name = check_machine_name(args.machine or machine_name(env))
     if args.print_machine:
         register_machine(name, env)
-        print(name)
+        say(name)
         return 0
     from asv.util import load_json  # noqa: PLC0415 (asv's own reader: // comments allowed)
 
@@ -350,19 +353,18 @@ def main(args) -> int:
     publish = ["publish", "--no-pull"]
     log_path = os.path.abspath(args.log or os.path.join(root, ".asv", "track.log"))
 
-    print(f"perfmodel track: machine {name}"
-          + (f", tier {tier}" if tier else ", asv -b " + " ".join(args.bench)) + "\n"
-          f"  {len(hashes)} commit(s) of {branch}, "
-          f"{len(done)} already measured here"
-          + (f", {len(again)} to measure again" if again else "")
-          + f"; asv's full output: {log_path}", flush=True)
+    say(f"perfmodel track: machine {name}"
+        + (f", tier {tier}" if tier else ", asv -b " + " ".join(args.bench)),
+        f"  {len(hashes)} commit(s) of {branch}, {len(done)} already measured here"
+        + (f", {len(again)} to measure again" if again else "")
+        + f"; asv's full output: {log_path}", flush=True)
     if args.dry_run:
         for h in again:
-            print(f"  {h[:8]} {subjects[h]}: to measure again: {why[h]}")
-        print(f"asv machine record for {name}: {json.dumps(machine_record(name, env))}")
-        print("$ asv " + " ".join(run) + "    # " + " ".join(h[:8] for h in todo))
+            say(f"  {h[:8]} {subjects[h]}: to measure again: {why[h]}")
+        say(f"asv machine record for {name}: {json.dumps(machine_record(name, env))}")
+        say("$ asv " + " ".join(run) + "    # " + " ".join(h[:8] for h in todo))
         if not args.no_publish:
-            print("$ asv " + " ".join(publish))
+            say("$ asv " + " ".join(publish))
         return 0
 
     register_machine(name, env)
@@ -377,24 +379,24 @@ def main(args) -> int:
             args, run, publish, todo, subjects, why, root, child_env, log_path, results_dir, name,
             hashes, done)
     except KeyboardInterrupt:
-        print(f"perfmodel track: interrupted; asv and the processes it started are stopped; "
-              f"{_kept(todo, results_dir, name, t_wall)}; asv's output: {log_path}",
-              file=sys.stderr, flush=True)
+        say(f"perfmodel track: interrupted; asv and the processes it started are stopped; "
+            f"{_kept(todo, results_dir, name, t_wall)}; asv's output: {log_path}",
+            file=sys.stderr, flush=True)
         return 130
 
     html = os.path.join(root, conf.get("html_dir", "html"))
-    print(f"\ndone in {_minutes(time.monotonic() - t_start)}"
-          + (f"; {failed} cell(s) failed (their errors are in the log)" if failed else ""))
-    print(f"results: {os.path.join(results_dir, name)}{os.sep}   (new files: commit them with "
-          f"`git add {os.path.relpath(os.path.join(results_dir, name), root)}`)")
+    say("", f"done in {_minutes(time.monotonic() - t_start)}"
+        + (f"; {failed} cell(s) failed (their errors are in the log)" if failed else ""))
+    say(f"results: {os.path.join(results_dir, name)}{os.sep}   (new files: commit them with "
+        f"`git add {os.path.relpath(os.path.join(results_dir, name), root)}`)")
     if not args.no_publish:
-        print(f"site:    {os.path.join(html, 'index.html')}   (view it: asv preview, then open "
-              "the address it prints)")
+        say(f"site:    {os.path.join(html, 'index.html')}   (view it: asv preview, then open "
+            "the address it prints)")
         for page in pages:
-            print(f"         {page}")
+            say(f"         {page}")
     if len(hashes) > 1:
-        print(f"compare: asv compare --machine {name} {hashes[-1][:8]} {hashes[0][:8]}")
-    print(f"log:     {log_path}")
+        say(f"compare: asv compare --machine {name} {hashes[-1][:8]} {hashes[0][:8]}")
+    say(f"log:     {log_path}")
     return status
 
 
@@ -403,15 +405,15 @@ def _run_and_publish(args, run, publish, todo, subjects, why, root, child_env, l
     """asv run over ``todo``, then asv publish. Returns (status, failed cells, pages written)."""
     status, failed, pages = 0, 0, []
     with open(log_path, "w", encoding="utf-8") as log:
-        log.write(f"perfmodel track: machine {name}, commits {' '.join(hashes)}\n")
+        log.write(log_text(f"perfmodel track: machine {name}, commits {' '.join(hashes)}\n"))
         if todo:
             status, failed = _run(run, todo, subjects, why, root, child_env, log, results_dir,
                                   name, args.limit_per_commit * 60 * len(todo))
         for h in hashes:
             if h in done:
-                print(f"  {h[:8]} {subjects[h]}: already measured on this machine, its whole "
-                      "tier (--rerun measures it again)", flush=True)
-        if not args.no_publish and status in (0, 2):
+                say(f"  {h[:8]} {subjects[h]}: already measured on this machine, its whole "
+                    "tier (--rerun measures it again)", flush=True)
+        if not args.no_publish and status in (EXIT_CLEAN, EXIT_LEFT_OUT):
             t0 = time.monotonic()
             with AsvChild(asvchild.asv_argv(*publish), root, child_env, log,
                           PUBLISH_LIMIT_S) as child:
@@ -419,12 +421,12 @@ def _run_and_publish(args, run, publish, todo, subjects, why, root, child_env, l
                          if "perfmodel: " in line]
                 code = child.wait()
             if code != 0:
-                print(f"asv publish failed (exit {code}"
-                      + (f", stopped after {PUBLISH_LIMIT_S} s" if code == 124 else "")
-                      + f"); see {log_path}", flush=True)
+                say(f"asv publish failed (exit {code}"
+                    + (f", stopped after {PUBLISH_LIMIT_S} s" if code == 124 else "")
+                    + f"); see {log_path}", flush=True)
                 status = status or code
             else:
-                print(f"  asv publish: {_minutes(time.monotonic() - t0)}", flush=True)
+                say(f"  asv publish: {_minutes(time.monotonic() - t0)}", flush=True)
     return status, failed, pages
 
 
@@ -438,10 +440,10 @@ def _run(run, todo, subjects, why, root, env, log, results_dir, name, limit) -> 
         nonlocal failed
         counts = cell_counts(results_dir, name, commit) or {"measured": 0, "n/a": 0, "failed": 0}
         failed += counts["failed"]
-        print(f"  [{order[commit[:8]] + 1}/{len(todo)}] {commit[:8]} {subjects[commit]}: "
-              f"{_minutes(time.monotonic() - t_commit)}, {counts['measured']} cells measured, "
-              f"{counts['n/a']} n/a here, {counts['failed']} failed"
-              + (f"; measured again: {why[commit]}" if why[commit] else ""), flush=True)
+        say(f"  [{order[commit[:8]] + 1}/{len(todo)}] {commit[:8]} {subjects[commit]}: "
+            f"{_minutes(time.monotonic() - t_commit)}, {counts['measured']} cells measured, "
+            f"{counts['n/a']} n/a here, {counts['failed']} failed"
+            + (f"; measured again: {why[commit]}" if why[commit] else ""), flush=True)
 
     t_wall = time.time()
     with AsvChild(asvchild.asv_argv(*run), root, env, log, limit) as child:
@@ -454,14 +456,15 @@ def _run(run, todo, subjects, why, root, env, log, results_dir, name, limit) -> 
                 t_commit = time.monotonic()
         code = child.wait()
     if code == 124:  # the commit in progress was not saved: no line for it
-        print(f"asv run stopped after {_minutes(limit)} (--limit-per-commit); "
-              f"{_kept(todo, results_dir, name, t_wall)}", flush=True)
+        say(f"asv run stopped after {_minutes(limit)} (--limit-per-commit); "
+            f"{_kept(todo, results_dir, name, t_wall)}", flush=True)
         return code, failed
     if current:
         finish(current)
     if code not in (0, 2):
-        print(f"asv run failed (exit {code}); the end of {log.name}:", flush=True)
+        say(f"asv run failed (exit {code}); the end of {log.name}:", flush=True)
         with open(log.name, encoding="utf-8", errors="replace") as f:
-            print("".join(f.readlines()[-15:]), end="", flush=True)
+            say(*(line.rstrip("\n") for line in f.readlines()[-15:]), flush=True)
         return code, failed
-    return (2 if code == 2 or failed else code), failed
+    # asv run's 2 is "some benchmarks failed": the commits ran, the failed cells are noted
+    return (EXIT_LEFT_OUT if code == 2 or failed else code), failed

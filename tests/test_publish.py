@@ -50,8 +50,9 @@ def test_shipped_files_are_the_cdn_files_where_their_hash_says_so():
 def test_page_edit_and_machine_names_as_data(tmp_path):
     index = tmp_path / "index.html"
     index.write_text(ASV_INDEX.read_text())
-    evil = '"><script>alert(1)</script>'
+    evil = '"><script>alert(1)</script>\u202e\x1b[2J'
     entry = site.nav_entry([("cpu-a", "summary.html"), (evil, "summary/x.html")], "Summary", "t")
+    assert "\u202e" not in entry and "\x1b" not in entry and "\\u202e\\x1b[2J" in entry
     out = site.Published(tmp_path)
     site.edit_index(index, entry, out)
     site.edit_index(index, entry, out)  # twice: one entry
@@ -105,3 +106,24 @@ def test_a_machine_without_results_costs_only_its_summary(tmp_path):
     index = (html / "index.html").read_text()
     assert 'id="nav-li-perfmodel-summary"' in index and "vendor/jquery-3.3.1" in index
     assert (html / "vendor" / "jquery-3.3.1" / "dist" / "jquery.min.js").is_file()
+
+
+def test_a_machine_whose_results_give_no_summary_costs_only_its_own_page(tmp_path):
+    """The machine with the newest results used to take the front page with "No summary" and no
+    other machine got a page; now the next machine with results takes summary.html."""
+    import shutil  # noqa: PLC0415
+
+    html = tmp_path / "html"
+    html.mkdir()
+    (html / "index.html").write_text(ASV_INDEX.read_text())
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE, results)
+    bad = results / "cpu-newest"
+    bad.mkdir()
+    (bad / "machine.json").write_text(json.dumps({"machine": "cpu-newest", "version": 1}))
+    (bad / "0123abcd-virtualenv-py3.11.json").write_text("{not json")  # the newest results
+    pub = site.publish_site(html, results, repo=tmp_path, plots=False)
+    assert pub.summaries == [("fixture-cpu", "summary.html")]
+    assert "perfmodel summary: fixture-cpu" in (html / "summary.html").read_text()
+    assert [p for p in pub.problems if p.startswith("no summary for cpu-newest: ")]
+    assert "No summary" in (html / "summary" / "cpu-newest.html").read_text()

@@ -31,7 +31,7 @@ def _site_check():
     return mod
 
 
-def asv_publish(tmp: Path, name: str, plugins: list[str]) -> Path:
+def asv_publish(tmp: Path, name: str, plugins: list[str], with_output: bool = False):
     """``asv publish`` of the CPU fixture into tmp/name, with the given plugins."""
     results = tmp / "results"
     if not results.exists():
@@ -46,7 +46,7 @@ def asv_publish(tmp: Path, name: str, plugins: list[str]) -> Path:
                            str(tmp / f"{name}.json")], capture_output=True, text=True, cwd=tmp,
                           env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return tmp / name
+    return (tmp / name, proc.stdout + proc.stderr) if with_output else tmp / name
 
 
 def _shots(tmp_path: Path) -> Path:
@@ -140,4 +140,108 @@ def open_file(check, page: Path, screenshot: Path, timeout: float = 20.0) -> dic
             " images: Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)};")
     finally:
         driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+EVIL = "bench_x.Evil.track_<img src=x onerror=window.__pwned=1>"
+ESCAPES = "bench_x.Evil.track_\x1b]0;owned\x07\x1b[2J"
+
+
+@pytest.fixture(scope="module")
+def crafted(tmp_path_factory) -> tuple[Path, str]:
+    """The fixture plus two benchmarks named with markup and escapes (in benchmarks.json and every
+    results file), a pretty_name and code with markup, and a newer machine with no readable
+    results; then a plain ``asv publish`` with the plugin: (html folder, its output). Once for
+    the two tests below (asv publish takes seconds)."""
+    tmp_path = tmp_path_factory.mktemp("crafted")
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE, results)
+    bench = json.loads((results / "benchmarks.json").read_text())
+    good = "bench_attention.Attention.time_forward"
+    bench[good]["pretty_name"] = "<i onmouseover=window.__pwned=1>fwd</i>"
+    bench[good]["code"] = "def time_forward(self):\n    return 1 < 2  # <b>bold</b>"
+    for name in (EVIL, ESCAPES):
+        bench[name] = {"name": name, "params": [], "param_names": [], "unit": "unit",
+                       "type": "track", "version": "1", "code": "<script>x</script>",
+                       "timeout": 60}
+    (results / "benchmarks.json").write_text(json.dumps(bench))
+    for f in (results / "fixture-cpu").glob("*-*.json"):
+        d = json.loads(f.read_text())
+        for name in (EVIL, ESCAPES):
+            d["results"][name] = [[1.0], [], "1"] + [None] * (len(d["result_columns"]) - 3)
+        f.write_text(json.dumps(d))
+    newest = results / "cpu-newest"
+    newest.mkdir()
+    (newest / "machine.json").write_text(json.dumps({"machine": "cpu-newest", "version": 1}))
+    (newest / "0123abcd-virtualenv-py3.11.json").write_text("{not json")
+    return asv_publish(tmp_path, "html", PLUGIN, with_output=True)
+
+
+def test_no_benchmark_asv_would_render_as_markup_reaches_its_pages(crafted):
+    """asv 0.6.6's summary grid and navigation tree put a benchmark's name (and pretty_name, code,
+    parameter names) into the page as HTML; a crafted benchmarks.json and results carry any text
+    there. The publisher (perfmodel.report.site.clean_asv_data, order -10) takes such benchmarks
+    out of the list asv writes to index.json and deletes their graphs. The same publish has a
+    newest machine whose results give no summary: the other machine still gets summary.html."""
+    good = "bench_attention.Attention.time_forward"
+    html, out = crafted
+    index = json.loads((html / "index.json").read_text())
+    assert good in index["benchmarks"] and EVIL not in index["benchmarks"]
+    assert ESCAPES not in index["benchmarks"]
+    assert "pretty_name" not in index["benchmarks"][good]
+    assert "<" not in index["benchmarks"][good]["code"] and "&lt;b&gt;" in \
+        index["benchmarks"][good]["code"]
+    graphs = [str(p) for p in (html / "graphs").rglob("*.json")]
+    assert graphs and not [g for g in graphs if "Evil" in g]
+    for where in ("regressions.json", "summarylist.json"):
+        if (html / where).exists():
+            assert "Evil" not in (html / where).read_text(), where
+    assert "onerror" not in (html / "index.json").read_text()
+    assert "left out of asv's pages: benchmark 'bench_x.Evil.track_<img" in out
+    assert "\x1b" not in out and "\\x1b]0;owned\\x07\\x1b[2J" in out
+    # the newest machine's results give no summary: the other machine has the front page
+    assert "perfmodel summary: fixture-cpu" in (html / "summary.html").read_text()
+    assert "No summary" in (html / "summary" / "cpu-newest.html").read_text()
+
+
+def test_the_published_page_runs_no_script_from_a_benchmark_name(chromium, crafted, tmp_path):
+    """In Chromium: asv's page, as published, never runs the crafted name's onerror; the same page
+    with the benchmark put back into index.json (what asv writes without the publisher) runs it,
+    so the check can fail."""
+    from selenium import webdriver  # noqa: PLC0415
+    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+
+    html = tmp_path / "html"
+    shutil.copytree(crafted[0], html)  # the control below edits its index.json
+    browser, driver_path = chromium.find_chromium()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    profile = tempfile.mkdtemp(prefix="site-xss-profile-")
+    for flag in chromium.CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+        opts.add_argument(flag)
+
+    def pwned() -> object:
+        with chromium.serve(html) as base:
+            driver = webdriver.Chrome(options=opts, service=Service(executable_path=driver_path))
+            try:
+                driver.set_page_load_timeout(30)
+                driver.get(f"{base}/index.html")
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and not driver.execute_script(
+                        "return document.querySelectorAll('.benchmark-container').length"):
+                    time.sleep(0.25)
+                time.sleep(1.0)  # the grid's images have failed to load by now
+                return driver.execute_script("return window.__pwned === undefined ? null : "
+                                             "window.__pwned")
+            finally:
+                driver.quit()
+    try:
+        assert pwned() is None
+        index = json.loads((html / "index.json").read_text())
+        entry = dict(index["benchmarks"]["bench_attention.Attention.time_forward"], name=EVIL,
+                     params=[], param_names=[])
+        index["benchmarks"][EVIL] = entry
+        (html / "index.json").write_text(json.dumps(index))
+        assert pwned() == 1
+    finally:
         shutil.rmtree(profile, ignore_errors=True)

@@ -14,11 +14,13 @@ def add_parser(sub) -> None:
     p = sub.add_parser("report", help="summary tables (markdown) and plots from asv results",
                        description="Render the seed tables, the history of the headline "
                        "benchmarks and the changes between two commits from asv results. "
-                       "Results files are untrusted input: a file over 64 MiB, or a value that is "
-                       "malformed (hash, date, parameter list, non-finite number, unknown unit), "
-                       "is left out with one note naming the file and the field, and the rest is "
-                       "rendered. Exit status: 0 when everything was read, 1 when something was "
-                       "left out (see the notes), 2 on an error (one line, nothing written).")
+                       "Results files are untrusted input: a file that is not a regular file or "
+                       "is over 64 MiB, or a value that is malformed (hash, date, parameters, a "
+                       "number out of range, unknown unit), is left out with one note naming the "
+                       "file and the field, and the rest is rendered. Exit status: 0 everything "
+                       "read (results of older benchmark versions are history, noted, not left "
+                       "out), 1 something left out (see the notes), 2 a usage error (one line, "
+                       "nothing written), 3 an internal error (a bug; please report it).")
     p.add_argument("--results", default="results", help="asv results directory (default results)")
     p.add_argument("--machine", help="asv machine name (default: the one with the newest results)")
     p.add_argument("--commit", help="commit (hash prefix or git ref) to tabulate (default: newest)")
@@ -37,6 +39,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..errors import UserError  # noqa: PLC0415
+    from ..names import EXIT_CLEAN, EXIT_INTERNAL, EXIT_LEFT_OUT  # noqa: PLC0415
+    from ..untrusted import say  # noqa: PLC0415
     from .page import write_report as _write  # noqa: PLC0415
 
     if args.history < 1:
@@ -45,11 +49,11 @@ def run(args) -> int:
                      output=args.output, history=args.history, compare=args.compare,
                      repo=args.repo, plots=args.plots, html=args.html)
     r = written.report
-    print(f"wrote {written.markdown}" + (f" and {written.html}" if written.html else "")
-          + f": {len(r.tables)} tables, {len(r.plots)} plots ({r.machine} at {r.commit[:8]})")
-    for note in written.notes:
-        print(f"note: {note}", file=sys.stderr)
-    return 1 if r.left_out else 0
+    say(f"wrote {written.markdown}" + (f" and {written.html}" if written.html else "")
+        + f": {len(r.tables)} tables, {len(r.plots)} plots ({r.machine} at {r.commit[:8]})")
+    if written.notes:
+        say(*(f"note: {note}" for note in written.notes), file=sys.stderr)
+    return EXIT_INTERNAL if r.internal else EXIT_LEFT_OUT if r.left_out else EXIT_CLEAN
 
 
 def write_report(*args, **kwargs):

@@ -20,6 +20,14 @@ from ..names import FAILED, MODES, NA, OK, OOM, STATUS_OF_CODE
 
 MiB = 2**20
 KINDS = ("attention", "model", "warmup")  # the suite's classes the tables read
+# The parameters each class's tables read, and the type of their values (benchmarks/README.md).
+# A benchmark of the class whose benchmarks.json entry lacks one, or holds another type, is left
+# out of the tables with a note naming it (a renamed parameter is a new benchmark to the tables).
+KIND_PARAMS = {
+    "attention": {"impl": str, "dtype": str, "d": int, "seq": int},
+    "model": {"preset": str, "context": int, "precision": str, "variant": str},
+    "warmup": {"preset": str, "context": int, "mode": str, "warmup": int},
+}
 IMPL_ORDER = ["eager", "compiled", "sdpa", "flash", "flash_torch", "flash_triton"]
 VARIANT_ORDER = ["eager", "sdpa", "compiled", "flash"]
 PRESET_ORDER = ["nano", "tiny", "small", "medium", "large", "xl", "2.7B"]
@@ -59,15 +67,45 @@ def classify(method: str) -> tuple[str, str] | None:
     return None
 
 
-def normalize(frame: pd.DataFrame, benchmarks: dict) -> pd.DataFrame:
+def _kind_problem(kind: str, bench: dict) -> str | None:
+    """Why a benchmark of ``kind`` cannot be a cell of its tables, or None."""
+    from .load import COLUMNS, literal  # noqa: PLC0415
+
+    want = KIND_PARAMS[kind]
+    values = dict(zip(bench["param_names"], bench["params"]))
+    clash = [n for n in values if not n.isidentifier() or n in COLUMNS]
+    if clash:  # each parameter becomes a column beside the report's own
+        return f"parameter name {clash[0]!r:.40} is not an identifier free for a column"
+    for name, typ in want.items():
+        if name not in values:
+            return f"no parameter {name!r} (the tables read {', '.join(want)})"
+        bad = [v for v in values[name] if type(literal(v)) is not typ
+               or (typ is int and literal(v) < 0)]
+        if bad:
+            return (f"parameter {name} holds {bad[0]!r:.40}, not "
+                    + ("a whole number >= 0" if typ is int else "a string"))
+    return None
+
+
+def normalize(frame: pd.DataFrame, benchmarks: dict, notes=None) -> pd.DataFrame:
     """Rows the tables read, with each parameter as a column named as in benchmarks.json."""
-    rows, keys = [], {}
+    rows, keys, usable = [], {}, {}
     for rec in frame.to_dict("records"):
-        what = classify(rec["method"])
-        cls = rec["benchmark"].rsplit(".", 2)[-2].lower() if rec["benchmark"].count(".") else ""
-        if what is None or cls not in KINDS:
+        name = rec["benchmark"]
+        if name not in usable:
+            usable[name] = None
+            what = classify(rec["method"])
+            cls = name.rsplit(".", 2)[-2].lower() if name.count(".") else ""
+            if what is not None and cls in KINDS:
+                why = _kind_problem(cls, benchmarks[name])
+                if why is None:
+                    usable[name] = (cls, what)
+                elif notes is not None:
+                    notes.leave("benchmarks.json", f"{name} params", f"{why}; not in the tables")
+        if usable[name] is None:
             continue
-        names = benchmarks[rec["benchmark"]]["param_names"]
+        cls, what = usable[name]
+        names = benchmarks[name]["param_names"]
         if keys.setdefault(cls, names) != names:
             continue  # a method of the class with other parameters: not a cell of its grid
         rows.append(dict(rec, kind=cls, measure=what[0], role=what[1], **rec["params"]))
@@ -176,6 +214,14 @@ def preset_dims(preset: str) -> dict:
 
 def nan(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def div(a, b, zero=math.nan) -> float:
+    """a / b for the tables: NaN when either is missing, ``zero`` when b is 0 (a value of 0 is
+    data the tables show, not a reason to fail)."""
+    if nan(a) or nan(b):
+        return math.nan
+    return a / b if b else zero
 
 
 def ms(seconds) -> str:

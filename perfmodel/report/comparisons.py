@@ -40,14 +40,13 @@ def comparison_tables(norm, commit) -> list[Table]:
                         rec = {"d": d, "seq": seq, "impl": i}
                         for pas in ("fwd", "bwd"):
                             so, se = o.get(f"{pas}_status", NA), e.get(f"{pas}_status", NA)
-                            sp = T.get(e, f"{pas}_mean") / T.get(o, f"{pas}_mean") \
+                            sp = T.div(T.get(e, f"{pas}_mean"), T.get(o, f"{pas}_mean")) \
                                 if so == OK and se == OK else math.nan
                             rec[f"{pas}_speedup"] = sp
                             line.append(ratio(sp) if so == OK and se == OK else
                                         (so if so != OK else f"eager {se}"))
-                        mr = T.get(o, "mem_before_bwd_value") / T.get(e, "mem_before_bwd_value") \
-                            if not nan(T.get(o, "mem_before_bwd_value")) and \
-                            T.get(e, "mem_before_bwd_value", 0) else math.nan
+                        mr = T.div(T.get(o, "mem_before_bwd_value"),
+                                   T.get(e, "mem_before_bwd_value"))
                         rec["mem_ratio"] = mr
                         line.append(ratio(mr))
                         frame.append(rec)
@@ -70,10 +69,10 @@ def comparison_tables(norm, commit) -> list[Table]:
                                                       T.VARIANT_ORDER else 99)):
             f, b = by.get((preset, ctx, "fp32", var), {}), by.get((preset, ctx, "bf16", var), {})
             sf, sb = f.get("fwd_bwd_status", NA), b.get("fwd_bwd_status", NA)
-            sp = T.get(f, "fwd_bwd_mean") / T.get(b, "fwd_bwd_mean") if sf == OK and sb == OK \
-                else math.nan
+            sp = T.div(T.get(f, "fwd_bwd_mean"), T.get(b, "fwd_bwd_mean")) \
+                if sf == OK and sb == OK else math.nan
             mf, mb = T.get(f, "mem_before_bwd_value"), T.get(b, "mem_before_bwd_value")
-            mr = mb / mf if not nan(mf) and not nan(mb) and mf else math.nan
+            mr = T.div(mb, mf)
             frame.append(dict(preset=preset, context=ctx, variant=var, speedup=sp, mem_ratio=mr))
             rows.append([preset, str(ctx), var,
                          cell_or_status(sf, T.get(f, "fwd_bwd_mean"), ms),
@@ -100,8 +99,8 @@ def comparison_tables(norm, commit) -> list[Table]:
                 for v in variants[1:]:
                     o = by.get((preset, ctx, prec, v), {})
                     so, sb_ = o.get("train_status", NA), b.get("train_status", NA)
-                    sp = T.get(b, "train_mean") / T.get(o, "train_mean") if so == OK and sb_ == OK \
-                        else math.nan
+                    sp = T.div(T.get(b, "train_mean"), T.get(o, "train_mean")) \
+                        if so == OK and sb_ == OK else math.nan
                     frame.append(dict(preset=preset, context=ctx, precision=prec, variant=v,
                                       speedup=sp))
                     line += [cell_or_status(so, T.get(o, "train_mean"), ms),

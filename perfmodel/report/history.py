@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from ..names import FAILED, NA, OK, STATUS_OF_CODE
-from .cells import PRESET_ORDER, Table, human, nan, pct, ratio
+from .cells import PRESET_ORDER, Table, div, human, nan, pct, ratio
 
 
 def headline_cells(norm: pd.DataFrame, commit: str) -> list[dict]:
@@ -60,7 +60,7 @@ def history_table(rs, norm, commit, order, n, info, heads) -> tuple[list[Table],
             status = hit.iloc[0]["status"] if not hit.empty else NA
             value = hit.iloc[0]["value"] if not hit.empty else math.nan
             unit = hit.iloc[0]["unit"] if not hit.empty else None
-            change = value / prev - 1 if status == OK and not nan(prev) and prev else math.nan
+            change = div(value, prev) - 1 if status == OK else math.nan
             g = info.get(c, {})
             date = g.get("date") or _asv_date(rs, c)
             frame.append(dict(benchmark=_label(h), commit=c, date=date, subject=g.get("subject"),
@@ -88,7 +88,11 @@ def _is_better(a, b, a_ss, b_ss, factor, use_stats):
         from asv.commands.compare import _is_result_better  # noqa: PLC0415
     except ImportError:  # an asv without it: the factor alone
         return a < b / factor
-    return _is_result_better(a, b, a_ss, b_ss, factor, use_stats=use_stats)
+    try:
+        return _is_result_better(a, b, a_ss, b_ss, factor, use_stats=use_stats)
+    except (ArithmeticError, ValueError, TypeError, KeyError, RecursionError):
+        # samples or stats asv's test cannot take (load.py checked only that they are numbers)
+        return a < b / factor
 
 
 def compare_table(rs, a, b, info, factor=1.1) -> list[Table]:
@@ -126,13 +130,13 @@ def compare_table(rs, a, b, info, factor=1.1) -> list[Table]:
     rows, frame = [], []
     for kind in ("new failure", "regressed", "improved", "fixed"):
         items = groups[kind]
-        if kind in ("regressed", "improved"):
-            items.sort(key=lambda t: -(t[2]["value"] / t[1]["value"]) if kind == "regressed"
-                       else t[2]["value"] / t[1]["value"])
+        if kind in ("regressed", "improved"):  # largest change first; a 0 before is largest
+            items.sort(key=lambda t: -div(t[2]["value"], t[1]["value"], math.inf)
+                       if kind == "regressed" else div(t[2]["value"], t[1]["value"], math.inf))
         for (bench, cell), ra, rb, unit, k in items:
             va = ra["value"] if ra else math.nan
             vb = rb["value"] if rb else math.nan
-            r = vb / va if not nan(va) and not nan(vb) and va else math.nan
+            r = div(vb, va)
             name = f"{bench}({cell})" if cell else bench
             if unit == "status" and k in ("regressed", "improved"):
                 what = f"{STATUS_OF_CODE.get(va, va)} → {STATUS_OF_CODE.get(vb, vb)}"

@@ -1,19 +1,23 @@
 """Stage 1, load: asv results -> one long DataFrame, every value checked on the way in.
 
 Results directories are copied between machines and merged from other people, so each file is
-untrusted: it is size-checked before it is read (MAX_FILE_BYTES), read with asv's own JSON reader
-(``asv.util.load_json``, which checks the format version), and every field the report uses is
-checked before use: the commit hash (hex, so it can never become a git option), the date, the
-parameter lists (against benchmarks.json, which names the parameters and units), and each value
-(a number that is finite, or asv's None = failed / NaN = not run). Anything else is left out with
-one note per file and field (``Notes``), and the rest loads.
+untrusted: it is read by perfmodel.untrusted (regular files only, at most MAX_FILE_BYTES read,
+asv's format version checked), and every field the report uses is checked before use: the commit
+hash (hex, so it can never become a git option), the date, the parameters (against
+benchmarks.json, which names them and their units: distinct names, values that are strings or
+numbers of one type per parameter), and each value (a finite number within
+MAX_VALUE, or asv's None = failed / NaN = not run). Anything else is left out with one note per
+file and field (``Notes``), and the rest loads.
+
+Memory and time follow the data present, not what a file declares: a benchmark whose
+benchmarks.json grid is far larger than the values a results file holds for it (GRID_SLACK,
+GRID_FLOOR) is left out of that file, and one report reads at most MAX_CELLS cells.
 """
 from __future__ import annotations
 
 import ast
 import functools
 import itertools
-import logging
 import math
 import os
 import re
@@ -25,21 +29,43 @@ import pandas as pd
 
 from ..errors import UserError
 from ..names import FAILED, NA, OK, STATUS_OF_CODE
+from ..untrusted import MAX_FILE_BYTES, Unreadable
+from ..untrusted import read_json as _read_json
 
-MAX_FILE_BYTES = 64 * 2**20  # per results file (and benchmarks.json, machine.json); checked first
 UNITS = ("seconds", "bytes", "status", "unit")  # asv's units for time_/peakmem_/track_ and ours
 HEX = re.compile(r"[0-9a-fA-F]{7,40}")
 MAX_DATE_MS = 9.2e12  # the last millisecond pandas can hold (year 2262)
 STATS = ("ci_99_a", "ci_99_b", "q_25", "q_75", "number", "repeat")
+# Larger than any real measurement (seconds: 3e10 years; bytes: an exabyte), small enough that the
+# tables' arithmetic (ms, squares for the std) stays finite.
+MAX_VALUE = 1e18
+SCALARS = (str, int, float, bool)  # what a parameter value may be: hashable, and ordered per type
+# A results file's values may cover fewer cells than benchmarks.json declares (a parameter added
+# since that commit); GRID_SLACK times as many, plus GRID_FLOOR, is history; more is a grid that
+# its results do not describe (each declared cell costs a row).
+GRID_SLACK, GRID_FLOOR = 8, 1024
+MAX_CELLS = 500_000  # cells of one report (about 1 GiB of rows); the suite's history is 1-10k a commit
+# the frame's columns; a parameter of the tables' benchmarks may not take one of these names
+# (cells.normalize puts both in one row)
+COLUMNS = ("commit", "env", "file", "date", "benchmark", "method", "unit", "status", "value",
+           "ci_lo", "ci_hi", "q25", "q75", "repeat", "number", "n_samples", "mean", "std",
+           "samples", "stats", "params", "cell", "kind", "measure", "role")
 
 
 class Notes(list):
-    """One line per file and field left out (repeats are counted, not listed)."""
+    """One line per file and field left out (repeats are counted, not listed). ``left_out`` counts
+    what was left out (the report's exit status 1); ``info`` adds a line that is no such loss
+    (older benchmark versions are history, not bad data); ``internal`` counts tables that failed
+    for a reason the checks did not foresee (a bug: exit status 3)."""
 
     def __init__(self):
         super().__init__()
         self._seen: dict[tuple, list] = {}  # (where, what) -> [index, count, first line]
         self.left_out = 0
+        self.internal = 0
+
+    def info(self, line: str) -> None:
+        self.append(line)
 
     def leave(self, where: str, what: str, why: str) -> None:
         self.left_out += 1
@@ -72,24 +98,14 @@ def finite(v) -> bool:
 
 
 def read_json(path: Path, where: str, notes: Notes, api_version=None):
-    """asv's JSON reader, after a size check; None (and a note) when unreadable."""
-    from asv import util as asv_util  # noqa: PLC0415
-
-    logging.getLogger("asv").setLevel(logging.ERROR)
+    """A JSON file read by perfmodel.untrusted; None (and a note) when it is not read."""
     try:
-        size = path.stat().st_size
-    except OSError as err:
-        notes.leave(where, "the file", f"cannot be read ({err.strerror})")
+        return _read_json(path, MAX_FILE_BYTES, api_version)
+    except Unreadable as err:
+        notes.leave(where, "the file", str(err))
         return None
-    if size > MAX_FILE_BYTES:
-        notes.leave(where, "the file", f"{size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES >> 20} "
-                    "MiB limit for a results file")
-        return None
-    try:
-        return asv_util.load_json(str(path), api_version)
-    except Exception as err:  # noqa: BLE001 (json, asv and the OS raise many kinds)
-        text = str(err).replace(str(path.resolve()), where).replace(str(path), where).strip()
-        notes.leave(where, "the file", (text.splitlines() or [type(err).__name__])[0][:200])
+    except MemoryError:  # a document that fits the limit but not in memory as Python objects
+        notes.leave(where, "the file", "too large to hold in memory")
         return None
 
 
@@ -98,11 +114,24 @@ def _param_lists(params) -> bool:
         isinstance(p, list) and p and all(isinstance(v, str) for v in p) for p in params)
 
 
+def _param_problem(params: list, names: list) -> str | None:
+    """Why benchmarks.json's parameters of a benchmark cannot be tabulated, or None."""
+    if len(set(names)) != len(names):
+        return "parameter names repeat"
+    for name, values in zip(names, params):
+        kinds = {type(literal(v)) for v in values}
+        if not kinds <= set(SCALARS):
+            return f"{name} holds a value that is not a string or a number"
+        if len(kinds) > 1:
+            return f"{name} mixes values of types {', '.join(sorted(k.__name__ for k in kinds))}"
+    return None
+
+
 def load_benchmarks(results_dir: Path, notes: Notes) -> dict:
     """benchmarks.json -> name -> {params, param_names, unit, version}; raises UserError when it
     is missing or unreadable (it alone names the parameters and units)."""
     path = results_dir / "benchmarks.json"
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserError(f"{path} is missing: it names the benchmarks' parameters and units; "
                         "`asv run` (or `asv run --bench just-discover`) writes it")
     seen = len(notes)
@@ -123,13 +152,17 @@ def load_benchmarks(results_dir: Path, notes: Notes) -> dict:
         if not _param_lists(params) or not isinstance(names, list) or len(names) != len(params) \
                 or not all(isinstance(n, str) for n in names):
             notes.leave("benchmarks.json", f"{name} params", "not a parameter list per name")
+        elif math.prod(map(len, params)) > MAX_CELLS:  # before each value is parsed
+            notes.leave("benchmarks.json", f"{name} params", f"over {MAX_CELLS} parameter cells")
+        elif (why := _param_problem(params, names)) is not None:
+            notes.leave("benchmarks.json", f"{name} param_names/params", why)
         elif b.get("unit") not in UNITS:
             notes.leave("benchmarks.json", f"{name} unit", f"unknown unit (known: {', '.join(UNITS)})")
         elif not isinstance(b.get("version"), (str, type(None))):
             notes.leave("benchmarks.json", f"{name} version", "not a string")
         else:
             out[name] = {"params": params, "param_names": names, "unit": b["unit"],
-                         "version": b.get("version")}
+                         "version": b.get("version"), "cells": math.prod(map(len, params))}
     return out
 
 
@@ -157,9 +190,19 @@ def _stats(columns: dict, i: int) -> dict | None:
     return out or None
 
 
-def _file_rows(d: dict, fname: str, machine: str, benchmarks: dict, notes: Notes,
-               stale: dict, gone: set) -> tuple[dict, list[dict]] | None:
+@dataclass
+class _Reading:
+    """What reading one machine's files collects besides rows."""
+    notes: Notes
+    stale: dict = field(default_factory=dict)   # benchmark -> commits of an older version
+    gone: set = field(default_factory=set)      # benchmarks no longer in benchmarks.json
+    cells: int = 0                              # rows so far (MAX_CELLS)
+
+
+def _file_rows(d, fname: str, machine: str, benchmarks: dict,
+               reading: _Reading) -> tuple[dict, list[dict]] | None:
     """The checked header and rows of one results file (None when the file is left out)."""
+    notes = reading.notes
     if not isinstance(d, dict):
         notes.leave(fname, "the file", "not a results object")
         return None
@@ -184,7 +227,7 @@ def _file_rows(d: dict, fname: str, machine: str, benchmarks: dict, notes: Notes
     rows = []
     for key in sorted(results):
         if key not in benchmarks:
-            gone.add(key)
+            reading.gone.add(key)
             continue
         bench = benchmarks[key]
         if bench is None:
@@ -195,44 +238,85 @@ def _file_rows(d: dict, fname: str, machine: str, benchmarks: dict, notes: Notes
             continue
         c = dict(zip(cols, vals))
         if bench["version"] is not None and c.get("version") not in (None, bench["version"]):
-            stale.setdefault(key, set()).add(h[:8])
+            reading.stale.setdefault(key, set()).add(h[:8])
             continue
-        rows += _bench_rows(c, key, bench, head, fname, notes)
+        got = _bench_rows(c, key, bench, head, fname, notes, MAX_CELLS - reading.cells)
+        reading.cells += len(got)
+        rows += got
     return head, rows
 
 
-def _bench_rows(c: dict, key: str, bench: dict, head: dict, fname: str, notes: Notes) -> list:
+def measurement(value, unit: str) -> bool:
+    """A value the tables can show: finite, within MAX_VALUE, not negative for a time or a size,
+    and a known code for a status."""
+    if not finite(value) or abs(value) > MAX_VALUE:
+        return False
+    if unit == "status":
+        return float(value) in STATUS_OF_CODE
+    return value >= 0 or unit not in ("seconds", "bytes")
+
+
+def _numbers(values) -> bool:
+    return all(finite(v) and abs(v) <= MAX_VALUE for v in values)
+
+
+def _index(positions: list[dict], cell: tuple) -> int | None:
+    """Where ``cell`` is in asv's flat list of a results file's cells (``itertools.product`` of
+    its own parameter lists; ``positions`` maps each list's values to their last index), found
+    without making that list: it may be far longer than the cells benchmarks.json asks for."""
+    i = 0
+    for pos, v in zip(positions, cell):
+        at = pos.get(v)
+        if at is None:
+            return None
+        i = i * len(pos) + at
+    return i
+
+
+def _bench_rows(c: dict, key: str, bench: dict, head: dict, fname: str, notes: Notes,
+                room: int) -> list:
     own = c.get("params") or []
     if not _param_lists(own) or len(own) != len(bench["params"]):
         notes.leave(fname, f"{key} params", "not one parameter list per benchmarks.json name")
         return []
-    ran = list(itertools.product(*own))
     values, samples = c.get("result"), c.get("samples")
-    if values is not None and (not isinstance(values, list) or len(values) != len(ran)):
-        notes.leave(fname, f"{key} result", f"not one value per parameter cell ({len(ran)})")
+    n_own = math.prod(map(len, own))  # counted before any cell is made: it may be huge
+    if values is not None and (not isinstance(values, list) or len(values) != n_own):
+        notes.leave(fname, f"{key} result", "not one value per parameter cell")
         return []
-    values = values if values is not None else [None] * len(ran)
-    samples = samples if isinstance(samples, list) and len(samples) == len(ran) else [None] * len(ran)
-    at = {cell: i for i, cell in enumerate(ran)}
+    present = len(values) if values is not None else 0
+    if bench["cells"] > GRID_SLACK * present + GRID_FLOOR:
+        notes.leave(fname, key, f"benchmarks.json declares {bench['cells']} parameter cells, far "
+                    f"more than the {present} values here")
+        return []
+    if bench["cells"] > room:
+        notes.leave(fname, key, f"over the limit of {MAX_CELLS} cells for one report")
+        return []
+    # nothing is made n_own long: a file of a few lists may declare 10^16 cells (all failed)
+    samples = samples if isinstance(samples, list) and len(samples) == n_own else None
     unit, names, rows = bench["unit"], bench["param_names"], []
+    positions = [{v: i for i, v in enumerate(p)} for p in own]
+    if any(len(pos) != len(p) for pos, p in zip(positions, own)):  # a value repeated
+        notes.leave(fname, f"{key} params", "a parameter value repeats")
+        return []
     for cell in itertools.product(*bench["params"]):
-        i = at.get(cell)
-        value = values[i] if i is not None else math.nan
+        i = _index(positions, cell)
+        value = math.nan if i is None else None if values is None else values[i]
         if value is None:
             status = FAILED
         elif isinstance(value, float) and math.isnan(value):
             status = NA  # asv: skipped (NotImplementedError in setup), not selected or not present
-        elif not finite(value) or (unit == "status" and float(value) not in STATUS_OF_CODE):
+        elif not measurement(value, unit):
             notes.leave(fname, f"{key} result", f"{value!r:.40} is not a measurement")
             status = NA  # shown as n/a, never as a number
         else:
             status = OK
         st = _stats(c, i) if status == OK else None
-        if st and not all(finite(v) for v in st.values()):
-            notes.leave(fname, f"{key} stats", "non-finite statistics (asv's median kept)")
+        if st and not _numbers(st.values()):
+            notes.leave(fname, f"{key} stats", "statistics out of range (asv's median kept)")
             st = None
-        sm = samples[i] if status == OK and i is not None else None
-        if sm is not None and (not isinstance(sm, list) or not all(finite(s) for s in sm)):
+        sm = samples[i] if status == OK and samples is not None else None
+        if sm is not None and (not isinstance(sm, list) or not _numbers(sm)):
             notes.leave(fname, f"{key} samples", "not a list of finite numbers (median kept)")
             sm = None
         sm = [float(s) for s in sm] if sm else None
@@ -256,11 +340,23 @@ def _machines(results_dir: Path) -> dict[str, Path]:
             if sub.is_dir() and (sub / "machine.json").is_file()}
 
 
-def _newest(machines: dict[str, Path]) -> str:
-    def stamp(path: Path) -> float:
-        files = [f for f in path.glob("*.json") if f.name != "machine.json"]
-        return max((f.stat().st_mtime for f in files), default=0.0)
-    return max(machines, key=lambda m: stamp(machines[m]))
+def _stamp(path: Path) -> float:
+    """When a machine's newest results file was written (0 for none; a dangling link counts 0)."""
+    def mtime(f: Path) -> float:
+        try:
+            return f.stat().st_mtime
+        except OSError:
+            return 0.0
+    return max((mtime(f) for f in path.glob("*.json") if f.name != "machine.json"), default=0.0)
+
+
+def newest_first(results_dir: str | os.PathLike) -> list[str]:
+    """The machines of results_dir, the one with the newest results first."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        return []
+    machines = _machines(root)
+    return sorted(machines, key=lambda m: -_stamp(machines[m]))
 
 
 def load(results_dir: str | os.PathLike = "results", machine: str | None = None) -> ResultSet:
@@ -278,25 +374,23 @@ def load(results_dir: str | os.PathLike = "results", machine: str | None = None)
         raise UserError(f"{results_dir} holds no machine's results (no */machine.json)")
     notes = Notes()
     if machine is None:
-        machine = _newest(machines)
+        machine = newest_first(results_dir)[0]
         if len(machines) > 1:
             notes.append(f"machine {machine} (newest results) of {', '.join(machines)}; "
                          "choose with --machine")
     elif machine not in machines:
         raise UserError(f"no results for machine {machine!r} in {results_dir}; machines there: "
                         f"{', '.join(machines)}")
-    info = read_json(machines[machine] / "machine.json", f"{machine}/machine.json", notes)
-    info = {k: v for k, v in info.items() if isinstance(v, str)} if isinstance(info, dict) else {}
+    info = machine_info(machines[machine] / "machine.json", f"{machine}/machine.json", notes)
     benchmarks = load_benchmarks(results_dir, notes)
 
-    rows, commits, stale, gone = [], [], {}, set()
+    rows, commits, reading = [], [], _Reading(notes)
     for path in sorted(machines[machine].glob("*.json")):
         if path.name == "machine.json":
             continue
         d = read_json(path, path.name, notes, api_version=2)
         try:
-            got = _file_rows(d, path.name, machine, benchmarks, notes, stale, gone) \
-                if d is not None else None
+            got = _file_rows(d, path.name, machine, benchmarks, reading) if d is not None else None
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as err:
             # a shape the checks above did not foresee: this file only, never the report
             notes.leave(path.name, "the file", f"malformed ({type(err).__name__})")
@@ -307,15 +401,33 @@ def load(results_dir: str | os.PathLike = "results", machine: str | None = None)
     if not commits:
         raise UserError(f"no readable results for machine {machine!r} in {results_dir}"
                         + (f" ({notes[-1]})" if notes else ""))
-    for key, hashes in sorted(stale.items()):
-        notes.leave(", ".join(sorted(hashes)), key, "measured by an older version of the "
-                    "benchmark (not comparable)")
-    if gone:
-        notes.append(f"left out {len(gone)} benchmark(s) no longer in benchmarks.json: "
-                     + ", ".join(sorted(gone)[:5]) + (" ..." if len(gone) > 5 else ""))
-    frame = pd.DataFrame(rows)
+    for key, hashes in sorted(reading.stale.items()):
+        # asv's own rule, and ordinary history after a change of method: a note, not a loss
+        notes.info(f"not shown: {key} at {', '.join(sorted(hashes))}, measured by an older "
+                   "version of the benchmark (not comparable)")
+    if reading.gone:
+        gone = sorted(reading.gone)
+        notes.left_out += len(gone)
+        notes.append(f"left out {len(gone)} benchmark(s) not in benchmarks.json: "
+                     + ", ".join(gone[:5]) + (" ..." if len(gone) > 5 else ""))
+    frame = pd.DataFrame(rows, columns=list(COLUMNS[:COLUMNS.index("cell") + 1]))
     cdf = pd.DataFrame(commits).sort_values("date", kind="stable").reset_index(drop=True)
     return ResultSet(results_dir, machine, list(machines), frame, cdf, benchmarks, info, notes)
+
+
+def machine_info(path: Path, where: str, notes: Notes) -> dict:
+    """machine.json's text fields the page shows; ``ram`` only as a whole number of bytes."""
+    info = read_json(path, where, notes)
+    if info is None:
+        return {}
+    if not isinstance(info, dict):
+        notes.leave(where, "the file", "not a JSON object")
+        return {}
+    out = {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)}
+    if "ram" in out and not re.fullmatch(r"[0-9]{1,20}", out["ram"]):
+        notes.leave(where, "ram", "not a whole number of bytes")
+        del out["ram"]
+    return out
 
 
 def resolve_commit(rs: ResultSet, commit: str | None) -> str:

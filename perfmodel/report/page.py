@@ -1,8 +1,10 @@
 """Stage 6, page: the stages in order, then the summary as markdown and as HTML.
 
-Both pages are Jinja templates with autoescape on. The HTML page is rendered straight from the
-tables' cells (no markdown step, so no raw HTML can pass through); the markdown page escapes what
-markdown would read as markup or a link (``md`` below) and HTML-escapes the rest.
+Both pages are Jinja templates with autoescape on, and every value they show passes
+untrusted.visible (``_finalize``), so no control or bidirectional character reaches them. The
+HTML page is rendered straight from the tables' cells (no markdown step, so no raw HTML can pass
+through); the markdown page escapes what GitHub's markdown would read as markup, a link or a
+block (``md`` below) and HTML-escapes the rest.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..untrusted import visible
 from .cells import Table, ms, normalize
 from .commits import commit_order, git_log, resolve
 from .comparisons import comparison_tables
@@ -36,6 +39,7 @@ class Report:
     compare: tuple[str, str] | None = None
     history_frame: pd.DataFrame | None = None
     left_out: int = 0                           # values and files left out (load.py's notes)
+    internal: int = 0                           # tables lost to an internal error (page.guarded)
 
     def table(self, key: str) -> Table:
         for t in self.tables:
@@ -50,22 +54,6 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
     git_order, info = git_log(repo)
     order = commit_order(rs, git_order)
     full = resolve(rs, commit, repo, order)
-    # every table and plot but the history reads the one commit: normalize only its rows
-    norm = normalize(rs.at(full), rs.benchmarks) if not rs.frame.empty else pd.DataFrame()
-    notes = list(rs.notes)
-    tables: list[Table] = []
-    if not norm.empty:
-        tables += warmup_table(norm, full)
-        tables += model_steps_table(norm, full)
-        tables += attention_tables(norm, full)
-        tables += warmup_steps_table(norm, full)
-        tables += attention_memory_tables(norm, full)
-        tables += comparison_tables(norm, full)
-    if not tables:
-        notes.append(f"no attention or model results at {full[:8]} on {rs.machine}")
-    heads = headline_cells(norm, full) if not norm.empty else []
-    hist_tables, hist = history_table(rs, norm, full, order, history, info, heads)
-    tables += hist_tables
     pair = None
     if compare:
         pair = (resolve(rs, compare[0], repo, order), resolve(rs, compare[1], repo, order))
@@ -73,8 +61,22 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
         idx = order.index(full)
         if idx > 0:
             pair = (order[idx - 1], full)
+    notes = rs.notes
+    # every table and plot but the history reads the one commit: normalize only its rows
+    norm = normalize(rs.at(full), rs.benchmarks, notes)
+    tables: list[Table] = []
+    if not norm.empty:
+        for build in (warmup_table, model_steps_table, attention_tables, warmup_steps_table,
+                      attention_memory_tables, comparison_tables):
+            tables += guarded(notes, build.__name__, build, norm, full) or []
+    if not tables:
+        notes.info(f"no attention or model results at {full[:8]} on {rs.machine}")
+    heads = guarded(notes, "headline_cells", headline_cells, norm, full) if not norm.empty else []
+    hist_tables, hist = guarded(notes, "history_table", history_table, rs, norm, full, order,
+                                history, info, heads or []) or ([], pd.DataFrame())
+    tables += hist_tables
     if pair:
-        tables += compare_table(rs, pair[0], pair[1], info)
+        tables += guarded(notes, "compare_table", compare_table, rs, pair[0], pair[1], info) or []
     plots = {}
     if plots_dir is not None and not norm.empty:
         for title, fn, name in (("attention time and memory vs seq_len", plot_attention,
@@ -88,27 +90,79 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
         if p:
             plots["history of the headline benchmarks"] = f"{plots_prefix}history.png"
     minfo = dict(rs.machine_info)
-    if str(minfo.get("ram", "")).isdigit():
+    if "ram" in minfo:  # load.py checked: ASCII digits, at most 20
         minfo["ram"] = f"{int(minfo['ram']) / 2**30:.0f} GiB"
-    return Report(rs.machine, full, info, tables, plots, notes, minfo, pair, hist,
-                  rs.notes.left_out)
+    return Report(rs.machine, full, info, tables, plots, list(notes), minfo, pair, hist,
+                  notes.left_out, notes.internal)
+
+
+def guarded(notes, name: str, build, *args):
+    """A table that cannot be built is a note, never a lost report. The data checks in load.py
+    and cells.py name the file and field of what they leave out; reaching this is a case they do
+    not foresee, i.e. a bug (exit status 3), said with the table it cost."""
+    try:
+        return build(*args)
+    except Exception as err:  # noqa: BLE001 (any failure of one table)
+        notes.internal += 1
+        notes.info(f"{name} not built: internal error {type(err).__name__}: {str(err)[:200]} "
+                   "(please report it)")
+        return None
+
+
+_MD_PUNCT = re.compile(r"([\\`*_~\[\]|!$])")  # code, emphasis, strikethrough, links, cells, math
 
 
 def md(text) -> str:
-    """Text -> markdown that shows it as text: no links, images, HTML or table breaks."""
+    """Text -> markdown that GitHub (GFM) shows as that text: no links (autolinks of www.,
+    scheme:// and e-mail addresses included), images, HTML, emphasis, math, table cells or
+    blocks; control and bidirectional characters written as escapes (untrusted.visible)."""
     from markupsafe import Markup  # noqa: PLC0415
 
-    text = " ".join(str(text).split())
+    text = visible(" ".join(str(text).split()))
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return Markup(re.sub(r"([\\`\[\]|!])", r"\\\1", text))
+    text = _MD_PUNCT.sub(r"\\\1", text)
+    text = re.sub(r"(?i)(www)\.", r"\1\\.", text)  # GFM links www.x; not www\.x
+    text = re.sub(r":(?=//)", r"\\:", text)  # nor http\://x
+    # GFM finds e-mail addresses in text after escapes are undone (a\@b.c is still linked);
+    # an @ in a code span of its own splits the text, and copies as @
+    text = text.replace("@", "`@`")
+    return Markup(text)
+
+
+def md_block(text) -> str:
+    """``md`` for text that starts a line (a note is a list item, a caption a paragraph): no
+    heading, list, sub-list or rule either (-1.5% stays as it is)."""
+    from markupsafe import Markup  # noqa: PLC0415
+
+    text = re.sub(r"^([#+-])(?=[\s#+-]|$)", r"\\\1", str(md(text)))
+    return Markup(re.sub(r"^(\d{1,9})([.)])(?=\s|$)", r"\1\\\2", text))
+
+
+def md_url(path) -> str:
+    """A relative path of ours as a markdown link destination."""
+    from urllib.parse import quote  # noqa: PLC0415
+
+    from markupsafe import Markup  # noqa: PLC0415
+
+    return Markup(quote(str(path)))
+
+
+def _finalize(value):
+    """Every {{ }} of both pages: data shown as text, its control and bidirectional characters
+    as escapes (markdown's md filter did it already; its Markup passes)."""
+    from markupsafe import Markup  # noqa: PLC0415
+
+    return value if isinstance(value, Markup) or not isinstance(value, str) else visible(value)
 
 
 def _env():
     import jinja2  # noqa: PLC0415
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
-                             undefined=jinja2.StrictUndefined)
+                             undefined=jinja2.StrictUndefined, finalize=_finalize)
     env.filters["md"] = md
+    env.filters["md_block"] = md_block
+    env.filters["md_url"] = md_url
     return env
 
 

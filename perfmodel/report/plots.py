@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..names import OK
+from ..untrusted import visible
 from . import cells as T
 from .cells import MiB
 from .seeds import attention_cells, ran_rows
@@ -16,6 +17,11 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
     return plt
+
+
+def _text(data) -> str:
+    """A label from results: control characters as escapes, "$" as text (not mathtext)."""
+    return visible(data).replace("$", r"\$")
 
 
 def _save(plt, fig, path: Path, title: str | None = None) -> Path:
@@ -72,7 +78,7 @@ def plot_attention(norm, commit, path: Path) -> Path | None:
                     continue
                 pts = pts.dropna(subset=[col])
                 ax.plot(pts["seq"], pts[col] * scale, marker=markers[di % len(markers)],
-                        color=f"C{ci}", label=f"{impl} d={d}")
+                        color=f"C{ci}", label=_text(f"{impl} d={d}"))
                 drawn = True
         _log_axes(ax, 2)
         ax.set_xlabel("seq_len")
@@ -103,7 +109,8 @@ def plot_model(norm, commit, path: Path) -> Path | None:
                                 else 99, kv[0][1], kv[0][2]))):
             g = g.sort_values("context")
             ax.plot(g["context"], g[f"{mode}_mean"] * 1e3, marker="o",
-                    linestyle="-" if var == "sdpa" else "--", label=f"{preset} {prec} {var}")
+                    linestyle="-" if var == "sdpa" else "--",
+                    label=_text(f"{preset} {prec} {var}"))
             drawn = True
         _log_axes(ax, 2)
         ax.set_xlabel("context (tokens)")
@@ -132,7 +139,7 @@ def plot_history(hist: pd.DataFrame, path: Path) -> Path | None:
         ax.set_xticks(range(len(g)))
         ax.set_xticklabels([c[:8] for c in g["commit"]], fontsize=7)
         ax.set_ylabel(ylabel)
-        ax.set_title(name, fontsize=8)
+        ax.set_title(_text(name), fontsize=8)
         ax.grid(True, alpha=0.3)
     return _save(plt, fig, path)
 
@@ -142,5 +149,5 @@ def safe_plot(notes: list, title: str, fn, *args):
     try:
         return fn(*args)
     except Exception as err:  # noqa: BLE001 (matplotlib raises many kinds)
-        notes.append(f"plot '{title}' not drawn: {type(err).__name__}: {err}")
+        notes.append(f"plot '{title}' not drawn: {type(err).__name__}: {str(err)[:200]}")
         return None
