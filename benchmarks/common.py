@@ -339,15 +339,13 @@ def timing_attrs(obj, device: str, kind: str, cell: dict) -> None:
     interleaved between the commits that ``asv continuous`` compares, so the verdict sees
     process-to-process spread): fewer cannot pass asv's Mann-Whitney test at p < 0.002. Every
     other GPU cell is history (graphs, seed forms): at least 4 samples, and one round when the
-    run asks for it (``asv run -a rounds=1``, as a full GPU run does for those cells).
+    run asks for it (``asv run -a rounds=1``, as a full GPU run does for those cells); so is
+    every CPU cell in a history run (``perfmodel track``). ``tiers.repeat`` decides.
     """
     obj.number = 1
     obj.warmup_time = 0.0
-    if device == "cuda":
-        obj.repeat = tiers.GATED["repeat_gpu"] if tiers.gated(device, kind, cell) \
-            else tiers.HISTORY["repeat_gpu"]
-    else:
-        obj.repeat = tiers.GATED["repeat_cpu"]
+    name, value = tiers.HISTORY_RUN_ENV
+    obj.repeat = tiers.repeat(device, kind, cell, history_run=os.environ.get(name) == value)
 
 
 # ---------------------------------------------------------------- what a process cost

@@ -58,7 +58,11 @@ MODEL_VARIANTS = {"eager": ("eager", False), "sdpa": ("sdpa", False),
 
 # asv sampling per process: (min samples, max samples, seconds after which to stop) and rounds
 GATED = {"repeat_gpu": (6, 10, 0.6), "repeat_cpu": (6, 10, 0.8), "rounds": 2}
-HISTORY = {"repeat_gpu": (4, 10, 0.5), "rounds": 1}
+HISTORY = {"repeat_gpu": (4, 10, 0.5), "repeat_cpu": (4, 10, 0.4), "rounds": 1}
+# Set by `perfmodel track` for a run that only records history (a CPU's main job): every CPU cell
+# is then sampled as history, in the rounds the run asks for (-a rounds=1). The gate measures
+# its two commits itself (asv continuous), never from this history.
+HISTORY_RUN_ENV = ("PERFMODEL_SAMPLING", "history")
 
 
 def params(kind: str) -> list[list]:
@@ -141,6 +145,16 @@ def why_not_on(device: str, kind: str, cell: dict) -> str | None:
 def gated(device: str, kind: str, cell: dict) -> bool:
     """Whether the device's merge gate compares this cell (it is then sampled as GATED)."""
     return why_not(GATE_TIER[device], kind, cell) is None
+
+
+def repeat(device: str, kind: str, cell: dict, history_run: bool = False) -> tuple:
+    """asv's ``repeat`` (min samples, max samples, seconds) for a cell: GATED for a cell the
+    device's gate compares, HISTORY otherwise, and HISTORY for every CPU cell in a history run.
+    A GPU's gated cells keep the gate's sampling in every run, so their history is what the
+    gate compares."""
+    if device == "cuda":
+        return GATED["repeat_gpu"] if gated(device, kind, cell) else HISTORY["repeat_gpu"]
+    return HISTORY["repeat_cpu"] if history_run else GATED["repeat_cpu"]
 
 
 def tier_cells(tier: str, kind: str) -> list[dict]:

@@ -350,6 +350,13 @@ def main(args) -> int:
            "--show-stderr"]
     tier = None if args.bench else tier_name(root, args.tier, env)
     run += [f"--bench={pattern}" for pattern in args.bench or tier_selection(root, tier)]
+    child_env = asv_env()
+    if env.get("device") != "cuda":
+        # A CPU's history is history, not a verdict (perfmodel gate measures its own two
+        # commits): one round of history sampling a cell (benchmarks/tiers.py HISTORY).
+        tiers = load_tiers(root)
+        run += ["-a", f"rounds={tiers.HISTORY['rounds']}"]
+        child_env.update([tiers.HISTORY_RUN_ENV])
     publish = ["publish", "--no-pull"]
     log_path = os.path.abspath(args.log or os.path.join(root, ".asv", "track.log"))
 
@@ -372,7 +379,6 @@ def main(args) -> int:
     with open(hashfile, "w") as f:
         f.write("\n".join(todo) + "\n")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    child_env = asv_env()
     t_start, t_wall = time.monotonic(), time.time()
     try:
         status, failed, pages = _run_and_publish(

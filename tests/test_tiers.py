@@ -137,3 +137,14 @@ def test_cost_log_keeps_each_process_last_line_and_splits_its_time(tmp_path):
     text = summary(records, wall=10.0)
     assert "2 benchmark processes" in text and "| Model | timed | 1 | 3.0 |" in text
     assert "| Attention | n/a | 1 |" in text
+
+
+def test_a_history_run_samples_cpu_cells_as_history_and_keeps_the_gpu_gate_cells():
+    quick = tiers.tier_cells("gpu-quick", "Attention")[0]
+    other = dict(quick, d=16)
+    cpu = tiers.tier_cells("cpu", "Attention")[0]
+    assert tiers.repeat("cpu", "Attention", cpu) == tiers.GATED["repeat_cpu"]
+    assert tiers.repeat("cpu", "Attention", cpu, history_run=True) == tiers.HISTORY["repeat_cpu"]
+    for history_run in (False, True):
+        assert tiers.repeat("cuda", "Attention", quick, history_run) == tiers.GATED["repeat_gpu"]
+        assert tiers.repeat("cuda", "Attention", other, history_run) == tiers.HISTORY["repeat_gpu"]

@@ -188,6 +188,9 @@ def test_track_measures_a_partly_measured_commit_again_and_says_why(tmp_path):
     assert run.split("#")[1].split() == [newest[:8], middle[:8]]
     # asv's own --skip-existing-commits would skip the partial commit whatever perfmodel says
     assert "--skip-existing-commits" not in run
+    # the CPU tier's cells only, each in one round of history sampling (benchmarks/tiers.py)
+    assert " -a rounds=1 " in run and "--bench=^bench_model\\.Model" in run
+    assert "Model\\.[a-z_]+\\((?:'nano'" in run and "'2.7B'" not in run
     why = next(line for line in out.stdout.splitlines() if middle[:8] in line and "again" in line)
     assert "lack 2 of 3 benchmarks" in why
 
