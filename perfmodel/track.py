@@ -44,12 +44,18 @@ def add_parser(sub) -> None:
         "finished kept.")
     p.add_argument("--commits", type=int, default=3,
                    help="how many commits of the branch, newest first")
+    p.add_argument("--commit", action="append", default=None, metavar="REF",
+                   help="measure this commit (repeatable), instead of the last --commits of the "
+                        "branch")
     p.add_argument("--branch", default=None,
                    help="the branch (default: the first branch in asv.conf.json, main)")
     p.add_argument("--tier", default="auto",
                    help="which cells: auto (this device's: cpu on a CPU, gpu on a GPU), cpu, "
                         "gpu-quick (the GPU gate's cells) or gpu (benchmarks/tiers.py); cells "
                         "outside it are not started at all")
+    p.add_argument("--chunk", default=None, metavar="REGEX",
+                   help="with --tier gpu: only the chunks of its plan whose names match "
+                        "(python -m benchmarks.tiers --plan lists them)")
     p.add_argument("--bench", "-b", action="append", default=None,
                    help="asv -b regex (repeatable): only these benchmarks, instead of the tier; "
                         "the commits stay incomplete, and the next run measures them whole")
@@ -92,11 +98,6 @@ def tier_name(root: str, tier: str, env: dict) -> str:
     if tier not in tiers.TIERS:
         raise UserError(f"unknown tier {tier!r}; valid choices: auto, {', '.join(tiers.TIERS)}")
     return tier
-
-
-def tier_selection(root: str, tier: str) -> list[str]:
-    """asv -b regexes naming exactly the tier's cells (benchmarks/tiers.py)."""
-    return load_tiers(root).selection(tier)
 
 
 def _slug(text: str) -> str:
@@ -329,8 +330,13 @@ def main(args) -> int:
         raise UserError(f"--commits must be at least 1, got {args.commits}")
     if branch.startswith("-"):
         raise UserError(f"branch {branch!r}: a branch name cannot start with '-'")
-    hashes = _git(root, "rev-list", "--first-parent", f"-n{args.commits}", "--end-of-options",
-                  branch, "--").split()
+    if args.commit:
+        from .gate import resolve  # noqa: PLC0415 (one way to turn a user's ref into a hash)
+
+        hashes = list(dict.fromkeys(resolve(root, ref) for ref in args.commit))
+    else:
+        hashes = _git(root, "rev-list", "--first-parent", f"-n{args.commits}",
+                      "--end-of-options", branch, "--").split()
     if not all(re.fullmatch(r"[0-9a-f]{40}", h) for h in hashes):
         raise UserError(f"git rev-list {branch} gave something other than commit hashes")
     subjects = {h: _printable(_git(root, "log", "-1", "--format=%s", h, "--")) for h in hashes}
@@ -349,27 +355,25 @@ def main(args) -> int:
     run = ["run", f"HASHFILE:{hashfile}", f"--machine={name}", "--record-samples",
            "--show-stderr"]
     tier = None if args.bench else tier_name(root, args.tier, env)
-    run += [f"--bench={pattern}" for pattern in args.bench or tier_selection(root, tier)]
     child_env = asv_env()
-    if env.get("device") != "cuda":
-        # A CPU's history is history, not a verdict (perfmodel gate measures its own two
-        # commits): one round of history sampling a cell (benchmarks/tiers.py HISTORY).
-        tiers = load_tiers(root)
-        run += ["-a", f"rounds={tiers.HISTORY['rounds']}"]
-        child_env.update([tiers.HISTORY_RUN_ENV])
+    runs = plan(root, tier, args.bench, env, child_env, args.chunk)
     publish = ["publish", "--no-pull"]
     log_path = os.path.abspath(args.log or os.path.join(root, ".asv", "track.log"))
 
     say(f"perfmodel track: machine {name}"
         + (f", tier {tier}" if tier else ", asv -b " + " ".join(args.bench)),
-        f"  {len(hashes)} commit(s) of {branch}, {len(done)} already measured here"
+        f"  {len(hashes)} commit(s) " + ("given" if args.commit else f"of {branch}")
+        + f", {len(done)} already measured here"
         + (f", {len(again)} to measure again" if again else "")
         + f"; asv's full output: {log_path}", flush=True)
     if args.dry_run:
         for h in again:
             say(f"  {h[:8]} {subjects[h]}: to measure again: {why[h]}")
         say(f"asv machine record for {name}: {json.dumps(machine_record(name, env))}")
-        say("$ asv " + " ".join(run) + "    # " + " ".join(h[:8] for h in todo))
+        for label, extra in runs:
+            if label:
+                say(f"# {label}")
+            say("$ asv " + " ".join(run + extra) + "    # " + " ".join(h[:8] for h in todo))
         if not args.no_publish:
             say("$ asv " + " ".join(publish))
         return 0
@@ -382,7 +386,7 @@ def main(args) -> int:
     t_start, t_wall = time.monotonic(), time.time()
     try:
         status, failed, pages = _run_and_publish(
-            args, run, publish, todo, subjects, why, root, child_env, log_path, results_dir, name,
+            args, run, runs, publish, todo, subjects, why, root, child_env, log_path, results_dir, name,
             hashes, done)
     except KeyboardInterrupt:
         say(f"perfmodel track: interrupted; asv and the processes it started are stopped; "
@@ -406,15 +410,55 @@ def main(args) -> int:
     return status
 
 
-def _run_and_publish(args, run, publish, todo, subjects, why, root, child_env, log_path,
+def plan(root: str, tier: str | None, bench: list[str] | None, env: dict,
+         child_env: dict, chunk: str | None = None) -> list[tuple[str, list[str]]]:
+    """The asv runs of a tracking job, as (label, asv run arguments beyond the common ones):
+    the user's -b regexes; or the tier's cells in one run; or, for the full GPU tier, its plan
+    (benchmarks/tiers.py gpu_plan: the gate's cells in their 2 rounds, then the rest chunk by
+    chunk in one round, each chunk saved when it ends). A CPU's history is history, not a
+    verdict (perfmodel gate measures its own two commits): one round of history sampling a
+    cell, asked of the suite through ``child_env``."""
+    if bench:
+        return [("", [f"--bench={pattern}" for pattern in bench])]
+    tiers = load_tiers(root)
+    if tier == "gpu":
+        try:
+            wanted = re.compile(chunk or "")
+        except re.error as err:
+            raise UserError(f"--chunk {chunk!r} is not a regular expression: {err}") from None
+        runs = [(name, [f"--bench={r}" for r in regexes]
+                 + (["-a", f"rounds={rounds}"] if rounds else []))
+                for name, regexes, rounds in tiers.gpu_plan() if wanted.search(name)]
+        if not runs:
+            raise UserError(f"--chunk {chunk!r} names no chunk; the chunks: "
+                            + ", ".join(name for name, _, _ in tiers.gpu_plan()))
+        return runs
+    extra = [f"--bench={r}" for r in tiers.selection(tier)]
+    if env.get("device") != "cuda":
+        extra += ["-a", f"rounds={tiers.HISTORY['rounds']}"]
+        child_env.update([tiers.HISTORY_RUN_ENV])
+    return [("", extra)]
+
+
+def _run_and_publish(args, run, runs, publish, todo, subjects, why, root, child_env, log_path,
                      results_dir, name, hashes, done) -> tuple[int, int, list[str]]:
-    """asv run over ``todo``, then asv publish. Returns (status, failed cells, pages written)."""
+    """asv run over ``todo`` (once per entry of ``runs``), then asv publish. Returns (status,
+    failed cells, pages written)."""
     status, failed, pages = 0, 0, []
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(log_text(f"perfmodel track: machine {name}, commits {' '.join(hashes)}\n"))
-        if todo:
-            status, failed = _run(run, todo, subjects, why, root, child_env, log, results_dir,
-                                  name, args.limit_per_commit * 60 * len(todo))
+        for label, extra in runs if todo else []:
+            if label:
+                say(f"  {label}:", flush=True)
+            code, _ = _run(run + extra, todo, subjects, why, root, child_env, log, results_dir,
+                           name, args.limit_per_commit * 60 * len(todo))
+            if code not in (EXIT_CLEAN, EXIT_LEFT_OUT):
+                status = code
+                break  # a time limit or asv's own failure: what ran is kept, the rest waits
+            status = max(status, code)
+        failed = sum((cell_counts(results_dir, name, h) or {}).get("failed", 0) for h in todo)
+        if failed and status == EXIT_CLEAN:
+            status = EXIT_LEFT_OUT
         for h in hashes:
             if h in done:
                 say(f"  {h[:8]} {subjects[h]}: already measured on this machine, its whole "
