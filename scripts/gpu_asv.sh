@@ -15,7 +15,8 @@
 # (it survives the command while the machine stays held) and waits up to WAIT seconds; each
 # further `wait` waits again. Issue the next call at once: an idle machine goes back.
 # When $OUT is set, what the run has so far comes back there on every return: the results
-# (results-<machine>.tar.gz: commit them, the GPU history ships in the repository), asv's log,
+# (results.tar.gz, the whole results/: commit the box's new files, the GPU history ships in the
+# repository), asv's log,
 # the summary and the cost log (where each benchmark process's time went:
 # python3 -m perfmodel.suite_cost LOG).
 set -euo pipefail
@@ -28,11 +29,7 @@ export PERFMODEL_COST_LOG=${PERFMODEL_COST_LOG:-/tmp/perfmodel-cost.jsonl}
 
 collect() {  # what a run has so far, into $OUT
   [ -n "${OUT:-}" ] || return 0
-  local m
-  for m in results/*/; do
-    [ -f "$m/machine.json" ] && case "$m" in results/nvidia-*) \
-      tar czf "$OUT/results-$(basename "$m").tar.gz" "$m" results/benchmarks.json ;; esac
-  done
+  tar czf "$OUT/results.tar.gz" results
   cp $DIR/summary .asv/track.log "$OUT/" 2>/dev/null || true
   [ -f "$PERFMODEL_COST_LOG" ] && gzip -c "$PERFMODEL_COST_LOG" > "$OUT/cost.jsonl.gz"
   return 0
