@@ -8,7 +8,6 @@ the rest of the session imports triton normally).
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import textwrap
 import pytest
 import torch
 
+from perfmodel.attention import reference_attention, reference_logsumexp
 from perfmodel.flash_torch import FlashAttentionTorch, flash_torch_attention
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,14 +33,8 @@ TOL = {
 
 
 def reference(q, k, v, causal):
-    """float64 attention on the CPU and its natural-log row logsumexp."""
-    q, k, v = (x.double().cpu() for x in (q, k, v))
-    s = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-    if causal:
-        i = torch.arange(q.shape[-2])[:, None]
-        j = torch.arange(k.shape[-2])[None, :]
-        s = s.masked_fill(j > i, float("-inf"))
-    return torch.softmax(s, -1) @ v, torch.logsumexp(s, -1)
+    """float64 attention on the CPU and its natural-log row logsumexp (perfmodel's reference)."""
+    return reference_attention(q, k, v, causal), reference_logsumexp(q, k, causal)
 
 
 def rel(x, ref):
@@ -93,7 +87,7 @@ TORCH_SHAPES = [  # (batch, seq_q, seq_k, causal)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("d", [16, 32, 64, 128])
+@pytest.mark.parametrize("d", [16, 32, 64, 80, 128])
 @pytest.mark.parametrize("b,sq,sk,causal", TORCH_SHAPES, ids=[f"b{b}-q{q}-k{k}-{'causal' if c else 'full'}"
                                                             for b, q, k, c in TORCH_SHAPES])
 def test_flash_torch_matches_reference(b, sq, sk, causal, d, dtype):
@@ -135,7 +129,7 @@ def test_flash_torch_4d_wrapper():
         assert_close(errs, 1e-5, f"4D causal={causal} seed {seed}")
 
 
-@pytest.mark.parametrize("d", [8, 24, 96, 256])
+@pytest.mark.parametrize("d", [4, 12, 100, 264])
 def test_bad_head_dim_raises(d):
     q = torch.randn(1, 4, d)
     with pytest.raises(ValueError, match="head dimension"):
@@ -157,12 +151,12 @@ _INTERPRETER_SCRIPT = textwrap.dedent("""
     from perfmodel import flash_triton as ft
     assert ft.is_available("cpu")[0], ft.is_available("cpu")
     results = []
-    for cfg in json.loads(sys.argv[2]):
+    for cases, cfg in json.loads(sys.argv[1]):
         # a list: INTERPRET_CONFIG for every kernel; a dict: one config per kernel name
         ft.INTERPRET_CONFIG = tuple(cfg) if isinstance(cfg, list) else (32, 32, 4, 1)
         forced = {{n: tuple(c) for n, c in cfg.items()}} if isinstance(cfg, dict) else {{}}
-        with ft.forced(forced, variant=sys.argv[3]):
-            for case in json.loads(sys.argv[1]):
+        with ft.forced(forced, variant=sys.argv[2]):
+            for case in cases:
                 b, sq, sk, d, causal, dtype, heads = case
                 fn = ft.flash_attention if heads else ft.FlashAttentionTriton.apply
                 seed = t.new_seed()
@@ -191,6 +185,17 @@ INTERPRETER_CASES = [  # (batch, seq_q, seq_k, d, causal, dtype, heads or None)
     (1, 45, 70, 128, False, "float16", None),
     (1, 40, 40, 16, True, "float32", 2),
 ]
+# head dims that are not powers of two are padded to one inside the kernels (masked loads and
+# stores); each runs with two of the configs above to keep the interpreter's time down
+HEAD_DIM_CASES = [
+    (1, 45, 45, 8, True, "float32", None),
+    (1, 70, 33, 24, False, "float32", None),
+    (1, 50, 50, 80, True, "float32", None),
+    (1, 33, 50, 80, False, "float16", None),
+    (1, 40, 40, 136, True, "float32", None),
+    (1, 37, 37, 256, True, "float32", None),
+    (1, 20, 45, 256, False, "float16", None),
+]
 
 
 # The interpreter is the CPU's way to run the kernels (CI); where a GPU is present the kernels
@@ -201,13 +206,15 @@ INTERPRETER_CASES = [  # (batch, seq_q, seq_k, d, causal, dtype, heads or None)
 def test_triton_interpreter_matches_reference(variant):
     env = dict(os.environ, TRITON_INTERPRET="1")
     script = _INTERPRETER_SCRIPT.format(root=ROOT)
-    proc = subprocess.run([sys.executable, "-c", script, json.dumps(INTERPRETER_CASES),
-                           json.dumps(INTERPRETER_CONFIGS), variant], env=env,
+    groups = ([(INTERPRETER_CASES, cfg) for cfg in INTERPRETER_CONFIGS]
+              + [(HEAD_DIM_CASES, cfg) for cfg in INTERPRETER_CONFIGS[1::2]])
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(groups), variant], env=env,
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULTS")][-1]
     results = json.loads(line[len("RESULTS"):])
-    assert len(results) == len(INTERPRETER_CASES) * len(INTERPRETER_CONFIGS)
+    assert len(results) == sum(len(cases) for cases, _ in groups)
+    assert {r["case"][3] for r in results} >= {8, 24, 80, 136, 256}
     failures = []
     for r in results:
         tol = TOL[("triton", getattr(torch, r["case"][5]))]
@@ -217,37 +224,63 @@ def test_triton_interpreter_matches_reference(variant):
 
 
 def test_tuning_spaces_default_to_the_verified_ones(monkeypatch):
-    """Until the v3 candidates have passed on a GPU, the autotuner keeps to the v2 spaces."""
+    """Until the v3 candidates have passed on a GPU, the autotuner keeps to the v2 spaces where
+    there are some (bf16 at d <= 128, "ieee" float32)."""
     from perfmodel import flash_triton as ft
 
     monkeypatch.delenv("PERFMODEL_FLASH_CANDIDATES", raising=False)
     for name, space in ft.VERIFIED_SPACE.items():
-        assert ft.tuning_configs(name, torch.bfloat16, 64) == space
+        for d in (16, 64, 80, 128):
+            assert ft.tuning_configs(name, torch.bfloat16, d) == space
         assert set(space) <= set(ft.TUNING_SPACE[name])  # the candidates extend them
+        monkeypatch.setattr(ft, "FP32_PRECISION", "ieee")
         for d in (16, 64, 128):
             assert ft.tuning_configs(name, torch.float32, d) == ft.VERIFIED_SPACE_FP32
-    assert set(ft.VERIFIED_SPACE_FP32) <= set(ft.TUNING_SPACE_FP32)
+        monkeypatch.setattr(ft, "FP32_PRECISION", "tf32x3")
+        assert ft.tuning_configs(name, torch.float32, 128) == ft.TUNING_SPACE_TF32X3[128][name]
+        assert ft.tuning_configs(name, torch.bfloat16, 256) == ft.TUNING_SPACE_D256[name]
+    assert set(ft.VERIFIED_SPACE_FP32) <= set(ft.TUNING_SPACE_IEEE)
     for name in set(ft.KERNELS) - set(ft.VERIFIED_SPACE):  # opt-in variants: their own space
         assert ft.tuning_configs(name, torch.bfloat16, 64) == ft.TUNING_SPACE[name]
 
 
 def test_tuning_spaces(monkeypatch):
-    """Config bookkeeping only (no kernel runs): dtype and d pruning, FORCE_CONFIG scoping."""
+    """Config bookkeeping only (no kernel runs): dtype, d and precision pruning, FORCE_CONFIG."""
     from perfmodel import flash_triton as ft
 
     monkeypatch.setenv("PERFMODEL_FLASH_CANDIDATES", "1")
-    assert set(ft.TUNING_SPACE) == set(ft.KERNELS)
+    assert set(ft.TUNING_SPACE) == set(ft.KERNELS) == set(ft.TUNING_SPACE_D256)
+    assert [ft.block_d(d) for d in (8, 16, 24, 64, 80, 128, 136, 256)] == [16, 16, 32, 64, 128, 128, 256, 256]
     for name in ft.KERNELS:
         for dtype in (torch.bfloat16, torch.float16):
-            assert ft.tuning_configs(name, dtype, 64) == ft.TUNING_SPACE[name]
-        assert ft.tuning_configs(name, torch.float32, 32) == ft.TUNING_SPACE_FP32
-        assert ft.tuning_configs(name, torch.float32) == ft.TUNING_SPACE_FP32
+            for d in (8, 64, 80, 128):
+                assert ft.tuning_configs(name, dtype, d) == ft.TUNING_SPACE[name]
+            for d in (136, 200, 256):
+                assert ft.tuning_configs(name, dtype, d) == ft.TUNING_SPACE_D256[name]
+        # tf32x3 (default): per BLOCK_D; the atomic / fused kernels use the dK/dV tiles
+        for d, bd in ((8, 64), (64, 64), (72, 128), (128, 128), (136, 256), (256, 256)):
+            want = ft.TUNING_SPACE_TF32X3[bd].get(name, ft.TUNING_SPACE_TF32X3[bd]["dkdv"])
+            assert ft.tuning_configs(name, torch.float32, d) == want
+        monkeypatch.setattr(ft, "FP32_PRECISION", "ieee")
+        assert ft.tuning_configs(name, torch.float32, 32) == ft.TUNING_SPACE_IEEE
         d64 = ft.tuning_configs(name, torch.float32, 64)
         assert (64, 64, 8, 2) in d64 and (64, 64, 4, 2) not in d64
         small = ft.tuning_configs(name, torch.float32, 128)
         assert small and all(bm * bn <= 32 * 64 for bm, bn, _, _ in small)
-        for bm, bn, w, s in ft.TUNING_SPACE[name] + ft.TUNING_SPACE_FP32:
+        assert ft.tuning_configs(name, torch.float32, 256)
+        monkeypatch.setattr(ft, "FP32_PRECISION", "tf32")  # plain TF32 is refused
+        with pytest.raises(ValueError, match="precision"):
+            ft.tuning_configs(name, torch.float32, 64)
+        monkeypatch.setattr(ft, "FP32_PRECISION", "tf32x3")
+        everything = set(ft.TUNING_SPACE[name] + ft.TUNING_SPACE_D256[name] + ft.TUNING_SPACE_IEEE)
+        for by_kernel in ft.TUNING_SPACE_TF32X3.values():
+            everything |= set(by_kernel.get(name, by_kernel["dkdv"]))
+        for bm, bn, w, s in everything:
             assert bm in (16, 32, 64, 128) and bn in (16, 32, 64, 128) and w in (4, 8) and s >= 1
+        if ft.triton is not None:
+            got = {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages)
+                   for c in ft._triton_configs(name)}
+            assert got == everything
     assert {(32, 128, w, s) for w in (4, 8) for s in (2, 3)} <= set(ft.TUNING_SPACE["dkdv"])
     assert {(128, 32, 4, 3), (64, 32, 4, 3)} <= set(ft.TUNING_SPACE["dq"])
     assert {(128, 128, 8, 3), (128, 128, 8, 4)} <= set(ft.TUNING_SPACE["fwd"])
@@ -255,7 +288,8 @@ def test_tuning_spaces(monkeypatch):
         ft.tuning_configs("nope", torch.float32)
     if ft.triton is not None:  # the autotuner's pruning: by Q's dtype and HEAD_DIM (or Q's d)
         prune = ft._pruner("dkdv")
-        for dtype, d in ((torch.bfloat16, 64), (torch.float32, 64), (torch.float32, 128)):
+        for dtype, d in ((torch.bfloat16, 64), (torch.bfloat16, 256), (torch.float32, 64),
+                         (torch.float32, 80), (torch.float32, 128)):
             q = torch.empty(1, 1, d, dtype=dtype)
             for kwargs in ({"HEAD_DIM": d}, {}):
                 kept = prune(ft._triton_configs("dkdv"), {"Q": q}, **kwargs)
