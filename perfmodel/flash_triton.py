@@ -131,16 +131,28 @@ TUNING_SPACE_D256 = {
 # d=256 the only dK/dV and dQ tiles that fit have 16-32 rows (Ampere-style mma, heavy spills):
 # d=256 float32 works but is slow.  No 32-row query tiles in the forward and dQ at d <= 128
 # (the compiler gives them no wgmma).
+#
+# No tile dimension of 16 with 8 warps here (`_tf32x3_may_fault`): on the H200 (Triton 3.6)
+# every such config probed at d=128 died with an illegal memory access (dK/dV 16x64 w8 s1 and
+# s2, dQ 64x16 w8 s2; issue 17), while the same tiles with 4 warps and 32-wide tiles with 8
+# warps ran and matched float64.  8 warps are two warpgroups: a 16-wide side cannot be split
+# between them for the tensor-core products, and Triton's tf32x3 lowering gets that case wrong.
+# A fault is not an error the autotuner can skip: it poisons the process's CUDA context, so the
+# whole class is kept out (also at d <= 64, where dK/dV 16x128 w8 happened to run).
 TUNING_SPACE_TF32X3 = {
     64: {"fwd": [(64, 32, 4, 2), (128, 32, 8, 2), (128, 64, 8, 2), (128, 64, 8, 1), (64, 64, 4, 2)],
-         "dkdv": [(16, 128, 8, 2), (32, 128, 8, 2), (16, 64, 4, 2), (32, 64, 8, 2)],
+         "dkdv": [(32, 128, 8, 2), (16, 64, 4, 2), (32, 64, 8, 2)],
          "dq": [(64, 32, 4, 2), (128, 32, 8, 2), (128, 64, 8, 2), (64, 16, 4, 2)]},
     128: {"fwd": [(128, 32, 8, 2), (64, 32, 4, 2), (64, 32, 4, 3), (128, 64, 8, 1)],
-          "dkdv": [(16, 64, 8, 1), (16, 64, 8, 2), (16, 64, 4, 2), (32, 64, 8, 1)],
-          "dq": [(64, 16, 4, 2), (64, 16, 8, 2), (64, 32, 4, 1), (64, 32, 4, 2)]},
+          "dkdv": [(16, 64, 4, 2), (32, 64, 8, 1)],
+          "dq": [(64, 16, 4, 2), (64, 32, 4, 1), (64, 32, 4, 2)],
+          # the atomic dK/dV kernel also holds K again and stages the float32 dQ tile: with
+          # 64 keys it needs 224 KiB (Triton 3.6, sm_90), too close to the limit
+          "dkdv_atomic": [(16, 32, 4, 2), (32, 32, 4, 2)]},
     256: {"fwd": [(64, 16, 4, 1), (64, 32, 4, 1), (64, 16, 4, 2)],
           "dkdv": [(16, 32, 4, 1), (32, 32, 4, 1)],
-          "dq": [(16, 32, 4, 1), (32, 16, 4, 1), (32, 32, 4, 1)]},
+          "dq": [(16, 32, 4, 1), (32, 16, 4, 1), (32, 32, 4, 1)],
+          "dkdv_atomic": [(16, 16, 4, 1)]},
 }
 # float32 with "ieee" (PERFMODEL_FLASH_FP32_PRECISION=ieee): products on the CUDA cores with
 # operands and accumulators in registers.  Compiled for sm_90 offline (notes/flash.md, v3): with
@@ -180,8 +192,71 @@ def candidates_enabled() -> bool:
     return os.environ.get("PERFMODEL_FLASH_CANDIDATES", "0") == "1"
 
 
+def _tf32x3_may_fault(cfg: tuple) -> bool:
+    """The class of configs that faulted on the H200 under tf32x3 (see TUNING_SPACE_TF32X3)."""
+    bm, bn, warps, _ = cfg
+    return warps >= 8 and min(bm, bn) <= 16
+
+
+# Shared memory per thread block on the H200 (sm_90): 227 KiB, the limit Triton checks a
+# launch against ("out of resource: shared memory, Required: 294912, Hardware limit: 232448").
+SMEM_LIMIT = 232448
+# What the estimate must leave free.  smem_bytes() is never below Triton 3.6's own figure on
+# any config of the spaces compiled offline for sm_90 (tests/fixtures/flash_smem_sm90.json),
+# and equal to it on most; the margin covers what a different Triton version may add (a
+# barrier, a small scratch buffer) without dropping fwd 128x128 s3 at d=128 (224 KiB, ran).
+SMEM_MARGIN = 2048
+
+
+def smem_bytes(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int) -> int:
+    """Estimated shared memory of one config (bytes): the operand tiles a kernel keeps for its
+    whole loop plus one buffer per pipeline stage of the tiles it streams.
+
+    Tiles are (rows x BLOCK_D) of the input dtype.  Under tf32x3 each resident tile is held
+    twice (TF32 high part and remainder); the streamed ones are split on the fly.  With one
+    stage Triton may reuse a buffer (fwd: K and V share one), so this is an upper bound there.
+    Checked against the offline sm_90 compile with Triton 3.6 (exact on the issue's datapoint:
+    fwd bf16 d=80 128x128 w8 s4 needs 294912 bytes)."""
+    bm, bn, _, stages = cfg
+    bd = block_d(head_dim)
+    elem = torch.empty((), dtype=dtype).element_size()
+    split = 2 if dtype == torch.float32 and dot_precision(dtype) == "tf32x3" else 1
+    buffers = max(1, stages)
+
+    def loop(resident_rows, step_rows, row_vectors):
+        # two resident tiles (K, V or Q, dO); per stage two streamed tiles, and float32 row
+        # vectors (the dK/dV loop streams the logsumexp and D with Q and dO: counted with one
+        # buffer more than the stages, which covers what Triton 3.6 gives them)
+        return (split * 2 * resident_rows * bd * elem + buffers * 2 * step_rows * bd * elem
+                + (buffers + 1) * row_vectors * step_rows * 4)
+
+    if kernel == "fwd":  # Q resident, K and V streamed
+        return split * bm * bd * elem + buffers * 2 * bn * bd * elem
+    dkdv = loop(bn, bm, 2)
+    if kernel == "dkdv":
+        return dkdv
+    if kernel == "dq":
+        return loop(bm, bn, 0)
+    if kernel == "dkdv_atomic":
+        # plus K again as the B operand of dS K, and the float32 dQ tile on its way to the
+        # vectorized atomic adds (both split under tf32x3); exact for most 16/32-row tiles,
+        # an upper bound for 64-row ones
+        return dkdv + split * (bn * bd * elem + bm * bd * 4)
+    if kernel == "bwd_fused":
+        # the dK/dV loop, then the dQ loop with the tiles swapped (its query tile's
+        # logsumexp and D are held too); the two loops' buffers are not live together
+        return max(dkdv, loop(bn, bm, 0) + 2 * bn * 4)
+    raise ValueError(f"unknown kernel {kernel!r}: one of {KERNELS}")
+
+
+def fits_smem(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int) -> bool:
+    return smem_bytes(kernel, cfg, dtype, head_dim) <= SMEM_LIMIT - SMEM_MARGIN
+
+
 def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int = 64) -> list[tuple]:
-    """The (BLOCK_M, BLOCK_N, num_warps, num_stages) tuples autotuned for a kernel, dtype and d."""
+    """The (BLOCK_M, BLOCK_N, num_warps, num_stages) tuples autotuned for a kernel, dtype and d:
+    the space for the dtype, precision and BLOCK_D, less the configs whose shared memory
+    (:func:`smem_bytes`) would not fit on the H200."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}: one of {KERNELS}")
     bd = block_d(head_dim)
@@ -198,8 +273,11 @@ def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int = 64) -> list[
     else:
         space = TUNING_SPACE_D256[kernel]
     if verified is not None and not candidates_enabled():
-        return list(verified)
-    return list(space)
+        space = verified
+    # one space serves several BLOCK_D (bf16 d 8..128): a tile that fits at d=64 may not at
+    # d=128, and Triton refuses such a launch (the autotuner would skip it, a forced launch
+    # fails), so it is left out here
+    return [c for c in space if fits_smem(kernel, c, dtype, head_dim)]
 
 
 def config_meta(cfg: tuple) -> dict:

@@ -29,7 +29,8 @@ Run on the GPU box from the repository root, e.g.:
 --grid           batch 8 x d {16,32,64,128} x seq {256..16384}, fp32 and bf16, causal
 --long           seq 65536 at batch 1, d 64 and 128, fp32 and bf16, causal
 --resources      (no GPU) compile every config for sm_90 and print registers, spill stack and
-                 shared memory per config, e.g. --resources --ds 64,128 --jobs 2
+                 shared memory per config (Triton's and flash_triton.smem_bytes' estimate),
+                 e.g. --resources --ds 64,128 --jobs 2, or --resources --all-spaces --json F
 
 Order: precompile (--jobs N worker processes) of the target kernels; target end-to-end rows
 (printed as soon as measured); explore; precompile of the check and fp32 kernels; config
@@ -544,7 +545,9 @@ def _resource_one(task):
     from perfmodel import flash_triton as ft
 
     name, dt, d, causal, cfg = task
-    dtype = getattr(torch, dt)
+    # "float32-ieee": float32 with the FMA products (PERFMODEL_FLASH_FP32_PRECISION=ieee)
+    ft.FP32_PRECISION = "ieee" if dt.endswith("-ieee") else "tf32x3"
+    dtype = getattr(torch, dt.split("-")[0])
     s = 16
     q, k, v, o, do, dq, dk, dv = (torch.zeros(1, s, d, dtype=dtype) for _ in range(8))
     args, _, _ = ft.kernel_args(name, q, k, v, o=o, lse=torch.zeros(1, s), do=do, delta=torch.zeros(1, s),
@@ -570,25 +573,53 @@ def _resource_one(task):
         return dict(kernel=name, dtype=dt, d=d, cfg=list(cfg), error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
-def resources(ds, dtypes, jobs, extra):
-    """Offline (CPU) compile of every config for sm_90: registers, spill stack, shared memory."""
+def raw_space_tasks():
+    """Every config of every tuning space as written (before the shared-memory filter), at the
+    largest d of each BLOCK_D the space serves: bf16 at 64 / 128 / 256, float32 tf32x3 at
+    64 / 128 / 256, float32 ieee at 64 / 128 (fwd, dkdv, dq)."""
+    ft = flash_triton
+    tasks = [(k, "bfloat16", d, True, c) for d in (64, 128) for k in ft.KERNELS for c in ft.TUNING_SPACE[k]]
+    tasks += [(k, "bfloat16", 256, True, c) for k in ft.KERNELS for c in ft.TUNING_SPACE_D256[k]]
+    tasks += [(k, "float32", bd, True, c) for bd, by in ft.TUNING_SPACE_TF32X3.items() for k in ft.KERNELS
+              for c in by.get(k, by["dkdv"])]
+    tasks += [(k, "float32-ieee", d, True, c) for d in (64, 128) for k in ("fwd", "dkdv", "dq")
+              for c in ft.TUNING_SPACE_IEEE if ft._ieee_fits(c, d)]
+    return list(dict.fromkeys(tasks))
+
+
+def resources(ds, dtypes, jobs, extra, all_spaces=False, json_path=None):
+    """Offline (CPU) compile of every config for sm_90: registers, spill stack, shared memory
+    (Triton's figure and flash_triton.smem_bytes' estimate)."""
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    tasks = [t for t in kernel_tasks([(d, dt, True) for dt in dtypes for d in ds], flash_triton.KERNELS,
-                                     extra) if t[0] in flash_triton.KERNELS]
+    if all_spaces:
+        tasks = raw_space_tasks()
+    else:
+        tasks = [t for t in kernel_tasks([(d, dt, True) for dt in dtypes for d in ds], flash_triton.KERNELS,
+                                         extra) if t[0] in flash_triton.KERNELS]
     with cf.ProcessPoolExecutor(max(1, jobs), mp_context=mp.get_context("spawn")) as ex:
         rows = list(ex.map(_resource_one, list(dict.fromkeys(tasks))))
-    print("| kernel | dtype | d | config | in space | regs | stack B | smem KiB | compile s |")
-    print("|---|---|---:|---|---|---:|---:|---:|---:|")
+    print("| kernel | dtype | d | config | in space | regs | stack B | smem KiB | estimate KiB | compile s |")
+    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        space = tuple(r["cfg"]) in flash_triton.tuning_configs(r["kernel"], getattr(torch, r["dtype"]), r["d"])
+        dtype = getattr(torch, r["dtype"].split("-")[0])
+        flash_triton.FP32_PRECISION = "ieee" if r["dtype"].endswith("-ieee") else "tf32x3"
+        space = tuple(r["cfg"]) in flash_triton.tuning_configs(r["kernel"], dtype, r["d"])
+        r["estimate_bytes"] = flash_triton.smem_bytes(r["kernel"], tuple(r["cfg"]), dtype, r["d"])
         if "error" in r:
             print(f"| {r['kernel']} | {r['dtype']} | {r['d']} | {cfg_str(r['cfg'])} | {space} | {r['error']} |")
             continue
         big = " (> 227)" if r["shared_kib"] > 227 else ""
-        print(f"| {r['kernel']} | {r['dtype']} | {r['d']} | {cfg_str(r['cfg'])} | {'yes' if space else 'explore'} "
-              f"| {r['regs']} | {r['stack']} | {r['shared_kib']:.0f}{big} | {r['compile_s']:.1f} |", flush=True)
+        print(f"| {r['kernel']} | {r['dtype']} | {r['d']} | {cfg_str(r['cfg'])} | {'yes' if space else 'no'} "
+              f"| {r['regs']} | {r['stack']} | {r['shared_kib']:.2f}{big} | {r['estimate_bytes'] / 1024:.2f} "
+              f"| {r['compile_s']:.1f} |", flush=True)
+    flash_triton.FP32_PRECISION = os.environ.get("PERFMODEL_FLASH_FP32_PRECISION", "tf32x3")
+    if json_path:
+        import triton
+
+        with open(json_path, "w") as f:
+            json.dump(dict(triton=triton.__version__, target="sm_90", rows=rows), f, indent=0)
     return rows
 
 
@@ -1039,10 +1070,14 @@ def main():
     ap.add_argument("--resources", action="store_true",
                     help="no GPU needed: compile every config (--ds, --dtypes, plus EXPLORE) for sm_90 "
                          "and print registers / spill stack / shared memory per config, then exit")
+    ap.add_argument("--all-spaces", action="store_true",
+                    help="with --resources: every config of every tuning space as written (before the "
+                         "shared-memory filter) at each BLOCK_D it serves, instead of --ds/--dtypes; with "
+                         "--json: the rows (tests/fixtures/flash_smem_sm90.json is such a file)")
     args = ap.parse_args()
     if args.resources:
         resources([int(x) for x in args.ds.split(",")], [getattr(torch, x) for x in args.dtypes.split(",")],
-                  args.jobs, EXPLORE)
+                  args.jobs, EXPLORE, all_spaces=args.all_spaces, json_path=args.json)
         return 0
     if args.issue:
         return issue_main(args)

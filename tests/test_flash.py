@@ -229,16 +229,22 @@ def test_tuning_spaces_default_to_the_verified_ones(monkeypatch):
     from perfmodel import flash_triton as ft
 
     monkeypatch.delenv("PERFMODEL_FLASH_CANDIDATES", raising=False)
+
+    def fitting(name, configs, dtype, d):
+        return [c for c in configs if ft.fits_smem(name, c, dtype, d)]
+
     for name, space in ft.VERIFIED_SPACE.items():
         for d in (16, 64, 80, 128):
-            assert ft.tuning_configs(name, torch.bfloat16, d) == space
+            assert ft.tuning_configs(name, torch.bfloat16, d) == space  # all of them fit
         assert set(space) <= set(ft.TUNING_SPACE[name])  # the candidates extend them
         monkeypatch.setattr(ft, "FP32_PRECISION", "ieee")
         for d in (16, 64, 128):
             assert ft.tuning_configs(name, torch.float32, d) == ft.VERIFIED_SPACE_FP32
         monkeypatch.setattr(ft, "FP32_PRECISION", "tf32x3")
-        assert ft.tuning_configs(name, torch.float32, 128) == ft.TUNING_SPACE_TF32X3[128][name]
-        assert ft.tuning_configs(name, torch.bfloat16, 256) == ft.TUNING_SPACE_D256[name]
+        assert ft.tuning_configs(name, torch.float32, 128) == fitting(
+            name, ft.TUNING_SPACE_TF32X3[128][name], torch.float32, 128)
+        assert ft.tuning_configs(name, torch.bfloat16, 256) == fitting(
+            name, ft.TUNING_SPACE_D256[name], torch.bfloat16, 256)
     assert set(ft.VERIFIED_SPACE_FP32) <= set(ft.TUNING_SPACE_IEEE)
     for name in set(ft.KERNELS) - set(ft.VERIFIED_SPACE):  # opt-in variants: their own space
         assert ft.tuning_configs(name, torch.bfloat16, 64) == ft.TUNING_SPACE[name]
@@ -253,13 +259,17 @@ def test_tuning_spaces(monkeypatch):
     assert [ft.block_d(d) for d in (8, 16, 24, 64, 80, 128, 136, 256)] == [16, 16, 32, 64, 128, 128, 256, 256]
     for name in ft.KERNELS:
         for dtype in (torch.bfloat16, torch.float16):
-            for d in (8, 64, 80, 128):
-                assert ft.tuning_configs(name, dtype, d) == ft.TUNING_SPACE[name]
+            for d in (8, 64, 80, 128):  # d <= 64: every candidate fits
+                want = [c for c in ft.TUNING_SPACE[name] if ft.fits_smem(name, c, dtype, d)]
+                assert ft.tuning_configs(name, dtype, d) == want
+                assert d > 64 or want == ft.TUNING_SPACE[name]
             for d in (136, 200, 256):
-                assert ft.tuning_configs(name, dtype, d) == ft.TUNING_SPACE_D256[name]
+                want = [c for c in ft.TUNING_SPACE_D256[name] if ft.fits_smem(name, c, dtype, d)]
+                assert ft.tuning_configs(name, dtype, d) == want
         # tf32x3 (default): per BLOCK_D; the atomic / fused kernels use the dK/dV tiles
         for d, bd in ((8, 64), (64, 64), (72, 128), (128, 128), (136, 256), (256, 256)):
             want = ft.TUNING_SPACE_TF32X3[bd].get(name, ft.TUNING_SPACE_TF32X3[bd]["dkdv"])
+            want = [c for c in want if ft.fits_smem(name, c, torch.float32, d)]
             assert ft.tuning_configs(name, torch.float32, d) == want
         monkeypatch.setattr(ft, "FP32_PRECISION", "ieee")
         assert ft.tuning_configs(name, torch.float32, 32) == ft.TUNING_SPACE_IEEE
@@ -299,6 +309,91 @@ def test_tuning_spaces(monkeypatch):
     with ft.forced({"dq": (16, 16, 4, 1)}, variant="fused"):
         assert ft.FORCE_CONFIG["dq"] == (16, 16, 4, 1) and ft.BWD_VARIANT == "fused"
     assert (dict(ft.FORCE_CONFIG), ft.BWD_VARIANT) == before
+
+
+# What the H200 refused or faulted on (issue 17; Triton 3.6, forced one config at a time, b2 x
+# s1024 causal): (kernel, dtype, d, config, what happened)
+KNOWN_BAD = [
+    ("dkdv", torch.float32, 128, (16, 64, 8, 1), "illegal memory access (tf32x3)"),
+    ("dkdv", torch.float32, 128, (16, 64, 8, 2), "illegal memory access (tf32x3)"),
+    ("dq", torch.float32, 128, (64, 16, 8, 2), "illegal memory access (tf32x3)"),
+    ("fwd", torch.bfloat16, 80, (128, 128, 8, 4), "out of shared memory: 294912 > 232448 bytes"),
+]
+# every head-dim class a space distinguishes lies in 8..256 (BLOCK_D 16..256, the ieee limits)
+ALL_HEAD_DIMS = range(8, 257, 8)
+
+
+def _every_space(ft):
+    """(kernel, dtype, precision, d, configs) for every tuning space the autotuner can be given:
+    every kernel, bf16 / fp16 / float32 (tf32x3 and ieee), every head dim, candidates or not."""
+    for candidates in ("0", "1"):
+        os.environ["PERFMODEL_FLASH_CANDIDATES"] = candidates
+        for precision in ft.FP32_PRECISIONS:
+            ft.FP32_PRECISION = precision
+            for dtype in (torch.bfloat16, torch.float16, torch.float32):
+                if dtype != torch.float32 and precision != "tf32x3":
+                    continue  # the precision only matters for float32
+                for d in ALL_HEAD_DIMS:
+                    for name in ft.KERNELS:
+                        yield name, dtype, precision, d, ft.tuning_configs(name, dtype, d)
+
+
+def test_tuning_spaces_hold_no_config_that_faults_or_overflows(monkeypatch):
+    """No space, for any dtype, precision or head dim, holds a config that faulted on the H200,
+    one of the faulting class (a 16-wide tile with 8 warps under tf32x3), or one whose shared
+    memory is over the H200's limit less the margin; and none is empty."""
+    from perfmodel import flash_triton as ft
+
+    monkeypatch.setattr(ft, "FP32_PRECISION", ft.FP32_PRECISION)
+    monkeypatch.setenv("PERFMODEL_FLASH_CANDIDATES", "1")
+    cap = ft.SMEM_LIMIT - ft.SMEM_MARGIN
+    assert ft.SMEM_LIMIT == 232448 and 0 < ft.SMEM_MARGIN <= 8192
+    seen = 0
+    for name, dtype, precision, d, configs in _every_space(ft):
+        what = f"{name} {dtype} {precision} d={d}"
+        assert configs, f"{what}: empty space"
+        for cfg in configs:
+            seen += 1
+            assert ft.smem_bytes(name, cfg, dtype, d) <= cap, f"{what} {cfg}: over the shared memory"
+            if dtype == torch.float32 and precision == "tf32x3":
+                assert not (cfg[2] == 8 and 16 in cfg[:2]), f"{what} {cfg}: 16-wide tile, 8 warps, tf32x3"
+            for bad_name, bad_dtype, bad_d, bad_cfg, why in KNOWN_BAD:
+                same_class = ft.block_d(d) == ft.block_d(bad_d) and dtype == bad_dtype
+                assert not (name == bad_name and same_class and cfg == bad_cfg), f"{what} {cfg}: {why}"
+    assert seen > 1000
+    # the filter is live: the overflowing forward tile is a candidate at d <= 64, where it fits
+    assert (128, 128, 8, 4) in ft.tuning_configs("fwd", torch.bfloat16, 64)
+    assert (128, 128, 8, 4) in ft.TUNING_SPACE["fwd"]
+
+
+def test_smem_estimate_against_triton():
+    """smem_bytes against the one figure the H200 reported (fwd bf16 d=80 128x128 w8 s4: 294912
+    bytes), and against Triton 3.6's own figures from an offline sm_90 compile of every config of
+    every space (tests/fixtures/flash_smem_sm90.json): never below; exact (within 1 KiB) on most,
+    at most twice Triton's figure elsewhere (one stage, the atomic kernel and the ieee products,
+    where Triton reuses buffers)."""
+    from perfmodel import flash_triton as ft
+
+    assert ft.smem_bytes("fwd", (128, 128, 8, 4), torch.bfloat16, 80) == 294912
+    assert not ft.fits_smem("fwd", (128, 128, 8, 4), torch.bfloat16, 80)
+    with open(os.path.join(ROOT, "tests", "fixtures", "flash_smem_sm90.json")) as f:
+        fixture = json.load(f)
+    assert fixture["triton"].startswith("3.6") and len(fixture["rows"]) > 150
+    old = ft.FP32_PRECISION
+    exact = 0
+    try:
+        for kernel, dt, d, cfg, shared in fixture["rows"]:
+            ft.FP32_PRECISION = "ieee" if dt.endswith("-ieee") else "tf32x3"
+            est = ft.smem_bytes(kernel, tuple(cfg), getattr(torch, dt.split("-")[0]), d)
+            what = f"{kernel} {dt} d={d} {cfg}: estimate {est}, Triton {shared}"
+            assert shared <= est <= 2 * shared, what
+            exact += est - shared < 1024
+            # a config Triton would refuse is never in a space
+            if shared > ft.SMEM_LIMIT:
+                assert tuple(cfg) not in ft.tuning_configs(kernel, getattr(torch, dt.split("-")[0]), d), what
+    finally:
+        ft.FP32_PRECISION = old
+    assert exact > len(fixture["rows"]) // 2
 
 
 def test_unknown_backward_variant_raises():
