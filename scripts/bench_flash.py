@@ -21,9 +21,11 @@ Run on the GPU box from the repository root, e.g.:
                  causal), autotuned: fwd, bwd, fwd+bwd of every backward variant (--variants)
                  and of SDPA in the same run, each checked against SDPA; a TARGET line per shape
 --explore        each kernel alone on the targets, every config of its tuning space plus EXPLORE
---check-configs  tests/test_flash.py's per-config GPU tests (every config of every kernel and
-                 variant, d 64 and 128, fp32 and bf16, causal and not, ragged, seq_q != seq_k)
-                 in a pytest subprocess, after precompiling their kernels
+--check-configs  every config of every kernel's tuning space (fp32 and bf16, d 16, 32, 64, 80,
+                 128, 256), fwd+bwd once each in a process of its own (perfmodel.flash_check:
+                 a fault names its config instead of poisoning the run), --jobs at a time,
+                 checked against float64; compact table.  Alone it is the config check:
+                 python3 scripts/bench_flash.py --check-configs --jobs 12 --budget 420
 --explore-fp32   fp32 kernels per config and fp32 end-to-end at b8 x s16384 x d64 and
                  b8 x s4096 x d128 (the small fp32 tiles; compare with notes/flash.md)
 --grid           batch 8 x d {16,32,64,128} x seq {256..16384}, fp32 and bf16, causal
@@ -469,43 +471,24 @@ def autotuned_choices():
     return out
 
 
-_TEST_LINE = re.compile(r"::(test_\w+)\[([^\]]+)\] (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)")
+def run_config_checks(deadline, workers):
+    """Every config of every kernel's space (float32 and bf16, every head-dim class), each
+    launched once in a process of its own (perfmodel.flash_check), so that a fault names its
+    config; children not started by the deadline are reported as not run.  Prints the compact
+    table; returns {case id: status}."""
+    from perfmodel import flash_check
 
-
-def run_config_checks(deadline):
-    """tests/test_flash.py's per-config and variant GPU tests in a pytest subprocess, stopped at
-    the deadline; returns {test id: status} and prints a per-kernel count and every failure."""
-    cmd = [sys.executable, "-m", "pytest", "-v", "-rfEs", "-p", "no:cacheprovider",
-           "tests/test_flash.py", "-k", "each_config or variants_autotuned"]
     t0 = time.time()
-    timeout = deadline - time.time()
-    if timeout < 20:
-        print(f"config checks: skipped ({timeout:.0f}s of budget left)", flush=True)
+    if deadline - t0 < 20:
+        print(f"config checks: skipped ({deadline - t0:.0f}s of budget left)", flush=True)
         return {}
-    try:
-        env = dict(os.environ, PERFMODEL_FLASH_CONFIG_TESTS="1")
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
-        out, note = proc.stdout + proc.stderr, f"exit {proc.returncode}"
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        note = f"STOPPED at the budget after {timeout:.0f}s"
-    status = {f"{m.group(1)}[{m.group(2)}]": m.group(3) for m in _TEST_LINE.finditer(out)}
-    groups = {}
-    for tid, st in status.items():
-        name, params = tid[:-1].split("[", 1)
-        parts = params.split("-")  # each_config ids: kernel-tile-dtype-d
-        key = f"{parts[0]} {parts[-2]} {parts[-1]}" if "each_config" in name else f"{name} {params}"
-        groups.setdefault(key, {}).setdefault(st, 0)
-        groups[key][st] += 1
-    print(f"config checks ({note}, {time.time() - t0:.0f}s): {len(status)} tests: "
-          + ", ".join(f"{st} {sum(1 for s in status.values() if s == st)}" for st in sorted(set(status.values()))),
-          flush=True)
-    for key, counts in sorted(groups.items()):
-        print(f"  {key}: " + ", ".join(f"{st} {n}" for st, n in sorted(counts.items())), flush=True)
-    for line in out.splitlines():
-        if line.startswith(("FAILED", "ERROR", "SKIPPED")) or "Error" in line[:40] or line.startswith("="):
-            print("  | " + line[:300], flush=True)
-    return status
+    cases = flash_check.cases()
+    print(f"config checks: {len(cases)} configs, each fwd+bwd once at b{flash_check.BATCH} x "
+          f"s{flash_check.SEQ} causal in its own process, {workers} at a time", flush=True)
+    rows = flash_check.check_all(cases, workers=workers, deadline=deadline)
+    print(f"config checks done in {time.time() - t0:.0f}s", flush=True)
+    print(flash_check.table(rows), flush=True)
+    return {r["id"]: r["status"] for r in rows}
 
 
 def _resource_one(task):
@@ -663,9 +646,8 @@ def summary(rows, explored, checks, pre):
         out.append(f"space configs > 1.15x the best on every bf16 target (drop?): {drop}")
         out.append(f"explore-only configs within 3% of the best (add?): {add}")
     if checks:
-        bad = {t: s for t, s in checks.items() if s not in ("PASSED", "SKIPPED")}
-        out.append(f"\nconfig checks: {sum(s == 'PASSED' for s in checks.values())} passed, "
-                   f"{sum(s == 'SKIPPED' for s in checks.values())} skipped, {len(bad)} not passed: {bad}")
+        bad = {t: s for t, s in checks.items() if s != "ok"}
+        out.append(f"\nconfig checks (one process each): {len(checks) - len(bad)} ok, {len(bad)} not ok: {bad}")
     out.append("precompile: " + "; ".join(f"{p['label']} {p.get('done', 0)}/{p['tasks']} in {p['seconds']:.0f}s"
                                           for p in pre))
     return "\n".join(out)
@@ -696,8 +678,6 @@ PRECISION_SHAPES = [(1, 4096, 64), (1, 4096, 128), (1, 2048, 256)]
 CHECK_SHAPES = [(2, 1008, 1008, True), (1, 496, 1008, False)]
 CHECK_TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
 ISSUE_PRESETS_CONTEXT, ISSUE_PRESETS_BATCH = 1024, 4
-
-
 def smoke_shape(shape):
     """--smoke: the same kind of shape, small enough for Triton's CPU interpreter."""
     *lead, s, d = shape
@@ -952,6 +932,7 @@ def issue_main(args):
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
     gen = torch.Generator(device=device).manual_seed(seed)
     import triton
+
     meta = dict(device=torch.cuda.get_device_name() if not smoke else "cpu (interpreter smoke run)",
                 torch=torch.__version__, triton=triton.__version__, seed=seed, argv=sys.argv[1:],
                 fp32_precision=flash_triton.FP32_PRECISION, candidates=flash_triton.candidates_enabled())
@@ -1049,7 +1030,8 @@ def main():
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--targets", action="store_true")
     ap.add_argument("--explore", action="store_true", help="time each kernel per config on the targets")
-    ap.add_argument("--check-configs", action="store_true", help="per-config GPU tests (pytest subprocess)")
+    ap.add_argument("--check-configs", action="store_true",
+                    help="every config of every space, fwd+bwd once each in its own process (--jobs at a time)")
     ap.add_argument("--explore-fp32", action="store_true", help="fp32 kernels per config, fp32 end-to-end")
     ap.add_argument("--grid", action="store_true")
     ap.add_argument("--long", action="store_true")
@@ -1136,22 +1118,19 @@ def main():
                 save()
     # 3) precompile the checks' and fp32 kernels, run the per-config tests
     later = []
-    if args.check_configs:
-        later += kernel_tasks([(d, dt, c) for dt in (bf16, torch.float32) for d in (64, 128)
-                               for c in (True, False)], flash_triton.KERNELS)
     if args.explore_fp32:
         later += kernel_tasks([(s[-1], torch.float32, True) for s in FP32_SHAPES], names)
     if later and args.jobs and not args.fixed:
         done = kernel_tasks(target_cells, names, EXPLORE if args.explore else None) if pre else []
         # bf16 first, then fp32 by tile size (the 64x64 fp32 tiles compile slowest)
         later.sort(key=lambda t: (t[1] == "float32", (t[4][0] * t[4][1]) if t[4] else 0))
-        pre.append(precompile(later, args.jobs, min(args.precompile_timeout, left() - 90), "checks+fp32",
+        pre.append(precompile(later, args.jobs, min(args.precompile_timeout, left() - 90), "fp32",
                               skip=done))
         save()
     if args.check_configs:
         reserve = 60 if args.explore_fp32 else 0
-        checks = run_config_checks(deadline - reserve)
-        failures += sum(1 for s in checks.values() if s not in ("PASSED", "SKIPPED"))
+        checks = run_config_checks(deadline - reserve, args.jobs or max(1, min(12, (os.cpu_count() or 2) - 2)))
+        failures += sum(1 for s in checks.values() if s != "ok")
         save()
     # 4) fp32: kernels per config and end-to-end per variant
     if args.explore_fp32:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -396,6 +397,71 @@ def test_smem_estimate_against_triton():
     assert exact > len(fixture["rows"]) // 2
 
 
+def test_config_check_cases_cover_every_space(monkeypatch):
+    """flash_check's cases: every config of every space, per dtype and head-dim class, each
+    with the right backward variant and the other kernels at the first config of theirs."""
+    from perfmodel import flash_check
+    from perfmodel import flash_triton as ft
+
+    monkeypatch.setenv("PERFMODEL_FLASH_CANDIDATES", "1")
+    cases = flash_check.cases()
+    assert {c["d"] for c in cases} == set(flash_check.HEAD_DIMS) >= {16, 32, 64, 80, 128, 256}
+    assert {ft.block_d(d) for d in flash_check.HEAD_DIMS} == {16, 32, 64, 128, 256}
+    for dt in ("float32", "bfloat16"):
+        dtype = getattr(torch, dt)
+        for d in flash_check.HEAD_DIMS:
+            for name in ft.KERNELS:
+                got = [tuple(c["cfg"]) for c in cases if (c["dtype"], c["d"], c["kernel"]) == (dt, d, name)]
+                assert got == ft.tuning_configs(name, dtype, d)
+    for c in cases:
+        assert c["variant"] == {"dkdv_atomic": "atomic", "bwd_fused": "fused"}.get(c["kernel"], "split")
+        dtype = getattr(torch, c["dtype"])
+        assert c["base"] == {n: list(ft.tuning_configs(n, dtype, c["d"])[0]) for n in ft.KERNELS}
+        assert (c["batch"], c["seq"], c["device"]) == (2, 1024, "cuda")
+    assert cases[0]["dtype"] == "float32" and cases[0]["d"] == 256  # the tf32x3 ones first
+    assert len(set(map(flash_check.case_id, cases))) == len(cases)
+
+
+def _fake_child(code):
+    return lambda case: [sys.executable, "-c", code]
+
+
+def test_config_check_names_the_config_that_faults():
+    """The driver on the CPU: one real child through Triton's interpreter (forward + backward,
+    against float64), and fake children that fault, refuse shared memory, return wrong
+    numbers or hang: each gets its own status, named in the table, and the others still run."""
+    from perfmodel import flash_check
+
+    real = [c for c in flash_check.cases(("float32",), (24,), ("dq",), seq=40, batch=1, device="cpu")
+            if c["cfg"][0] * c["cfg"][1] <= 64 * 32][:1]
+    assert real
+    rows = flash_check.check_all(real, workers=1, timeout=240, log=None)
+    assert rows[0]["status"] == "ok", rows[0]
+    assert set(rows[0]["errs"]) == {"out", "lse", "dq", "dk", "dv"}
+    assert max(rows[0]["errs"].values()) < 1e-4
+
+    fakes = {
+        "fault": "import sys; print('RuntimeError: CUDA error: an illegal memory access was encountered',"
+                 " file=sys.stderr); sys.exit(1)",
+        "smem": "raise SystemExit('triton.runtime.errors.OutOfResources: out of resource: shared memory')",
+        "wrong": "print('RESULT {\"errs\": {\"out\": 0.5, \"lse\": 0.0, \"dq\": NaN}, \"ran_s\": 0, \"seconds\": 0}')",
+        "error": "raise ValueError('something else')",
+        "timeout": "import time; time.sleep(30)",
+    }
+    cases = [dict(real[0], cfg=[16, 16, 4, i]) for i in range(len(fakes))]
+    rows = []
+    for case, (want, code) in zip(cases, fakes.items()):
+        row = flash_check.check(case, timeout=5, command=_fake_child(code))
+        assert row["status"] == want, (want, row)
+        rows.append(row)
+    text = flash_check.table(rows)
+    for row, want in zip(rows, fakes):
+        assert f"16x16 w4 s{row['cfg'][3]} {want}" in text
+    assert "ok 0" not in text and "fault 1" in text and f"(of {len(fakes)})" in text
+    late = flash_check.check_all(cases[:1], deadline=0, log=None)  # past the deadline: not started
+    assert late[0]["status"] == "not run"
+
+
 def test_unknown_backward_variant_raises():
     from perfmodel import flash_triton as ft
 
@@ -453,56 +519,31 @@ def test_flash_torch_cuda():
     assert_close(errs, 1e-5, f"flash_torch cuda seed {seed}")
 
 
-# Every config of every kernel's tuning space, one at a time, at the d the targets use.  The
-# other kernels run with the first config of their space, so each test compiles one new kernel
-# per (d, causal); all lengths are multiples of 16 (Triton's integer specialization), so the
-# kernels are the ones `scripts/bench_flash.py --check-configs --jobs N` precompiles, and every
-# length is still ragged for every tile size (1008 = 7*128 + 112, 496 = 3*128 + 112).
-CONFIG_SHAPES = [(2, 1008, 1008, True), (1, 496, 1008, False), (1, 1008, 496, False),
-                 (1, 1008, 496, True)]
-CONFIG_DS = (64, 128)
-VARIANT_OF = {"dkdv_atomic": "atomic", "bwd_fused": "fused"}  # default: "split"
-# ~250 kernel compiles in all: opt-in, so that a plain GPU test run (scripts/gpu_check.py) does
-# not compile them one by one; the bench precompiles them in parallel and sets this.
+# Every config of every kernel's tuning space, per dtype and head-dim class, forward + backward
+# once in a process of its own (perfmodel.flash_check): a config that faults kills only its own
+# process and is named in the table.  ~330 children, 12 at a time: a few minutes on an H200, so
+# opt-in (a plain GPU test run, scripts/gpu_check.py, would spend them on every call).
 CONFIG_TESTS = os.environ.get("PERFMODEL_FLASH_CONFIG_TESTS") == "1"
 needs_config_tests = pytest.mark.skipif(
     not (HAS_CUDA and CONFIG_TESTS),
-    reason="needs a CUDA GPU and PERFMODEL_FLASH_CONFIG_TESTS=1 (scripts/bench_flash.py --check-configs)")
-
-
-def _config_params():
-    from perfmodel import flash_triton as ft
-
-    params = []
-    for dtype in (torch.bfloat16, torch.float32):
-        for d in CONFIG_DS:
-            for name in ft.KERNELS:
-                for cfg in ft.tuning_configs(name, dtype, d):
-                    tag = "x".join(map(str, cfg[:2])) + f"w{cfg[2]}s{cfg[3]}"
-                    dt = "bf16" if dtype == torch.bfloat16 else "fp32"
-                    params.append(pytest.param(name, cfg, dtype, d, id=f"{name}-{tag}-{dt}-d{d}"))
-    return params
+    reason="needs a CUDA GPU and PERFMODEL_FLASH_CONFIG_TESTS=1 (or scripts/bench_flash.py --check-configs)")
 
 
 @needs_config_tests
-@pytest.mark.parametrize("name,cfg,dtype,d", _config_params())
-def test_triton_cuda_each_config(name, cfg, dtype, d):
-    from perfmodel import flash_triton as ft
+def test_triton_cuda_every_config_in_its_own_process(monkeypatch, capsys):
+    from perfmodel import flash_check
 
-    configs = {n: ft.tuning_configs(n, dtype, d)[0] for n in ft.KERNELS}
-    configs[name] = cfg
-    variant = VARIANT_OF.get(name, "split")
-    seed = new_seed()
-    with ft.forced(configs, variant=variant):
-        for b, sq, sk, causal in CONFIG_SHAPES:
-            try:
-                errs = run_case(ft.FlashAttentionTriton.apply, b, sq, sk, d, causal, dtype, "cuda", seed)
-            except Exception as exc:  # the autotuner skips such a config too
-                if type(exc).__name__ == "OutOfResources":
-                    pytest.skip(f"{name} {cfg} does not fit on this GPU at d={d}: {exc}")
-                raise
-            assert_close(errs, TOL[("triton", dtype)],
-                         f"{name} {cfg} ({variant}) b{b} sq{sq} sk{sk} d{d} causal={causal} {dtype} seed {seed}")
+    monkeypatch.setenv("PERFMODEL_FLASH_CANDIDATES", "1")  # the candidate spaces, not only the verified
+    workers = int(os.environ.get("PERFMODEL_FLASH_CHECK_WORKERS", max(1, min(12, (os.cpu_count() or 2) - 2))))
+    # no child starts after this (s): a device call stays bounded, and what did not run fails
+    budget = float(os.environ.get("PERFMODEL_FLASH_CHECK_BUDGET", 420))
+    cases = flash_check.cases()
+    with capsys.disabled():
+        print(f"\n{len(cases)} configs, {workers} at a time", flush=True)
+        rows = flash_check.check_all(cases, workers=workers, deadline=time.time() + budget)
+        print(flash_check.table(rows), flush=True)
+    bad = [f"{r['id']}: {r['status']} {r['note']}" for r in rows if r["status"] != "ok"]
+    assert len(rows) == len(cases) and not bad, "\n".join(bad)
 
 
 @needs_config_tests
@@ -510,11 +551,11 @@ def test_triton_cuda_each_config(name, cfg, dtype, d):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_triton_cuda_variants_autotuned(variant, dtype):
     """The autotuned variants (the atomic one re-zeroes its dQ buffer after a tuning run).
-    Lengths that are multiples of 16, as in test_triton_cuda_each_config: precompiled."""
+    Lengths are multiples of 16 (the integer specialization of the bench's precompiled kernels)."""
     from perfmodel import flash_triton as ft
 
     seed = new_seed()
     with ft.forced(variant=variant):
-        for b, sq, sk, causal in CONFIG_SHAPES[:2]:
+        for b, sq, sk, causal in [(2, 1008, 1008, True), (1, 496, 1008, False)]:
             errs = run_case(ft.FlashAttentionTriton.apply, b, sq, sk, 64, causal, dtype, "cuda", seed)
             assert_close(errs, TOL[("triton", dtype)], f"{variant} autotuned sq{sq} sk{sk} {dtype} seed {seed}")
