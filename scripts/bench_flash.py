@@ -5,7 +5,7 @@ Run on the GPU box from the repository root, e.g.:
     python3 scripts/bench_flash.py --issue --jobs 16 --budget 450 --json $OUT/flash_issue.json
     python3 scripts/bench_flash.py --issue --smoke          # no GPU: the same stages, tiny, interpreted
 
---issue          issue 11's table: per row (fp32 d128/d64, the bf16 targets, s65536, d80, d256)
+--issue          issue 17's (and 11's) table: per row (fp32 d128/d64, the bf16 targets, s65536, d80, d256)
                  SDPA, then flash autotuned, its chosen configs checked against the float64
                  reference (out, logsumexp, dq, dk, dv; causal and not; ragged) before timing;
                  float32 accuracy of flash and SDPA against float64; every seed preset at ctx
@@ -654,7 +654,7 @@ def summary(rows, explored, checks, pre):
 
 
 # ---------------------------------------------------------------------------------------------
-# --issue: the table of issue 11 in one call (correctness first, then timings, then the model)
+# --issue: the table of issues 11 and 17 in one call (correctness first, then timings, then the model)
 
 # (label, shape, dtype, backward variants); 4D shapes are (batch, heads, seq, d). Order is
 # priority: a run cut short by --budget keeps the first rows.
@@ -678,6 +678,21 @@ PRECISION_SHAPES = [(1, 4096, 64), (1, 4096, 128), (1, 2048, 256)]
 CHECK_SHAPES = [(2, 1008, 1008, True), (1, 496, 1008, False)]
 CHECK_TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
 ISSUE_PRESETS_CONTEXT, ISSUE_PRESETS_BATCH = 1024, 4
+# issue 17, item 2, per row label: what flash must reach.  "ratio": SDPA time / flash time at
+# least this much, forward and forward+backward; "under_ms": forward+backward below this many ms;
+# "runs": forward+backward completes (no OOM).  The best flash variant whose chosen configs
+# passed the float64 check counts.
+ISSUE_CRITERIA = [
+    ("fp32 d64", "ratio", {"fwd_ms": 1 / 1.5, "fwdbwd_ms": 1 / 1.5}, "fp32 b8 s16384 d64 within 1.5x of SDPA"),
+    ("fp32 d128", "ratio", {"fwd_ms": 1 / 1.5, "fwdbwd_ms": 1 / 1.5}, "fp32 b8 s16384 d128 within 1.5x of SDPA"),
+    ("bf16 long", "runs", {}, "bf16 b1 s65536 d128 fwd+bwd, no OOM"),
+    ("fp32 long", "runs", {}, "fp32 b1 s65536 d128 fwd+bwd, no OOM"),
+    ("bf16 h16 d64", "under_ms", {"fwdbwd_ms": 4.4}, "bf16 b1 h16 s16384 d64 fwd+bwd under 4.4 ms"),
+    ("bf16 d128", "ratio", {"fwd_ms": 0.95, "fwdbwd_ms": 0.85},
+     "bf16 b8 s16384 d128 fwd >= 0.95x, fwd+bwd >= 0.85x SDPA throughput"),
+]
+
+
 def smoke_shape(shape):
     """--smoke: the same kind of shape, small enough for Triton's CPU interpreter."""
     *lead, s, d = shape
@@ -740,7 +755,8 @@ def attention_row(label, shape, dtype, variants, gen, device, args):
     against the float64 reference before they are timed.  Returns a list of result dicts."""
     b, h = (shape[0], shape[1]) if len(shape) == 4 else (shape[0], 1)
     s, d = shape[-2], shape[-1]
-    base = dict(label=label, shape="x".join(map(str, shape)), dtype=dtype_name(dtype), b=b, h=h, s=s, d=d)
+    base = dict(label=label, shape="x".join(map(str, shape)), dtype=dtype_name(dtype), b=b, h=h, s=s, d=d,
+                tf32=bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32))
     out_rows = []
     sd = None
     try:  # the same inputs for every implementation: their results are compared
@@ -875,7 +891,7 @@ def model_check(presets, device, smoke):
 
 def issue_table(rows, precision, models):
     """The compact tables printed last: the issue's table with ratios, accuracy, the model."""
-    out = ["", "## issue 11 table (causal; do_bench medians; x SDPA = SDPA time / flash time, > 1: flash faster)",
+    out = ["", "## issue 17 table (causal; do_bench medians; x SDPA = SDPA time / flash time, > 1: flash faster)",
            "| shape | dtype | impl | flash fwd ms | SDPA fwd ms | flash fwd+bwd ms | SDPA fwd+bwd ms "
            "| fwd x SDPA | fwd+bwd x SDPA | check | peak MiB |",
            "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
@@ -916,6 +932,59 @@ def issue_table(rows, precision, models):
     return "\n".join(out)
 
 
+def issue_verdicts(rows, models, smoke=False):
+    """One line per criterion of issue 17 item 2: MET, NOT MET or not measured, with the numbers.
+    Under --smoke the shapes are tiny and the times meaningless: the lines only show that every
+    criterion is evaluated."""
+    out = ["", "## issue 17 criteria" + (" (SMOKE: tiny shapes on the CPU, verdicts meaningless)" if smoke else "")]
+    for label, kind, limits, text in ISSUE_CRITERIA:
+        mine = [r for r in rows if r["label"] == label]
+        sd = next((r for r in mine if r["impl"] == "sdpa" and "error" not in r), None)
+        flash = [r for r in mine if r["impl"] != "sdpa" and "error" not in r and r.get("check_ok")]
+        if not mine:
+            out.append(f"- {text}: not measured")
+            continue
+        if kind == "runs":
+            errs = [r.get("error") for r in mine if r["impl"] != "sdpa" and "error" in r]
+            ok = bool(flash) and not errs
+            out.append(f"- {text}: {'MET' if ok else 'NOT MET'}"
+                       + (f" (fwd+bwd {min(r['fwdbwd_ms'] for r in flash):.3f} ms, peak "
+                          f"{max(r.get('peak_mib', 0) for r in flash):.0f} MiB)" if flash else f" {errs}"))
+            continue
+        if not flash:
+            out.append(f"- {text}: NOT MET (no flash result that passed the float64 check; "
+                       f"{[r.get('error', 'check failed') for r in mine if r['impl'] != 'sdpa']})")
+            continue
+        if kind == "ratio":
+            if sd is None:
+                out.append(f"- {text}: not measured (SDPA: {next((r.get('error') for r in mine if r['impl'] == 'sdpa'), '-')})")
+                continue
+            got = {k: max(sd[k] / r[k] for r in flash) for k in limits}
+            ok = all(got[k] >= lim for k, lim in limits.items())
+            out.append(f"- {text}: {'MET' if ok else 'NOT MET'} ("
+                       + ", ".join(f"{k[:-3]} x SDPA {got[k]:.2f} (need {lim:.2f})" for k, lim in limits.items()) + ")")
+        else:  # under_ms
+            best = min(flash, key=lambda r: r["fwdbwd_ms"])
+            ok = all(best[k] < lim for k, lim in limits.items())
+            ref = f", SDPA {sd['fwdbwd_ms']:.3f} ms" if sd else ""
+            out.append(f"- {text}: {'MET' if ok else 'NOT MET'} ({best['impl']} {best['fwdbwd_ms']:.3f} ms{ref})")
+    if models:
+        by = {}
+        for m in models:
+            by.setdefault(m["preset"], {})[m["attention"]] = m.get("ms")
+        slower = [p for p, t in by.items() if not (t.get("flash") and t.get("sdpa") and t["flash"] <= t["sdpa"])]
+        out.append(f"- model presets ctx {ISSUE_PRESETS_CONTEXT} b{ISSUE_PRESETS_BATCH} bf16 fwd+bwd, flash no "
+                   f"slower than sdpa: {'MET' if not slower else 'NOT MET'} ("
+                   + ", ".join(f"{p} {t.get('flash') or 0:.1f}/{t.get('sdpa') or 0:.1f} ms" for p, t in by.items()) + ")")
+    else:
+        out.append("- model presets, flash no slower than sdpa: not measured")
+    bad = [f"{r['label']} {r['impl']}" for r in rows if r.get("check_ok") is False]
+    out.append(f"- chosen configs vs float64 (out, lse, dq, dk, dv; causal and not; ragged): "
+               f"{'all ok' if not bad else 'FAILED: ' + ', '.join(bad)} "
+               f"({sum(1 for r in rows if 'check' in r)} checked)")
+    return "\n".join(out)
+
+
 def issue_main(args):
     """--issue: precompile, then each row of ISSUE_ROWS (checked, then timed), the float32
     accuracy study, the model presets; JSON after every stage; the tables last."""
@@ -933,6 +1002,10 @@ def issue_main(args):
     gen = torch.Generator(device=device).manual_seed(seed)
     import triton
 
+    # float32 means float32 here: no TF32 in SDPA's or cuBLAS's products (perfmodel's model
+    # cells set these per cell too); flash's float32 products are tf32x3 (FP32_PRECISION)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     meta = dict(device=torch.cuda.get_device_name() if not smoke else "cpu (interpreter smoke run)",
                 torch=torch.__version__, triton=triton.__version__, seed=seed, argv=sys.argv[1:],
                 fp32_precision=flash_triton.FP32_PRECISION, candidates=flash_triton.candidates_enabled())
@@ -1013,13 +1086,14 @@ def issue_main(args):
     print(f"total {time.time() - t0:.0f}s; stages: {stages}; reference checks failed: "
           f"{[(r['label'], r['impl']) for r in bad]}")
     print(issue_table(rows, precision, models))
+    print(issue_verdicts(rows, models, smoke))
     return 1 if bad else 0
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--issue", action="store_true",
-                    help="issue 11's table: each row checked against float64 then timed, fp32 accuracy, "
+                    help="issue 17's table: each row checked against float64 then timed, fp32 accuracy, "
                          "the model presets; tables printed last (--budget, --jobs, --json)")
     ap.add_argument("--smoke", action="store_true",
                     help="with --issue: every stage at tiny sizes on the CPU through Triton's interpreter "
