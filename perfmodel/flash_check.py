@@ -11,7 +11,7 @@ b2 x s1024 causal with ``CUDA_LAUNCH_BLOCKING=1``, and compares out, logsumexp, 
 float64 attention on fresh random inputs.  A fault then names its config; the parent collects
 one status per config and prints a compact table.
 
-    python -m perfmodel.flash_check --workers 12 --json $OUT/configs.json   # on a GPU
+    python -m perfmodel.flash_check --workers 14 --json $OUT/configs.json   # on a GPU
     scripts/bench_flash.py --check-configs                                  # the same
 
 Children run in parallel (``--workers``): they share Triton's on-disk kernel cache, and the GPU
@@ -137,7 +137,7 @@ def classify(returncode, text, result, tol) -> tuple[str, str]:
     return kind, f"exit {returncode}: {note[:160]}"
 
 
-def check(case, timeout=240, command=None) -> dict:
+def check(case, timeout=150, command=None) -> dict:
     """Run one case in a fresh child process; returns the case with its status."""
     cmd = (command or child_command)(case)
     t0 = time.time()
@@ -158,9 +158,29 @@ def check(case, timeout=240, command=None) -> dict:
     return row
 
 
-def check_all(all_cases, workers=8, timeout=240, deadline=None, command=None, log=print) -> list[dict]:
-    """Every case in its own child, ``workers`` at a time; cases not started by ``deadline``
-    (time.time()) are reported as not run.  Prints one line per case that is not ok."""
+def waves(all_cases) -> list[list[int]]:
+    """Indices of ``all_cases`` in three waves.  Every child of a (dtype, d) runs the kernels it
+    does not test at their base config; were the first children of a group to start together,
+    each would compile those same base kernels at once.  So first one child per (dtype, d) that
+    runs only base configs (the forward's base case: fwd, dkdv, dq, preprocess), then the base
+    cases of the atomic and fused kernels, then everything else, each compiling one new kernel
+    (Triton's disk cache is shared)."""
+    first, second, rest = [], [], []
+    for i, c in enumerate(all_cases):
+        is_base = c["cfg"] == c["base"][c["kernel"]]
+        if is_base and c["kernel"] == "fwd":
+            first.append(i)
+        elif is_base and c["variant"] != "split":
+            second.append(i)
+        else:
+            rest.append(i)
+    return [w for w in (first, second, rest) if w]
+
+
+def check_all(all_cases, workers=8, timeout=150, deadline=None, command=None, log=print) -> list[dict]:
+    """Every case in its own child, ``workers`` at a time, in :func:`waves`; cases not started
+    by ``deadline`` (time.time()) are reported as not run.  Prints one line per case that is
+    not ok.  Returns the rows in the order of ``all_cases``."""
     rows = [None] * len(all_cases)
 
     def one(i):
@@ -174,7 +194,8 @@ def check_all(all_cases, workers=8, timeout=240, deadline=None, command=None, lo
         return rows[i]
 
     with cf.ThreadPoolExecutor(max(1, workers)) as ex:
-        list(ex.map(one, range(len(all_cases))))
+        for wave in waves(all_cases):
+            list(ex.map(one, wave))
     return rows
 
 
@@ -206,8 +227,9 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", default="", help="comma-separated kernel names (default: all)")
     ap.add_argument("--seq", type=int, default=SEQ)
     ap.add_argument("--device", default="cuda", help="cuda, or cpu (Triton's interpreter: small --seq)")
-    ap.add_argument("--timeout", type=float, default=240, help="per child, s")
-    ap.add_argument("--budget", type=float, default=480, help="start no child after this many s")
+    # budget + timeout + the table stay under 9 minutes: a device call that is cut off prints nothing
+    ap.add_argument("--timeout", type=float, default=150, help="per child, s (then: status timeout)")
+    ap.add_argument("--budget", type=float, default=380, help="start no child after this many s")
     ap.add_argument("--json", default=None, help="write every row here")
     args = ap.parse_args(argv)
     if args.one:

@@ -25,7 +25,7 @@ Run on the GPU box from the repository root, e.g.:
                  128, 256), fwd+bwd once each in a process of its own (perfmodel.flash_check:
                  a fault names its config instead of poisoning the run), --jobs at a time,
                  checked against float64; compact table.  Alone it is the config check:
-                 python3 scripts/bench_flash.py --check-configs --jobs 12 --budget 420
+                 python3 scripts/bench_flash.py --check-configs --jobs 14 --budget 380
 --explore-fp32   fp32 kernels per config and fp32 end-to-end at b8 x s16384 x d64 and
                  b8 x s4096 x d128 (the small fp32 tiles; compare with notes/flash.md)
 --grid           batch 8 x d {16,32,64,128} x seq {256..16384}, fp32 and bf16, causal

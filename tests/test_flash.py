@@ -430,6 +430,14 @@ def test_config_check_cases_cover_every_space(monkeypatch):
         assert (c["batch"], c["seq"], c["device"]) == (2, 1024, "cuda")
     assert cases[0]["dtype"] == "float32" and cases[0]["d"] == 256  # the tf32x3 ones first
     assert len(set(map(flash_check.case_id, cases))) == len(cases)
+    # waves: one all-base child per (dtype, d) first (it compiles the base kernels once), then
+    # the atomic and fused base cases, then the rest; every case exactly once
+    first, second, rest = flash_check.waves(cases)
+    groups = {(c["dtype"], c["d"]) for c in cases}
+    assert sorted((cases[i]["dtype"], cases[i]["d"]) for i in first) == sorted(groups)
+    assert all(cases[i]["kernel"] == "fwd" and cases[i]["cfg"] == cases[i]["base"]["fwd"] for i in first)
+    assert sorted(cases[i]["kernel"] for i in second) == sorted(["dkdv_atomic", "bwd_fused"] * len(groups))
+    assert sorted(first + second + rest) == list(range(len(cases)))
 
 
 def _fake_child(code):
@@ -531,7 +539,7 @@ def test_flash_torch_cuda():
 
 # Every config of every kernel's tuning space, per dtype and head-dim class, forward + backward
 # once in a process of its own (perfmodel.flash_check): a config that faults kills only its own
-# process and is named in the table.  ~330 children, 12 at a time: a few minutes on an H200, so
+# process and is named in the table.  ~310 children, 12 at a time: a few minutes on an H200, so
 # opt-in (a plain GPU test run, scripts/gpu_check.py, would spend them on every call).
 CONFIG_TESTS = os.environ.get("PERFMODEL_FLASH_CONFIG_TESTS") == "1"
 needs_config_tests = pytest.mark.skipif(
@@ -546,7 +554,7 @@ def test_triton_cuda_every_config_in_its_own_process(monkeypatch, capsys):
     monkeypatch.setenv("PERFMODEL_FLASH_CANDIDATES", "1")  # the candidate spaces, not only the verified
     workers = int(os.environ.get("PERFMODEL_FLASH_CHECK_WORKERS", max(1, min(12, (os.cpu_count() or 2) - 2))))
     # no child starts after this (s): a device call stays bounded, and what did not run fails
-    budget = float(os.environ.get("PERFMODEL_FLASH_CHECK_BUDGET", 420))
+    budget = float(os.environ.get("PERFMODEL_FLASH_CHECK_BUDGET", 380))
     cases = flash_check.cases()
     with capsys.disabled():
         print(f"\n{len(cases)} configs, {workers} at a time", flush=True)
