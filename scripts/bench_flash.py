@@ -971,11 +971,16 @@ def issue_verdicts(rows, models, smoke=False):
     if models:
         by = {}
         for m in models:
-            by.setdefault(m["preset"], {})[m["attention"]] = m.get("ms")
-        slower = [p for p, t in by.items() if not (t.get("flash") and t.get("sdpa") and t["flash"] <= t["sdpa"])]
+            by.setdefault(m["preset"], {})[m["attention"]] = m.get("ms") or m.get("status")
+
+        def ms(x):
+            return f"{x:.1f}" if isinstance(x, float) else str(x)
+
+        slower = [p for p, t in by.items() if not (isinstance(t.get("flash"), float) and isinstance(t.get("sdpa"), float)
+                                                   and t["flash"] <= t["sdpa"])]
         out.append(f"- model presets ctx {ISSUE_PRESETS_CONTEXT} b{ISSUE_PRESETS_BATCH} bf16 fwd+bwd, flash no "
-                   f"slower than sdpa: {'MET' if not slower else 'NOT MET'} ("
-                   + ", ".join(f"{p} {t.get('flash') or 0:.1f}/{t.get('sdpa') or 0:.1f} ms" for p, t in by.items()) + ")")
+                   f"slower than sdpa: {'MET' if not slower else 'NOT MET'} (flash/sdpa ms: "
+                   + ", ".join(f"{p} {ms(t.get('flash'))}/{ms(t.get('sdpa'))}" for p, t in by.items()) + ")")
     else:
         out.append("- model presets, flash no slower than sdpa: not measured")
     bad = [f"{r['label']} {r['impl']}" for r in rows if r.get("check_ok") is False]

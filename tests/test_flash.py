@@ -577,3 +577,45 @@ def test_triton_cuda_variants_autotuned(variant, dtype):
         for b, sq, sk, causal in [(2, 1008, 1008, True), (1, 496, 1008, False)]:
             errs = run_case(ft.FlashAttentionTriton.apply, b, sq, sk, 64, causal, dtype, "cuda", seed)
             assert_close(errs, TOL[("triton", dtype)], f"{variant} autotuned sq{sq} sk{sk} {dtype} seed {seed}")
+
+
+def test_bench_issue_criteria(monkeypatch):
+    """scripts/bench_flash.py --issue judges issue 17's criteria from its rows: only flash
+    results whose configs passed the float64 check count; missing rows are 'not measured'."""
+    import importlib.util
+
+    monkeypatch.delenv("PERFMODEL_FLASH_CANDIDATES", raising=False)  # the script sets it: undone after
+
+    spec = importlib.util.spec_from_file_location("bench_flash", os.path.join(ROOT, "scripts", "bench_flash.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def row(label, impl, fwd, fwdbwd, ok=True):
+        r = dict(label=label, impl=impl, fwd_ms=fwd, fwdbwd_ms=fwdbwd)
+        if impl != "sdpa":
+            r.update(check={"out": 1e-6}, check_ok=ok)
+        return r
+
+    rows = [row("fp32 d64", "sdpa", 10.0, 30.0), row("fp32 d64", "flash[split]", 14.0, 44.0),  # 0.71x, 0.68x
+            row("fp32 d128", "sdpa", 10.0, 30.0), row("fp32 d128", "flash[split]", 16.0, 40.0),  # fwd 0.62x
+            row("bf16 h16 d64", "sdpa", 1.2, 4.4), row("bf16 h16 d64", "flash[split]", 1.3, 4.5),
+            row("bf16 h16 d64", "flash[atomic]", 1.3, 4.3),
+            row("bf16 d128", "sdpa", 1.0, 3.5), row("bf16 d128", "flash[split]", 1.0, 3.9, ok=False),
+            dict(label="bf16 long", impl="sdpa", error="OOM: x"), row("bf16 long", "flash[split]", 2.0, 8.0),
+            dict(label="fp32 long", impl="flash[split]", error="OOM: y")]
+    models = [dict(preset="small", attention="sdpa", ms=10.0), dict(preset="small", attention="flash", ms=9.0),
+              dict(preset="2.7B", attention="sdpa", ms=50.0), dict(preset="2.7B", attention="flash", ms=None,
+                                                                    status="failed")]
+    lines = bench.issue_verdicts(rows, models).splitlines()
+
+    def verdict(start):
+        return next(x for x in lines if x.startswith("- " + start))
+
+    assert ": MET" in verdict("fp32 b8 s16384 d64")
+    assert "NOT MET" in verdict("fp32 b8 s16384 d128") and "fwd x SDPA 0.62" in verdict("fp32 b8 s16384 d128")
+    assert ": MET" in verdict("bf16 b1 h16") and "flash[atomic] 4.300" in verdict("bf16 b1 h16")
+    assert "NOT MET" in verdict("bf16 b8 s16384 d128")  # its only flash row failed the check
+    assert ": MET" in verdict("bf16 b1 s65536") and "NOT MET" in verdict("fp32 b1 s65536")
+    assert "NOT MET" in verdict("model presets") and "2.7B failed/50.0" in verdict("model presets")
+    assert "FAILED: bf16 d128 flash[split]" in verdict("chosen configs")
+    assert "not measured" in bench.issue_verdicts([], []).splitlines()[2]
