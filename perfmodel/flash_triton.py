@@ -132,13 +132,14 @@ TUNING_SPACE_D256 = {
 # d=256 float32 works but is slow.  No 32-row query tiles in the forward and dQ at d <= 128
 # (the compiler gives them no wgmma).
 #
-# No tile dimension of 16 with 8 warps here (`_tf32x3_may_fault`): on the H200 (Triton 3.6)
-# every such config probed at d=128 died with an illegal memory access (dK/dV 16x64 w8 s1 and
-# s2, dQ 64x16 w8 s2; issue 17), while the same tiles with 4 warps and 32-wide tiles with 8
-# warps ran and matched float64.  8 warps are two warpgroups: a 16-wide side cannot be split
-# between them for the tensor-core products, and Triton's tf32x3 lowering gets that case wrong.
-# A fault is not an error the autotuner can skip: it poisons the process's CUDA context, so the
-# whole class is kept out (also at d <= 64, where dK/dV 16x128 w8 happened to run).
+# No tile dimension of 16 with 8 warps in these spaces (tests/test_flash.py checks every one):
+# on the H200 (Triton 3.6) every such config probed at d=128 died with an illegal memory access
+# (dK/dV 16x64 w8 s1 and s2, dQ 64x16 w8 s2; issue 17), while the same tiles with 4 warps and
+# 32-wide tiles with 8 warps ran and matched float64.  8 warps are two warpgroups, and a 16-wide
+# side leaves each of them a sliver of the tensor-core products; most likely Triton 3.6's tf32x3
+# lowering gets that split wrong (not confirmed inside the compiler).  A fault is not an error
+# the autotuner can skip: it poisons the process's CUDA context, so the whole class stays out
+# (also at d <= 64, where dK/dV 16x128 w8 happened to run).
 TUNING_SPACE_TF32X3 = {
     64: {"fwd": [(64, 32, 4, 2), (128, 32, 8, 2), (128, 64, 8, 2), (128, 64, 8, 1), (64, 64, 4, 2)],
          "dkdv": [(32, 128, 8, 2), (16, 64, 4, 2), (32, 64, 8, 2)],
@@ -190,12 +191,6 @@ VERIFIED_SPACE_FP32 = [(64, 64, 4, 2), (64, 64, 8, 2)]
 
 def candidates_enabled() -> bool:
     return os.environ.get("PERFMODEL_FLASH_CANDIDATES", "0") == "1"
-
-
-def _tf32x3_may_fault(cfg: tuple) -> bool:
-    """The class of configs that faulted on the H200 under tf32x3 (see TUNING_SPACE_TF32X3)."""
-    bm, bn, warps, _ = cfg
-    return warps >= 8 and min(bm, bn) <= 16
 
 
 # Shared memory per thread block on the H200 (sm_90): 227 KiB, the limit Triton checks a
