@@ -73,6 +73,17 @@ def reference_attention(q, k, v, is_causal: bool = True) -> torch.Tensor:
     return eager_attention(*(t.double().cpu() for t in (q, k, v)), is_causal)
 
 
+def reference_logsumexp(q, k, is_causal: bool = True) -> torch.Tensor:
+    """float64 row logsumexp of the scaled, masked scores: what FlashAttention keeps per query
+    row for its backward pass (checked against it in tests and in scripts/bench_flash.py)."""
+    q, k = q.double().cpu(), k.double().cpu()
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
+    if is_causal:
+        keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril()
+        scores = scores.masked_fill(~keep, float("-inf"))
+    return torch.logsumexp(scores, dim=-1)
+
+
 # name -> the function, or "module:function" for implementations that live in their own module
 # and may be missing (older commits) or unusable on this device (Triton without a GPU).
 IMPLEMENTATIONS: dict[str, Callable | str] = {

@@ -22,14 +22,21 @@ Backward: ``_bwd_preprocess_kernel`` computes D = rowsum(dO * O), then one of th
 * ``"fused"``: ``_bwd_fused_kernel``, program i runs the dK/dV loop for key tile i and then
   the dQ loop for query tile i (one launch; causal work per program is then constant).
 
-No (seq_q x seq_k) tensor is ever stored.  float32 inputs use ``input_precision="ieee"`` in
-every ``tl.dot`` (no tf32), bf16/fp16 use the tensor cores with float32 accumulation; the
+No (seq_q x seq_k) tensor is ever stored.  float32 inputs use ``input_precision="tf32x3"`` in
+every ``tl.dot`` (three TF32 tensor-core products per product, about float32 accuracy; plain
+TF32 is never used; ``"ieee"`` FMA products by ``PERFMODEL_FLASH_FP32_PRECISION=ieee``, see
+``FP32_PRECISION``), bf16/fp16 use the tensor cores with float32 accumulation; the
 probabilities are cast to the input dtype before the second product of each pair.
 
-Configs: every kernel is autotuned over its ``TUNING_SPACE`` entry (``TUNING_SPACE_FP32`` for
-float32 inputs).  ``FORCE_CONFIG`` pins one config per kernel name (tests, benchmarks), and
-under ``TRITON_INTERPRET=1`` (Triton's CPU interpreter) ``INTERPRET_CONFIG`` is used instead
-of the autotuner.
+Configs: every kernel is autotuned over a space chosen by dtype and head dim (``TUNING_SPACE``,
+``TUNING_SPACE_D256``, ``TUNING_SPACE_TF32X3``, ``TUNING_SPACE_IEEE``; :func:`tuning_configs`).
+``FORCE_CONFIG`` pins one config per kernel name (tests, benchmarks), and under
+``TRITON_INTERPRET=1`` (Triton's CPU interpreter) ``INTERPRET_CONFIG`` is used instead of the
+autotuner.
+
+Head dims: any multiple of 8 up to 256.  The kernels compute with BLOCK_D, the next power of two
+(at least 16): loads of the padding columns are masked to zeros, which add nothing to any
+product, and stores skip them.  A power-of-two d keeps the unmasked loads.
 """
 from __future__ import annotations
 
@@ -105,28 +112,72 @@ TUNING_SPACE = {
     "bwd_fused": [(32, 128, 8, 2), (32, 128, 8, 3), (32, 128, 8, 4), (16, 128, 8, 3), (64, 128, 8, 3),
                   (32, 64, 8, 3)],
 }
-# float32 ("ieee") products run on the CUDA cores with operands and accumulators in registers.
-# Compiled for sm_90 offline (notes/flash.md, v3): with 4 warps every tile from 32x64 up spills
-# at d >= 64 (64x64 w4: 1.4-2.9 KB of stack per thread at d64, and 10-50 s compiles), while
-# 8 warps (half the registers per thread) or 16-row tiles keep most kernels spill-free and
-# compile in 1-9 s.  Hence: at d=128 tiles of at most 32x64, at d=64 no 4-warp 64x64.
-TUNING_SPACE_FP32 = [(16, 32, 4, 2), (32, 16, 4, 2), (32, 32, 8, 2), (32, 64, 8, 2), (64, 32, 8, 2),
+# bf16/fp16 at BLOCK_D = 256 (d from 136 to 256): the tiles above would need up to 288 KiB of
+# shared memory (227 KiB per block on Hopper) or spill kilobytes per thread.  Compiled for sm_90
+# offline with Triton 3.6 (`scripts/bench_flash.py --resources`, notes/flash.md): these fit and
+# spill least (forward 128x32 w8: none; dK/dV 32x64 w8: 320 bytes, every dK/dV tile spills).
+TUNING_SPACE_D256 = {
+    "fwd": [(128, 32, 8, 2), (128, 64, 8, 1), (64, 32, 4, 2), (128, 64, 8, 2)],
+    "dkdv": [(32, 64, 8, 2), (64, 64, 8, 2), (32, 64, 8, 1), (16, 64, 4, 2)],
+    "dq": [(128, 32, 8, 2), (64, 32, 4, 2), (64, 64, 8, 2), (128, 32, 8, 1)],
+    "dkdv_atomic": [(32, 64, 8, 2), (32, 64, 8, 1), (16, 64, 4, 2)],
+    "bwd_fused": [(32, 64, 8, 2), (32, 64, 8, 1), (16, 64, 4, 2)],
+}
+# float32 with "tf32x3" (the default): tensor-core products, but each operand tile is held
+# twice (TF32 high part and remainder) and is twice the bytes of bf16, so the tiles are smaller.
+# Per BLOCK_D (64 covers d <= 64); chosen from the offline sm_90 compile (regs / spill / smem,
+# Triton 3.6, notes/flash.md): at d <= 64 these do not spill (dK/dV 32x128 w8: 32 bytes); at
+# d=128 every dK/dV and dQ tile spills (0.4-1 KB per thread), these least within 227 KiB; at
+# d=256 the only dK/dV and dQ tiles that fit have 16-32 rows (Ampere-style mma, heavy spills):
+# d=256 float32 works but is slow.  No 32-row query tiles in the forward and dQ at d <= 128
+# (the compiler gives them no wgmma).
+#
+# No tile dimension of 16 with 8 warps in these spaces (tests/test_flash.py checks every one):
+# on the H200 (Triton 3.6) every such config probed at d=128 died with an illegal memory access
+# (dK/dV 16x64 w8 s1 and s2, dQ 64x16 w8 s2; issue 17), while the same tiles with 4 warps and
+# 32-wide tiles with 8 warps ran and matched float64.  8 warps are two warpgroups, and a 16-wide
+# side leaves each of them a sliver of the tensor-core products; most likely Triton 3.6's tf32x3
+# lowering gets that split wrong (not confirmed inside the compiler).  A fault is not an error
+# the autotuner can skip: it poisons the process's CUDA context, so the whole class stays out
+# (also at d <= 64, where dK/dV 16x128 w8 happened to run).
+TUNING_SPACE_TF32X3 = {
+    64: {"fwd": [(64, 32, 4, 2), (128, 32, 8, 2), (128, 64, 8, 2), (128, 64, 8, 1), (64, 64, 4, 2)],
+         "dkdv": [(32, 128, 8, 2), (16, 64, 4, 2), (32, 64, 8, 2)],
+         "dq": [(64, 32, 4, 2), (128, 32, 8, 2), (128, 64, 8, 2), (64, 16, 4, 2)]},
+    128: {"fwd": [(128, 32, 8, 2), (64, 32, 4, 2), (64, 32, 4, 3), (128, 64, 8, 1)],
+          "dkdv": [(16, 64, 4, 2), (32, 64, 8, 1)],
+          "dq": [(64, 16, 4, 2), (64, 32, 4, 1), (64, 32, 4, 2)],
+          # the atomic dK/dV kernel also holds K again and stages the float32 dQ tile: with
+          # 64 keys it needs 224 KiB (Triton 3.6, sm_90), too close to the limit
+          "dkdv_atomic": [(16, 32, 4, 2), (32, 32, 4, 2)]},
+    256: {"fwd": [(64, 16, 4, 1), (64, 32, 4, 1), (64, 16, 4, 2)],
+          "dkdv": [(16, 32, 4, 1), (32, 32, 4, 1)],
+          "dq": [(16, 32, 4, 1), (32, 16, 4, 1), (32, 32, 4, 1)],
+          "dkdv_atomic": [(16, 16, 4, 1)]},
+}
+# float32 with "ieee" (PERFMODEL_FLASH_FP32_PRECISION=ieee): products on the CUDA cores with
+# operands and accumulators in registers.  Compiled for sm_90 offline (notes/flash.md, v3): with
+# 4 warps every tile from 32x64 up spills at d >= 64, 8 warps or 16-row tiles mostly do not.
+TUNING_SPACE_IEEE = [(16, 32, 4, 2), (32, 16, 4, 2), (32, 32, 8, 2), (32, 64, 8, 2), (64, 32, 8, 2),
                      (64, 64, 8, 2), (64, 64, 4, 2)]
 
 
-def _fp32_fits(cfg: tuple, head_dim: int | None) -> bool:
+def _ieee_fits(cfg: tuple, head_dim: int) -> bool:
     bm, bn, warps, _ = cfg
-    if head_dim is None or head_dim < 64:
+    if head_dim < 64:
         return True
-    if head_dim >= 128:
+    if head_dim > 128:
+        return bm * bn <= 16 * 32
+    if head_dim > 64:
         return bm * bn <= 32 * 64
     return bm * bn <= 32 * 64 or warps >= 8
 
 
-# The v2 spaces, which passed every correctness check on an H100 (notes/flash.md, run 4). The v3
-# additions above have not run on a GPU yet: until `scripts/bench_flash.py --check-configs` has
-# passed them there, the autotuner keeps to these unless PERFMODEL_FLASH_CANDIDATES=1 (the bench
-# sets it). The opt-in backward variants (atomic, fused) are new as a whole: no v2 space.
+# The v2 spaces, which passed every correctness check on an H100 (notes/flash.md, run 4), for
+# bf16/fp16 with d <= 128 and for "ieee" float32.  The v3 additions have not run on a GPU yet:
+# until `scripts/bench_flash.py` has passed them there, the autotuner keeps to these unless
+# PERFMODEL_FLASH_CANDIDATES=1 (the bench sets it).  Everything else (d > 128, "tf32x3", the
+# atomic and fused backward) is new as a whole: no verified space, its candidates are used.
 VERIFIED_SPACE = {
     "fwd": [(128, 64, 4, 3), (128, 64, 4, 4), (128, 64, 8, 3), (128, 128, 8, 2), (128, 128, 8, 3),
             (64, 64, 4, 3), (64, 128, 4, 3)],
@@ -142,16 +193,86 @@ def candidates_enabled() -> bool:
     return os.environ.get("PERFMODEL_FLASH_CANDIDATES", "0") == "1"
 
 
-def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int | None = None) -> list[tuple]:
-    """The (BLOCK_M, BLOCK_N, num_warps, num_stages) tuples autotuned for a kernel, dtype and d
-    (``head_dim=None``: every d)."""
+# Shared memory per thread block on the H200 (sm_90): 227 KiB, the limit Triton checks a
+# launch against ("out of resource: shared memory, Required: 294912, Hardware limit: 232448").
+SMEM_LIMIT = 232448
+# What the estimate must leave free.  smem_bytes() is never below Triton 3.6's own figure on
+# any config of the spaces compiled offline for sm_90 (tests/fixtures/flash_smem_sm90.json),
+# and equal to it on most; the margin covers what a different Triton version may add (a
+# barrier, a small scratch buffer) without dropping fwd 128x128 s3 at d=128 (224 KiB, ran).
+SMEM_MARGIN = 2048
+
+
+def smem_bytes(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int) -> int:
+    """Estimated shared memory of one config (bytes): the operand tiles a kernel keeps for its
+    whole loop plus one buffer per pipeline stage of the tiles it streams.
+
+    Tiles are (rows x BLOCK_D) of the input dtype.  Under tf32x3 each resident tile is held
+    twice (TF32 high part and remainder); the streamed ones are split on the fly.  With one
+    stage Triton may reuse a buffer (fwd: K and V share one), so this is an upper bound there.
+    Checked against the offline sm_90 compile with Triton 3.6 (exact on the issue's datapoint:
+    fwd bf16 d=80 128x128 w8 s4 needs 294912 bytes)."""
+    bm, bn, _, stages = cfg
+    bd = block_d(head_dim)
+    elem = torch.empty((), dtype=dtype).element_size()
+    split = 2 if dtype == torch.float32 and dot_precision(dtype) == "tf32x3" else 1
+    buffers = max(1, stages)
+
+    def loop(resident_rows, step_rows, row_vectors):
+        # two resident tiles (K, V or Q, dO); per stage two streamed tiles, and float32 row
+        # vectors (the dK/dV loop streams the logsumexp and D with Q and dO: counted with one
+        # buffer more than the stages, which covers what Triton 3.6 gives them)
+        return (split * 2 * resident_rows * bd * elem + buffers * 2 * step_rows * bd * elem
+                + (buffers + 1) * row_vectors * step_rows * 4)
+
+    if kernel == "fwd":  # Q resident, K and V streamed
+        return split * bm * bd * elem + buffers * 2 * bn * bd * elem
+    dkdv = loop(bn, bm, 2)
+    if kernel == "dkdv":
+        return dkdv
+    if kernel == "dq":
+        return loop(bm, bn, 0)
+    if kernel == "dkdv_atomic":
+        # plus K again as the B operand of dS K, and the float32 dQ tile on its way to the
+        # vectorized atomic adds (both split under tf32x3); exact for most 16/32-row tiles,
+        # an upper bound for 64-row ones
+        return dkdv + split * (bn * bd * elem + bm * bd * 4)
+    if kernel == "bwd_fused":
+        # the dK/dV loop, then the dQ loop with the tiles swapped (its query tile's
+        # logsumexp and D are held too); the two loops' buffers are not live together
+        return max(dkdv, loop(bn, bm, 0) + 2 * bn * 4)
+    raise ValueError(f"unknown kernel {kernel!r}: one of {KERNELS}")
+
+
+def fits_smem(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int) -> bool:
+    return smem_bytes(kernel, cfg, dtype, head_dim) <= SMEM_LIMIT - SMEM_MARGIN
+
+
+def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int = 64) -> list[tuple]:
+    """The (BLOCK_M, BLOCK_N, num_warps, num_stages) tuples autotuned for a kernel, dtype and d:
+    the space for the dtype, precision and BLOCK_D, less the configs whose shared memory
+    (:func:`smem_bytes`) would not fit on the H200."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}: one of {KERNELS}")
-    if kernel in VERIFIED_SPACE and not candidates_enabled():
-        return list(VERIFIED_SPACE_FP32 if dtype == torch.float32 else VERIFIED_SPACE[kernel])
-    if dtype != torch.float32:
-        return list(TUNING_SPACE[kernel])
-    return [c for c in TUNING_SPACE_FP32 if _fp32_fits(c, head_dim)]
+    bd = block_d(head_dim)
+    verified = None
+    if dtype == torch.float32 and dot_precision(dtype) == "ieee":
+        space = [c for c in TUNING_SPACE_IEEE if _ieee_fits(c, head_dim)]
+        if bd <= 128 and kernel in VERIFIED_SPACE:
+            verified = VERIFIED_SPACE_FP32
+    elif dtype == torch.float32:
+        by_kernel = TUNING_SPACE_TF32X3[max(bd, 64)]
+        space = by_kernel.get(kernel, by_kernel["dkdv"])  # atomic / fused: dK/dV-shaped tiles
+    elif bd <= 128:
+        space, verified = TUNING_SPACE[kernel], VERIFIED_SPACE.get(kernel)
+    else:
+        space = TUNING_SPACE_D256[kernel]
+    if verified is not None and not candidates_enabled():
+        space = verified
+    # one space serves several BLOCK_D (bf16 d 8..128): a tile that fits at d=64 may not at
+    # d=128, and Triton refuses such a launch (the autotuner would skip it, a forced launch
+    # fails), so it is left out here
+    return [c for c in space if fits_smem(kernel, c, dtype, head_dim)]
 
 
 def config_meta(cfg: tuple) -> dict:
@@ -181,7 +302,10 @@ def forced(configs: dict | None = None, variant: str | None = None):
 
 
 def _triton_configs(kernel):
-    space = sorted(set(TUNING_SPACE[kernel]) | set(TUNING_SPACE_FP32))
+    space = set(TUNING_SPACE[kernel]) | set(TUNING_SPACE_D256[kernel]) | set(TUNING_SPACE_IEEE)
+    for by_kernel in TUNING_SPACE_TF32X3.values():
+        space |= set(by_kernel.get(kernel, by_kernel["dkdv"]))
+    space = sorted(space)
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
             for bm, bn, w, s in space]
 
@@ -199,19 +323,42 @@ def _pruner(kernel):
 if triton is not None:
 
     @triton.jit
-    def _fwd_inner(acc, l_i, m_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn, offs_m, offs_n,
+    def _load(ptrs, rows, n_rows, offs_d, ROW_MASK: tl.constexpr, HEAD_DIM: tl.constexpr,
+              BLOCK_D: tl.constexpr):
+        # a (rows x BLOCK_D) tile: rows past n_rows (when ROW_MASK) and the columns of a head
+        # dim padded up to BLOCK_D read as zeros, which add nothing to any product; a head dim
+        # that is a power of two keeps the plain (vectorized, unmasked) loads
+        if HEAD_DIM == BLOCK_D:
+            if ROW_MASK:
+                x = tl.load(ptrs, mask=rows[:, None] < n_rows, other=0.0)
+            else:
+                x = tl.load(ptrs)
+        else:
+            if ROW_MASK:
+                x = tl.load(ptrs, mask=(rows[:, None] < n_rows) & (offs_d[None, :] < HEAD_DIM),
+                            other=0.0)
+            else:
+                x = tl.load(ptrs, mask=offs_d[None, :] < HEAD_DIM, other=0.0)
+        return x
+
+    @triton.jit
+    def _store(ptrs, x, rows, n_rows, offs_d, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
+        if HEAD_DIM == BLOCK_D:
+            tl.store(ptrs, x, mask=rows[:, None] < n_rows)
+        else:
+            tl.store(ptrs, x, mask=(rows[:, None] < n_rows) & (offs_d[None, :] < HEAD_DIM))
+
+    @triton.jit
+    def _fwd_inner(acc, l_i, m_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn, offs_m, offs_n, offs_d,
                    lo, hi, seq_k, qk_scale,
                    BLOCK_N: tl.constexpr, MASK: tl.constexpr, IS_CAUSAL: tl.constexpr,
-                   DOT_PREC: tl.constexpr):
+                   DOT_PREC: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
         k_ptrs += lo * stride_kn
         v_ptrs += lo * stride_vn
         for start_n in range(lo, hi, BLOCK_N):
             start_n = tl.multiple_of(start_n, BLOCK_N)
             cols = start_n + offs_n
-            if MASK:
-                k = tl.load(k_ptrs, mask=cols[:, None] < seq_k, other=0.0)
-            else:
-                k = tl.load(k_ptrs)
+            k = _load(k_ptrs, cols, seq_k, offs_d, MASK, HEAD_DIM, BLOCK_D)
             qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
             if MASK:
                 valid = cols[None, :] < seq_k
@@ -227,10 +374,7 @@ if triton is not None:
             alpha = tl.math.exp2(m_i - m_new)
             l_i = l_i * alpha + tl.sum(p, 1)
             acc = acc * alpha[:, None]
-            if MASK:
-                v = tl.load(v_ptrs, mask=cols[:, None] < seq_k, other=0.0)
-            else:
-                v = tl.load(v_ptrs)
+            v = _load(v_ptrs, cols, seq_k, offs_d, MASK, HEAD_DIM, BLOCK_D)
             acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
             m_i = m_new
             k_ptrs += BLOCK_N * stride_kn
@@ -242,7 +386,7 @@ if triton is not None:
                     stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
                     stride_ob, stride_om, seq_q, seq_k,
                     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                    IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+                    IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
         pid_m = tl.program_id(0)
         if IS_CAUSAL:
             # the last query tiles have the most key tiles: start them first
@@ -251,14 +395,14 @@ if triton is not None:
         start_m = pid_m * BLOCK_M
         offs_m = start_m + tl.arange(0, BLOCK_M)
         offs_n = tl.arange(0, BLOCK_N)
-        offs_d = tl.arange(0, HEAD_DIM)
-        q = tl.load(Q + bh * stride_qb + offs_m[:, None] * stride_qm + offs_d[None, :],
-                    mask=offs_m[:, None] < seq_q, other=0.0)
+        offs_d = tl.arange(0, BLOCK_D)
+        q = _load(Q + bh * stride_qb + offs_m[:, None] * stride_qm + offs_d[None, :],
+                  offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D)
         k_ptrs = K + bh * stride_kb + offs_n[:, None] * stride_kn + offs_d[None, :]
         v_ptrs = V + bh * stride_vb + offs_n[:, None] * stride_vn + offs_d[None, :]
         m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-        acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
         if IS_CAUSAL:
             hi = tl.minimum(start_m + BLOCK_M, seq_k)
             # key tiles wholly before this query tile (and inside seq_k) need no mask
@@ -267,37 +411,38 @@ if triton is not None:
             hi = seq_k
             mid = seq_k // BLOCK_N * BLOCK_N
         acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn,
-                                   offs_m, offs_n, 0, mid, seq_k, qk_scale,
-                                   BLOCK_N, False, IS_CAUSAL, DOT_PREC)
+                                   offs_m, offs_n, offs_d, 0, mid, seq_k, qk_scale,
+                                   BLOCK_N, False, IS_CAUSAL, DOT_PREC, HEAD_DIM, BLOCK_D)
         acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn,
-                                   offs_m, offs_n, mid, hi, seq_k, qk_scale,
-                                   BLOCK_N, True, IS_CAUSAL, DOT_PREC)
+                                   offs_m, offs_n, offs_d, mid, hi, seq_k, qk_scale,
+                                   BLOCK_N, True, IS_CAUSAL, DOT_PREC, HEAD_DIM, BLOCK_D)
         # every row sees key 0 (top-left causal alignment, seq_k >= 1), so l_i > 0
         acc = acc / l_i[:, None]
         lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453  # back to natural log
         row_ok = offs_m < seq_q
         tl.store(LSE + bh * seq_q + offs_m, lse, mask=row_ok)
-        tl.store(O + bh * stride_ob + offs_m[:, None] * stride_om + offs_d[None, :],
-                 acc.to(O.dtype.element_ty), mask=row_ok[:, None])
+        _store(O + bh * stride_ob + offs_m[:, None] * stride_om + offs_d[None, :],
+               acc.to(O.dtype.element_ty), offs_m, seq_q, offs_d, HEAD_DIM, BLOCK_D)
 
     @triton.jit
     def _bwd_preprocess_kernel(O, DO, Delta, stride_ob, stride_om, stride_dob, stride_dom, seq_q,
-                               HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr):
+                               HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
         bh = tl.program_id(1).to(tl.int64)
         offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-        offs_d = tl.arange(0, HEAD_DIM)
+        offs_d = tl.arange(0, BLOCK_D)
         row_ok = offs_m < seq_q
-        o = tl.load(O + bh * stride_ob + offs_m[:, None] * stride_om + offs_d[None, :],
-                    mask=row_ok[:, None], other=0.0).to(tl.float32)
-        do = tl.load(DO + bh * stride_dob + offs_m[:, None] * stride_dom + offs_d[None, :],
-                     mask=row_ok[:, None], other=0.0).to(tl.float32)
+        o = _load(O + bh * stride_ob + offs_m[:, None] * stride_om + offs_d[None, :],
+                  offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D).to(tl.float32)
+        do = _load(DO + bh * stride_dob + offs_m[:, None] * stride_dom + offs_d[None, :],
+                   offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D).to(tl.float32)
         tl.store(Delta + bh * seq_q + offs_m, tl.sum(o * do, 1), mask=row_ok)
 
     @triton.jit
     def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs,
-                        stride_qm, stride_dom, stride_dqm, offs_n, offs_m, lo, hi, seq_q, qk_scale,
-                        BLOCK_M: tl.constexpr, MASK: tl.constexpr, IS_CAUSAL: tl.constexpr,
-                        DOT_PREC: tl.constexpr, ATOMIC_DQ: tl.constexpr):
+                        stride_qm, stride_dom, stride_dqm, offs_n, offs_m, offs_d, lo, hi, seq_q,
+                        qk_scale, BLOCK_M: tl.constexpr, MASK: tl.constexpr, IS_CAUSAL: tl.constexpr,
+                        DOT_PREC: tl.constexpr, ATOMIC_DQ: tl.constexpr, HEAD_DIM: tl.constexpr,
+                        BLOCK_D: tl.constexpr):
         q_ptrs += lo * stride_qm
         do_ptrs += lo * stride_dom
         lse_ptrs += lo
@@ -307,16 +452,14 @@ if triton is not None:
         for start_m in range(lo, hi, BLOCK_M):
             start_m = tl.multiple_of(start_m, BLOCK_M)
             rows = start_m + offs_m
+            q = _load(q_ptrs, rows, seq_q, offs_d, MASK, HEAD_DIM, BLOCK_D)
+            do = _load(do_ptrs, rows, seq_q, offs_d, MASK, HEAD_DIM, BLOCK_D)
             if MASK:
                 row_ok = rows < seq_q
-                q = tl.load(q_ptrs, mask=row_ok[:, None], other=0.0)
-                do = tl.load(do_ptrs, mask=row_ok[:, None], other=0.0)
                 # padded query rows get lse = +inf, hence P = 0: they add nothing
                 lse = tl.load(lse_ptrs, mask=row_ok, other=float("inf"))
                 delta = tl.load(delta_ptrs, mask=row_ok, other=0.0)
             else:
-                q = tl.load(q_ptrs)
-                do = tl.load(do_ptrs)
                 lse = tl.load(lse_ptrs)
                 delta = tl.load(delta_ptrs)
             # both products first: dP^T can run on the tensor cores while the exp2s run
@@ -331,11 +474,18 @@ if triton is not None:
             dk = tl.dot(dsT, q, dk, input_precision=DOT_PREC)
             if ATOMIC_DQ:
                 # dQ rows of this query tile += dS K (unscaled; padded keys have k = 0)
-                dq = tl.dot(tl.trans(dsT), k, input_precision=DOT_PREC)  # (BLOCK_M, HEAD_DIM)
-                if MASK:
-                    tl.atomic_add(dq_ptrs, dq, mask=row_ok[:, None], sem="relaxed")
+                dq = tl.dot(tl.trans(dsT), k, input_precision=DOT_PREC)  # (BLOCK_M, BLOCK_D)
+                if HEAD_DIM == BLOCK_D:
+                    if MASK:
+                        tl.atomic_add(dq_ptrs, dq, mask=row_ok[:, None], sem="relaxed")
+                    else:
+                        tl.atomic_add(dq_ptrs, dq, sem="relaxed")
                 else:
-                    tl.atomic_add(dq_ptrs, dq, sem="relaxed")
+                    d_ok = offs_d[None, :] < HEAD_DIM
+                    if MASK:
+                        tl.atomic_add(dq_ptrs, dq, mask=row_ok[:, None] & d_ok, sem="relaxed")
+                    else:
+                        tl.atomic_add(dq_ptrs, dq, mask=d_ok, sem="relaxed")
                 dq_ptrs += BLOCK_M * stride_dqm
             q_ptrs += BLOCK_M * stride_qm
             do_ptrs += BLOCK_M * stride_dom
@@ -348,19 +498,19 @@ if triton is not None:
                    stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
                    stride_dob, stride_dom, stride_dqb, stride_dqm, seq_q, seq_k, pid_n, bh,
                    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                   IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, ATOMIC_DQ: tl.constexpr):
+                   IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, ATOMIC_DQ: tl.constexpr,
+                   BLOCK_D: tl.constexpr):
         # BLOCK_N keys held by this program, loop over query tiles of BLOCK_M rows
         start_n = pid_n * BLOCK_N
         offs_n = start_n + tl.arange(0, BLOCK_N)
         offs_m = tl.arange(0, BLOCK_M)
-        offs_d = tl.arange(0, HEAD_DIM)
-        col_ok = offs_n < seq_k
-        k = tl.load(K + bh * stride_kb + offs_n[:, None] * stride_kn + offs_d[None, :],
-                    mask=col_ok[:, None], other=0.0)
-        v = tl.load(V + bh * stride_vb + offs_n[:, None] * stride_vn + offs_d[None, :],
-                    mask=col_ok[:, None], other=0.0)
-        dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
-        dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+        offs_d = tl.arange(0, BLOCK_D)
+        k = _load(K + bh * stride_kb + offs_n[:, None] * stride_kn + offs_d[None, :],
+                  offs_n, seq_k, offs_d, True, HEAD_DIM, BLOCK_D)
+        v = _load(V + bh * stride_vb + offs_n[:, None] * stride_vn + offs_d[None, :],
+                  offs_n, seq_k, offs_d, True, HEAD_DIM, BLOCK_D)
+        dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+        dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
         q_ptrs = Q + bh * stride_qb + offs_m[:, None] * stride_qm + offs_d[None, :]
         do_ptrs = DO + bh * stride_dob + offs_m[:, None] * stride_dom + offs_d[None, :]
         dq_ptrs = DQ + bh * stride_dqb + offs_m[:, None] * stride_dqm + offs_d[None, :]
@@ -377,38 +527,38 @@ if triton is not None:
             mid = 0
         # 1) diagonal tiles, masked
         dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs,
-                                 stride_qm, stride_dom, stride_dqm, offs_n, offs_m,
+                                 stride_qm, stride_dom, stride_dqm, offs_n, offs_m, offs_d,
                                  lo, tl.minimum(mid, seq_q), seq_q, qk_scale,
-                                 BLOCK_M, True, IS_CAUSAL, DOT_PREC, ATOMIC_DQ)
+                                 BLOCK_M, True, IS_CAUSAL, DOT_PREC, ATOMIC_DQ, HEAD_DIM, BLOCK_D)
         # 2) full tiles below the diagonal, no mask
         dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs,
-                                 stride_qm, stride_dom, stride_dqm, offs_n, offs_m,
+                                 stride_qm, stride_dom, stride_dqm, offs_n, offs_m, offs_d,
                                  mid, full_end, seq_q, qk_scale,
-                                 BLOCK_M, False, IS_CAUSAL, DOT_PREC, ATOMIC_DQ)
+                                 BLOCK_M, False, IS_CAUSAL, DOT_PREC, ATOMIC_DQ, HEAD_DIM, BLOCK_D)
         # 3) ragged last query tile, masked
         dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs,
-                                 stride_qm, stride_dom, stride_dqm, offs_n, offs_m,
+                                 stride_qm, stride_dom, stride_dqm, offs_n, offs_m, offs_d,
                                  tl.maximum(mid, full_end), seq_q, seq_q, qk_scale,
-                                 BLOCK_M, True, IS_CAUSAL, DOT_PREC, ATOMIC_DQ)
+                                 BLOCK_M, True, IS_CAUSAL, DOT_PREC, ATOMIC_DQ, HEAD_DIM, BLOCK_D)
         dk = dk * sm_scale
-        tl.store(DK + bh * stride_kb + offs_n[:, None] * stride_kn + offs_d[None, :],
-                 dk.to(DK.dtype.element_ty), mask=col_ok[:, None])
-        tl.store(DV + bh * stride_vb + offs_n[:, None] * stride_vn + offs_d[None, :],
-                 dv.to(DV.dtype.element_ty), mask=col_ok[:, None])
+        _store(DK + bh * stride_kb + offs_n[:, None] * stride_kn + offs_d[None, :],
+               dk.to(DK.dtype.element_ty), offs_n, seq_k, offs_d, HEAD_DIM, BLOCK_D)
+        _store(DV + bh * stride_vb + offs_n[:, None] * stride_vn + offs_d[None, :],
+               dv.to(DV.dtype.element_ty), offs_n, seq_k, offs_d, HEAD_DIM, BLOCK_D)
 
     @triton.jit
     def _bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta, qk_scale, sm_scale,
                          stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
                          stride_dob, stride_dom, seq_q, seq_k,
                          HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                         IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+                         IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
         # causal: the first key tiles have the most query tiles; they already start first
         # (DK stands in for the unused dQ pointer)
         _dkdv_tile(Q, K, V, DO, DK, DV, DK, LSE, Delta, qk_scale, sm_scale,
                    stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
                    stride_dob, stride_dom, 0, 0, seq_q, seq_k,
                    tl.program_id(0), tl.program_id(1).to(tl.int64),
-                   HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, False)
+                   HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, False, BLOCK_D)
 
     @triton.jit
     def _bwd_dkdv_atomic_kernel(Q, K, V, DO, DK, DV, DQ, LSE, Delta, qk_scale, sm_scale,
@@ -416,13 +566,13 @@ if triton is not None:
                                 stride_dob, stride_dom, stride_dqb, stride_dqm, seq_q, seq_k,
                                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                                 BLOCK_N: tl.constexpr, IS_CAUSAL: tl.constexpr,
-                                DOT_PREC: tl.constexpr):
+                                DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
         # DQ: float32, zeroed by the caller; receives (dS K) without the softmax scale
         _dkdv_tile(Q, K, V, DO, DK, DV, DQ, LSE, Delta, qk_scale, sm_scale,
                    stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
                    stride_dob, stride_dom, stride_dqb, stride_dqm, seq_q, seq_k,
                    tl.program_id(0), tl.program_id(1).to(tl.int64),
-                   HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, True)
+                   HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, True, BLOCK_D)
 
     @triton.jit
     def _dq_cast_kernel(ACC, OUT, scale, n, BLOCK: tl.constexpr):
@@ -433,20 +583,16 @@ if triton is not None:
 
     @triton.jit
     def _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kn, stride_vn,
-                      offs_m, offs_n, lo, hi, seq_k, qk_scale,
+                      offs_m, offs_n, offs_d, lo, hi, seq_k, qk_scale,
                       BLOCK_N: tl.constexpr, MASK: tl.constexpr, IS_CAUSAL: tl.constexpr,
-                      DOT_PREC: tl.constexpr):
+                      DOT_PREC: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
         k_ptrs += lo * stride_kn
         v_ptrs += lo * stride_vn
         for start_n in range(lo, hi, BLOCK_N):
             start_n = tl.multiple_of(start_n, BLOCK_N)
             cols = start_n + offs_n
-            if MASK:
-                k = tl.load(k_ptrs, mask=cols[:, None] < seq_k, other=0.0)
-                v = tl.load(v_ptrs, mask=cols[:, None] < seq_k, other=0.0)
-            else:
-                k = tl.load(k_ptrs)
-                v = tl.load(v_ptrs)
+            k = _load(k_ptrs, cols, seq_k, offs_d, MASK, HEAD_DIM, BLOCK_D)
+            v = _load(v_ptrs, cols, seq_k, offs_d, MASK, HEAD_DIM, BLOCK_D)
             qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
             dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)  # before the exp2s, as above
             p = tl.math.exp2(qk * qk_scale - lse2[:, None])
@@ -466,23 +612,23 @@ if triton is not None:
                  stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
                  stride_dob, stride_dom, seq_q, seq_k, pid_m, bh,
                  HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+                 IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
         # BLOCK_M queries held by this program, loop over key tiles of BLOCK_N rows;
         # DQ has Q's strides
         start_m = pid_m * BLOCK_M
         offs_m = start_m + tl.arange(0, BLOCK_M)
         offs_n = tl.arange(0, BLOCK_N)
-        offs_d = tl.arange(0, HEAD_DIM)
+        offs_d = tl.arange(0, BLOCK_D)
         row_ok = offs_m < seq_q
-        q = tl.load(Q + bh * stride_qb + offs_m[:, None] * stride_qm + offs_d[None, :],
-                    mask=row_ok[:, None], other=0.0)
-        do = tl.load(DO + bh * stride_dob + offs_m[:, None] * stride_dom + offs_d[None, :],
-                     mask=row_ok[:, None], other=0.0)
+        q = _load(Q + bh * stride_qb + offs_m[:, None] * stride_qm + offs_d[None, :],
+                  offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D)
+        do = _load(DO + bh * stride_dob + offs_m[:, None] * stride_dom + offs_d[None, :],
+                   offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D)
         lse2 = tl.load(LSE + bh * seq_q + offs_m, mask=row_ok, other=0.0) * 1.4426950408889634
         delta = tl.load(Delta + bh * seq_q + offs_m, mask=row_ok, other=0.0)
         k_ptrs = K + bh * stride_kb + offs_n[:, None] * stride_kn + offs_d[None, :]
         v_ptrs = V + bh * stride_vb + offs_n[:, None] * stride_vn + offs_d[None, :]
-        dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+        dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
         if IS_CAUSAL:
             hi = tl.minimum(start_m + BLOCK_M, seq_k)
             mid = tl.minimum(start_m, seq_k) // BLOCK_N * BLOCK_N
@@ -490,35 +636,35 @@ if triton is not None:
             hi = seq_k
             mid = seq_k // BLOCK_N * BLOCK_N
         dq = _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kn, stride_vn,
-                           offs_m, offs_n, 0, mid, seq_k, qk_scale,
-                           BLOCK_N, False, IS_CAUSAL, DOT_PREC)
+                           offs_m, offs_n, offs_d, 0, mid, seq_k, qk_scale,
+                           BLOCK_N, False, IS_CAUSAL, DOT_PREC, HEAD_DIM, BLOCK_D)
         dq = _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kn, stride_vn,
-                           offs_m, offs_n, mid, hi, seq_k, qk_scale,
-                           BLOCK_N, True, IS_CAUSAL, DOT_PREC)
+                           offs_m, offs_n, offs_d, mid, hi, seq_k, qk_scale,
+                           BLOCK_N, True, IS_CAUSAL, DOT_PREC, HEAD_DIM, BLOCK_D)
         dq = dq * sm_scale
-        tl.store(DQ + bh * stride_qb + offs_m[:, None] * stride_qm + offs_d[None, :],
-                 dq.to(DQ.dtype.element_ty), mask=row_ok[:, None])
+        _store(DQ + bh * stride_qb + offs_m[:, None] * stride_qm + offs_d[None, :],
+               dq.to(DQ.dtype.element_ty), offs_m, seq_q, offs_d, HEAD_DIM, BLOCK_D)
 
     @triton.jit
     def _bwd_dq_kernel(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
                        stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
                        stride_dob, stride_dom, seq_q, seq_k,
                        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                       IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+                       IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
         pid_m = tl.program_id(0)
         if IS_CAUSAL:  # the last query tiles have the most key tiles: start them first
             pid_m = tl.num_programs(0) - 1 - pid_m
         _dq_tile(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
                  stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
                  stride_dob, stride_dom, seq_q, seq_k, pid_m, tl.program_id(1).to(tl.int64),
-                 HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC)
+                 HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, BLOCK_D)
 
     @triton.jit
     def _bwd_fused_kernel(Q, K, V, DO, DQ, DK, DV, LSE, Delta, qk_scale, sm_scale,
                           stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
                           stride_dob, stride_dom, seq_q, seq_k,
                           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                          IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+                          IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
         # program i: dK, dV of key tile i (BLOCK_N keys, query steps of BLOCK_M), then dQ of
         # query tile i (BLOCK_N queries, key steps of BLOCK_M).  Causal: key tile i has work
         # ~ (n - i), query tile i ~ (i + 1): every program does about the same.
@@ -528,12 +674,12 @@ if triton is not None:
             _dkdv_tile(Q, K, V, DO, DK, DV, DK, LSE, Delta, qk_scale, sm_scale,
                        stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
                        stride_dob, stride_dom, 0, 0, seq_q, seq_k, pid, bh,
-                       HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, False)
+                       HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, False, BLOCK_D)
         if pid * BLOCK_N < seq_q:
             _dq_tile(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
                      stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
                      stride_dob, stride_dom, seq_q, seq_k, pid, bh,
-                     HEAD_DIM, BLOCK_N, BLOCK_M, IS_CAUSAL, DOT_PREC)
+                     HEAD_DIM, BLOCK_N, BLOCK_M, IS_CAUSAL, DOT_PREC, BLOCK_D)
 
     # retuned whenever a sequence length, d, the causal flag or the dtypes change
     _KEY = ["seq_q", "seq_k", "HEAD_DIM", "IS_CAUSAL"]
@@ -571,11 +717,44 @@ def _use_fixed_config() -> bool:
     return _interpreting() or os.environ.get("PERFMODEL_FLASH_AUTOTUNE", "1") == "0"
 
 
-# Fixed config for PERFMODEL_FLASH_AUTOTUNE=0 on a GPU: a safe middle of the tuning space.
+# Fixed config for PERFMODEL_FLASH_AUTOTUNE=0 on a GPU: a safe middle of the tuning space (the
+# first config of the space where it is not in it: large d, float32).
 FIXED_CONFIG = (64, 64, 4, 2)
 
-# "ieee": exact float32 products (no tf32); the option is ignored for bf16/fp16 inputs.
-DOT_PRECISION = "ieee"
+# Products of float32 inputs (bf16/fp16 always use the tensor cores with float32 accumulation):
+# "tf32x3" (default) splits each operand into a TF32 high part and a TF32 remainder and adds the
+# three significant products, all on the tensor cores: about fp32 accuracy (the dropped
+# remainder x remainder term is ~2^-22 relative), the same scheme as the CUTLASS "fast fp32"
+# products of PyTorch's memory-efficient SDPA kernel in float32.  "ieee" is plain fp32 FMA on
+# the CUDA cores (30x slower than SDPA at d=128, notes/flash.md).  Plain "tf32" is not offered:
+# it loses fp32 accuracy.
+FP32_PRECISIONS = ("tf32x3", "ieee")
+FP32_PRECISION = os.environ.get("PERFMODEL_FLASH_FP32_PRECISION", "tf32x3")
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    if dtype != torch.float32:
+        return "ieee"  # ignored by tl.dot for 16-bit inputs
+    if FP32_PRECISION not in FP32_PRECISIONS:
+        raise ValueError(f"unknown float32 product precision {FP32_PRECISION!r} "
+                         f"(PERFMODEL_FLASH_FP32_PRECISION): one of {FP32_PRECISIONS}")
+    return FP32_PRECISION
+
+
+def block_d(d: int) -> int:
+    """The head dim the kernels compute with: the next power of two, at least 16 (tl.dot's
+    smallest inner size); the extra columns are masked to zeros."""
+    return max(16, triton.next_power_of_2(d) if triton is not None else 1 << (d - 1).bit_length())
+
+
+def constants(d: int, causal: bool, dtype: torch.dtype) -> dict:
+    """The compile-time arguments every attention kernel takes."""
+    return dict(HEAD_DIM=d, BLOCK_D=block_d(d), IS_CAUSAL=bool(causal), DOT_PREC=dot_precision(dtype))
+
+
+def preprocess_block(d: int) -> int:
+    # rows per program of the D = rowsum(dO * O) kernel: two (rows x BLOCK_D) float32 tiles
+    return 32 if _interpreting() else (128 if block_d(d) <= 128 else 64)
 
 
 def kernel_args(name, q, k, v, o=None, lse=None, do=None, delta=None, dq=None, dk=None, dv=None,
@@ -615,7 +794,8 @@ def launch(name, args, rows, tile_key, batch, const, cfg=None):
     if cfg is None:
         cfg = FORCE_CONFIG.get(name)
     if cfg is None and _use_fixed_config():
-        cfg = INTERPRET_CONFIG if _interpreting() else FIXED_CONFIG
+        space = tuning_configs(name, args[0].dtype, const["HEAD_DIM"])
+        cfg = INTERPRET_CONFIG if _interpreting() else (FIXED_CONFIG if FIXED_CONFIG in space else space[0])
     if cfg is not None:
         meta = config_meta(cfg)
         kernel[(triton.cdiv(rows, meta[tile_key]), batch)](*args, **meta, **const)
@@ -645,7 +825,7 @@ class FlashAttentionTriton(torch.autograd.Function):
         b, sq, d = q.shape
         o = torch.empty_like(q)
         lse = torch.empty((b, sq), dtype=torch.float32, device=q.device)
-        const = dict(HEAD_DIM=d, IS_CAUSAL=bool(is_causal), DOT_PREC=DOT_PRECISION)
+        const = constants(d, is_causal, q.dtype)
         launch("fwd", *kernel_args("fwd", q, k, v, o=o, lse=lse), b, const)
         ctx.save_for_backward(q, k, v, o, lse)
         ctx.is_causal = bool(is_causal)
@@ -658,14 +838,14 @@ class FlashAttentionTriton(torch.autograd.Function):
         do = grad_out.contiguous()
         b, sq, d = q.shape
         delta = torch.empty((b, sq), dtype=torch.float32, device=q.device)
-        pre_block = 32 if _interpreting() else 128
+        pre_block = preprocess_block(d)
         _bwd_preprocess_kernel[(triton.cdiv(sq, pre_block), b)](
             o, do, delta, o.stride(0), o.stride(1), do.stride(0), do.stride(1), sq,
-            HEAD_DIM=d, BLOCK_M=pre_block)
+            HEAD_DIM=d, BLOCK_M=pre_block, BLOCK_D=block_d(d))
         dq = torch.empty_like(q)
         dk = torch.empty_like(k)
         dv = torch.empty_like(v)
-        const = dict(HEAD_DIM=d, IS_CAUSAL=ctx.is_causal, DOT_PREC=DOT_PRECISION)
+        const = constants(d, ctx.is_causal, q.dtype)
         tensors = dict(lse=lse, do=do, delta=delta, dq=dq, dk=dk, dv=dv)
         if variant == "atomic":
             dq_acc = torch.zeros((b, sq, d), dtype=torch.float32, device=q.device)

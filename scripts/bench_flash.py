@@ -2,6 +2,14 @@
 
 Run on the GPU box from the repository root, e.g.:
 
+    python3 scripts/bench_flash.py --issue --jobs 16 --budget 450 --json $OUT/flash_issue.json
+    python3 scripts/bench_flash.py --issue --smoke          # no GPU: the same stages, tiny, interpreted
+
+--issue          issue 17's (and 11's) table: per row (fp32 d128/d64, the bf16 targets, s65536, d80, d256)
+                 SDPA, then flash autotuned, its chosen configs checked against the float64
+                 reference (out, logsumexp, dq, dk, dv; causal and not; ragged) before timing;
+                 float32 accuracy of flash and SDPA against float64; every seed preset at ctx
+                 1024 batch 4 bf16 fwd+bwd, flash vs sdpa; tables printed last
     python3 scripts/bench_flash.py --check --targets
     python3 scripts/bench_flash.py --grid --long
     python3 scripts/bench_flash.py --targets --explore --check-configs --explore-fp32 \\
@@ -13,15 +21,18 @@ Run on the GPU box from the repository root, e.g.:
                  causal), autotuned: fwd, bwd, fwd+bwd of every backward variant (--variants)
                  and of SDPA in the same run, each checked against SDPA; a TARGET line per shape
 --explore        each kernel alone on the targets, every config of its tuning space plus EXPLORE
---check-configs  tests/test_flash.py's per-config GPU tests (every config of every kernel and
-                 variant, d 64 and 128, fp32 and bf16, causal and not, ragged, seq_q != seq_k)
-                 in a pytest subprocess, after precompiling their kernels
+--check-configs  every config of every kernel's tuning space (fp32 and bf16, d 16, 32, 64, 80,
+                 128, 256), fwd+bwd once each in a process of its own (perfmodel.flash_check:
+                 a fault names its config instead of poisoning the run), --jobs at a time,
+                 checked against float64; compact table.  Alone it is the config check:
+                 python3 scripts/bench_flash.py --check-configs --jobs 14 --budget 380
 --explore-fp32   fp32 kernels per config and fp32 end-to-end at b8 x s16384 x d64 and
                  b8 x s4096 x d128 (the small fp32 tiles; compare with notes/flash.md)
 --grid           batch 8 x d {16,32,64,128} x seq {256..16384}, fp32 and bf16, causal
 --long           seq 65536 at batch 1, d 64 and 128, fp32 and bf16, causal
 --resources      (no GPU) compile every config for sm_90 and print registers, spill stack and
-                 shared memory per config, e.g. --resources --ds 64,128 --jobs 2
+                 shared memory per config (Triton's and flash_triton.smem_bytes' estimate),
+                 e.g. --resources --ds 64,128 --jobs 2, or --resources --all-spaces --json F
 
 Order: precompile (--jobs N worker processes) of the target kernels; target end-to-end rows
 (printed as soon as measured); explore; precompile of the check and fp32 kernels; config
@@ -46,7 +57,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
@@ -55,8 +65,10 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("PERFMODEL_FLASH_CANDIDATES", "1")
 
 from perfmodel import flash_triton  # noqa: E402
+from perfmodel.attention import reference_attention, reference_logsumexp, sdpa_attention  # noqa: E402
 from perfmodel.flash_torch import flash_torch_attention  # noqa: E402
 from perfmodel.flash_triton import flash_attention  # noqa: E402
+from perfmodel.workloads import attention_flops  # noqa: E402
 
 # (shape, fwd+bwd target in ms or None); the b1 h16 d64 one first: it is the open target
 TARGETS = [((1, 16, 16384, 64), 4.5), ((8, 16384, 128), None)]
@@ -78,13 +90,8 @@ def rel(x, ref):
 
 
 def reference(q, k, v, causal):
-    """float64 attention and its logsumexp (q, k, v already float64)."""
-    s = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-    if causal:
-        i = torch.arange(q.shape[-2], device=q.device)[:, None]
-        j = torch.arange(k.shape[-2], device=q.device)[None, :]
-        s = s.masked_fill(j > i, float("-inf"))
-    return torch.softmax(s, -1) @ v, torch.logsumexp(s, -1)
+    """perfmodel's float64 reference (on the CPU) and its logsumexp."""
+    return reference_attention(q, k, v, causal), reference_logsumexp(q, k, causal)
 
 
 def check_small(impls, gen):
@@ -111,13 +118,13 @@ def check_small(impls, gen):
             assert len(saved) == 5 and saved[4].shape == (b, sq) and saved[4].dtype == torch.float32
             lse = saved[4].clone()
             out.backward(do)
-            qd, kd, vd = (x.detach().double().requires_grad_() for x in (q, k, v))
+            qd, kd, vd = (x.detach().double().cpu().requires_grad_() for x in (q, k, v))
             ro, rlse = reference(qd, kd, vd, causal)
-            ro.backward(do.double())
-            errs = {"o": rel(out, ro), "lse": rel(lse, rlse)}
+            ro.backward(do.double().cpu())
+            errs = {"o": rel(out.cpu(), ro), "lse": rel(lse.cpu(), rlse)}
             for name, g, rg in (("dq", q.grad, qd.grad), ("dk", k.grad, kd.grad), ("dv", v.grad, vd.grad)):
                 if rg.norm() > 1e-6:  # one key: softmax is constant, dq = dk = 0
-                    errs[name] = rel(g, rg)
+                    errs[name] = rel(g.cpu(), rg)
                 else:
                     errs[name] = g.double().abs().max().item()
             bad = [n for n, e in errs.items() if not (e < tol[dtype][impl])]
@@ -148,15 +155,15 @@ def _warm_one(task):
     try:
         if name == "pre":
             ft._bwd_preprocess_kernel.warmup(x[0], x[1], delta, s * d, d, s * d, d, s,
-                                             HEAD_DIM=d, BLOCK_M=128, grid=(1,))
+                                             HEAD_DIM=d, BLOCK_M=ft.preprocess_block(d),
+                                             BLOCK_D=ft.block_d(d), grid=(1,))
         elif name == "cast":
             ft._dq_cast_kernel.warmup(acc, x[0], 0.5, s * d, BLOCK=1024, grid=(1,))
         else:
             q, k, v, o, do, dq, dk, dv = x
             args, _, _ = ft.kernel_args(name, q, k, v, o=o, lse=lse, do=do, delta=delta, dq=dq,
                                         dk=dk, dv=dv, dq_acc=acc)
-            ft.KERNEL_FUNCS[name][0].warmup(*args, HEAD_DIM=d, IS_CAUSAL=causal,
-                                            DOT_PREC=ft.DOT_PRECISION, grid=(1,),
+            ft.KERNEL_FUNCS[name][0].warmup(*args, **ft.constants(d, causal, dtype), grid=(1,),
                                             **ft.config_meta(cfg))
     except Exception as exc:  # e.g. a compile error: the autotuner would skip it too
         return False, time.time() - t0, f"{tag}: {type(exc).__name__}"
@@ -247,8 +254,8 @@ def explore(shape, dtype, names, gen, warmup, rep, deadline):
     o2, lse2 = torch.empty_like(o), torch.empty_like(lse)
     dq, dk, dv = (torch.empty_like(q) for _ in range(3))
     acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device)  # grows over reps: harmless
-    const = dict(HEAD_DIM=d, IS_CAUSAL=True, DOT_PREC=ft.DOT_PRECISION)
-    per_product = flops(b, 1, s, s, d, True) / 2
+    const = ft.constants(d, True, dtype)
+    per_product = attention_flops(b, 1, s, s, d, True, "fwd") / 2
     shape_s, dt = "x".join(map(str, shape)), dtype_name(dtype)
     rows = []
     for name in names:
@@ -302,27 +309,17 @@ def variant_sums(best):
     return out
 
 
-def flops(b, h, sq, sk, d, causal):
-    f = 4.0 * b * h * sq * sk * d
-    return f / 2 if causal else f
-
-
 def make_inputs(shape, dtype, gen):
-    q, k, v, do = (torch.randn(*shape, generator=gen, device="cuda", dtype=torch.float32).to(dtype)
+    q, k, v, do = (torch.randn(*shape, generator=gen, device=gen.device, dtype=torch.float32).to(dtype)
                    for _ in range(4))
     for x in (q, k, v):
         x.requires_grad_()
     return q, k, v, do
 
 
-def sdpa(q, k, v, causal):
-    # (batch, seq, d) is viewed as (batch, 1, seq, d): torch 2.11 sends 3D inputs to the math
-    # backend (it materializes seq x seq: 33 GiB, 57 ms at 8x16384x128), 4D to cuDNN/flash
-    if q.dim() == 3:
-        return F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], is_causal=causal)[:, 0]
-    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-
-
+# perfmodel's SDPA wrapper views (batch, seq, d) as (batch, 1, seq, d): torch 2.11 sends 3D
+# inputs to the math backend (seq x seq materialized: 33 GiB, 57 ms at 8x16384x128)
+sdpa = sdpa_attention
 IMPLS = {"flash": flash_attention, "sdpa": sdpa, "flash_torch": flash_torch_attention}
 
 
@@ -376,10 +373,9 @@ def _bench_cell(impl, shape, dtype, causal, gen, warmup, rep):
         row["bwd_ms"] = do_bench(bwd, warmup=warmup, rep=rep, grad_to_none=[q, k, v], return_mode="median")
         row["fwdbwd_ms"] = do_bench(fwd_bwd, warmup=warmup, rep=rep, grad_to_none=[q, k, v],
                                     return_mode="median")
-        f = flops(b, h, sq, sk, d, causal)
-        row["fwd_tflops"] = f / row["fwd_ms"] * 1e-9
-        row["bwd_tflops"] = 2.5 * f / row["bwd_ms"] * 1e-9
-        row["fwdbwd_tflops"] = 3.5 * f / row["fwdbwd_ms"] * 1e-9
+        for p in ("fwd", "bwd", "fwd_bwd"):
+            key = p.replace("_", "")
+            row[f"{key}_tflops"] = attention_flops(b, h, sq, sk, d, causal, p) / row[f"{key}_ms"] * 1e-9
         del out, q, k, v, do
     except torch.cuda.OutOfMemoryError as exc:
         row["error"] = "OOM: " + str(exc).splitlines()[0][:80]
@@ -475,43 +471,24 @@ def autotuned_choices():
     return out
 
 
-_TEST_LINE = re.compile(r"::(test_\w+)\[([^\]]+)\] (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)")
+def run_config_checks(deadline, workers):
+    """Every config of every kernel's space (float32 and bf16, every head-dim class), each
+    launched once in a process of its own (perfmodel.flash_check), so that a fault names its
+    config; children not started by the deadline are reported as not run.  Prints the compact
+    table; returns {case id: status}."""
+    from perfmodel import flash_check
 
-
-def run_config_checks(deadline):
-    """tests/test_flash.py's per-config and variant GPU tests in a pytest subprocess, stopped at
-    the deadline; returns {test id: status} and prints a per-kernel count and every failure."""
-    cmd = [sys.executable, "-m", "pytest", "-v", "-rfEs", "-p", "no:cacheprovider",
-           "tests/test_flash.py", "-k", "each_config or variants_autotuned"]
     t0 = time.time()
-    timeout = deadline - time.time()
-    if timeout < 20:
-        print(f"config checks: skipped ({timeout:.0f}s of budget left)", flush=True)
+    if deadline - t0 < 20:
+        print(f"config checks: skipped ({deadline - t0:.0f}s of budget left)", flush=True)
         return {}
-    try:
-        env = dict(os.environ, PERFMODEL_FLASH_CONFIG_TESTS="1")
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
-        out, note = proc.stdout + proc.stderr, f"exit {proc.returncode}"
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        note = f"STOPPED at the budget after {timeout:.0f}s"
-    status = {f"{m.group(1)}[{m.group(2)}]": m.group(3) for m in _TEST_LINE.finditer(out)}
-    groups = {}
-    for tid, st in status.items():
-        name, params = tid[:-1].split("[", 1)
-        parts = params.split("-")  # each_config ids: kernel-tile-dtype-d
-        key = f"{parts[0]} {parts[-2]} {parts[-1]}" if "each_config" in name else f"{name} {params}"
-        groups.setdefault(key, {}).setdefault(st, 0)
-        groups[key][st] += 1
-    print(f"config checks ({note}, {time.time() - t0:.0f}s): {len(status)} tests: "
-          + ", ".join(f"{st} {sum(1 for s in status.values() if s == st)}" for st in sorted(set(status.values()))),
-          flush=True)
-    for key, counts in sorted(groups.items()):
-        print(f"  {key}: " + ", ".join(f"{st} {n}" for st, n in sorted(counts.items())), flush=True)
-    for line in out.splitlines():
-        if line.startswith(("FAILED", "ERROR", "SKIPPED")) or "Error" in line[:40] or line.startswith("="):
-            print("  | " + line[:300], flush=True)
-    return status
+    cases = flash_check.cases()
+    print(f"config checks: {len(cases)} configs, each fwd+bwd once at b{flash_check.BATCH} x "
+          f"s{flash_check.SEQ} causal in its own process, {workers} at a time", flush=True)
+    rows = flash_check.check_all(cases, workers=workers, deadline=deadline)
+    print(f"config checks done in {time.time() - t0:.0f}s", flush=True)
+    print(flash_check.table(rows), flush=True)
+    return {r["id"]: r["status"] for r in rows}
 
 
 def _resource_one(task):
@@ -551,47 +528,81 @@ def _resource_one(task):
     from perfmodel import flash_triton as ft
 
     name, dt, d, causal, cfg = task
-    dtype = getattr(torch, dt)
+    # "float32-ieee": float32 with the FMA products (PERFMODEL_FLASH_FP32_PRECISION=ieee)
+    ft.FP32_PRECISION = "ieee" if dt.endswith("-ieee") else "tf32x3"
+    dtype = getattr(torch, dt.split("-")[0])
     s = 16
     q, k, v, o, do, dq, dk, dv = (torch.zeros(1, s, d, dtype=dtype) for _ in range(8))
     args, _, _ = ft.kernel_args(name, q, k, v, o=o, lse=torch.zeros(1, s), do=do, delta=torch.zeros(1, s),
                                 dq=dq, dk=dk, dv=dv, dq_acc=torch.zeros(1, s, d))
     t0 = time.time()
     try:
-        kern = ft.KERNEL_FUNCS[name][0].warmup(*args, HEAD_DIM=d, IS_CAUSAL=causal, DOT_PREC=ft.DOT_PRECISION,
-                                               grid=(1,), **ft.config_meta(cfg))
+        kern = ft.KERNEL_FUNCS[name][0].warmup(*args, **ft.constants(d, causal, dtype), grid=(1,),
+                                               **ft.config_meta(cfg))
         with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
             f.write(kern.asm["cubin"])
             f.flush()
             tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
             usage = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
         m = re.search(r"REG:(\d+) STACK:(\d+)", usage)
+        ptx = kern.asm["ptx"]
+        # which units the products use: Hopper tensor cores (wgmma), Ampere-style mma, or FMA
+        units = {u: len(re.findall(pat, ptx)) for u, pat in
+                 (("wgmma", r"wgmma\.mma_async"), ("mma", r"\bmma\.sync"), ("fma", r"\bfma\.rn\.f32"))}
         return dict(kernel=name, dtype=dt, d=d, cfg=list(cfg), compile_s=time.time() - t0,
                     shared_kib=kern.metadata.shared / 1024, regs=int(m.group(1)) if m else None,
-                    stack=int(m.group(2)) if m else None)
+                    stack=int(m.group(2)) if m else None, units=units)
     except Exception as exc:
         return dict(kernel=name, dtype=dt, d=d, cfg=list(cfg), error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
-def resources(ds, dtypes, jobs, extra):
-    """Offline (CPU) compile of every config for sm_90: registers, spill stack, shared memory."""
+def raw_space_tasks():
+    """Every config of every tuning space as written (before the shared-memory filter), at the
+    largest d of each BLOCK_D the space serves: bf16 at 64 / 128 / 256, float32 tf32x3 at
+    64 / 128 / 256, float32 ieee at 64 / 128 (fwd, dkdv, dq)."""
+    ft = flash_triton
+    tasks = [(k, "bfloat16", d, True, c) for d in (64, 128) for k in ft.KERNELS for c in ft.TUNING_SPACE[k]]
+    tasks += [(k, "bfloat16", 256, True, c) for k in ft.KERNELS for c in ft.TUNING_SPACE_D256[k]]
+    tasks += [(k, "float32", bd, True, c) for bd, by in ft.TUNING_SPACE_TF32X3.items() for k in ft.KERNELS
+              for c in by.get(k, by["dkdv"])]
+    tasks += [(k, "float32-ieee", d, True, c) for d in (64, 128) for k in ("fwd", "dkdv", "dq")
+              for c in ft.TUNING_SPACE_IEEE if ft._ieee_fits(c, d)]
+    return list(dict.fromkeys(tasks))
+
+
+def resources(ds, dtypes, jobs, extra, all_spaces=False, json_path=None):
+    """Offline (CPU) compile of every config for sm_90: registers, spill stack, shared memory
+    (Triton's figure and flash_triton.smem_bytes' estimate)."""
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    tasks = [t for t in kernel_tasks([(d, dt, True) for dt in dtypes for d in ds], flash_triton.KERNELS,
-                                     extra) if t[0] in flash_triton.KERNELS]
+    if all_spaces:
+        tasks = raw_space_tasks()
+    else:
+        tasks = [t for t in kernel_tasks([(d, dt, True) for dt in dtypes for d in ds], flash_triton.KERNELS,
+                                         extra) if t[0] in flash_triton.KERNELS]
     with cf.ProcessPoolExecutor(max(1, jobs), mp_context=mp.get_context("spawn")) as ex:
         rows = list(ex.map(_resource_one, list(dict.fromkeys(tasks))))
-    print("| kernel | dtype | d | config | in space | regs | stack B | smem KiB | compile s |")
-    print("|---|---|---:|---|---|---:|---:|---:|---:|")
+    print("| kernel | dtype | d | config | in space | regs | stack B | smem KiB | estimate KiB | compile s |")
+    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        space = tuple(r["cfg"]) in flash_triton.tuning_configs(r["kernel"], getattr(torch, r["dtype"]), r["d"])
+        dtype = getattr(torch, r["dtype"].split("-")[0])
+        flash_triton.FP32_PRECISION = "ieee" if r["dtype"].endswith("-ieee") else "tf32x3"
+        space = tuple(r["cfg"]) in flash_triton.tuning_configs(r["kernel"], dtype, r["d"])
+        r["estimate_bytes"] = flash_triton.smem_bytes(r["kernel"], tuple(r["cfg"]), dtype, r["d"])
         if "error" in r:
             print(f"| {r['kernel']} | {r['dtype']} | {r['d']} | {cfg_str(r['cfg'])} | {space} | {r['error']} |")
             continue
         big = " (> 227)" if r["shared_kib"] > 227 else ""
-        print(f"| {r['kernel']} | {r['dtype']} | {r['d']} | {cfg_str(r['cfg'])} | {'yes' if space else 'explore'} "
-              f"| {r['regs']} | {r['stack']} | {r['shared_kib']:.0f}{big} | {r['compile_s']:.1f} |", flush=True)
+        print(f"| {r['kernel']} | {r['dtype']} | {r['d']} | {cfg_str(r['cfg'])} | {'yes' if space else 'no'} "
+              f"| {r['regs']} | {r['stack']} | {r['shared_kib']:.2f}{big} | {r['estimate_bytes'] / 1024:.2f} "
+              f"| {r['compile_s']:.1f} |", flush=True)
+    flash_triton.FP32_PRECISION = os.environ.get("PERFMODEL_FLASH_FP32_PRECISION", "tf32x3")
+    if json_path:
+        import triton
+
+        with open(json_path, "w") as f:
+            json.dump(dict(triton=triton.__version__, target="sm_90", rows=rows), f, indent=0)
     return rows
 
 
@@ -635,20 +646,471 @@ def summary(rows, explored, checks, pre):
         out.append(f"space configs > 1.15x the best on every bf16 target (drop?): {drop}")
         out.append(f"explore-only configs within 3% of the best (add?): {add}")
     if checks:
-        bad = {t: s for t, s in checks.items() if s not in ("PASSED", "SKIPPED")}
-        out.append(f"\nconfig checks: {sum(s == 'PASSED' for s in checks.values())} passed, "
-                   f"{sum(s == 'SKIPPED' for s in checks.values())} skipped, {len(bad)} not passed: {bad}")
+        bad = {t: s for t, s in checks.items() if s != "ok"}
+        out.append(f"\nconfig checks (one process each): {len(checks) - len(bad)} ok, {len(bad)} not ok: {bad}")
     out.append("precompile: " + "; ".join(f"{p['label']} {p.get('done', 0)}/{p['tasks']} in {p['seconds']:.0f}s"
                                           for p in pre))
     return "\n".join(out)
 
 
+# ---------------------------------------------------------------------------------------------
+# --issue: the table of issues 11 and 17 in one call (correctness first, then timings, then the model)
+
+# (label, shape, dtype, backward variants); 4D shapes are (batch, heads, seq, d). Order is
+# priority: a run cut short by --budget keeps the first rows.
+ISSUE_ROWS = [
+    ("fp32 d128", (8, 16384, 128), torch.float32, ("split",)),
+    ("fp32 d64", (8, 16384, 64), torch.float32, ("split",)),
+    ("bf16 h16 d64", (1, 16, 16384, 64), torch.bfloat16, ("split", "atomic")),
+    ("bf16 d128", (8, 16384, 128), torch.bfloat16, ("split", "atomic")),
+    ("bf16 long", (1, 65536, 128), torch.bfloat16, ("split",)),
+    ("fp32 long", (1, 65536, 128), torch.float32, ("split",)),
+    ("bf16 d80", (8, 16384, 80), torch.bfloat16, ("split",)),
+    ("bf16 d256", (2, 16384, 256), torch.bfloat16, ("split",)),
+    ("fp32 d80", (8, 4096, 80), torch.float32, ("split",)),
+    ("fp32 d256", (2, 4096, 256), torch.float32, ("split",)),
+]
+# fp32 accuracy, flash against SDPA, both against the float64 reference: (batch, seq, d)
+PRECISION_SHAPES = [(1, 4096, 64), (1, 4096, 128), (1, 2048, 256)]
+# small ragged checks of the configs chosen for a row, before it is timed: (b, sq, sk, causal);
+# lengths are multiples of 16 (the integer specialization of the timed launches: no new compile
+# for causal) and ragged for every tile size (1008 = 7*128 + 112, 496 = 3*128 + 112)
+CHECK_SHAPES = [(2, 1008, 1008, True), (1, 496, 1008, False)]
+CHECK_TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
+ISSUE_PRESETS_CONTEXT, ISSUE_PRESETS_BATCH = 1024, 4
+# issue 17, item 2, per row label: what flash must reach.  "ratio": SDPA time / flash time at
+# least this much, forward and forward+backward; "under_ms": forward+backward below this many ms;
+# "runs": forward+backward completes (no OOM).  The best flash variant whose chosen configs
+# passed the float64 check counts.
+ISSUE_CRITERIA = [
+    ("fp32 d64", "ratio", {"fwd_ms": 1 / 1.5, "fwdbwd_ms": 1 / 1.5}, "fp32 b8 s16384 d64 within 1.5x of SDPA"),
+    ("fp32 d128", "ratio", {"fwd_ms": 1 / 1.5, "fwdbwd_ms": 1 / 1.5}, "fp32 b8 s16384 d128 within 1.5x of SDPA"),
+    ("bf16 long", "runs", {}, "bf16 b1 s65536 d128 fwd+bwd, no OOM"),
+    ("fp32 long", "runs", {}, "fp32 b1 s65536 d128 fwd+bwd, no OOM"),
+    ("bf16 h16 d64", "under_ms", {"fwdbwd_ms": 4.4}, "bf16 b1 h16 s16384 d64 fwd+bwd under 4.4 ms"),
+    ("bf16 d128", "ratio", {"fwd_ms": 0.95, "fwdbwd_ms": 0.85},
+     "bf16 b8 s16384 d128 fwd >= 0.95x, fwd+bwd >= 0.85x SDPA throughput"),
+]
+
+
+def smoke_shape(shape):
+    """--smoke: the same kind of shape, small enough for Triton's CPU interpreter."""
+    *lead, s, d = shape
+    return (1, 2, 48, d) if lead and len(lead) == 2 else (1, 40 if s <= 4096 else 56, d)
+
+
+def timed_ms(fn, device, warmup, rep, grad_to_none=None):
+    """do_bench median on a GPU; on the CPU (--smoke) the median of three calls."""
+    if device.type == "cuda":
+        from triton.testing import do_bench
+        return do_bench(fn, warmup=warmup, rep=rep, grad_to_none=grad_to_none, return_mode="median")
+    times = []
+    for _ in range(3):
+        for x in grad_to_none or ():
+            x.grad = None
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return sorted(times)[1]
+
+
+def chosen_configs(names):
+    """The configs the autotuner picked in its latest launch of each kernel (or the forced ones)."""
+    out = {}
+    for name in names:
+        if name in flash_triton.FORCE_CONFIG:
+            out[name] = tuple(flash_triton.FORCE_CONFIG[name])
+            continue
+        cfg = getattr(flash_triton.KERNEL_FUNCS[name][1], "best_config", None)
+        if cfg is not None:
+            out[name] = (cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"], cfg.num_warps, cfg.num_stages)
+    return out
+
+
+def check_against_reference(configs, variant, d, dtype, gen, device):
+    """The chosen configs, pinned, on small ragged shapes against perfmodel's float64 reference:
+    output, logsumexp, dq, dk, dv.  Returns the worst relative error per quantity."""
+    worst = {}
+    with flash_triton.forced(configs, variant=variant):
+        for b, sq, sk, causal in CHECK_SHAPES:
+            q, k, v = (torch.randn(b, n, d, generator=gen, device=device).to(dtype).requires_grad_()
+                       for n in (sq, sk, sk))
+            do = torch.randn(b, sq, d, generator=gen, device=device).to(dtype)
+            out = flash_triton.FlashAttentionTriton.apply(q, k, v, causal)
+            lse = out.grad_fn.saved_tensors[4].detach().cpu()
+            out.backward(do)
+            qd, kd, vd = (x.detach().double().cpu().requires_grad_() for x in (q, k, v))
+            ro, rlse = reference(qd, kd, vd, causal)
+            ro.backward(do.double().cpu())
+            errs = {"out": rel(out.detach().cpu(), ro), "lse": rel(lse, rlse),
+                    "dq": rel(q.grad.cpu(), qd.grad), "dk": rel(k.grad.cpu(), kd.grad),
+                    "dv": rel(v.grad.cpu(), vd.grad)}
+            for n, e in errs.items():
+                worst[n] = max(worst.get(n, 0.0), e if e == e else float("inf"))  # NaN: inf
+    return worst
+
+
+def attention_row(label, shape, dtype, variants, gen, device, args):
+    """SDPA and flash (each backward variant) on one shape: flash's chosen configs are checked
+    against the float64 reference before they are timed.  Returns a list of result dicts."""
+    b, h = (shape[0], shape[1]) if len(shape) == 4 else (shape[0], 1)
+    s, d = shape[-2], shape[-1]
+    base = dict(label=label, shape="x".join(map(str, shape)), dtype=dtype_name(dtype), b=b, h=h, s=s, d=d,
+                tf32=bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32))
+    out_rows = []
+    sd = None
+    try:  # the same inputs for every implementation: their results are compared
+        inputs = make_inputs(shape, dtype, gen)
+    except torch.cuda.OutOfMemoryError as exc:
+        return [dict(base, impl="inputs", error="OOM: " + str(exc).splitlines()[0][:100])]
+    for impl, variant in [("sdpa", None)] + [("flash", v) for v in variants]:
+        row = dict(base, impl=impl if variant is None else f"flash[{variant}]")
+        out_rows.append(row)
+        t0 = time.time()
+        try:
+            q, k, v, do = inputs
+            q.grad = k.grad = v.grad = None
+            fn = IMPLS[impl]
+            ctx = flash_triton.forced(variant=variant) if variant else contextlib.nullcontext()
+            with ctx:
+                # first pass: compiles and autotunes at this shape (flash), gives the peak memory
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                o = fn(q, k, v, True)
+                o.backward(do)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                    row["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+                got = [o.detach()] + [x.grad for x in (q, k, v)]
+                if impl == "sdpa":
+                    sd = got
+                else:
+                    names = variant_kernels([variant])
+                    row["configs"] = {n: list(c) for n, c in chosen_configs(names).items()}
+                    row["check"] = check_against_reference(chosen_configs(names), variant, d, dtype, gen, device)
+                    tol = CHECK_TOL[dtype]
+                    row["check_ok"] = all(e < tol for e in row["check"].values())
+                    if sd is not None:
+                        row["err_vs_sdpa"] = max(rel(a, r) for a, r in zip(got, sd))
+                del got, o
+                q.grad = k.grad = v.grad = None
+
+                def fwd():
+                    return fn(q, k, v, True)
+
+                def fwd_bwd():
+                    fn(q, k, v, True).backward(do)
+
+                row["fwd_ms"] = timed_ms(fwd, device, args.warmup, args.rep)
+                row["fwdbwd_ms"] = timed_ms(fwd_bwd, device, args.warmup, args.rep, grad_to_none=[q, k, v])
+            for p in ("fwd", "fwd_bwd"):
+                key = p.replace("_", "")
+                row[f"{key}_tflops"] = attention_flops(b, h, s, s, d, True, p) / row[f"{key}_ms"] * 1e-9
+            q.grad = k.grad = v.grad = None
+        except torch.cuda.OutOfMemoryError as exc:
+            row["error"] = "OOM: " + str(exc).splitlines()[0][:100]
+        except Exception as exc:  # one failing cell must not lose the others
+            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        row["seconds"] = time.time() - t0
+        print(issue_line(row), flush=True)
+    del inputs, sd
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return out_rows
+
+
+def issue_line(r):
+    if "error" in r:
+        return f"{r['label']} {r['shape']} {r['dtype']} {r['impl']}: {r['error']}"
+    txt = (f"{r['label']} {r['shape']} {r['dtype']} {r['impl']}: fwd {r['fwd_ms']:.3f} ms, "
+           f"fwd+bwd {r['fwdbwd_ms']:.3f} ms, peak {r.get('peak_mib', float('nan')):.0f} MiB")
+    if "check" in r:
+        txt += (f" | check {'ok' if r['check_ok'] else 'FAIL'} "
+                + " ".join(f"{n}={e:.1e}" for n, e in r["check"].items()) + f" | configs {r['configs']}")
+    if "err_vs_sdpa" in r:
+        txt += f" | vs SDPA {r['err_vs_sdpa']:.1e}"
+    return txt + f" ({r['seconds']:.0f}s)"
+
+
+def precision_study(shapes, gen, device):
+    """float32: flash (tf32x3 or ieee, whichever is configured) and SDPA against the float64
+    reference on the same inputs, causal: out, dq, dk, dv.  The question is whether flash's
+    products are as accurate as SDPA's float32 ones."""
+    rows = []
+    for shape in shapes:
+        row = dict(shape="x".join(map(str, shape)), precision=flash_triton.FP32_PRECISION)
+        rows.append(row)
+        try:
+            q, k, v, do = make_inputs(shape, torch.float32, gen)
+            qd, kd, vd = (x.detach().double().cpu().requires_grad_() for x in (q, k, v))
+            ro = reference_attention(qd, kd, vd, True)
+            ro.backward(do.double().cpu())
+            want = [ro.detach()] + [x.grad for x in (qd, kd, vd)]
+            for impl in ("sdpa", "flash"):
+                q.grad = k.grad = v.grad = None
+                o = IMPLS[impl](q, k, v, True)
+                o.backward(do)
+                got = [o.detach()] + [x.grad for x in (q, k, v)]
+                row[impl] = {n: rel(g.cpu(), w) for n, g, w in zip(("out", "dq", "dk", "dv"), got, want)}
+            row["ratio"] = max(row["flash"][n] / max(row["sdpa"][n], 1e-30) for n in row["flash"])
+        except Exception as exc:
+            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+        print("precision " + json.dumps(row), flush=True)
+    return rows
+
+
+def model_check(presets, device, smoke):
+    """Every preset, fwd+bwd at ctx 1024 batch 4 bf16 autocast, flash vs sdpa in the same run,
+    through perfmodel's own workload and measurement core."""
+    from perfmodel.measure import run_cell
+    from perfmodel.workloads import ModelCell
+
+    rows = []
+    for preset in presets:
+        for attn in ("sdpa", "flash"):
+            ctx, batch = (32, 1) if smoke else (ISSUE_PRESETS_CONTEXT, ISSUE_PRESETS_BATCH)
+            cell = ModelCell(preset, ctx, batch=batch, precision="bf16", attention=attn, mode="fwd_bwd")
+            t0 = time.time()
+            try:
+                res = run_cell(cell, device, warmup=2 if not smoke else 1, steps=10 if not smoke else 2)
+                row = dict(preset=preset, attention=attn, status=res.status, error=res.error,
+                           ms=res.stats.median * 1e3 if res.stats else None,
+                           peak_gib=res.peak_bytes / 2**30 if res.peak_bytes else None)
+            except Exception as exc:
+                row = dict(preset=preset, attention=attn, status="failed", error=f"{type(exc).__name__}: {exc}")
+            row["seconds"] = time.time() - t0
+            rows.append(row)
+            ms = f"{row['ms']:.1f} ms" if row.get("ms") else row.get("error")
+            print(f"model {preset} ctx{ctx} b{batch} bf16 fwd+bwd {attn}: {row['status']} {ms} ({row['seconds']:.0f}s)",
+                  flush=True)
+    return rows
+
+
+def issue_table(rows, precision, models):
+    """The compact tables printed last: the issue's table with ratios, accuracy, the model."""
+    out = ["", "## issue 17 table (causal; do_bench medians; x SDPA = SDPA time / flash time, > 1: flash faster)",
+           "| shape | dtype | impl | flash fwd ms | SDPA fwd ms | flash fwd+bwd ms | SDPA fwd+bwd ms "
+           "| fwd x SDPA | fwd+bwd x SDPA | check | peak MiB |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for key in dict.fromkeys((r["label"], r["shape"], r["dtype"]) for r in rows):
+        mine = [r for r in rows if (r["label"], r["shape"], r["dtype"]) == key]
+        sd = next((r for r in mine if r["impl"] == "sdpa"), {})
+        for r in (r for r in mine if r["impl"] != "sdpa"):
+            def ms(x, k):
+                return f"{x[k]:.3f}" if k in x else x.get("error", "-")[:40]
+            rf = f"{sd['fwd_ms'] / r['fwd_ms']:.2f}" if "fwd_ms" in sd and "fwd_ms" in r else "-"
+            rfb = f"{sd['fwdbwd_ms'] / r['fwdbwd_ms']:.2f}" if "fwdbwd_ms" in sd and "fwdbwd_ms" in r else "-"
+            chk = "-" if "check" not in r else ("ok" if r["check_ok"] else "FAIL") + f" {max(r['check'].values()):.0e}"
+            peak = f"{r['peak_mib']:.0f}" if "peak_mib" in r else "-"
+            out.append(f"| {key[1]} | {key[2]} | {r['impl']} | {ms(r, 'fwd_ms')} | {ms(sd, 'fwd_ms')} | "
+                       f"{ms(r, 'fwdbwd_ms')} | {ms(sd, 'fwdbwd_ms')} | {rf} | {rfb} | {chk} | {peak} |")
+    if precision:
+        out += ["", f"## float32 accuracy vs float64 (flash products: {flash_triton.FP32_PRECISION}; "
+                    "relative norm error, causal)",
+                "| shape | flash out | SDPA out | flash dq | SDPA dq | flash dk | SDPA dk | flash dv | SDPA dv "
+                "| worst flash/SDPA |", "|---|" + "---:|" * 9]
+        for p in precision:
+            if "error" in p:
+                out.append(f"| {p['shape']} | {p['error']} |")
+                continue
+            out.append(f"| {p['shape']} | " + " | ".join(f"{p[i][n]:.1e}" for n in ("out", "dq", "dk", "dv")
+                                                       for i in ("flash", "sdpa")) + f" | {p['ratio']:.2f} |")
+    if models:
+        out += ["", "## model fwd+bwd, bf16 autocast (median of 10 steps; flash / sdpa: > 1 means flash slower)",
+                "| preset | sdpa ms | flash ms | flash / sdpa |", "|---|---:|---:|---:|"]
+        for preset in dict.fromkeys(m["preset"] for m in models):
+            by = {m["attention"]: m for m in models if m["preset"] == preset}
+            def val(a):
+                m = by.get(a, {})
+                return f"{m['ms']:.1f}" if m.get("ms") else f"{m.get('status')}: {str(m.get('error'))[:50]}"
+            ratio = (f"{by['flash']['ms'] / by['sdpa']['ms']:.2f}"
+                     if by.get("flash", {}).get("ms") and by.get("sdpa", {}).get("ms") else "-")
+            out.append(f"| {preset} | {val('sdpa')} | {val('flash')} | {ratio} |")
+    return "\n".join(out)
+
+
+def issue_verdicts(rows, models, smoke=False):
+    """One line per criterion of issue 17 item 2: MET, NOT MET or not measured, with the numbers.
+    Under --smoke the shapes are tiny and the times meaningless: the lines only show that every
+    criterion is evaluated."""
+    out = ["", "## issue 17 criteria" + (" (SMOKE: tiny shapes on the CPU, verdicts meaningless)" if smoke else "")]
+    for label, kind, limits, text in ISSUE_CRITERIA:
+        mine = [r for r in rows if r["label"] == label]
+        sd = next((r for r in mine if r["impl"] == "sdpa" and "error" not in r), None)
+        flash = [r for r in mine if r["impl"] != "sdpa" and "error" not in r and r.get("check_ok")]
+        if not mine:
+            out.append(f"- {text}: not measured")
+            continue
+        if kind == "runs":
+            errs = [r.get("error") for r in mine if r["impl"] != "sdpa" and "error" in r]
+            ok = bool(flash) and not errs
+            out.append(f"- {text}: {'MET' if ok else 'NOT MET'}"
+                       + (f" (fwd+bwd {min(r['fwdbwd_ms'] for r in flash):.3f} ms, peak "
+                          f"{max(r.get('peak_mib', 0) for r in flash):.0f} MiB)" if flash else f" {errs}"))
+            continue
+        if not flash:
+            out.append(f"- {text}: NOT MET (no flash result that passed the float64 check; "
+                       f"{[r.get('error', 'check failed') for r in mine if r['impl'] != 'sdpa']})")
+            continue
+        if kind == "ratio":
+            if sd is None:
+                out.append(f"- {text}: not measured (SDPA: {next((r.get('error') for r in mine if r['impl'] == 'sdpa'), '-')})")
+                continue
+            got = {k: max(sd[k] / r[k] for r in flash) for k in limits}
+            ok = all(got[k] >= lim for k, lim in limits.items())
+            out.append(f"- {text}: {'MET' if ok else 'NOT MET'} ("
+                       + ", ".join(f"{k[:-3]} x SDPA {got[k]:.2f} (need {lim:.2f})" for k, lim in limits.items()) + ")")
+        else:  # under_ms
+            best = min(flash, key=lambda r: r["fwdbwd_ms"])
+            ok = all(best[k] < lim for k, lim in limits.items())
+            ref = f", SDPA {sd['fwdbwd_ms']:.3f} ms" if sd else ""
+            out.append(f"- {text}: {'MET' if ok else 'NOT MET'} ({best['impl']} {best['fwdbwd_ms']:.3f} ms{ref})")
+    if models:
+        by = {}
+        for m in models:
+            by.setdefault(m["preset"], {})[m["attention"]] = m.get("ms") or m.get("status")
+
+        def ms(x):
+            return f"{x:.1f}" if isinstance(x, float) else str(x)
+
+        slower = [p for p, t in by.items() if not (isinstance(t.get("flash"), float) and isinstance(t.get("sdpa"), float)
+                                                   and t["flash"] <= t["sdpa"])]
+        out.append(f"- model presets ctx {ISSUE_PRESETS_CONTEXT} b{ISSUE_PRESETS_BATCH} bf16 fwd+bwd, flash no "
+                   f"slower than sdpa: {'MET' if not slower else 'NOT MET'} (flash/sdpa ms: "
+                   + ", ".join(f"{p} {ms(t.get('flash'))}/{ms(t.get('sdpa'))}" for p, t in by.items()) + ")")
+    else:
+        out.append("- model presets, flash no slower than sdpa: not measured")
+    bad = [f"{r['label']} {r['impl']}" for r in rows if r.get("check_ok") is False]
+    out.append(f"- chosen configs vs float64 (out, lse, dq, dk, dv; causal and not; ragged): "
+               f"{'all ok' if not bad else 'FAILED: ' + ', '.join(bad)} "
+               f"({sum(1 for r in rows if 'check' in r)} checked)")
+    return "\n".join(out)
+
+
+def issue_main(args):
+    """--issue: precompile, then each row of ISSUE_ROWS (checked, then timed), the float32
+    accuracy study, the model presets; JSON after every stage; the tables last."""
+    import signal
+
+    from perfmodel.model import SEED_PRESETS
+
+    smoke = args.smoke
+    if smoke and os.environ.get("TRITON_INTERPRET") != "1":  # must be set before triton is imported
+        os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, TRITON_INTERPRET="1"))
+    t0 = time.time()
+    device = torch.device("cpu" if smoke else "cuda")
+    deadline = t0 + args.budget
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
+    gen = torch.Generator(device=device).manual_seed(seed)
+    import triton
+
+    # float32 means float32 here: no TF32 in SDPA's or cuBLAS's products (perfmodel's model
+    # cells set these per cell too); flash's float32 products are tf32x3 (FP32_PRECISION)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    meta = dict(device=torch.cuda.get_device_name() if not smoke else "cpu (interpreter smoke run)",
+                torch=torch.__version__, triton=triton.__version__, seed=seed, argv=sys.argv[1:],
+                fp32_precision=flash_triton.FP32_PRECISION, candidates=flash_triton.candidates_enabled())
+    print(f"device: {meta['device']} | torch {meta['torch']} | triton {meta['triton']} | seed {seed} | "
+          f"fp32 products {meta['fp32_precision']}", flush=True)
+    print("flash available:", flash_triton.is_available(device), flush=True)
+    rows, precision, models, pre, stages = [], [], [], [], {}
+    issue_rows = [(lab, smoke_shape(sh) if smoke else sh, dt if not smoke or dt == torch.float32 else torch.float16, v)
+                  for lab, sh, dt, v in ISSUE_ROWS]
+    if args.rows:
+        wanted = set(args.rows.split(","))
+        issue_rows = [r for r in issue_rows if r[0] in wanted]
+
+    def save():
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(dict(meta=meta, rows=rows, precision=precision, models=models, precompile=pre,
+                               stages=stages, seconds=time.time() - t0), f, indent=1)
+
+    class OutOfTime(Exception):
+        pass
+
+    def alarm(*_):
+        raise OutOfTime(f"hard stop at {args.budget + args.grace:.0f}s")
+
+    if not smoke:  # a stage stuck past the budget (e.g. tuning) is interrupted; the tables still print
+        signal.signal(signal.SIGALRM, alarm)
+        signal.alarm(int(args.budget + args.grace))
+
+    def stage(name, fn, reserve=0):
+        if time.time() > deadline - reserve:
+            stages[name] = "skipped: budget"
+            print(f"stage {name}: skipped ({deadline - time.time():.0f}s of budget left)", flush=True)
+            return
+        t = time.time()
+        try:
+            fn()
+            stages[name] = f"ok {time.time() - t:.0f}s"
+        except (Exception, OutOfTime) as exc:
+            stages[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            print(f"stage {name} failed: {stages[name]}", flush=True)
+        save()
+
+    def do_precompile():
+        cells = []
+        for _, shape, dtype, variants in issue_rows:
+            for causal in (True, False):
+                cells.append(((shape[-1], dtype, causal), variant_kernels(variants)))
+        if not smoke:
+            cells += [((d, torch.bfloat16, True), ["fwd", "dkdv", "dq"]) for d in (64, 80)]  # the presets
+        tasks = []
+        for cell, names in cells:
+            tasks += kernel_tasks([cell], names)
+        if smoke:
+            print(f"precompile: {len(dict.fromkeys(tasks))} kernel configs (not compiled under the interpreter)",
+                  flush=True)
+            return
+        pre.append(precompile(tasks, args.jobs, min(args.precompile_timeout, deadline - time.time() - 120),
+                              "issue"))
+
+    if args.jobs or smoke:
+        stage("precompile", do_precompile)
+    for i, (label, shape, dtype, variants) in enumerate(issue_rows):
+        stage(f"row {label}", lambda: rows.extend(attention_row(label, shape, dtype, variants, gen, device, args)))
+        if i == 1:  # after the two fp32 target rows: is tf32x3 as accurate as SDPA's float32?
+            shapes = [(1, 40, d) for _, _, d in PRECISION_SHAPES] if smoke else PRECISION_SHAPES
+            stage("precision", lambda: precision.extend(precision_study(shapes, gen, device)))
+        if i == 5:  # the model before the extra head-dim rows
+            presets = ["nano"] if smoke else list(SEED_PRESETS)
+            stage("model", lambda: models.extend(model_check(presets, device, smoke)), reserve=-30)
+    if not any(k == "model" for k in stages):
+        presets = ["nano"] if smoke else list(SEED_PRESETS)
+        stage("model", lambda: models.extend(model_check(presets, device, smoke)))
+    if not smoke:
+        signal.alarm(0)
+    save()
+    bad = [r for r in rows if r.get("check_ok") is False]
+    print(f"total {time.time() - t0:.0f}s; stages: {stages}; reference checks failed: "
+          f"{[(r['label'], r['impl']) for r in bad]}")
+    print(issue_table(rows, precision, models))
+    print(issue_verdicts(rows, models, smoke))
+    return 1 if bad else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--issue", action="store_true",
+                    help="issue 17's table: each row checked against float64 then timed, fp32 accuracy, "
+                         "the model presets; tables printed last (--budget, --jobs, --json)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="with --issue: every stage at tiny sizes on the CPU through Triton's interpreter "
+                         "(no GPU: catches mistakes before a GPU run)")
+    ap.add_argument("--rows", default="", help="with --issue: only these row labels (comma-separated)")
+    ap.add_argument("--grace", type=float, default=45,
+                    help="with --issue: a stage still running this long past --budget is interrupted")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--targets", action="store_true")
     ap.add_argument("--explore", action="store_true", help="time each kernel per config on the targets")
-    ap.add_argument("--check-configs", action="store_true", help="per-config GPU tests (pytest subprocess)")
+    ap.add_argument("--check-configs", action="store_true",
+                    help="every config of every space, fwd+bwd once each in its own process (--jobs at a time)")
     ap.add_argument("--explore-fp32", action="store_true", help="fp32 kernels per config, fp32 end-to-end")
     ap.add_argument("--grid", action="store_true")
     ap.add_argument("--long", action="store_true")
@@ -669,11 +1131,17 @@ def main():
     ap.add_argument("--resources", action="store_true",
                     help="no GPU needed: compile every config (--ds, --dtypes, plus EXPLORE) for sm_90 "
                          "and print registers / spill stack / shared memory per config, then exit")
+    ap.add_argument("--all-spaces", action="store_true",
+                    help="with --resources: every config of every tuning space as written (before the "
+                         "shared-memory filter) at each BLOCK_D it serves, instead of --ds/--dtypes; with "
+                         "--json: the rows (tests/fixtures/flash_smem_sm90.json is such a file)")
     args = ap.parse_args()
     if args.resources:
         resources([int(x) for x in args.ds.split(",")], [getattr(torch, x) for x in args.dtypes.split(",")],
-                  args.jobs, EXPLORE)
+                  args.jobs, EXPLORE, all_spaces=args.all_spaces, json_path=args.json)
         return 0
+    if args.issue:
+        return issue_main(args)
     variants = [v for v in args.variants.split(",") if v]
     for v in variants:
         if v not in flash_triton.BWD_VARIANTS:
@@ -729,22 +1197,19 @@ def main():
                 save()
     # 3) precompile the checks' and fp32 kernels, run the per-config tests
     later = []
-    if args.check_configs:
-        later += kernel_tasks([(d, dt, c) for dt in (bf16, torch.float32) for d in (64, 128)
-                               for c in (True, False)], flash_triton.KERNELS)
     if args.explore_fp32:
         later += kernel_tasks([(s[-1], torch.float32, True) for s in FP32_SHAPES], names)
     if later and args.jobs and not args.fixed:
         done = kernel_tasks(target_cells, names, EXPLORE if args.explore else None) if pre else []
         # bf16 first, then fp32 by tile size (the 64x64 fp32 tiles compile slowest)
         later.sort(key=lambda t: (t[1] == "float32", (t[4][0] * t[4][1]) if t[4] else 0))
-        pre.append(precompile(later, args.jobs, min(args.precompile_timeout, left() - 90), "checks+fp32",
+        pre.append(precompile(later, args.jobs, min(args.precompile_timeout, left() - 90), "fp32",
                               skip=done))
         save()
     if args.check_configs:
         reserve = 60 if args.explore_fp32 else 0
-        checks = run_config_checks(deadline - reserve)
-        failures += sum(1 for s in checks.values() if s not in ("PASSED", "SKIPPED"))
+        checks = run_config_checks(deadline - reserve, args.jobs or max(1, min(12, (os.cpu_count() or 2) - 2)))
+        failures += sum(1 for s in checks.values() if s != "ok")
         save()
     # 4) fp32: kernels per config and end-to-end per variant
     if args.explore_fp32:
