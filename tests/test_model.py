@@ -60,7 +60,11 @@ def test_rmsnorm_in_float32_cast_back(gen):
     assert out.dtype == torch.bfloat16
     x32 = x.float()
     ref = x32 / torch.sqrt(x32.pow(2).mean(-1, keepdim=True) + 1e-5) * norm.weight
-    assert torch.equal(out, ref.bfloat16())
+    # float32 math, then one rounding to bf16: within one bf16 step of the float32 reference
+    # (rsqrt and 1/sqrt round differently in float32, so an exact match depends on the input:
+    # seed 557426783 missed by one step)
+    step = 2.0 ** (torch.floor(torch.log2(ref.abs())) - 7)
+    assert torch.all((out.float() - ref).abs() <= step), (out.float() - ref).abs().max()
 
 
 def test_rope_scores_depend_only_on_relative_position(gen):
