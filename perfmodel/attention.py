@@ -75,7 +75,7 @@ def reference_attention(q, k, v, is_causal: bool = True) -> torch.Tensor:
 
 def reference_logsumexp(q, k, is_causal: bool = True) -> torch.Tensor:
     """float64 row logsumexp of the scaled, masked scores: what FlashAttention keeps per query
-    row for its backward pass (checked against it in tests and in scripts/bench_flash.py)."""
+    row for its backward pass (checked against it in tests and in tools/bench_flash.py)."""
     q, k = q.double().cpu(), k.double().cpu()
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
     if is_causal:

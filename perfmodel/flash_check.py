@@ -12,7 +12,7 @@ float64 attention on fresh random inputs.  A fault then names its config; the pa
 one status per config and prints a compact table.
 
     python -m perfmodel.flash_check --workers 14 --json $OUT/configs.json   # on a GPU
-    scripts/bench_flash.py --check-configs                                  # the same
+    tools/bench_flash.py --check-configs                                  # the same
 
 Children run in parallel (``--workers``): they share Triton's on-disk kernel cache, and the GPU
 work of one is milliseconds.  Without a GPU the children run through Triton's interpreter

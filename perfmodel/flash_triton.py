@@ -114,7 +114,7 @@ TUNING_SPACE = {
 }
 # bf16/fp16 at BLOCK_D = 256 (d from 136 to 256): the tiles above would need up to 288 KiB of
 # shared memory (227 KiB per block on Hopper) or spill kilobytes per thread.  Compiled for sm_90
-# offline with Triton 3.6 (`scripts/bench_flash.py --resources`, notes/flash.md): these fit and
+# offline with Triton 3.6 (`tools/bench_flash.py --resources`, notes/flash.md): these fit and
 # spill least (forward 128x32 w8: none; dK/dV 32x64 w8: 320 bytes, every dK/dV tile spills).
 TUNING_SPACE_D256 = {
     "fwd": [(128, 32, 8, 2), (128, 64, 8, 1), (64, 32, 4, 2), (128, 64, 8, 2)],
@@ -175,7 +175,7 @@ def _ieee_fits(cfg: tuple, head_dim: int) -> bool:
 
 # The v2 spaces, which passed every correctness check on an H100 (notes/flash.md, run 4), for
 # bf16/fp16 with d <= 128 and for "ieee" float32.  The v3 additions have not run on a GPU yet:
-# until `scripts/bench_flash.py` has passed them there, the autotuner keeps to these unless
+# until `tools/bench_flash.py` has passed them there, the autotuner keeps to these unless
 # PERFMODEL_FLASH_CANDIDATES=1 (the bench sets it).  Everything else (d > 128, "tf32x3", the
 # atomic and fused backward) is new as a whole: no verified space, its candidates are used.
 VERIFIED_SPACE = {
@@ -764,7 +764,7 @@ def kernel_args(name, q, k, v, o=None, lse=None, do=None, delta=None, dq=None, d
 
     All tensors are contiguous (batch, seq, d); dq, dk, dv, o, do share q's / k's strides;
     ``dq_acc`` is the float32 buffer of the atomic variant.  Used by the autograd function,
-    and by scripts/bench_flash.py to time and precompile single kernels."""
+    and by tools/bench_flash.py to time and precompile single kernels."""
     b, sq, d = q.shape
     sk = k.shape[1]
     sm_scale = 1.0 / math.sqrt(d)

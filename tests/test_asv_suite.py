@@ -187,7 +187,7 @@ def test_shipped_results_keep_their_benchmark_versions():
     suite states its versions explicitly (benchmarks/common.py: TIME_VERSION for time_, and
     FACTS_VERSION for status and memory), so editing a benchmark's source orphans nothing; a
     shipped result may differ only where it was taken by an older protocol (time_ results,
-    labelled by scripts/label_protocols.py), which is exactly what must not share a graph line.
+    labelled by tools/label_protocols.py), which is exactly what must not share a graph line.
     A benchmark removed from the suite (the CPU-only peakmem_, NaN on the GPU) is not orphaned."""
     from asv.results import iter_results  # noqa: PLC0415
     from asv_runner.discovery import disc_benchmarks  # noqa: PLC0415

@@ -540,11 +540,11 @@ def test_flash_torch_cuda():
 # Every config of every kernel's tuning space, per dtype and head-dim class, forward + backward
 # once in a process of its own (perfmodel.flash_check): a config that faults kills only its own
 # process and is named in the table.  ~310 children, 12 at a time: a few minutes on an H200, so
-# opt-in (a plain GPU test run, scripts/gpu_check.py, would spend them on every call).
+# opt-in (a plain GPU test run, tools/gpu_check.py, would spend them on every call).
 CONFIG_TESTS = os.environ.get("PERFMODEL_FLASH_CONFIG_TESTS") == "1"
 needs_config_tests = pytest.mark.skipif(
     not (HAS_CUDA and CONFIG_TESTS),
-    reason="needs a CUDA GPU and PERFMODEL_FLASH_CONFIG_TESTS=1 (or scripts/bench_flash.py --check-configs)")
+    reason="needs a CUDA GPU and PERFMODEL_FLASH_CONFIG_TESTS=1 (or tools/bench_flash.py --check-configs)")
 
 
 @needs_config_tests
@@ -580,15 +580,10 @@ def test_triton_cuda_variants_autotuned(variant, dtype):
 
 
 def test_bench_issue_criteria(monkeypatch):
-    """scripts/bench_flash.py --issue judges issue 17's criteria from its rows: only flash
+    """tools/bench_flash.py --issue judges issue 17's criteria from its rows: only flash
     results whose configs passed the float64 check count; missing rows are 'not measured'."""
-    import importlib.util
-
-    monkeypatch.delenv("PERFMODEL_FLASH_CANDIDATES", raising=False)  # the script sets it: undone after
-
-    spec = importlib.util.spec_from_file_location("bench_flash", os.path.join(ROOT, "scripts", "bench_flash.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    monkeypatch.delenv("PERFMODEL_FLASH_CANDIDATES", raising=False)  # the tool sets it: undone after
+    from tools import bench_flash as bench  # noqa: PLC0415 (a development tool, as a module)
 
     def row(label, impl, fwd, fwdbwd, ok=True):
         r = dict(label=label, impl=impl, fwd_ms=fwd, fwdbwd_ms=fwdbwd)

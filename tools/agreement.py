@@ -1,9 +1,9 @@
 """One cell, three timers: asv's recorded median, the CLI's (perfmodel.measure.run_cell) and
 triton.testing.do_bench's, side by side on the GPU.
 
-    python scripts/agreement.py --results DIR --machine NAME --commit HASH [--out FILE]
+    python3 -m tools.agreement --results DIR --machine NAME --commit HASH [--out FILE]
 
-The cells are the merge gate's (scripts/gate_check.py); asv's values are read from its results
+The cells are the merge gate's (tools/gate_check.py); asv's values are read from its results
 for that commit (e.g. the gate's base commit), the other two are measured here, now.
 """
 from __future__ import annotations
@@ -14,15 +14,13 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from perfmodel.attention import get_attention  # noqa: E402
-from perfmodel.measure import run_cell  # noqa: E402
-from perfmodel.tables import markdown  # noqa: E402
-from perfmodel.workloads import AttentionCell, ModelCell  # noqa: E402
-from scripts.gate_check import GATE_CELLS, asv_name  # noqa: E402
+from perfmodel.measure import run_cell
+from perfmodel.tables import markdown
+from perfmodel.workloads import AttentionCell, ModelCell
+from tools.cellbench import cell_ms
+from tools.gate_check import GATE_CELLS, asv_name
 
 PASSES = {"time_forward": "fwd", "time_backward": "bwd", "time_forward_backward": "fwd_bwd"}
 
@@ -34,30 +32,6 @@ def cell_of(bench: str, params: tuple):
         return AttentionCell(impl, d, seq, dtype, pass_=PASSES[method])
     preset, context, precision, variant = params
     return ModelCell(preset, context, precision=precision, attention=variant, mode=PASSES[method])
-
-
-def do_bench_ms(cell, device) -> float:
-    """do_bench's median of the same work: its own warm-up, L2 flush and queueing."""
-    from triton.testing import do_bench  # noqa: PLC0415
-
-    if isinstance(cell, AttentionCell):
-        fn = get_attention(cell.impl)
-        q, k, v = (torch.randn(cell.shape, device=device, dtype=getattr(torch, cell.dtype),
-                               requires_grad=cell.pass_ != "fwd") for _ in range(3))
-        if cell.pass_ == "fwd":
-            return do_bench(lambda: fn(q, k, v, cell.causal), warmup=50, rep=300,
-                            return_mode="median")
-        out = fn(q, k, v, cell.causal)
-        g = torch.randn_like(out)
-        return do_bench(lambda: out.backward(g, retain_graph=True), warmup=50, rep=300,
-                        grad_to_none=[q, k, v], return_mode="median")
-    run = cell.build(device)  # a model cell: its step zeroes the grads itself
-    try:
-        return do_bench(lambda: run.step(run.prepare()), warmup=50, rep=300,
-                        return_mode="median")
-    finally:
-        run.release()
-        torch.cuda.empty_cache()
 
 
 def asv_values(results: str, machine: str, commit: str) -> dict:
@@ -88,7 +62,7 @@ def main() -> int:
     for bench, params, _ in GATE_CELLS["gpu"]:
         cell = cell_of(bench, params)
         cli = run_cell(cell, device).stats.median * 1e3
-        bench_ms = statistics.median(do_bench_ms(cell, device) for _ in range(3))
+        bench_ms = statistics.median(cell_ms(cell, device) for _ in range(3))
         got = recorded.get(asv_name(bench, params))
         asv_ms = got * 1e3 if got == got and got is not None else float("nan")
         rows.append([asv_name(bench, params).split(".", 1)[1], asv_ms, cli, bench_ms,

@@ -1,6 +1,6 @@
 """File results measured before the suite stated its protocol under the protocol that took them.
 
-    python scripts/label_protocols.py RESULTS_DIR/MACHINE
+    python3 -m tools.label_protocols RESULTS_DIR/MACHINE
 
 Until protocol 2, asv's benchmark version was a hash of each benchmark's source, which did not
 change when perfmodel/measure.py changed how a step is timed: the shipped H100 history has
@@ -26,7 +26,6 @@ def protocol_of(commit: str) -> int:
 
 
 def main(machine_dir: str) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.common import FACTS_VERSION  # noqa: PLC0415
 
     for path in sorted(Path(machine_dir).glob("*.json")):

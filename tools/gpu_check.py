@@ -1,6 +1,6 @@
 """Everything the GPU box has to check, in one call: tests, grids, and agreement with do_bench.
 
-    python scripts/gpu_check.py [--sections env,tests,attention,dobench,model] [--out DIR]
+    python3 -m tools.gpu_check [--sections env,tests,attention,dobench,model] [--out DIR]
 
 Full results go to DIR (JSON + markdown per section); a compact table is printed last.
 """
@@ -14,17 +14,16 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from perfmodel.grid import run_grid  # noqa: E402
-from perfmodel.machine import environment, resolve_device  # noqa: E402
-from perfmodel.measure import run_cell  # noqa: E402
-from perfmodel.tables import attention_table, markdown, model_table, to_json  # noqa: E402
-from perfmodel.workloads import (SEED_ATTENTION_D, SEED_ATTENTION_SEQ, SEED_CONTEXTS,  # noqa: E402
+from perfmodel.grid import run_grid
+from perfmodel.machine import environment, resolve_device
+from perfmodel.measure import run_cell
+from perfmodel.model import SEED_PRESETS
+from perfmodel.tables import attention_table, markdown, model_table, to_json
+from perfmodel.workloads import (SEED_ATTENTION_D, SEED_ATTENTION_SEQ, SEED_CONTEXTS,
                                  AttentionCell, ModelCell)
-from perfmodel.model import SEED_PRESETS  # noqa: E402
+from tools.cellbench import cell_ms
 
 SUMMARY: list[str] = []
 
@@ -84,10 +83,6 @@ def asv_style_median(cell, device, samples: int = 20) -> float:
 def section_dobench(out: Path, args) -> None:
     """The core's medians (single steps, and asv's bursts) against triton.testing.do_bench's in
     this process, same shapes, forward and backward."""
-    from triton.testing import do_bench
-
-    from perfmodel.attention import get_attention
-
     rows = []
     shapes = [("sdpa", 64, 4096, "bfloat16"), ("sdpa", 128, 16384, "bfloat16"),
               ("eager", 64, 4096, "float32"), ("eager", 128, 8192, "bfloat16"),
@@ -98,20 +93,8 @@ def section_dobench(out: Path, args) -> None:
             cell = AttentionCell(impl, d, seq, dt, pass_=pass_)
             core = run_cell(cell, args.device, warmup=5, steps=100).stats.median * 1e3  # single steps
             burst = asv_style_median(cell, args.device)
-            fn = get_attention(impl)
-            dtype = getattr(torch, dt)
-            q, k, v = (torch.randn(8, seq, d, device="cuda", dtype=dtype, requires_grad=True)
-                       for _ in range(3))
-            if pass_ == "fwd":
-                ms = do_bench(lambda: fn(q, k, v, True), warmup=50, rep=300, return_mode="median")
-            else:
-                o = fn(q, k, v, True)
-                g = torch.randn_like(o)
-                ms = do_bench(lambda: o.backward(g, retain_graph=True), warmup=50, rep=300,
-                              grad_to_none=[q, k, v], return_mode="median")
-                del o
+            ms = cell_ms(cell, args.device)
             rows.append([impl, dt, d, seq, pass_, core, burst, ms, core / ms, burst / ms])
-            del q, k, v
             torch.cuda.empty_cache()
     text = markdown(["impl", "dtype", "d", "seq", "pass", "core single-step median ms",
                      "asv-style median ms", "do_bench median ms", "single/do_bench",

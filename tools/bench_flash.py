@@ -2,17 +2,17 @@
 
 Run on the GPU box from the repository root, e.g.:
 
-    python3 scripts/bench_flash.py --issue --jobs 16 --budget 450 --json $OUT/flash_issue.json
-    python3 scripts/bench_flash.py --issue --smoke          # no GPU: the same stages, tiny, interpreted
+    python3 -m tools.bench_flash --issue --jobs 16 --budget 450 --json $OUT/flash_issue.json
+    python3 -m tools.bench_flash --issue --smoke          # no GPU: the same stages, tiny, interpreted
 
 --issue          issue 17's (and 11's) table: per row (fp32 d128/d64, the bf16 targets, s65536, d80, d256)
                  SDPA, then flash autotuned, its chosen configs checked against the float64
                  reference (out, logsumexp, dq, dk, dv; causal and not; ragged) before timing;
                  float32 accuracy of flash and SDPA against float64; every seed preset at ctx
                  1024 batch 4 bf16 fwd+bwd, flash vs sdpa; tables printed last
-    python3 scripts/bench_flash.py --check --targets
-    python3 scripts/bench_flash.py --grid --long
-    python3 scripts/bench_flash.py --targets --explore --check-configs --explore-fp32 \\
+    python3 -m tools.bench_flash --check --targets
+    python3 -m tools.bench_flash --grid --long
+    python3 -m tools.bench_flash --targets --explore --check-configs --explore-fp32 \\
         --jobs 16 --budget 480 --json $OUT/flash.json
 
 --check          small shapes against a float64 reference (all d, fp32/bf16, causal and not,
@@ -25,7 +25,7 @@ Run on the GPU box from the repository root, e.g.:
                  128, 256), fwd+bwd once each in a process of its own (perfmodel.flash_check:
                  a fault names its config instead of poisoning the run), --jobs at a time,
                  checked against float64; compact table.  Alone it is the config check:
-                 python3 scripts/bench_flash.py --check-configs --jobs 14 --budget 380
+                 python3 -m tools.bench_flash --check-configs --jobs 14 --budget 380
 --explore-fp32   fp32 kernels per config and fp32 end-to-end at b8 x s16384 x d64 and
                  b8 x s4096 x d128 (the small fp32 tiles; compare with notes/flash.md)
 --grid           batch 8 x d {16,32,64,128} x seq {256..16384}, fp32 and bf16, causal
@@ -58,8 +58,6 @@ import time
 
 import torch
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
 # the bench explores (and checks) the v3 candidate configs too, not only the verified spaces;
 # its test subprocesses inherit this
 os.environ.setdefault("PERFMODEL_FLASH_CANDIDATES", "1")

@@ -1,6 +1,6 @@
 """Where a GPU cell's spread between processes comes from: two questions, one table each.
 
-    python3 scripts/gpu_noise.py [--procs 5] [--json FILE]
+    python3 -m tools.gpu_noise [--procs 5] [--json FILE]
 
 1. A host-bound cell (the `small` model's forward+backward at ctx 512, bf16, sdpa): each fresh
    process times it by the protocol (host included, as asv does) and with the stream held long
@@ -24,7 +24,6 @@ from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # GPU_NOISE_DEVICE=cpu: a dry run of the script's plumbing where there is no GPU
 DEVICE = os.environ.get("GPU_NOISE_DEVICE", "cuda")
@@ -95,7 +94,7 @@ def host_bound(topo: dict, procs: int) -> list[dict]:
     rows = []
     for i in range(procs):
         for name, cpus in settings.items():
-            cmd = [sys.executable, __file__, "--worker"]
+            cmd = [sys.executable, "-m", "tools.gpu_noise", "--worker"]
             if cpus:
                 cmd = ["taskset", "-c", ",".join(map(str, cpus))] + cmd
             out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)

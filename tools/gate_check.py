@@ -1,7 +1,7 @@
 """Show what the merge gate does: repeated `asv continuous` on an unchanged and a planted commit.
 
-    python scripts/gate_check.py --tier gpu --runs 3 --factor 1.05 --target 1.10 --out DIR
-    python scripts/gate_check.py --tier cpu --runs 3 --factor 1.2 --target 1.30 --out DIR
+    python3 -m tools.gate_check --tier gpu --runs 3 --factor 1.05 --target 1.10 --out DIR
+    python3 -m tools.gate_check --tier cpu --runs 3 --factor 1.2 --target 1.30 --out DIR
 
 In a throwaway clone of HEAD it commits an empty change (noop), then a planted slowdown of a few
 cells (planted): an extra call of the same attention over the first fraction f of the sequence,
@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # (benchmark, params as asv prints them, planted?): attention cells are (impl, dtype, d, seq)
 GATE_CELLS = {
@@ -58,7 +57,7 @@ ROWS = {"cpu": True, "cuda": False}
 
 PLANT_CODE = '''
 
-# planted by scripts/gate_check.py: the same attention once more over the first fraction of the
+# planted by tools/gate_check.py: the same attention once more over the first fraction of the
 # sequence (_ROWS: the first fraction of the queries against every key), for these
 # (impl, dtype, d, seq) only
 _PLANT = {table!r}
@@ -94,17 +93,6 @@ def sh(cmd, cwd, env=None, timeout=900, check=True) -> subprocess.CompletedProce
 
 
 # ----------------------------------------------------------------- calibration of the plant
-
-def _attention_inputs(impl, dtype, d, seq, device):
-    import torch  # noqa: PLC0415
-
-    from perfmodel.attention import get_attention  # noqa: PLC0415
-
-    gen = torch.Generator(device=device).manual_seed(0)
-    q, k, v = (torch.randn(8, seq, d, generator=gen, device=device, dtype=getattr(torch, dtype))
-               for _ in range(3))
-    return get_attention(impl), q, k, v
-
 
 CPU_TIMER = """
 import importlib, sys, torch
@@ -142,9 +130,9 @@ def _ratio(impl, dtype, d, seq, f, device) -> float:
             planted.append(proc(f))
         return statistics.median(planted) / statistics.median(base)
 
-    from triton.testing import do_bench  # noqa: PLC0415
+    from tools.cellbench import attention_inputs, fn_ms  # noqa: PLC0415 (GPU boxes only)
 
-    fn, q, k, v = _attention_inputs(impl, dtype, d, seq, device)
+    fn, q, k, v = attention_inputs(impl, dtype, d, seq, device)
 
     def base():
         fn(q, k, v, True)
@@ -155,8 +143,7 @@ def _ratio(impl, dtype, d, seq, f, device) -> float:
 
     ratios = []
     for _ in range(3):  # alternate, so that drift hits both
-        ratios.append(do_bench(planted, warmup=25, rep=150, return_mode="median") /
-                      do_bench(base, warmup=25, rep=150, return_mode="median"))
+        ratios.append(fn_ms(planted, warmup=25, rep=150) / fn_ms(base, warmup=25, rep=150))
     return statistics.median(ratios)
 
 
