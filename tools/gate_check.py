@@ -252,6 +252,14 @@ def main() -> int:
     if args.tier == "cpu":
         env["PERFMODEL_ASV_DEVICE"] = "cpu"
     cells = GATE_CELLS[args.tier]
+    from benchmarks import tiers  # noqa: PLC0415 (the gate's cells are its tier's)
+
+    gate_tier = tiers.GATE_TIER["cuda" if args.tier == "gpu" else "cpu"]
+    outside = [asv_name(b, prm) for b, prm, _ in cells
+               if tiers.why_not(gate_tier, b.split(".")[1], dict(zip(tiers.param_names(
+                   b.split(".")[1]), prm))) is not None]
+    if outside:
+        p.error(f"cells outside the {gate_tier} tier (benchmarks/tiers.py): {outside}")
     names = [asv_name(b, prm) for b, prm, _ in cells]
     planted_names = {asv_name(b, prm) for b, prm, planted in cells if planted}
     bench = args.bench or "|".join(re.escape(n) for n in names)
