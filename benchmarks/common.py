@@ -17,6 +17,7 @@ commit (and so are the lazy imports ``_preimport`` takes ahead). Importing torch
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import json
@@ -59,6 +60,10 @@ def _preimport() -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 (an older commit, or no triton: the child decides)
             pass
+    # Everything imported so far is permanent: frozen, a forked child's garbage collections
+    # (open_cell runs one before metering) scan only the child's own objects. Unfrozen, with
+    # torch._dynamo imported, each one took 0.3 s on the 2-core CPU, in every timed process.
+    gc.freeze()
 
 
 _preimport()
