@@ -118,11 +118,11 @@ def test_summary_md_is_inert_as_github_renders_it(tmp_path):
 def test_logs_and_escapes(tmp_path):
     """perfmodel track and gate write asv's output to a log through log_text; their terminal
     lines through say."""
-    from perfmodel.track import _Child  # noqa: PLC0415
+    from perfmodel.asvchild import AsvChild  # noqa: PLC0415
 
     log_path = tmp_path / "log"
     with open(log_path, "w") as log:
-        child = _Child([sys.executable, "-c", f"print({ESCAPES!r}); print('ok')"], str(tmp_path),
+        child = AsvChild([sys.executable, "-c", f"print({ESCAPES!r}); print('ok')"], str(tmp_path),
                        None, log, 30)
         lines = list(child.lines())
         assert child.wait() == 0 and len(lines) == 2
