@@ -14,7 +14,7 @@ class Attention(SuiteBase):
         device = self.enter("Attention", cell)  # n/a here: skipped before anything is built
         self.fwd = handle("AttentionCell", dict(cell, pass_="fwd"), device)
         self.bwd = handle("AttentionCell", dict(cell, pass_="bwd"), device)
-        timing_attrs(self, device, "Attention", cell)
+        timing_attrs(self, device, "Attention", cell, handles=[self.fwd, self.bwd])
 
     def time_forward(self, *_):
         self.fwd.sample()

@@ -2,6 +2,8 @@
 from . import tiers
 from .common import SuiteBase, facts, handle, modes, timing_attrs
 
+STUDY_STEPS = 10  # the warm-up study's timed single steps (the seeds' Avg/Step over 10)
+
 
 class Model(SuiteBase):
     """preset x context x precision x variant; forward, backward, forward+backward, train step."""
@@ -17,7 +19,7 @@ class Model(SuiteBase):
                     compile=compile_, tf32=False)
         self.cells = {name: handle("ModelCell", dict(cell, mode=mode), device)
                       for name, mode in modes().items()}
-        timing_attrs(self, device, "Model", grid_cell)
+        timing_attrs(self, device, "Model", grid_cell, handles=list(self.cells.values()))
 
     def time_forward(self, *_):
         self.cells["forward"].sample()
@@ -80,12 +82,14 @@ class Warmup(SuiteBase):
     """The seeds' warm-up study: in a fresh process, ``warmup`` untimed steps, then 10 steps
     timed one by one (perfmodel.measure.Protocol.warmup_study). asv's recorded samples are those
     steps in order, so their mean and std are the seeds' Avg/Step and Std/Step, and the first w
-    samples of warm-up 0 are what w warm-up steps cost (the seeds' Warmup(s))."""
+    samples of warm-up 0 are what w warm-up steps cost (the seeds' Warmup(s)). In a history
+    run the warm-ups of one (preset, context, mode) are windows of one fresh process's run of
+    single steps (common.Group), which is what each fresh process would time."""
 
     params = tiers.params("Warmup")
     param_names = tiers.param_names("Warmup")
     rounds = 1  # the samples are one process's steps, in order
-    repeat = (10, 10, 600.0)
+    repeat = (STUDY_STEPS, STUDY_STEPS, 600.0)
 
     def setup(self, preset, context, mode, warmup):
         device = self.enter("Warmup", dict(preset=preset, context=context, mode=mode,
@@ -93,6 +97,14 @@ class Warmup(SuiteBase):
         fields = dict(preset=preset, context=context, mode=mode, precision="fp32",
                       attention="sdpa", compile=False, tf32=False)
         self.cell = handle("ModelCell", fields, device, warmup=warmup)
+        # in a history run the study's warm-ups are one fresh process's single steps: warm-up w
+        # is steps w+1 .. w+10 of one run of max(w) + 10 (common.Group)
+        warmups = sorted(tiers.GRID["Warmup"][1]["warmup"])
+        study = [handle("ModelCell", fields, device, warmup=w) for w in warmups]
+        timing_attrs(self, device, "Warmup", dict(preset=preset, context=context, mode=mode,
+                                                   warmup=warmup), handles=study,
+                     series=max(warmups) + STUDY_STEPS)
+        self.repeat = (STUDY_STEPS, STUDY_STEPS, 600.0)  # the study's own: its single steps
 
     def time_step(self, *_):
         self.cell.sample()

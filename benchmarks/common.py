@@ -177,10 +177,21 @@ def make_cell(kind: str, **fields):
     return cell
 
 
+class _ReplayClock:
+    """Seconds of recorded samples handed to asv so far (a grouped cell's samples, measured by
+    the process that measured its group, replayed one per asv sample)."""
+
+    total = 0.0
+
+
+REPLAY_CLOCK = _ReplayClock()
+
+
 def device_clock() -> float:
-    """asv ``timer``: perfmodel's DEVICE_CLOCK (seconds of timed device work so far)."""
+    """asv ``timer``: perfmodel's DEVICE_CLOCK (seconds of timed device work so far), plus the
+    recorded samples replayed in this process."""
     clock = getattr(sys.modules.get("perfmodel.measure"), "DEVICE_CLOCK", None)
-    return clock() if clock is not None else 0.0
+    return (clock() if clock is not None else 0.0) + REPLAY_CLOCK.total
 
 
 # ---------------------------------------------------------------- cell handles
@@ -223,13 +234,22 @@ class CellHandle:
         self.costs: dict = {}  # wall seconds of this process's work on the cell (cost log)
         self.path = side_path(kind, fields if warmup is None else dict(fields, _warmup=warmup),
                               device)
+        self.group: Group | None = None   # set by Group: measured with its siblings, replayed
+        self.replayed = 0                 # recorded samples handed to asv so far
 
     # -- status and memory, from the side file when a sibling benchmark already ran the cell
     def facts(self) -> dict:
         if self.info is None:
             self.info = _read_side_file(self.path)
         if self.info is None:
-            self.prepare()
+            if self.group is not None:
+                self.group.record()
+                self.info = _read_side_file(self.path)
+                if self.info is None:
+                    raise SkipNotImplemented(f"{self.label}: its group's record could not be "
+                                             "written or read")
+            else:
+                self.prepare()
         return self.info
 
     def prepare(self):
@@ -274,6 +294,9 @@ class CellHandle:
 
     def sample(self) -> None:
         """One asv sample of the cell; a machine too busy to measure is n/a, and says so."""
+        if self.group is not None:
+            self._replay()
+            return
         runnable = self.run  # opens the cell on first use (its own costs are counted there)
         t0 = time.perf_counter()
         try:
@@ -284,6 +307,21 @@ class CellHandle:
         finally:
             self.costs["samples"] = self.costs.get("samples", 0) + 1
             self.costs["sampling_s"] = self.costs.get("sampling_s", 0.0) + time.perf_counter() - t0
+
+    def _replay(self) -> None:
+        """The next of the samples this cell's group recorded for it (asv's timer reads them
+        through REPLAY_CLOCK). A cell that was not OK, or that the machine was too busy to
+        measure, is n/a with the reason, as when measured in its own process."""
+        facts = self.facts()
+        record = self.group.samples(self)
+        if facts["status"] != _pm("names").OK or not record["samples"]:
+            raise SkipNotImplemented(record.get("skip") or
+                                     f"{facts['status']}: {facts.get('error')}")
+        if self.replayed >= len(record["samples"]):
+            raise SkipNotImplemented(f"{self.label}: asv asked for more samples than were "
+                                     f"recorded ({len(record['samples'])})")
+        REPLAY_CLOCK.total += record["samples"][self.replayed]
+        self.replayed += 1
 
     @property
     def label(self) -> str:
@@ -321,6 +359,169 @@ class CellHandle:
         return float(value)
 
 
+RECORD_SUFFIX = ".samples.json"   # beside a cell's side file: its recorded samples
+CLAIM_SUFFIX = ".claim"           # written just before a cell is measured for its group
+
+
+class Group:
+    """Cells of one grid point measured one after another by one process, in a history run.
+
+    A history cell (a graph's point, a seed form's cell: not a cell the gate compares) needs its
+    samples, not a process of its own: building, warming up and forking cost more than sampling
+    for most cells (notes/gpu-box.md). So the first process of a history run that needs any cell
+    of the group (a time_ or a track_ benchmark of the same parameters) measures every cell of it
+    in turn, each by perfmodel.measure's protocol and asv's own stopping rule (``repeat``), and
+    records its status, figures and samples beside its side file. Every asv process of the group
+    then replays its cell's samples through REPLAY_CLOCK, unchanged: asv stores and compares the
+    same numbers, measured in a process that had measured the group's other cells before (in
+    one process the CLI's medians agreed with asv's per-process medians within 2% on 61 of 72
+    GPU attention cells, median ratio 1.003: notes/journal.md).
+
+    A cell whose measurement kills the process (a fault that takes the CUDA context with it) is
+    recorded as failed by the next process, which finds its claim without a record; the other
+    cells are measured again there. Only history runs group cells (one round: a record is never
+    replayed twice in one run; ``tiers.grouped``).
+    """
+
+    def __init__(self, handles, repeat: tuple, series: int | None = None):
+        self.handles = list(handles)
+        self.repeat = repeat
+        self.series = series    # the warm-up study: one run of this many single steps
+        for h in self.handles:
+            h.group = self
+        self._records: dict = {}
+
+    def _record_path(self, h: CellHandle) -> str:
+        return h.path[: -len(".json")] + RECORD_SUFFIX
+
+    def samples(self, h: CellHandle) -> dict:
+        """The record of a cell of the group (measuring the group first if nobody has)."""
+        if h.path not in self._records:
+            found = _read_side_file(self._record_path(h))
+            if found is None:
+                self.record()
+                found = _read_side_file(self._record_path(h)) or {
+                    "samples": [], "skip": f"{h.label}: no record could be written or read"}
+            self._records[h.path] = found
+        return self._records[h.path]
+
+    def count(self) -> int | None:
+        """How many samples asv takes of each cell: the fewest that an OK cell of the group
+        recorded (one ``repeat`` for the benchmark class; every cell recorded at least asv's
+        minimum). None when no cell of the group has samples."""
+        counts = [len(r["samples"]) for r in (self.samples(h) for h in self.handles)
+                  if r.get("samples")]
+        return min(counts) if counts else None
+
+    def record(self) -> None:
+        """Measure every cell of the group that has no record yet (this process's clock kept)."""
+        measure = _measure()
+        clock = measure.DEVICE_CLOCK.total
+        try:
+            if self.series is not None:
+                self._record_series(measure)
+            else:
+                for h in self.handles:
+                    self._record_one(measure, h)
+        finally:
+            measure.DEVICE_CLOCK.total = clock  # the group's samples are replayed, not timed here
+
+    def _claimed(self, h: CellHandle) -> bool:
+        """True when the cell needs no measuring here: recorded already, or claimed by a process
+        that ended before recording it (then recorded as failed, with why)."""
+        path = self._record_path(h)
+        if os.path.exists(path):
+            return True
+        if os.path.exists(h.path[: -len(".json")] + CLAIM_SUFFIX):
+            why = "the process that measured it ended while measuring it (a crash or a kill)"
+            info = {"status": _pm("names").FAILED, "error": why, "peak_bytes": None,
+                    "before_backward_bytes": None, "step_s": None, "issue_s": None}
+            _write_side_file(h.path, json.dumps(info))
+            _write_side_file(path, json.dumps({"samples": [], "skip": f"failed: {why}"}))
+            print(f"perfmodel: {h.label}: failed: {why}", file=sys.stderr)
+            return True
+        _write_side_file(h.path[: -len(".json")] + CLAIM_SUFFIX, "")
+        return False
+
+    def _sampled(self, runnable) -> list[float]:
+        """Samples by asv's stopping rule: at least ``min``, at most ``max``, and no more once
+        ``seconds`` have passed since the first (asv_runner's benchmark_timing)."""
+        least, most, seconds = self.repeat
+        out, t0 = [], time.perf_counter()
+        while len(out) < most and (len(out) < least or time.perf_counter() - t0 <= seconds):
+            out.append(runnable.sample())
+        return out
+
+    def _record_one(self, measure, h: CellHandle) -> None:
+        if self._claimed(h):
+            return
+        record: dict = {"samples": [], "skip": None}
+        try:
+            h._open()
+        except NotImplementedError as err:  # n/a at this commit: every read says so
+            record["skip"] = str(err)
+            info = {"status": _pm("names").NA, "error": str(err), "peak_bytes": None,
+                    "before_backward_bytes": None, "step_s": None, "issue_s": None}
+            _write_side_file(h.path, json.dumps(info))
+        runnable, h._runnable = h._runnable, None
+        if runnable is not None:
+            t0 = time.perf_counter()
+            try:
+                record["samples"] = self._sampled(runnable)
+            except measure.MachineBusy as err:
+                record["samples"], record["skip"] = [], str(err)
+                print(f"perfmodel: {h.label}: {err}", file=sys.stderr)
+            finally:
+                h.costs["samples"] = len(record["samples"])
+                h.costs["sampling_s"] = time.perf_counter() - t0
+                runnable.release()
+                del runnable
+                free = getattr(measure, "free_device_memory", None)
+                if free is not None:
+                    free(h.device)
+        _write_side_file(self._record_path(h), json.dumps(record))
+
+    def _record_series(self, measure) -> None:
+        """The warm-up study's cells (one model cell, warm-up w in ``self.handles``): one fresh
+        process runs ``series`` single steps, timed one by one, with nothing untimed before them;
+        warm-up w's samples are steps w+1 .. w+10, what a process that ran w untimed steps
+        first would time. Recorded under the first handle's claim."""
+        first = self.handles[0]
+        if self._claimed(first):
+            if not all(os.path.exists(self._record_path(h)) for h in self.handles):
+                base = _read_side_file(self._record_path(first)) or {}
+                for h in self.handles[1:]:
+                    _write_side_file(h.path, json.dumps(_read_side_file(first.path) or {}))
+                    _write_side_file(self._record_path(h), json.dumps(base))
+            return
+        series = CellHandle(first.kind, first.fields, first.device.type, warmup=0)
+        series.path = first.path
+        record: dict = {"samples": [], "skip": None}
+        try:
+            series._open()
+        except NotImplementedError as err:
+            record["skip"] = str(err)
+            _write_side_file(first.path, json.dumps({"status": _pm("names").NA, "error": str(err)}))
+        steps: list[float] = []
+        if series._runnable is not None:
+            try:
+                steps = [series._runnable.sample() for _ in range(self.series)]
+            except measure.MachineBusy as err:
+                record["skip"] = str(err)
+            finally:
+                series._runnable.release()
+                series._runnable = None
+        first.costs.update(series.costs)
+        info = _read_side_file(first.path)
+        for h in self.handles:
+            w = h.warmup or 0
+            mine = dict(record, samples=steps[w: w + self.series - max(x.warmup or 0
+                                                                   for x in self.handles)])
+            if h is not first:
+                _write_side_file(h.path, json.dumps(info))
+            _write_side_file(self._record_path(h), json.dumps(mine))
+
+
 def handle(kind: str, fields: dict, device: str, warmup: int | None = None) -> CellHandle:
     """The process's handle for a cell (``warmup``: a warm-up study cell, opened by the study's
     protocol: exactly that many untimed steps, then single steps, nothing metered in between, so
@@ -334,7 +535,8 @@ def handle(kind: str, fields: dict, device: str, warmup: int | None = None) -> C
     return _HANDLES[key]
 
 
-def timing_attrs(obj, device: str, kind: str, cell: dict) -> None:
+def timing_attrs(obj, device: str, kind: str, cell: dict, handles: list | None = None,
+                 series: int | None = None) -> None:
     """asv sampling per cell, set on the instance in setup (asv re-reads them after setup).
 
     A sample is one ``Runnable.sample()`` (a burst of steps, perfmodel.measure.Protocol), so
@@ -346,11 +548,25 @@ def timing_attrs(obj, device: str, kind: str, cell: dict) -> None:
     other GPU cell is history (graphs, seed forms): at least 4 samples, and one round when the
     run asks for it (``asv run -a rounds=1``, as a full GPU run does for those cells); so is
     every CPU cell in a history run (``perfmodel track``). ``tiers.repeat`` decides.
+
+    In a history run the ``handles`` of one grid point (its modes or passes; the warm-up study's
+    warm-ups, one run of ``series`` single steps) are measured as one Group, and asv takes exactly
+    the samples recorded for each (``tiers.grouped`` says which cells).
     """
     obj.number = 1
     obj.warmup_time = 0.0
-    name, value = tiers.HISTORY_RUN_ENV
-    obj.repeat = tiers.repeat(device, kind, cell, history_run=os.environ.get(name) == value)
+    history_run = os.environ.get(tiers.HISTORY_RUN_ENV[0]) == tiers.HISTORY_RUN_ENV[1]
+    obj.repeat = tiers.repeat(device, kind, cell, history_run=history_run)
+    if handles and tiers.grouped(device, kind, cell, history_run=history_run):
+        group = handles[0].group or Group(handles, obj.repeat, series=series)
+        count = group.count()  # the group is measured here if no process has yet
+        if count:
+            obj.repeat = (count, count, 0.0)  # exactly the recorded samples, replayed
+
+
+def history_run() -> bool:
+    """Whether this asv run records history (``perfmodel track`` sets it; never the gate)."""
+    return os.environ.get(tiers.HISTORY_RUN_ENV[0]) == tiers.HISTORY_RUN_ENV[1]
 
 
 # ---------------------------------------------------------------- what a process cost

@@ -157,6 +157,15 @@ def repeat(device: str, kind: str, cell: dict, history_run: bool = False) -> tup
     return HISTORY["repeat_cpu"] if history_run else GATED["repeat_cpu"]
 
 
+def grouped(device: str, kind: str, cell: dict, history_run: bool = False) -> bool:
+    """Whether a cell is measured with the other cells of its grid point in one process
+    (benchmarks/common.py Group): in a history run, every cell sampled as history. A cell the
+    GPU's gate compares keeps a process per round, as the gate measures it."""
+    if not history_run:
+        return False
+    return device != "cuda" or not gated(device, kind, cell)
+
+
 def tier_cells(tier: str, kind: str) -> list[dict]:
     return [c for c in cells(kind) if why_not(tier, kind, c) is None]
 

@@ -417,7 +417,8 @@ def plan(root: str, tier: str | None, bench: list[str] | None, env: dict,
     (benchmarks/tiers.py gpu_plan: the gate's cells in their 2 rounds, then the rest chunk by
     chunk in one round, each chunk saved when it ends). A CPU's history is history, not a
     verdict (perfmodel gate measures its own two commits): one round of history sampling a
-    cell, asked of the suite through ``child_env``."""
+    cell, asked of the suite through ``child_env``, as the full GPU tier's chunks are; a history
+    run measures each grid point's cells in one process (benchmarks/common.py Group)."""
     if bench:
         return [("", [f"--bench={pattern}" for pattern in bench])]
     tiers = load_tiers(root)
@@ -432,6 +433,9 @@ def plan(root: str, tier: str | None, bench: list[str] | None, env: dict,
         if not runs:
             raise UserError(f"--chunk {chunk!r} names no chunk; the chunks: "
                             + ", ".join(name for name, _, _ in tiers.gpu_plan()))
+        # a history run: the chunks' cells are measured a grid point per process (the gate's
+        # cells keep their process per round: tiers.grouped)
+        child_env.update([tiers.HISTORY_RUN_ENV])
         return runs
     extra = [f"--bench={r}" for r in tiers.selection(tier)]
     if env.get("device") != "cuda":

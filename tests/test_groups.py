@@ -1,0 +1,144 @@
+"""History runs measure a grid point's cells in one process and replay them (benchmarks/common.py
+Group): each cell is measured once, asv gets exactly its recorded samples through its timer, a cell
+whose measuring process died is failed (not measured again into the same fault), and the warm-up
+study's warm-ups are windows of one run. The cells here are stand-ins with known step times, so
+what is replayed can be checked exactly; tests/test_asv_suite.py runs the real suite."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from benchmarks import bench_attention, bench_model, common, tiers
+import perfmodel.measure as measure
+from perfmodel.names import FAILED, OK
+
+
+class FakeRunnable:
+    """Steps of known seconds: the n-th sample of a cell is base * (1 + n / 100)."""
+
+    def __init__(self, base):
+        self.base, self.n, self.released = base, 0, False
+
+    def sample(self):
+        seconds = self.base * (1 + self.n / 100)
+        self.n += 1
+        measure.DEVICE_CLOCK.total += seconds
+        return seconds
+
+    def release(self):
+        self.released = True
+
+
+@pytest.fixture
+def suite(tmp_path, monkeypatch):
+    """A history run's process in an empty working directory, cells opened as FakeRunnables."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(*tiers.HISTORY_RUN_ENV)
+    monkeypatch.setenv("PERFMODEL_ASV_DEVICE", "cpu")
+    opened = []
+
+    def fake_open(self):
+        mode = self.fields.get("mode", self.fields.get("pass_"))
+        if mode == "train" and os.environ.get("PLANT_OOM"):
+            self.info = {"status": "OOM", "error": "planted", "peak_bytes": None,
+                         "before_backward_bytes": None, "step_s": None, "issue_s": None}
+            common._write_side_file(self.path, json.dumps(self.info))
+            return
+        base = {"fwd": 0.010, "bwd": 0.020, "fwd_bwd": 0.030, "train": 0.040}.get(mode, 0.005)
+        self._runnable = FakeRunnable(base)
+        self.info = {"status": OK, "error": "", "peak_bytes": 1, "before_backward_bytes": None,
+                     "step_s": base, "issue_s": None}
+        common._write_side_file(self.path, json.dumps(self.info))
+        opened.append((self.kind, dict(self.fields), self.warmup))
+
+    monkeypatch.setattr(common.CellHandle, "_open", fake_open)
+    common._HANDLES.clear()
+    yield opened
+    common._HANDLES.clear()
+
+
+def _asv_samples(bench, method, n):
+    """What asv's timer sees for n samples of ``method``."""
+    out = []
+    for _ in range(n):
+        t0 = common.device_clock()
+        getattr(bench, method)()
+        out.append(common.device_clock() - t0)
+    return out
+
+
+def test_a_grid_point_is_measured_once_and_each_cell_replayed(suite):
+    model = bench_model.Model()
+    clock = measure.DEVICE_CLOCK.total
+    model.setup("nano", 128, "fp32", "eager")
+    assert len(suite) == 4 and measure.DEVICE_CLOCK.total == clock  # measuring is not timed
+    least, most, _ = tiers.HISTORY["repeat_cpu"]
+    count = model.repeat[0]
+    assert model.repeat == (count, count, 0.0) and least <= count <= most
+    got = _asv_samples(model, "time_backward", count)
+    assert got == pytest.approx([0.020 * (1 + n / 100) for n in range(count)])
+    with pytest.raises(NotImplementedError, match="more samples than were recorded"):
+        for _ in range(most + 1):
+            model.time_backward()
+
+    # another process of the same run (fresh handles) replays, measures nothing
+    common._HANDLES.clear()
+    again = bench_model.Model()
+    again.setup("nano", 128, "fp32", "eager")
+    assert len(suite) == 4 and again.repeat == model.repeat
+    assert _asv_samples(again, "time_train_step", 2) == pytest.approx([0.040, 0.0404])
+    assert again.track_status_train_step() == 1
+
+
+def test_a_cell_that_is_not_ok_is_na_and_the_others_still_measured(suite, monkeypatch):
+    monkeypatch.setenv("PLANT_OOM", "1")
+    model = bench_model.Model()
+    model.setup("nano", 128, "fp32", "eager")
+    assert len(suite) == 3
+    assert model.track_status_train_step() == 2  # OOM's code
+    with pytest.raises(NotImplementedError, match="OOM: planted"):
+        model.time_train_step()
+    assert _asv_samples(model, "time_forward", 1) == pytest.approx([0.010])
+
+
+def test_a_process_that_died_measuring_a_cell_leaves_it_failed(suite):
+    attention = bench_attention.Attention()
+    cell = ("eager", "float32", 16, 256)
+    # a process claimed the backward cell, then died before recording it
+    common._HANDLES.clear()
+    bwd = common.handle("AttentionCell", dict(zip(("impl", "dtype", "d", "seq"), cell),
+                                              pass_="bwd"), "cpu")
+    common._write_side_file(bwd.path[:-len(".json")] + common.CLAIM_SUFFIX, "")
+    common._HANDLES.clear()
+    attention.setup(*cell)
+    assert [k for k, *_ in suite] == ["AttentionCell"]  # the forward only
+    facts = json.loads(open(attention.bwd.path).read())
+    assert facts["status"] == FAILED and "ended while measuring it" in facts["error"]
+    with pytest.raises(NotImplementedError, match="failed"):
+        attention.time_backward()
+    assert attention.track_status_backward() == 3  # failed's code
+    assert _asv_samples(attention, "time_forward", 1) == pytest.approx([0.010])
+
+
+def test_the_warmup_study_is_windows_of_one_run(suite):
+    warmups = sorted(tiers.GRID["Warmup"][1]["warmup"])
+    runs = {}
+    for w in warmups:
+        study = bench_model.Warmup()
+        study.setup("nano", 128, "fwd", w)
+        assert study.repeat == (bench_model.STUDY_STEPS,) * 2 + (600.0,)
+        runs[w] = _asv_samples(study, "time_step", bench_model.STUDY_STEPS)
+    assert len(suite) == 1 and suite[0][2] == 0  # one run, no untimed step before it
+    for w in warmups:
+        assert runs[w] == pytest.approx([0.010 * (1 + n / 100)
+                                         for n in range(w, w + bench_model.STUDY_STEPS)])
+
+
+def test_cells_the_gate_compares_are_never_grouped():
+    gpu_gate = [c for c in tiers.cells("Attention") if tiers.gated("cuda", "Attention", c)]
+    assert gpu_gate
+    assert not any(tiers.grouped("cuda", "Attention", c, history_run=True) for c in gpu_gate)
+    assert not tiers.grouped("cpu", "Attention", gpu_gate[0], history_run=False)
+    assert tiers.grouped("cpu", "Attention", gpu_gate[0], history_run=True)
