@@ -25,6 +25,7 @@ Nothing here imports torch or perfmodel: the scripts and the package read it as 
 from __future__ import annotations
 
 import itertools
+import os
 import re
 
 SEED_PRESETS = ("small", "medium", "large", "xl", "2.7B")
@@ -160,8 +161,9 @@ def repeat(device: str, kind: str, cell: dict, history_run: bool = False) -> tup
 def grouped(device: str, kind: str, cell: dict, history_run: bool = False) -> bool:
     """Whether a cell is measured with the other cells of its grid point in one process
     (benchmarks/common.py Group): in a history run, every cell sampled as history. A cell the
-    GPU's gate compares keeps a process per round, as the gate measures it."""
-    if not history_run:
+    GPU's gate compares keeps a process per round, as the gate measures it.
+    ``PERFMODEL_ASV_GROUP=0`` turns grouping off (to compare costs)."""
+    if not history_run or os.environ.get("PERFMODEL_ASV_GROUP", "1") == "0":
         return False
     return device != "cuda" or not gated(device, kind, cell)
 
