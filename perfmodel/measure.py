@@ -32,7 +32,7 @@ from .errors import UserError
 from .flops import stated_peak
 from .machine import environment
 from .memory import HOST_MEMORY_FRACTION, MemoryMeter, available_host_bytes, free_device_memory
-from .names import BUSY, FAILED, NA, OK, OOM
+from .names import BUSY, FAILED, HOST_BOUND_SHARE, NA, OK, OOM, host_bound  # noqa: F401 (measure's names)
 
 
 # What one sample means. Bump it whenever a change to this module changes what a number means
@@ -297,18 +297,6 @@ class Opened:
     # where opening the cell went, in wall seconds: building it, its first step (compilation and
     # autotuning happen there), the rest of the warm-up, the metered step (the suite's cost log)
     costs: dict = field(default_factory=dict)
-
-
-# A step is host-bound when the host's time to issue it is at least this share of the step's
-# device time: the device then waits on the host, so the number measures the host.
-HOST_BOUND_SHARE = 0.8
-
-
-def host_bound(step_s: float | None, issue_s: float | None) -> bool | None:
-    """Whether a step is host-bound (None when either time is unknown)."""
-    if not step_s or issue_s is None:
-        return None
-    return issue_s >= HOST_BOUND_SHARE * step_s
 
 
 def open_cell(cell, device: torch.device, protocol: Protocol | None = None) -> Opened:

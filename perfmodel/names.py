@@ -15,6 +15,20 @@ BUSY = "busy"
 CODES = {OK: 1.0, OOM: 2.0, FAILED: 3.0}
 STATUS_OF_CODE = {code: name for name, code in CODES.items()}
 
+# A step is host-bound when the host's time to issue it is at least this share of the step's
+# device time: the device then waits on the host, so the number measures the host (Python, kernel
+# launches), not the model. Here, not in perfmodel.measure, so the report can mark such cells
+# without importing torch; measure re-exports both.
+HOST_BOUND_SHARE = 0.8
+
+
+def host_bound(step_s: float | None, issue_s: float | None) -> bool | None:
+    """Whether a step is host-bound (None when either time is unknown)."""
+    if not step_s or step_s != step_s or issue_s is None or issue_s != issue_s:
+        return None
+    return issue_s >= HOST_BOUND_SHARE * step_s
+
+
 MiB = 2**20  # the unit memory is shown in, in every table
 
 MODES = {"forward": "fwd", "backward": "bwd", "forward_backward": "fwd_bwd", "train_step": "train"}
