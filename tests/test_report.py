@@ -21,7 +21,7 @@ from asv import util as asv_util  # noqa: E402
 
 from perfmodel.cli import main  # noqa: E402
 from perfmodel.errors import UserError  # noqa: E402
-from perfmodel.report.render import build_report, render_markdown, write_report  # noqa: E402
+from perfmodel.report.page import build_report, render_markdown, write_report  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "asv_results"
 MACHINE = "fixture-cpu"
@@ -354,7 +354,7 @@ def test_shipped_gpu_history_renders_without_mixing_protocols(tmp_path):
     """The H100 results in results/ were timed by older measurement protocols (labelled in their
     files): the summary leaves their times out, saying so per benchmark, and still renders their
     statuses and memory figures."""
-    from perfmodel.report.render import write_report  # noqa: PLC0415
+    from perfmodel.report.page import write_report  # noqa: PLC0415
 
     root = Path(__file__).resolve().parents[1]
     machines = [p.name for p in (root / "results").iterdir() if p.is_dir() and

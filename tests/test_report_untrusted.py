@@ -18,7 +18,7 @@ pytest.importorskip("pandas")
 
 from perfmodel.cli import main  # noqa: E402
 from perfmodel.report.load import MAX_FILE_BYTES  # noqa: E402
-from perfmodel.report.render import write_report  # noqa: E402
+from perfmodel.report.page import write_report  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "asv_results"
 MACHINE = "fixture-cpu"

@@ -20,7 +20,7 @@ pytest.importorskip("asv")
 pytest.importorskip("pandas")
 
 from perfmodel.cli import main  # noqa: E402
-from perfmodel.report.render import write_report  # noqa: E402
+from perfmodel.report.page import write_report  # noqa: E402
 from perfmodel.track import cell_counts  # noqa: E402
 from perfmodel.untrusted import Unreadable, read_bytes  # noqa: E402
 

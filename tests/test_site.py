@@ -245,3 +245,71 @@ def test_the_published_page_runs_no_script_from_a_benchmark_name(chromium, craft
         assert pwned() == 1
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def _links(page: Path) -> list[str]:
+    """The href/src of every element of an HTML page, or of a markdown page as GitHub's markdown
+    (cmark-gfm) renders it."""
+    from html.parser import HTMLParser  # noqa: PLC0415
+
+    text = page.read_text(encoding="utf-8")
+    if page.suffix == ".md":
+        cmarkgfm = pytest.importorskip("cmarkgfm")
+        text = cmarkgfm.github_flavored_markdown_to_html(text)
+    found = []
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.extend(v for k, v in attrs if k in ("href", "src") and v)
+    Parser().feed(text)
+    return found
+
+
+def broken_links(html_dir: Path) -> list[str]:
+    """'page -> link' for every relative link of every .html and .md page under html_dir whose
+    target file is not there (links to other sites and to anchors are not files)."""
+    from urllib.parse import unquote, urlsplit  # noqa: PLC0415
+
+    out = []
+    for page in sorted(html_dir.rglob("*")):
+        if page.suffix not in (".html", ".md") or "vendor" in page.relative_to(html_dir).parts:
+            continue  # vendor/: the third-party packages' own documentation
+        for link in _links(page):
+            url = urlsplit(link)
+            if url.scheme or url.netloc or not url.path:
+                continue
+            if not (page.parent / unquote(url.path)).exists():
+                out.append(f"{page.relative_to(html_dir)} -> {link}")
+    return out
+
+
+def test_every_link_of_the_published_site_resolves(tmp_path):
+    """A plain ``asv publish`` of three machines: the fixture's (front page), a copy of it under
+    another name (summary/<name>.html and .md, with plots) and one whose results give no summary
+    (an error page in summary/). Every relative link of every page, html and md, finds its
+    file; a page written with a link to nothing fails this test (checked first)."""
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE, results)
+    other = results / "second-cpu"
+    other.mkdir()
+    for f in (FIXTURE / "fixture-cpu").glob("*.json"):
+        d = json.loads(f.read_text())
+        if f.name == "machine.json":
+            d["machine"] = "second-cpu"
+        else:
+            d["params"]["machine"] = "second-cpu"
+        (other / f.name).write_text(json.dumps(d))
+    (results / "no-summary").mkdir()
+    (results / "no-summary" / "machine.json").write_text(json.dumps({"machine": "no-summary",
+                                                                    "version": 1}))
+    html = asv_publish(tmp_path, "html", PLUGIN)
+    pages = {p.relative_to(html).as_posix() for p in html.rglob("summary*") if p.is_file()}
+    assert {"summary.html", "summary.md"} <= pages
+    subs = {p.name for p in (html / "summary").iterdir()}
+    assert "no-summary.html" in subs
+    assert any(s.endswith(".md") for s in subs) and any(s.endswith("_files") for s in subs)
+    # the check itself finds a broken link
+    (html / "summary" / "planted.md").write_text("[gone](nowhere/plot.png)\n")
+    assert broken_links(html) == ["summary/planted.md -> nowhere/plot.png"]
+    (html / "summary" / "planted.md").unlink()
+    assert broken_links(html) == []

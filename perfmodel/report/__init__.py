@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["add_parser", "publish_site", "write_report"]
+__all__ = ["add_parser", "publish_site"]  # the summary itself: page.write_report
 
 
 def add_parser(sub) -> None:
@@ -54,11 +54,6 @@ def run(args) -> int:
     if written.notes:
         say(*(f"note: {note}" for note in written.notes), file=sys.stderr)
     return EXIT_INTERNAL if r.internal else EXIT_LEFT_OUT if r.left_out else EXIT_CLEAN
-
-
-def write_report(*args, **kwargs):
-    from .page import write_report as _write  # noqa: PLC0415
-    return _write(*args, **kwargs)
 
 
 def publish_site(*args, **kwargs):

@@ -170,11 +170,13 @@ def render_markdown(report: Report) -> str:
     return _env().get_template("summary.md.j2").render(r=report, ms=ms)
 
 
-def render_html(report: Report | None, back_link: str | None, error: str | None = None) -> str:
+def render_html(report: Report | None, back_link: str | None, error: str | None = None,
+                markdown: str | None = None) -> str:
+    """The HTML page; ``markdown``: the file name of its markdown twin beside it (linked)."""
     title = (f"perfmodel summary: {report.machine} at {report.commit[:8]}" if report else
              "perfmodel summary")
     return _env().get_template("summary.html.j2").render(r=report, title=title, error=error,
-                                                         back_link=back_link)
+                                                         back_link=back_link, markdown=markdown)
 
 
 @dataclass
@@ -199,13 +201,16 @@ def write_report(results_dir="results", machine=None, commit=None, output="html/
     html_path = None
     if html:
         html_path = output.with_suffix(".html")
-        html_path.write_text(render_html(report, back_link), encoding="utf-8")
+        # the page links its own markdown twin (summary/<machine>.md beside summary/<machine>.html)
+        html_path.write_text(render_html(report, back_link, markdown=output.name),
+                             encoding="utf-8")
     return Written(output, html_path, report, report.notes)
 
 
-def write_error_page(path: Path, message: str) -> Path:
-    """The HTML page that says why there is no summary (``message`` is escaped)."""
+def write_error_page(path: Path, message: str, back_link: str = "index.html") -> Path:
+    """The HTML page that says why there is no summary (``message`` is escaped); ``back_link``:
+    asv's index.html as seen from ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(None, "index.html", error=message), encoding="utf-8")
+    path.write_text(render_html(None, back_link, error=message), encoding="utf-8")
     return path

@@ -14,6 +14,8 @@ from __future__ import annotations
 from asv.console import log
 from asv.publishing import OutputPublisher
 
+from .site import DESCRIPTION, LABEL  # site.py imports nothing heavy (and not this module)
+
 
 class SafeNames(OutputPublisher):
     name = "perfmodel-safe-names"
@@ -31,8 +33,8 @@ class SafeNames(OutputPublisher):
 
 class SummaryTables(OutputPublisher):
     name = "perfmodel-summary"
-    button_label = "Summary tables"
-    description = "perfmodel: the seed tables, history and changes of each machine, with plots"
+    button_label = LABEL
+    description = DESCRIPTION
     order = 10  # after asv's regressions page (order 3); asv writes index.html before any of them
 
     @classmethod

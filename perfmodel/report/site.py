@@ -40,6 +40,9 @@ SITE_JS = "perfmodel-site.js"
 SUMMARY = "summary"          # summary.md / summary.html, and the folder of the other machines
 NAV_ID = "nav-li-perfmodel-summary"
 NAV_START, NAV_END = "<!-- perfmodel summary -->", "<!-- /perfmodel summary -->"
+# the navigation entry's label and tooltip (publisher.py's SummaryTables shows them to asv too)
+LABEL = "Summary tables"
+DESCRIPTION = "perfmodel: the seed tables, history and changes of each machine, with plots"
 
 
 @dataclass
@@ -90,7 +93,7 @@ def write_summaries(html_dir: Path, results_dir, repo, history: int, plots: bool
     summary.html, or, when its results give no summary, the next machine that has one; the
     others in summary/. A machine without a summary costs its own page only."""
     from .load import newest_first  # noqa: PLC0415 (pandas)
-    from .render import write_error_page, write_report  # noqa: PLC0415 (pandas, matplotlib)
+    from .page import write_error_page, write_report  # noqa: PLC0415 (pandas, matplotlib)
 
     def one(name, output, back_link) -> str | None:
         """Writes one summary; None, or why there is none."""
@@ -107,6 +110,7 @@ def write_summaries(html_dir: Path, results_dir, repo, history: int, plots: bool
     order = ([machine] if machine else []) + [m for m in ranked if m != machine]
     front, failed, taken = None, [], set()
     for name in order:
+        stem = None
         if front is None:
             why = one(name, html_dir / f"{SUMMARY}.md", "index.html")
             if why is None:
@@ -119,13 +123,14 @@ def write_summaries(html_dir: Path, results_dir, repo, history: int, plots: bool
             if why is None:
                 out.summaries.append((name, f"{SUMMARY}/{stem}.html"))
                 continue
-        failed.append((name, why))
-    for name, why in failed:
+        failed.append((name, why, stem))
+    for name, why, stem in failed:  # the page keeps the name its summary would have had
         out.problems.append(f"no summary for {name}: {why}")
-        write_error_page(html_dir / SUMMARY / f"{_file_name(name, taken)}.html", why)
+        write_error_page(html_dir / SUMMARY / f"{stem or _file_name(name, taken)}.html", why,
+                         "../index.html")
     if front is None:
         write_error_page(html_dir / f"{SUMMARY}.html", "; ".join(
-            f"{name}: {why}" for name, why in failed) or f"no machine's results in {results_dir}")
+            f"{name}: {why}" for name, why, _ in failed) or f"no machine's results in {results_dir}")
         out.summaries.insert(0, ("(none)", f"{SUMMARY}.html"))
 
 
@@ -232,10 +237,7 @@ def publish_site(html_dir: str | os.PathLike = "html", results_dir: str | os.Pat
     ``machine`` goes first (summary.html); default: the one with the newest results. Raises
     UserError only when html_dir has no index.html (asv publish did not run).
     """
-    if label is None or title is None:
-        from .publisher import SummaryTables  # noqa: PLC0415
-        label = label or SummaryTables.button_label
-        title = title or SummaryTables.description
+    label, title = label or LABEL, title or DESCRIPTION
     html_dir = Path(html_dir)
     index = html_dir / "index.html"
     if not index.is_file():
