@@ -139,14 +139,15 @@ def test_an_internal_error_is_one_line_and_status_3(tmp_path, capsys, monkeypatc
     # a table that fails for a reason no check foresaw costs that table: the rest is written
     def broken(*_, **__):
         raise RuntimeError("planted")
-    broken.__name__ = "comparison_tables"  # the note names the table's builder
-    monkeypatch.setattr(page, "comparison_tables", broken)
+    broken.__name__ = "model_comparisons"  # the note names the table's builder
+    monkeypatch.setattr(page, "model_comparisons", broken)
     out = tmp_path / "out" / "s.md"
     code = main(["report", "--results", str(FIXTURE), "--machine", MACHINE, "--repo", str(tmp_path),
                  "-o", str(out), "--no-plots"])
     err = capsys.readouterr().err
-    assert code == 3 and "comparison_tables not built: internal error RuntimeError: planted" in err
-    assert "### 3. " in out.read_text() and "### 6a. " not in out.read_text()
+    assert code == 3 and "model_comparisons not built: internal error RuntimeError: planted" in err
+    text = out.read_text()
+    assert "Attention forward and backward, float32" in text and "Model variants" not in text
 
     # an error outside any table: one line, status 3, not 1 (data left out) nor a traceback
     monkeypatch.setattr(page, "build_report", broken)

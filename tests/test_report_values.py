@@ -174,7 +174,7 @@ def test_a_zero_is_a_value_not_a_crash(tmp_path, capsys):
     code, notes = run(results, tmp_path / "out", capsys)
     assert code == 0, notes
     text = (tmp_path / "out" / "s.md").read_text()
-    assert "### 8. Changes" in text and "### 6a. " in text
+    assert ". Changes from " in text and ". Attention implementations against eager" in text
 
 
 def test_a_suite_wide_version_bump_is_history_not_an_error(tmp_path, capsys):

@@ -5,8 +5,12 @@ is written in a table.
 ``time_<mode>`` with a ``track_status_<mode>`` each; memory as ``track_*_bytes*``/``peakmem_*``)
 onto canonical columns: kind (the class), measure, role (value / status / mean / std), and the
 parameters under the names benchmarks.json gives them. ``cells`` then gives one row per parameter
-cell with ``<measure>_status``, ``_value`` (asv's median), ``_mean``, ``_std``, ``_n``. Values stay
-in seconds and bytes; the formatters below write them in the tables' units.
+cell with ``<measure>_status``, ``_value`` (asv's median), ``_mean``, ``_std``, ``_n``, and on a GPU
+``_issue`` (the host's seconds to issue the step) and ``_host_bound``. Values stay in seconds and
+bytes; the formatters below write them in the tables' units (one unit per quantity: ms, MiB).
+
+The tables' orderings (implementations, presets, dtypes, ...) are benchmarks.json's: the order of
+each parameter's values there (``normalize`` keeps them as ``attrs["orders"]``).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..names import FAILED, MODES, NA, OK, OOM, STATUS_OF_CODE
+from ..names import FAILED, MODES, NA, OK, OOM, STATUS_OF_CODE, host_bound
 
 MiB = 2**20
 KINDS = ("attention", "model", "warmup")  # the suite's classes the tables read
@@ -28,9 +32,6 @@ KIND_PARAMS = {
     "model": {"preset": str, "context": int, "precision": str, "variant": str},
     "warmup": {"preset": str, "context": int, "mode": str, "warmup": int},
 }
-IMPL_ORDER = ["eager", "compiled", "sdpa", "flash", "flash_torch", "flash_triton"]
-VARIANT_ORDER = ["eager", "sdpa", "compiled", "flash"]
-PRESET_ORDER = ["nano", "tiny", "small", "medium", "large", "xl", "2.7B"]
 WORST_FIRST = [OOM, FAILED, NA, OK]
 # bench_model.Model's cells are warmed up by the measurement protocol (perfmodel.measure: at least
 # 2 steps and 0.1 s on a GPU, 1 step and 0.02 s on the CPU), then sampled.
@@ -45,6 +46,9 @@ def classify(method: str) -> tuple[str, str] | None:
     m = re.fullmatch(r"track_status_(\w+)", method)
     if m and m.group(1) in MODES:
         return MODES[m.group(1)], "status"
+    m = re.fullmatch(r"track_issue_seconds_(\w+)", method)  # GPU: the host's time to issue it
+    if m and m.group(1) in MODES:
+        return MODES[m.group(1)], "issue"
     if method == "track_status":
         return "step", "status"
     if method == "time_step":  # the warm-up study: its samples are the steps, in order
@@ -89,7 +93,7 @@ def _kind_problem(kind: str, bench: dict) -> str | None:
 
 def normalize(frame: pd.DataFrame, benchmarks: dict, notes=None) -> pd.DataFrame:
     """Rows the tables read, with each parameter as a column named as in benchmarks.json."""
-    rows, keys, usable = [], {}, {}
+    rows, keys, usable, orders = [], {}, {}, {}
     for rec in frame.to_dict("records"):
         name = rec["benchmark"]
         if name not in usable:
@@ -108,10 +112,20 @@ def normalize(frame: pd.DataFrame, benchmarks: dict, notes=None) -> pd.DataFrame
         names = benchmarks[name]["param_names"]
         if keys.setdefault(cls, names) != names:
             continue  # a method of the class with other parameters: not a cell of its grid
+        if cls not in orders:  # the parameters' values in benchmarks.json's order
+            from .load import literal  # noqa: PLC0415
+            orders[cls] = {n: [literal(v) for v in vals]
+                           for n, vals in zip(names, benchmarks[name]["params"])}
         rows.append(dict(rec, kind=cls, measure=what[0], role=what[1], **rec["params"]))
     out = pd.DataFrame(rows)
     out.attrs["keys"] = keys
+    out.attrs["orders"] = orders
     return out
+
+
+def param_order(norm: pd.DataFrame, kind: str, param: str) -> list:
+    """The values of a parameter in benchmarks.json's order."""
+    return list(norm.attrs.get("orders", {}).get(kind, {}).get(param, []))
 
 
 def kind_keys(norm: pd.DataFrame, kind: str) -> list[str]:
@@ -133,6 +147,9 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
         key = tuple(r["params"][k] for k in keys)  # the Python values (ints stay ints)
         row = out.setdefault(key, dict(zip(keys, key)))
         m, role = r["measure"], r["role"]
+        if role == "issue":
+            row[f"{m}_issue"] = r["value"] if r["status"] == OK else math.nan
+            continue
         if role == "status":
             code = r["value"]
             if r["status"] == FAILED:
@@ -165,6 +182,10 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
         code = df[f"{m}_code"] if f"{m}_code" in df else pd.Series([None] * len(df))
         asv = df[f"{m}_asv_status"] if f"{m}_asv_status" in df else pd.Series([None] * len(df))
         df[f"{m}_status"] = [_status(c, a) for c, a in zip(code, asv)]
+    for m in measures:  # the step measured the host rather than the model (names.host_bound)
+        if f"{m}_issue" in df and f"{m}_value" in df:
+            df[f"{m}_host_bound"] = [bool(host_bound(v, i)) for v, i in
+                                     zip(df[f"{m}_value"], df[f"{m}_issue"])]
     return df
 
 
@@ -187,10 +208,17 @@ def combined_status(*statuses) -> str:
 
 
 def order(values, preferred) -> list:
+    """The distinct values, in ``preferred``'s order (benchmarks.json's, ``param_order``); any
+    other after them."""
     values = list(dict.fromkeys(v for v in values if v is not None and v == v))
     return sorted(values, key=lambda v: (preferred.index(v) if v in preferred else len(preferred),
                                           str(v) if not isinstance(v, (int, float)) else "", v
                                           if isinstance(v, (int, float)) else 0))
+
+
+def rank(preferred):
+    """A sort key: a value's place in ``preferred`` (unknown values last)."""
+    return lambda v: preferred.index(v) if v in preferred else len(preferred)
 
 
 def get(row, col, default=math.nan):
@@ -224,19 +252,23 @@ def div(a, b, zero=math.nan) -> float:
     return a / b if b else zero
 
 
+# A time whose step was host-bound (names.host_bound) carries this mark; the legend says it.
+HOST_BOUND_MARK = "†"
+
+
 def ms(seconds) -> str:
     if nan(seconds):
-        return ""
+        return NA
     v = seconds * 1e3
     return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
 
 
 def mib(nbytes) -> str:
-    return "" if nan(nbytes) else f"{nbytes / MiB:.2f}"
+    return NA if nan(nbytes) else f"{nbytes / MiB:.2f}"
 
 
 def ratio(x) -> str:
-    return "" if nan(x) or x == math.inf else f"{x:.2f}×"
+    return NA if nan(x) or x == math.inf else f"{x:.2f}×"
 
 
 def pct(x) -> str:
@@ -245,7 +277,7 @@ def pct(x) -> str:
 
 def human(value, unit) -> str:
     if nan(value):
-        return ""
+        return NA
     if unit == "seconds":
         return f"{ms(value)} ms"
     if unit == "bytes":
@@ -258,12 +290,19 @@ def human(value, unit) -> str:
 @dataclass
 class Table:
     key: str
-    title: str
+    title: str                                 # unique in the summary; page.py numbers it
     columns: list[str]
     rows: list[list[str]]
     caption: str = ""
     left: int = 1                              # how many leading columns are labels
     frame: pd.DataFrame | None = None          # the numbers behind it (tests, CSV)
+    section: str = ""                          # the summary's section it belongs to
+    # the columns that name a row (fold.py folds runs of rows that are n/a beyond them into one
+    # line); None: never folded
+    keys: list[int] | None = None
+    measured_from: int | None = None           # the first measured column (default: after keys)
+    number: str = ""                           # "2.3": section 2, its third table (page.py)
+    folded: str = ""                           # the line that stands for the folded rows
 
     @property
     def align(self) -> list[str]:
@@ -279,7 +318,14 @@ class Table:
                 for i in range(len(self.columns))]
 
 
-def cell_or_status(status, value, fmt) -> str:
+def show(status, value, fmt, bound=False) -> str:
+    """A cell: its value when it ran OK and one was recorded (marked when its step was host-bound),
+    else its status (OOM, failed), else n/a: the one spelling of "not measured"."""
     if status == OK:
-        return fmt(value)
+        return NA if nan(value) else fmt(value) + (HOST_BOUND_MARK if bound else "")
     return status if isinstance(status, str) else NA
+
+
+def bound(row, *measures) -> bool:
+    """Whether any of the cell's steps ``measures`` was host-bound."""
+    return any(bool(get(row, f"{m}_host_bound", False)) for m in measures)

@@ -37,8 +37,22 @@ def git_log(repo) -> tuple[list[str], dict[str, dict]]:
         parts = line.split("\t", 2)
         if len(parts) == 3 and HEX.fullmatch(parts[0]):
             order.append(parts[0])
-            info[parts[0]] = {"date": parts[1][:10], "subject": parts[2]}
+            info[parts[0]] = {"date": parts[1][:10], "subject": one_line(parts[2])}
     return order, info
+
+
+SUBJECT_CHARS = 72  # a subject in a table cell or a caption: one line, as git's own advice
+
+
+def one_line(subject: str, width: int = SUBJECT_CHARS) -> str:
+    """A commit subject short enough for one line of a table: cut at a word before ``width``
+    characters, with an ellipsis (some of this project's subjects run to a paragraph)."""
+    subject = " ".join(subject.split())
+    if len(subject) <= width:
+        return subject
+    cut = subject[:width - 1]
+    cut = cut[:cut.rfind(" ")] if " " in cut[width // 2:] else cut
+    return cut.rstrip(" ,;:") + "…"
 
 
 def git_resolve(repo, ref: str) -> str | None:

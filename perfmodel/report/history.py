@@ -6,8 +6,8 @@ import math
 
 import pandas as pd
 
-from ..names import FAILED, NA, OK, STATUS_OF_CODE
-from .cells import PRESET_ORDER, Table, div, human, nan, pct, ratio
+from ..names import FAILED, NA, OK, STATUS_OF_CODE, host_bound
+from .cells import HOST_BOUND_MARK, Table, div, human, nan, param_order, pct, ratio
 
 
 def headline_cells(norm: pd.DataFrame, commit: str) -> list[dict]:
@@ -19,8 +19,9 @@ def headline_cells(norm: pd.DataFrame, commit: str) -> list[dict]:
     at = norm[(norm["commit"] == commit) & (norm["status"] == OK) & (norm["role"] == "value")]
     model = at[(at["kind"] == "model") & (at["measure"] == "train")]
     if not model.empty:
-        pick = model.assign(p=model["preset"].map(lambda p: PRESET_ORDER.index(p)
-                                                  if p in PRESET_ORDER else -1))
+        presets = param_order(norm, "model", "preset")  # benchmarks.json's order: small to large
+        pick = model.assign(p=model["preset"].map(lambda p: presets.index(p)
+                                                  if p in presets else -1))
         pick = pick[(pick["precision"] == "fp32")] if (pick["precision"] == "fp32").any() else pick
         pick = pick[pick["variant"] == "sdpa"] if (pick["variant"] == "sdpa").any() else pick
         pick = pick.sort_values(["p", "context"], ascending=[False, True]).iloc[0]
@@ -48,12 +49,15 @@ def _label(rec) -> str:
 
 
 def history_table(rs, norm, commit, order, n, info, heads) -> tuple[list[Table], pd.DataFrame]:
-    """7: each headline benchmark over the last n commits up to ``commit``."""
+    """Each headline benchmark over the last n commits up to ``commit``; a time whose step was
+    host-bound at that commit (its track_issue_seconds_* beside it) is marked."""
     upto = order[:order.index(commit) + 1][-n:]
     rows, frame = [], []
     f = rs.frame
     for h in heads:
         sel = f[(f["benchmark"] == h["benchmark"]) & (f["cell"] == h["cell"])]
+        issue = _issue_name(h["benchmark"])
+        isel = f[(f["benchmark"] == issue) & (f["cell"] == h["cell"]) & (f["status"] == OK)]
         prev = math.nan
         for c in upto:
             hit = sel[sel["commit"] == c]
@@ -61,21 +65,33 @@ def history_table(rs, norm, commit, order, n, info, heads) -> tuple[list[Table],
             value = hit.iloc[0]["value"] if not hit.empty else math.nan
             unit = hit.iloc[0]["unit"] if not hit.empty else None
             change = div(value, prev) - 1 if status == OK else math.nan
+            ihit = isel[isel["commit"] == c]
+            bound = status == OK and not ihit.empty and bool(
+                host_bound(value, ihit.iloc[0]["value"]))
             g = info.get(c, {})
             date = g.get("date") or _asv_date(rs, c)
             frame.append(dict(benchmark=_label(h), commit=c, date=date, subject=g.get("subject"),
-                              value=value, status=status, change=change, unit=unit))
+                              value=value, status=status, change=change, unit=unit,
+                              host_bound=bound))
             rows.append([_label(h), c[:8], date, g.get("subject") or "(not in this repository)",
-                         human(value, unit) if status == OK else status, pct(change)])
+                         (human(value, unit) + (HOST_BOUND_MARK if bound else ""))
+                         if status == OK else status, pct(change)])
             if status == OK:
                 prev = value
     if not rows:
         return [], pd.DataFrame(frame)
-    return [Table("history", f"7. History of the headline benchmarks (last {len(upto)} commits "
+    return [Table("history", f"History of the headline benchmarks (last {len(upto)} commits "
                   "with results)", ["benchmark", "commit", "date", "subject", "value",
                                     "change vs previous"], rows,
-                  "value: asv's median (time per step, or bytes); change against the previous "
-                  "commit of this table that ran OK.", left=4)], pd.DataFrame(frame)
+                  "value: asv's median (time per step in ms, or memory in MiB); change against "
+                  "the previous commit of this table that ran OK (blank: none before).", left=4,
+                  section="History")], pd.DataFrame(frame)
+
+
+def _issue_name(benchmark: str) -> str | None:
+    """bench_x.Class.time_<mode> -> bench_x.Class.track_issue_seconds_<mode> (the suite's names)."""
+    head, _, method = benchmark.rpartition(".")
+    return f"{head}.track_issue_seconds_{method[5:]}" if method.startswith("time_") else None
 
 
 def _asv_date(rs, c) -> str:
@@ -150,7 +166,7 @@ def compare_table(rs, a, b, info, factor=1.1) -> list[Table]:
                          (rb["status"] if rb else NA), ratio(r), what])
     ia, ib = info.get(a, {}), info.get(b, {})
     caption = (f"before: {a[:8]} {ia.get('subject', '')!s} | after: {b[:8]} "
-               f"{ib.get('subject', '')!s}. Flagged as `asv continuous` does (asv's own test: "
+               f"{ib.get('subject', '')!s}. Flagged as asv continuous does (asv's own test: "
                f"ratio beyond {factor} and, for times, a significant difference of the samples); "
                f"{unchanged} cells unchanged, {not_both} not run (or not OK) on both.")
     return [Table("compare", f"8. Changes from {a[:8]} to {b[:8]}",

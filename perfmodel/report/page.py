@@ -14,15 +14,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..names import HOST_BOUND_SHARE
 from ..untrusted import visible
-from .cells import Table, ms, normalize
+from .attention_tables import attention_tables
+from .cells import HOST_BOUND_MARK, Table, normalize
 from .commits import commit_order, git_log, resolve
-from .comparisons import comparison_tables
+from .comparisons import model_comparisons
+from .fold import fold
 from .history import compare_table, headline_cells, history_table
 from .load import load
+from .model_tables import model_tables
+from .pivot import pivot
 from .plots import plot_attention, plot_history, plot_model, safe_plot
-from .seeds import attention_tables, model_steps_table, warmup_table
-from .seeds_more import attention_memory_tables, warmup_steps_table
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -47,6 +50,19 @@ class Report:
                 return t
         raise KeyError(key)
 
+    @property
+    def sections(self) -> list[tuple[int, str, list[Table]]]:
+        """(number, name, tables) in the summary's order (``number_tables`` set them)."""
+        out: dict[str, list[Table]] = {}
+        for t in self.tables:
+            out.setdefault(t.section, []).append(t)
+        return [(i, name, ts) for i, (name, ts) in enumerate(out.items(), 1)]
+
+    @property
+    def host_bound(self) -> int:
+        """How many cells of the tables carry the host-bound mark."""
+        return sum(c.endswith(HOST_BOUND_MARK) for t in self.tables for r in t.rows for c in r)
+
 
 def build_report(results_dir="results", machine=None, commit=None, history=10, compare=None,
                  repo=".", plots_dir: Path | None = None, plots_prefix: str = "") -> Report:
@@ -62,13 +78,14 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
         if idx > 0:
             pair = (order[idx - 1], full)
     notes = rs.notes
-    # every table and plot but the history reads the one commit: normalize only its rows
+    # every table and plot but the history reads the one commit: normalize only its rows, and
+    # pivot each kind of result once
     norm = normalize(rs.at(full), rs.benchmarks, notes)
+    piv = guarded(notes, "pivot", pivot, norm, full) if not norm.empty else None
     tables: list[Table] = []
-    if not norm.empty:
-        for build in (warmup_table, model_steps_table, attention_tables, warmup_steps_table,
-                      attention_memory_tables, comparison_tables):
-            tables += guarded(notes, build.__name__, build, norm, full) or []
+    if piv is not None:
+        for build in (model_tables, model_comparisons, attention_tables):
+            tables += guarded(notes, build.__name__, build, piv) or []
     if not tables:
         notes.info(f"no attention or model results at {full[:8]} on {rs.machine}")
     heads = guarded(notes, "headline_cells", headline_cells, norm, full) if not norm.empty else []
@@ -76,14 +93,17 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
                                 history, info, heads or []) or ([], pd.DataFrame())
     tables += hist_tables
     if pair:
-        tables += guarded(notes, "compare_table", compare_table, rs, pair[0], pair[1], info) or []
+        tables += [_titled(t, "Changes") for t in guarded(
+            notes, "compare_table", compare_table, rs, pair[0], pair[1], info) or []]
+    stale = any(n.startswith("not shown: ") and full[:8] in n for n in notes)  # load.py: older
+    tables = number_tables([fold(t, stale) for t in tables])
     plots = {}
-    if plots_dir is not None and not norm.empty:
+    if plots_dir is not None and piv is not None:
         for title, fn, name in (("attention time and memory vs seq_len", plot_attention,
                                  "attention.png"),
                                 ("model step time per preset and context", plot_model,
                                  "model.png")):
-            p = safe_plot(notes, title, fn, norm, full, plots_dir / name)
+            p = safe_plot(notes, title, fn, piv, plots_dir / name)
             if p:
                 plots[title] = f"{plots_prefix}{name}"
         p = safe_plot(notes, "history", plot_history, hist, plots_dir / "history.png")
@@ -94,6 +114,33 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
         minfo["ram"] = f"{int(minfo['ram']) / 2**30:.0f} GiB"
     return Report(rs.machine, full, info, tables, plots, list(notes), minfo, pair, hist,
                   notes.left_out, notes.internal)
+
+
+def _titled(t: Table, section: str) -> Table:
+    """A table built with its old number in the title ("8. Changes ..."): page.py numbers."""
+    t.title = re.sub(r"^\d+[a-z]?\.\s+", "", t.title)
+    t.section = t.section or section
+    return t
+
+
+def number_tables(tables: list[Table]) -> list[Table]:
+    """Sections numbered 1, 2, ... in order of first appearance, tables 1.1, 1.2, ... within
+    them: every number and every title in the summary once. Tables of one section are kept
+    together in their order."""
+    sections: dict[str, list[Table]] = {}
+    for t in tables:
+        sections.setdefault(t.section or "Tables", []).append(t)
+    seen: dict[str, int] = {}
+    out = []
+    for si, (name, ts) in enumerate(sections.items(), 1):
+        for ti, t in enumerate(ts, 1):
+            t.section, t.number = name, f"{si}.{ti}"
+            n = seen[t.title] = seen.get(t.title, 0) + 1
+            if n > 1:  # two tables of one name (should not happen): told apart, never merged
+                t.title = f"{t.title} ({n})"
+            out.append(t)
+    tables[:] = out
+    return out
 
 
 def guarded(notes, name: str, build, *args):
@@ -167,7 +214,7 @@ def _env():
 
 
 def render_markdown(report: Report) -> str:
-    return _env().get_template("summary.md.j2").render(r=report, ms=ms)
+    return _env().get_template("summary.md.j2").render(r=report, **_legend())
 
 
 def render_html(report: Report | None, back_link: str | None, error: str | None = None,
@@ -176,7 +223,12 @@ def render_html(report: Report | None, back_link: str | None, error: str | None 
     title = (f"perfmodel summary: {report.machine} at {report.commit[:8]}" if report else
              "perfmodel summary")
     return _env().get_template("summary.html.j2").render(r=report, title=title, error=error,
-                                                         back_link=back_link, markdown=markdown)
+                                                         back_link=back_link, markdown=markdown,
+                                                         **_legend())
+
+
+def _legend() -> dict:
+    return {"mark": HOST_BOUND_MARK, "share": f"{HOST_BOUND_SHARE:.0%}"}
 
 
 @dataclass

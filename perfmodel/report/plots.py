@@ -1,4 +1,7 @@
-"""Stage 5, plots: PNG figures (matplotlib, Agg) of the tables' cells and the history."""
+"""Stage 5, plots: PNG figures (matplotlib, Agg) of the tables' cells and the history.
+
+A point whose step was host-bound (names.host_bound) is drawn again as a large hollow red
+square, with its own legend entry, as the tables mark it with a dagger."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +10,12 @@ import pandas as pd
 
 from ..names import OK
 from ..untrusted import visible
-from . import cells as T
 from .cells import MiB
-from .seeds import attention_cells, ran_rows
+from .pivot import Pivot, ran_rows
+
+HOST_BOUND_STYLE = dict(marker="s", markersize=11, markerfacecolor="none", markeredgecolor="red",
+                        markeredgewidth=1.5, linestyle="none", zorder=5)
+HOST_BOUND_LABEL = "host-bound step (†): measures the host"
 
 
 def _plt():
@@ -35,11 +41,28 @@ def _save(plt, fig, path: Path, title: str | None = None) -> Path:
 
 
 def _legend(axes, **kwargs) -> None:
-    """The legend on the first panel that has labelled lines."""
+    """The legend on the first panel that has labelled lines; the host-bound entry once, last."""
     for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(**kwargs)
+        handles, labels = ax.get_legend_handles_labels()
+        if handles:
+            for other in axes:  # a host-bound point may be on another panel only
+                for h, lab in zip(*other.get_legend_handles_labels()):
+                    if lab == HOST_BOUND_LABEL and lab not in labels:
+                        handles.append(h)
+                        labels.append(lab)
+            pairs = [(h, lab) for h, lab in zip(handles, labels) if lab != HOST_BOUND_LABEL]
+            pairs += [(h, lab) for h, lab in zip(handles, labels) if lab == HOST_BOUND_LABEL][:1]
+            ax.legend(*zip(*pairs), **kwargs)
             return
+
+
+def _mark_host_bound(ax, pts, x: str, y, flag: str) -> None:
+    """Draw the host-bound points of ``pts`` (column ``flag`` true) over their line."""
+    if flag not in pts:
+        return
+    hb = pts[pts[flag].fillna(False).astype(bool)]
+    if not hb.empty:
+        ax.plot(hb[x], y(hb), label=HOST_BOUND_LABEL, **HOST_BOUND_STYLE)
 
 
 def _log_axes(ax, xbase: int) -> None:
@@ -52,14 +75,14 @@ def _log_axes(ax, xbase: int) -> None:
         ax.text(0.5, 0.5, "no OK cells", ha="center", va="center", transform=ax.transAxes)
 
 
-def plot_attention(norm, commit, path: Path) -> Path | None:
-    a = attention_cells(norm, commit)
+def plot_attention(p: Pivot, path: Path) -> Path | None:
+    a, commit = p.attention, p.commit
     if a.empty or ran_rows(a).empty:
         return None
     plt = _plt()
-    dtype = T.order(ran_rows(a)["dtype"], ["float32", "bfloat16"])[0]
+    dtype = p.order("attention", "dtype", ran_rows(a)["dtype"])[0]
     sub = a[a["dtype"] == dtype]
-    impls = T.order(ran_rows(sub)["impl"], T.IMPL_ORDER)
+    impls = p.order("attention", "impl", ran_rows(sub)["impl"])
     ds = sorted(set(ran_rows(sub)["d"]))
     markers = "os^vDP*X"
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
@@ -79,6 +102,8 @@ def plot_attention(norm, commit, path: Path) -> Path | None:
                 pts = pts.dropna(subset=[col])
                 ax.plot(pts["seq"], pts[col] * scale, marker=markers[di % len(markers)],
                         color=f"C{ci}", label=_text(f"{impl} d={d}"))
+                _mark_host_bound(ax, pts, "seq", lambda q, c=col, k=scale: q[c] * k,
+                                 f"{col[:3]}_host_bound")
                 drawn = True
         _log_axes(ax, 2)
         ax.set_xlabel("seq_len")
@@ -91,10 +116,11 @@ def plot_attention(norm, commit, path: Path) -> Path | None:
     return _save(plt, fig, path, f"attention, {dtype}, commit {commit[:8]}")
 
 
-def plot_model(norm, commit, path: Path) -> Path | None:
-    m = T.cells(norm, "model", commit)
+def plot_model(p: Pivot, path: Path) -> Path | None:
+    m, commit = p.model, p.commit
     if m.empty:
         return None
+    preset, prec_rank = p.rank("model", "preset"), p.rank("model", "precision")
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     drawn = False
@@ -103,14 +129,15 @@ def plot_model(norm, commit, path: Path) -> Path | None:
         if f"{mode}_mean" not in m:
             continue
         ok = m[m.get(f"{mode}_status") == OK]
-        for i, ((preset, prec, var), g) in enumerate(sorted(
+        for i, ((pre, prec, var), g) in enumerate(sorted(
                 ok.groupby(["preset", "precision", "variant"]),
-                key=lambda kv: (T.PRESET_ORDER.index(kv[0][0]) if kv[0][0] in T.PRESET_ORDER
-                                else 99, kv[0][1], kv[0][2]))):
+                key=lambda kv: (preset(kv[0][0]), prec_rank(kv[0][1]), kv[0][2]))):
             g = g.sort_values("context")
             ax.plot(g["context"], g[f"{mode}_mean"] * 1e3, marker="o",
                     linestyle="-" if var == "sdpa" else "--",
-                    label=_text(f"{preset} {prec} {var}"))
+                    label=_text(f"{pre} {prec} {var}"))
+            _mark_host_bound(ax, g, "context", lambda q, c=f"{mode}_mean": q[c] * 1e3,
+                             f"{mode}_host_bound")
             drawn = True
         _log_axes(ax, 2)
         ax.set_xlabel("context (tokens)")
@@ -136,6 +163,10 @@ def plot_history(hist: pd.DataFrame, path: Path) -> Path | None:
             if unit == "bytes" else (1, unit or "")
         ok = g[g["status"] == OK]
         ax.plot(ok.index, ok["value"] * scale, marker="o")
+        if "host_bound" in ok and ok["host_bound"].any():
+            hb = ok[ok["host_bound"].astype(bool)]
+            ax.plot(hb.index, hb["value"] * scale, label=HOST_BOUND_LABEL, **HOST_BOUND_STYLE)
+            ax.legend(fontsize=7)
         ax.set_xticks(range(len(g)))
         ax.set_xticklabels([c[:8] for c in g["commit"]], fontsize=7)
         ax.set_ylabel(ylabel)
