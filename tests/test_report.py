@@ -357,7 +357,7 @@ def test_partial_cells_and_oom(tmp_path):
     # the cell not run is not a row of n/a: the line under the table names it
     assert ("sdpa", "64", "1024") not in got
     assert t3.folded.startswith("n/a, 1 row not shown: method sdpa at d_model 64, each at "
-                                "seq_len 1024; not run on this machine")
+                                "seq_len 1024; not run here at this commit")
     pivot = w.report.table("pivot_fwd_eager_float32")
     assert dict(zip(pivot.columns, pivot.rows[-1]))["64"] == "OOM"
 

@@ -85,7 +85,7 @@ def test_no_literal_markup_and_one_line_subjects(written):
 def test_runs_of_na_rows_fold_into_one_line(written):
     t = written.report.table("warmup")
     assert t.rows and all(any(c != "n/a" for c in row[7:]) for row in t.rows)
-    assert re.fullmatch(r"n/a, \d+ rows not shown: Config .+; not run on this machine .+\.",
+    assert re.fullmatch(r"n/a, \d+ rows not shown: Config .+; not run here at this commit .+\.",
                         t.folded)
     md = written.markdown.read_text()
     assert md.count(t.folded.split(":")[0]) == 1

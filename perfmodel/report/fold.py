@@ -9,9 +9,8 @@ from __future__ import annotations
 from ..names import NA
 from .cells import Table
 
-WHY = ("not run on this machine at this commit (outside its tier, or not in the version of the "
-       "suite that ran)")
-STALE = "or measured by an older version of its benchmark (the notes name which)"
+WHY = "not run here at this commit (outside the machine's tier, or not in that version of the suite)"
+STALE = "or timed by an older version of its benchmark (see the notes)"
 
 
 def fold(t: Table, stale: bool = False) -> Table:
@@ -27,8 +26,10 @@ def fold(t: Table, stale: bool = False) -> Table:
     if not gone:
         return t
     t.rows = keep
-    t.folded = (f"n/a, {len(gone)} row{'s' if len(gone) > 1 else ''} not shown: "
-                f"{describe(t, gone)}; {WHY}{', ' + STALE if stale else ''}.")
+    count = (f"all {len(gone)} rows" if not keep and len(gone) > 1 else
+             f"{len(gone)} row{'s' if len(gone) > 1 else ''}")
+    t.folded = (f"n/a, {count} not shown: {describe(t, gone)}; {WHY}"
+                f"{', ' + STALE if stale else ''}.")
     return t
 
 

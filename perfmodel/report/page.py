@@ -42,6 +42,7 @@ class Report:
     compare: tuple[str, str] | None = None
     history_frame: pd.DataFrame | None = None
     left_out: int = 0                           # values and files left out (load.py's notes)
+    issue_cells: int = 0                        # cells with the host's issue time recorded
     internal: int = 0                           # tables lost to an internal error (page.guarded)
 
     def table(self, key: str) -> Table:
@@ -112,8 +113,11 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
     minfo = dict(rs.machine_info)
     if "ram" in minfo:  # load.py checked: ASCII digits, at most 20
         minfo["ram"] = f"{int(minfo['ram']) / 2**30:.0f} GiB"
+    issued = 0 if piv is None else sum(  # no issue time: a CPU, or an older suite
+        int(df[c].notna().sum()) for df in (piv.attention, piv.model) for c in df.columns
+        if c.endswith("_issue"))
     return Report(rs.machine, full, info, tables, plots, list(notes), minfo, pair, hist,
-                  notes.left_out, notes.internal)
+                  notes.left_out, issued, notes.internal)
 
 
 def _titled(t: Table, section: str) -> Table:
