@@ -54,6 +54,8 @@ def test_sections_and_tables_are_numbered_once_in_order(written):
     assert len(titles) == len(set(titles)) == len(written.report.tables)
     html = written.html.read_text()
     assert len(re.findall(r"<h3 id=[^>]*>Table \d+\.\d+\. ", html)) == len(titles)
+    # a CPU records no issue time: the legend says no cell can be marked, not "0 found"
+    assert "No issue time is recorded at this commit" in text and written.report.issue_cells == 0
 
 
 def test_one_unit_per_quantity_and_one_mark_for_not_measured(written):
@@ -146,9 +148,11 @@ def test_host_bound_cells_are_marked_in_tables_plots_and_legend(tmp_path):
     assert {"attention_float32", "seed000_eager_float32", "pivot_fwd_eager_float32",
             "seed002_flat_eager_float32", "compare_attention_float32"} <= keys
     assert w.report.host_bound == len(marked) > 0
+    assert (w.report.bound_steps, w.report.issue_cells) == (1, 2)  # eager's forward of two
     text = w.markdown.read_text()
     assert f"{HOST_BOUND_MARK} host-bound: the host took at least 80%" in text
-    assert f"Host-bound cells in these tables: {len(marked)}." in text
+    assert f"Host-bound here: 1 of the 2\nsteps whose issue time is recorded ({len(marked)} " \
+        "marks" in text
     assert f"{HOST_BOUND_MARK} host-bound" in w.html.read_text()
     on_png = tmp_path / "on" / "s_files" / "attention.png"
 
@@ -156,6 +160,6 @@ def test_host_bound_cells_are_marked_in_tables_plots_and_legend(tmp_path):
     results2 = with_issue_seconds(tmp_path / "b", {bound: share - 0.3, free: share - 0.3})
     w2 = write_report(results2, MACHINE, output=tmp_path / "off" / "s.md", repo=REPO,
                       plots=True)
-    assert w2.report.host_bound == 0
+    assert w2.report.host_bound == w2.report.bound_steps == 0
     assert red_pixels(on_png) > 20 and red_pixels(tmp_path / "off" / "s_files" /
                                                   "attention.png") == 0

@@ -42,7 +42,8 @@ class Report:
     compare: tuple[str, str] | None = None
     history_frame: pd.DataFrame | None = None
     left_out: int = 0                           # values and files left out (load.py's notes)
-    issue_cells: int = 0                        # cells with the host's issue time recorded
+    issue_cells: int = 0                        # steps with the host's issue time recorded
+    bound_steps: int = 0                        # of them, host-bound (names.host_bound)
     internal: int = 0                           # tables lost to an internal error (page.guarded)
 
     def table(self, key: str) -> Table:
@@ -61,7 +62,7 @@ class Report:
 
     @property
     def host_bound(self) -> int:
-        """How many cells of the tables carry the host-bound mark."""
+        """How many table cells carry the host-bound mark (one step shows in several forms)."""
         return sum(c.endswith(HOST_BOUND_MARK) for t in self.tables for r in t.rows for c in r)
 
 
@@ -113,11 +114,13 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
     minfo = dict(rs.machine_info)
     if "ram" in minfo:  # load.py checked: ASCII digits, at most 20
         minfo["ram"] = f"{int(minfo['ram']) / 2**30:.0f} GiB"
-    issued = 0 if piv is None else sum(  # no issue time: a CPU, or an older suite
-        int(df[c].notna().sum()) for df in (piv.attention, piv.model) for c in df.columns
-        if c.endswith("_issue"))
+    frames = (piv.attention, piv.model) if piv is not None else ()
+    issued = sum(int(df[c].notna().sum()) for df in frames for c in df.columns
+                 if c.endswith("_issue"))  # none: a CPU, or results of an older suite
+    bound = sum(int(df[c].sum()) for df in frames for c in df.columns
+                if c.endswith("_host_bound"))
     return Report(rs.machine, full, info, tables, plots, list(notes), minfo, pair, hist,
-                  notes.left_out, issued, notes.internal)
+                  notes.left_out, issued, bound, notes.internal)
 
 
 def _titled(t: Table, section: str) -> Table:
