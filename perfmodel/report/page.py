@@ -76,7 +76,8 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
                                 history, info, heads or []) or ([], pd.DataFrame())
     tables += hist_tables
     if pair:
-        tables += guarded(notes, "compare_table", compare_table, rs, pair[0], pair[1], info) or []
+        tables += guarded(notes, "compare_table", compare_table, rs, pair[0], pair[1], info,
+                          repo) or []
     plots = {}
     if plots_dir is not None and not norm.empty:
         for title, fn, name in (("attention time and memory vs seq_len", plot_attention,
