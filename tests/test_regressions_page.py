@@ -101,3 +101,22 @@ def test_a_status_that_got_worse_stays_and_needs_no_command(tmp_path):
     ours = asv_publish(tmp_path, "html", PLUGIN)
     names = [e[0] for e in listed(ours) if e[0].startswith(STATUS)]
     assert len(names) == 1 and "unconfirmed" not in names[0], listed(ours)
+
+
+def test_a_machine_whose_results_cannot_be_read_is_a_warning_not_a_traceback(tmp_path):
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from perfmodel.report.regressions import judge_regressions  # noqa: PLC0415
+
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(FIXTURE / "benchmarks.json", results)
+    html = tmp_path / "html"
+    html.mkdir()
+    entry = [f"{STATUS}('eager', 'float32', 16, 256)", "graphs/m/x.json", {}, 0, 2.0, 1.0,
+             [[None, 1, 1.0, 2.0]]]
+    (html / "regressions.json").write_text(json.dumps({"regressions": [entry]}))
+    graphs = [("graphs/m/x", SimpleNamespace(path="graphs/m/x", params={"machine": "gone"}))]
+    lines = judge_regressions(html, results, ".", {}, graphs, {"a" * 40: 0, "b" * 40: 1})
+    assert listed(html) == []
+    assert [line for line in lines if line.startswith("warning: gone: its steps left out")]

@@ -65,6 +65,7 @@ class GateVerdicts(OutputPublisher):
 
     @classmethod
     def publish(cls, conf, repo, benchmarks, graphs, revisions):
+        from ..errors import UserError  # noqa: PLC0415
         from ..untrusted import visible  # noqa: PLC0415
         from .regressions import judge_regressions, rewrite_feed  # noqa: PLC0415
 
@@ -72,6 +73,10 @@ class GateVerdicts(OutputPublisher):
             lines = judge_regressions(conf.html_dir, conf.results_dir, conf.repo, benchmarks,
                                       graphs, revisions)
             rewrite_feed(conf, benchmarks, revisions)
+        except UserError as err:  # no gate settings (benchmarks/tiers.py) to judge by
+            log.warning(f"perfmodel: the Regressions page is asv's own list, not the gate's "
+                        f"rule: {visible(str(err))}")
+            return
         except Exception as err:  # noqa: BLE001 (asv's pages are written; say the list is asv's)
             log.warning(f"perfmodel: internal error, the Regressions page is asv's own list "
                         f"(not the gate's rule): {visible(f'{type(err).__name__}: {err}')[:300]} "

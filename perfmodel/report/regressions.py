@@ -20,6 +20,7 @@ import json
 import math
 import os
 
+from ..errors import UserError
 from ..names import FAILED, OK
 from ..verdict import SLOWER, STATUS, Measured, judge
 from .gaterule import gate_rule
@@ -71,7 +72,7 @@ def judge_regressions(html_dir, results_dir, repo, benchmarks, graphs, revisions
     machine_of = {graph.path + ".json": graph.params.get("machine") for _, graph in graphs}
     hash_of = {rev: h for h, rev in revisions.items()}
     machines: dict = {}
-    kept, unconfirmed, dropped = [], 0, 0
+    kept, unconfirmed, dropped, problems = [], 0, 0, []
     for entry in entries:
         name, graph_path, graph_params, idx, last_v, best_v, jumps = entry
         bench, _, rest = name.partition("(")
@@ -81,9 +82,18 @@ def judge_regressions(html_dir, results_dir, repo, benchmarks, graphs, revisions
             dropped += len(jumps or [])
             continue
         if machine not in machines:
-            m = machines[machine] = _Machine(results_dir, machine, revisions)
-            m.rule = gate_rule(machine, repo)
+            try:
+                m = _Machine(results_dir, machine, revisions)
+            except UserError as err:  # its results unreadable: nothing of it can be judged
+                problems.append(f"warning: {machine}: its steps left out: {err}")
+                m = None
+            else:
+                m.rule = gate_rule(machine, repo)
+            machines[machine] = m
         m = machines[machine]
+        if m is None:
+            dropped += len(jumps or [])
+            continue
         status = (benchmarks.get(bench) or {}).get("unit") == "status"
         for jump in jumps or []:
             ra, rb = m.pair(bench, cell, jump[0], jump[1])
@@ -103,7 +113,8 @@ def judge_regressions(html_dir, results_dir, repo, benchmarks, graphs, revisions
         json.dump({"regressions": kept}, fh, separators=(",", ":"))
     return [f"Regressions page by the gate's rule: {len(kept)} kept ({unconfirmed} unconfirmed, "
             f"each with the perfmodel gate command that confirms it), {dropped} of asv's steps "
-            "dropped (within the device's factor, not significant, or outside the gate's cells)"]
+            "dropped (within the device's factor, not significant, or outside the gate's cells)"
+            ] + problems
 
 
 def rewrite_feed(conf, benchmarks, revisions) -> None:
