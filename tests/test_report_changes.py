@@ -119,3 +119,16 @@ def test_a_planted_ten_percent_on_a_h200_gate_cell_is_listed_unconfirmed(h200):
     name = f"{GATE_CELL[0]}({', '.join(GATE_CELL[1])})"
     assert [(r["change"], r["benchmark"], r["note"]) for r in rows] == [
         ("slower (unconfirmed)", name, f"unconfirmed: perfmodel gate {a[:8]} {b[:8]}")]
+
+
+def test_without_the_gates_settings_table_8_is_a_note_not_an_error(monkeypatch):
+    from perfmodel.errors import UserError  # noqa: PLC0415
+    from perfmodel.report import gaterule  # noqa: PLC0415
+
+    def missing(repo):
+        raise UserError("no benchmarks/tiers.py (the gate's settings)")
+    monkeypatch.setattr(gaterule, "_tiers_path", missing)
+    report = build_report(results_dir=str(FIXTURE), machine=CPU_MACHINE, repo=str(ROOT))
+    assert "compare" not in {t.key for t in report.tables} and report.left_out >= 1
+    assert [n for n in report.notes if "table 8" in n and "tiers.py" in n], report.notes
+    assert report.internal == 0

@@ -9,7 +9,6 @@ import pandas as pd
 from ..names import FAILED, NA, OK, STATUS_OF_CODE
 from ..verdict import NOT_COMPARABLE, STATUS, UNCHANGED, Measured, confirm_command, judge
 from .cells import PRESET_ORDER, Table, div, human, nan, pct, ratio
-from .gaterule import gate_rule
 
 
 def headline_cells(norm: pd.DataFrame, commit: str) -> list[dict]:
@@ -108,11 +107,11 @@ def _group(v, unit) -> str:
     return v.label
 
 
-def compare_table(rs, a, b, info, repo=".") -> list[Table]:
+def compare_table(rs, a, b, info, rule) -> list[Table]:
     """8: the changes from A to B by the merge gate's rule (perfmodel.verdict at the device's
     factor, benchmarks/tiers.py GATE), regressions first. One measurement per commit: a time
-    that moved is unconfirmed and its row names the command that confirms it."""
-    rule = gate_rule(rs.machine, repo)
+    that moved is unconfirmed and its row names the command that confirms it. ``rule``: the
+    machine's gate (gaterule.gate_rule)."""
     f = rs.frame
     fa = {(r["benchmark"], r["cell"]): r for r in f[f["commit"] == a].to_dict("records")}
     fb = {(r["benchmark"], r["cell"]): r for r in f[f["commit"] == b].to_dict("records")}
@@ -145,14 +144,13 @@ def compare_table(rs, a, b, info, repo=".") -> list[Table]:
             vb = rb["value"] if rb else math.nan
             r = div(vb, va)
             name = f"{bench}({cell})" if cell else bench
-            k = kind
             if unit == "status":
                 note = f"{STATUS_OF_CODE.get(va, va)} → {STATUS_OF_CODE.get(vb, vb)}"
             else:
                 note = f"unconfirmed: {v.command}" if v.command else ""
-            frame.append(dict(benchmark=name, before=va, after=vb, ratio=r, change=k, unit=unit,
+            frame.append(dict(benchmark=name, before=va, after=vb, ratio=r, change=kind, unit=unit,
                               confirmed=v.confirmed, command=v.command))
-            rows.append([k, name, human(va, unit) if ra and ra["status"] == OK else
+            rows.append([kind, name, human(va, unit) if ra and ra["status"] == OK else
                          (ra["status"] if ra else NA),
                          human(vb, unit) if rb and rb["status"] == OK else
                          (rb["status"] if rb else NA), ratio(r), note])
@@ -162,7 +160,7 @@ def compare_table(rs, a, b, info, repo=".") -> list[Table]:
                f"{ib.get('subject', '')!s}. Judged by the merge gate's rule on a {device} "
                f"(perfmodel gate, notes/gate.md): a ratio beyond {rule.factor} that, where both "
                f"commits have samples, asv's significance test confirms; only the gate's cells "
-               f"(tier {rule.tier}). Each commit here was measured once, so a time that moved is "
+               f"(tier {rule.tier}). Each commit here was measured once, so a value that moved is "
                f"unconfirmed until `{confirm_command(a, b)}` measures the two commits "
                f"interleaved; a status change (OOM, failure) needs no confirming. "
                f"{unchanged} cells unchanged, {outside} moved outside the gate's cells (not "

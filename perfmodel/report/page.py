@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import UserError
 from ..untrusted import visible
 from .cells import Table, ms, normalize
 from .commits import commit_order, git_log, resolve
 from .comparisons import comparison_tables
+from .gaterule import gate_rule
 from .history import compare_table, headline_cells, history_table
 from .load import load
 from .plots import plot_attention, plot_history, plot_model, safe_plot
@@ -76,8 +78,13 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
                                 history, info, heads or []) or ([], pd.DataFrame())
     tables += hist_tables
     if pair:
-        tables += guarded(notes, "compare_table", compare_table, rs, pair[0], pair[1], info,
-                          repo) or []
+        try:  # the gate's settings (benchmarks/tiers.py) judge table 8
+            rule = gate_rule(rs.machine, repo)
+        except UserError as err:
+            notes.leave("table 8", "changes", str(err))
+        else:
+            tables += guarded(notes, "compare_table", compare_table, rs, pair[0], pair[1], info,
+                              rule) or []
     plots = {}
     if plots_dir is not None and not norm.empty:
         for title, fn, name in (("attention time and memory vs seq_len", plot_attention,
