@@ -120,3 +120,15 @@ def test_a_machine_whose_results_cannot_be_read_is_a_warning_not_a_traceback(tmp
     lines = judge_regressions(html, results, ".", {}, graphs, {"a" * 40: 0, "b" * 40: 1})
     assert listed(html) == []
     assert [line for line in lines if line.startswith("warning: gone: its steps left out")]
+
+
+def test_the_commit_before_a_step_is_the_last_with_a_value():
+    from perfmodel.report.regressions import _Machine  # noqa: PLC0415
+
+    m = object.__new__(_Machine)
+    rows = {0: {"status": "OK", "commit": "a"}, 1: {"status": "n/a", "commit": "b"},
+            2: {"status": "OK", "commit": "c"}}
+    m.rows = {("bench.A.time_x", "1"): rows}
+    before, after = m.pair("bench.A.time_x", "1", None, 2)
+    assert before["commit"] == "a" and after["commit"] == "c"  # asv's graph skips the n/a
+    assert m.pair("bench.A.time_x", "1", 1, 2)[0]["commit"] == "b"  # asv named it: as named

@@ -51,11 +51,13 @@ class _Machine:
                 self.rows.setdefault((r["benchmark"], r["cell"]), {})[rev] = r
 
     def pair(self, bench, cell, rev_before, rev_after):
-        """The rows of the commit before the jump (asv's, or the cell's last one before the
-        commit after) and of the commit after; None where there is none."""
+        """The rows of the commit before the jump (asv's, or the last commit before the commit
+        after that has a value there: asv's graph skips n/a points) and of the commit after;
+        None where there is none."""
         series = self.rows.get((bench, cell), {})
         if rev_before is None:
-            earlier = [r for r in series if r < rev_after]
+            earlier = [r for r, row in series.items() if r < rev_after
+                       and row["status"] in (OK, FAILED)]
             rev_before = max(earlier) if earlier else None
         return series.get(rev_before), series.get(rev_after)
 
