@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from . import asvchild
+from . import asvchild, verdict
 from .errors import UserError
 from .untrusted import say, visible
 
@@ -99,9 +99,7 @@ def to_confirm(screen: dict, threshold: float) -> list[str]:
     anything asv marked (a slower or faster flag, a failure)."""
     names = []
     for name, (mark, ratio) in screen.items():
-        moved = ratio is not None and (ratio > threshold or ratio < 1 / threshold)
-        is_time = ".time_" in name
-        if mark or (is_time and moved):
+        if mark or (".time_" in name and verdict.beyond(ratio, threshold)):
             names.append(name)
     return sorted(names)
 
@@ -218,7 +216,8 @@ def main(args) -> int:
               "processes it started are stopped; no verdict. What asv saved of the two commits "
               f"is in results/{name}/; its output: {log_path}", file=sys.stderr, flush=True)
         return 130
-    slower = [n for n in again if confirm.get(n, ("", None))[0] == "+"]
+    slower = [n for n in again  # the confirm stage's verdict (perfmodel.verdict)
+              if verdict.from_asv(n, *confirm.get(n, ("", None)), confirmed=True).regression]
     say("", "| cell | screen | confirm |", "|---|---|---|")
     for n in again:  # every cell asv marked is among them (to_confirm)
         say(f"| {n} | {_fmt(screen[n])} | {_fmt(confirm.get(n, ('', None)))} |")

@@ -237,6 +237,7 @@ def test_history_and_changes(report):
     assert t8.columns[:2] == ["change", "benchmark"] and order[-2][:8] in t8.title
     kinds = [r["change"] for r in rows(t8)]
     rank = {"new failure": 0, "regressed": 1, "regressed (status)": 1, "improved": 2,
+            "slower (unconfirmed)": 1, "faster (unconfirmed)": 2,
             "improved (status)": 2, "fixed": 3, "none": 4}
     assert kinds == sorted(kinds, key=rank.get)  # regressions first
 

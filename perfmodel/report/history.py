@@ -1,5 +1,5 @@
-"""Stage 4, history and changes: the headline benchmarks over the last commits, and what
-`asv continuous A B` would flag between two commits."""
+"""Stage 4, history and changes: the headline benchmarks over the last commits, and the changes
+between two commits by the merge gate's rule (perfmodel.verdict)."""
 from __future__ import annotations
 
 import math
@@ -7,6 +7,7 @@ import math
 import pandas as pd
 
 from ..names import FAILED, NA, OK, STATUS_OF_CODE, host_bound
+from ..verdict import NOT_COMPARABLE, STATUS, UNCHANGED, Measured, confirm_command, judge
 from .cells import HOST_BOUND_MARK, Table, div, human, nan, param_order, pct, ratio
 
 
@@ -99,77 +100,88 @@ def _asv_date(rs, c) -> str:
     return "" if d.empty or pd.isna(d.iloc[0]) else d.iloc[0].strftime("%Y-%m-%d")
 
 
-def _is_better(a, b, a_ss, b_ss, factor, use_stats):
-    try:
-        from asv.commands.compare import _is_result_better  # noqa: PLC0415
-    except ImportError:  # an asv without it: the factor alone
-        return a < b / factor
-    try:
-        return _is_result_better(a, b, a_ss, b_ss, factor, use_stats=use_stats)
-    except (ArithmeticError, ValueError, TypeError, KeyError, RecursionError):
-        # samples or stats asv's test cannot take (load.py checked only that they are numbers)
-        return a < b / factor
+def _measured(row) -> Measured:
+    """A table row as the verdict reads it: a value only when OK (failed is asv's None; OOM,
+    n/a and a missing cell are NaN: not compared, the status cell says what changed)."""
+    if row is None:
+        return Measured(math.nan)
+    if row["status"] == FAILED:
+        return Measured(None)
+    if row["status"] != OK:
+        return Measured(math.nan)
+    return Measured(row["value"], row["stats"] or None, row["samples"])
 
 
-def compare_table(rs, a, b, info, factor=1.1) -> list[Table]:
-    """8: what `asv continuous A B` reports (asv's own test), regressions first."""
+# the table's groups, in its order (regressions first)
+GROUPS = ("new failure", "regressed (status)", "regressed", "slower (unconfirmed)",
+          "improved (status)", "improved", "faster (unconfirmed)", "fixed")
+
+
+def _group(v, unit) -> str:
+    if unit == "status":  # a status code moved: OK (1) -> OOM (2) or failed (3), or back
+        return "regressed (status)" if v.worse else "improved (status)"
+    return v.label
+
+
+def compare_table(rs, a, b, info, rule) -> list[Table]:
+    """8: the changes from A to B by the merge gate's rule (perfmodel.verdict at the device's
+    factor, benchmarks/tiers.py GATE), regressions first. One measurement per commit: a time
+    that moved is unconfirmed and its row names the command that confirms it. ``rule``: the
+    machine's gate (gaterule.gate_rule)."""
     f = rs.frame
     fa = {(r["benchmark"], r["cell"]): r for r in f[f["commit"] == a].to_dict("records")}
     fb = {(r["benchmark"], r["cell"]): r for r in f[f["commit"] == b].to_dict("records")}
-    groups = {"regressed": [], "new failure": [], "improved": [], "fixed": []}
-    unchanged = not_both = 0
+    groups = {g: [] for g in GROUPS}
+    unchanged = not_both = outside = 0
     for key in sorted(set(fa) | set(fb)):
         ra, rb = fa.get(key), fb.get(key)
-        sa = ra["status"] if ra else NA
-        sb = rb["status"] if rb else NA
         unit = (rb or ra)["unit"]
-        if sa == OK and sb == FAILED:
-            kind = "new failure"
-        elif sa == FAILED and sb == OK:
-            kind = "fixed"
-        elif sa == OK and sb == OK:
-            va, vb = ra["value"], rb["value"]
-            ssa = (ra["stats"], ra["samples"]) if ra["stats"] else None
-            ssb = (rb["stats"], rb["samples"]) if rb["stats"] else None
-            use_stats = unit == "seconds"
-            if _is_better(vb, va, ssb, ssa, factor, use_stats):  # after better than before
-                kind = "improved"
-            elif _is_better(va, vb, ssa, ssb, factor, use_stats):
-                kind = "regressed"
-            else:
-                unchanged += 1
-                continue
-        else:
+        name = f"{key[0]}({key[1]})" if key[1] else key[0]
+        v = judge(_measured(ra), _measured(rb), rule.factor, status=unit == "status",
+                  commits=(a, b))
+        if v.change == NOT_COMPARABLE:
             not_both += 1
             continue
-        groups[kind].append((key, ra, rb, unit, kind))
+        if v.change != STATUS and not rule.gated(name):
+            outside += int(v.change != UNCHANGED)  # the gate never measures it: not judged
+            unchanged += int(v.change == UNCHANGED)
+            continue
+        if v.change == UNCHANGED:
+            unchanged += 1
+            continue
+        groups[_group(v, unit)].append((key, ra, rb, unit, v))
     rows, frame = [], []
-    for kind in ("new failure", "regressed", "improved", "fixed"):
-        items = groups[kind]
-        if kind in ("regressed", "improved"):  # largest change first; a 0 before is largest
-            items.sort(key=lambda t: -div(t[2]["value"], t[1]["value"], math.inf)
-                       if kind == "regressed" else div(t[2]["value"], t[1]["value"], math.inf))
-        for (bench, cell), ra, rb, unit, k in items:
+    for kind, items in groups.items():
+        worse = kind in ("regressed", "slower (unconfirmed)")
+        if kind in ("regressed", "slower (unconfirmed)", "improved", "faster (unconfirmed)"):
+            items.sort(key=lambda t: -t[4].ratio if worse else t[4].ratio)  # largest first
+        for (bench, cell), ra, rb, unit, v in items:
             va = ra["value"] if ra else math.nan
             vb = rb["value"] if rb else math.nan
             r = div(vb, va)
             name = f"{bench}({cell})" if cell else bench
-            if unit == "status" and k in ("regressed", "improved"):
-                what = f"{STATUS_OF_CODE.get(va, va)} → {STATUS_OF_CODE.get(vb, vb)}"
-                k = {"regressed": "regressed (status)", "improved": "improved (status)"}[k]
+            if unit == "status":
+                note = f"{STATUS_OF_CODE.get(va, va)} → {STATUS_OF_CODE.get(vb, vb)}"
             else:
-                what = ""
-            frame.append(dict(benchmark=name, before=va, after=vb, ratio=r, change=k, unit=unit))
-            rows.append([k, name, human(va, unit) if ra and ra["status"] == OK else
+                note = f"unconfirmed: {v.command}" if v.command else ""
+            frame.append(dict(benchmark=name, before=va, after=vb, ratio=r, change=kind, unit=unit,
+                              confirmed=v.confirmed, command=v.command))
+            rows.append([kind, name, human(va, unit) if ra and ra["status"] == OK else
                          (ra["status"] if ra else NA),
                          human(vb, unit) if rb and rb["status"] == OK else
-                         (rb["status"] if rb else NA), ratio(r), what])
+                         (rb["status"] if rb else NA), ratio(r), note])
     ia, ib = info.get(a, {}), info.get(b, {})
+    device = "GPU" if rule.device == "cuda" else "CPU"
     caption = (f"before: {a[:8]} {ia.get('subject', '')!s} | after: {b[:8]} "
-               f"{ib.get('subject', '')!s}. Flagged as asv continuous does (asv's own test: "
-               f"ratio beyond {factor} and, for times, a significant difference of the samples); "
-               f"{unchanged} cells unchanged, {not_both} not run (or not OK) on both.")
+               f"{ib.get('subject', '')!s}. Judged by the merge gate's rule on a {device} "
+               f"(perfmodel gate, notes/gate.md): a ratio beyond {rule.factor} that, where both "
+               f"commits have samples, asv's significance test confirms; only the gate's cells "
+               f"(tier {rule.tier}). Each commit here was measured once, so a value that moved is "
+               f"unconfirmed until {confirm_command(a, b)} measures the two commits "
+               f"interleaved; a status change (OOM, failure) needs no confirming. "
+               f"{unchanged} cells unchanged, {outside} moved outside the gate's cells (not "
+               f"judged: see the graphs), {not_both} not run (or not OK) on both.")
     return [Table("compare", f"8. Changes from {a[:8]} to {b[:8]}",
                   ["change", "benchmark", f"before ({a[:8]})", f"after ({b[:8]})", "ratio",
-                   "status"], rows or [["none", "", "", "", "", ""]], caption,
+                   "note"], rows or [["none", "", "", "", "", ""]], caption,
                   left=2, frame=pd.DataFrame(frame))]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import UserError
 from ..names import HOST_BOUND_SHARE
 from ..untrusted import visible
 from .attention_tables import attention_tables
@@ -21,6 +22,7 @@ from .cells import HOST_BOUND_MARK, Table, normalize
 from .commits import commit_order, git_log, resolve
 from .comparisons import model_comparisons
 from .fold import fold
+from .gaterule import gate_rule
 from .history import compare_table, headline_cells, history_table
 from .load import load
 from .model_tables import model_tables
@@ -95,8 +97,13 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
                                 history, info, heads or []) or ([], pd.DataFrame())
     tables += hist_tables
     if pair:
-        tables += [_titled(t, "Changes") for t in guarded(
-            notes, "compare_table", compare_table, rs, pair[0], pair[1], info) or []]
+        try:  # the gate's settings (benchmarks/tiers.py) judge the change table
+            rule = gate_rule(rs.machine, repo)
+        except UserError as err:
+            notes.leave("the change table", "changes", str(err))
+        else:
+            tables += [_titled(t, "Changes") for t in guarded(
+                notes, "compare_table", compare_table, rs, pair[0], pair[1], info, rule) or []]
     stale = any(n.startswith("not shown: ") and full[:8] in n for n in notes)  # load.py: older
     tables = number_tables([fold(t, stale) for t in tables])
     plots = {}

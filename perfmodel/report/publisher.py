@@ -1,5 +1,6 @@
 """asv publisher plugins: ``asv publish`` writes perfmodel's summary and vendored scripts too,
-and no benchmark asv's scripts would render as markup reaches asv's pages.
+and no benchmark asv's scripts would render as markup reaches asv's pages; asv's Regressions
+page lists what the merge gate's rule calls slower (regressions.py).
 
 asv.conf.json lists this module in ``plugins`` (as ".perfmodel.report.publisher": the leading dot
 makes asv import it by its module name, with the current directory on sys.path). Importing it
@@ -54,5 +55,35 @@ class SummaryTables(OutputPublisher):
                         f"{visible(f'{type(err).__name__}: {err}')[:300]} (please report it)")
             return
         for line in site.lines():
+            line = visible(line)
+            (log.warning if line.startswith("warning:") else log.info)(f"perfmodel: {line}")
+
+
+class GateVerdicts(OutputPublisher):
+    name = "perfmodel-gate-verdicts"
+    button_label = "(perfmodel: regressions by the gate's rule)"
+    description = "perfmodel: asv's Regressions page keeps what the merge gate's rule calls slower"
+    order = 4  # after asv's regressions (3) wrote regressions.json and its feed
+
+    @classmethod
+    def publish(cls, conf, repo, benchmarks, graphs, revisions):
+        from ..errors import UserError  # noqa: PLC0415
+        from ..untrusted import visible  # noqa: PLC0415
+        from .regressions import judge_regressions, rewrite_feed  # noqa: PLC0415
+
+        try:
+            lines = judge_regressions(conf.html_dir, conf.results_dir, conf.repo, benchmarks,
+                                      graphs, revisions)
+            rewrite_feed(conf, benchmarks, revisions)
+        except UserError as err:  # no gate settings (benchmarks/tiers.py) to judge by
+            log.warning(f"perfmodel: the Regressions page is asv's own list, not the gate's "
+                        f"rule: {visible(str(err))}")
+            return
+        except Exception as err:  # noqa: BLE001 (asv's pages are written; say the list is asv's)
+            log.warning(f"perfmodel: internal error, the Regressions page is asv's own list "
+                        f"(not the gate's rule): {visible(f'{type(err).__name__}: {err}')[:300]} "
+                        "(please report it)")
+            return
+        for line in lines:
             line = visible(line)
             (log.warning if line.startswith("warning:") else log.info)(f"perfmodel: {line}")

@@ -1,0 +1,152 @@
+"""The merge gate's rule, said once: what "slower", "faster" and "regression" mean.
+
+Every place that says a cell got slower uses this module: ``perfmodel gate`` (its screen and
+confirm stages read asv's table, ``from_asv``), the summary's change table and the filter over
+asv's Regressions page (both read stored results, ``judge``). The rule is asv continuous's
+comparison at the device's factor (benchmarks/tiers.py ``GATE``: 1.2 on a CPU, 1.05 on a GPU):
+
+- a number moved when after/before is beyond the factor and, where both commits carry samples
+  (or asv's stats), asv's significance test (Mann-Whitney, p < 0.002) finds them different;
+- a status cell (``track_status*``: 1 OK, 2 OOM, 3 failed) or a value that became a failure
+  changed status; that is never noise, so it needs no confirming;
+- a move is *confirmed* only when the gate's confirm stage measured it: the two commits
+  alternating every second or so. A published history holds one measurement per commit, taken
+  minutes or days apart; a shared 2-core CPU host changes speed by up to 1.45x for minutes by
+  itself (notes/gate.md), so such a move is *unconfirmed* and carries the command that settles it.
+
+A regression is a confirmed slowdown or a status change for the worse; nothing else.
+Pure functions: no torch, no pandas, no asv needed (asv's test is used when asv is installed,
+as it always is next to perfmodel; without it only the factor decides).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+SLOWER, FASTER, UNCHANGED, STATUS = "slower", "faster", "unchanged", "status-change"
+NOT_COMPARABLE = "not comparable"  # a side is n/a (NaN) or missing: asv flags nothing either
+GPU_PREFIX = "nvidia-"  # perfmodel track names a GPU machine after its model (track.machine_name)
+HEX = re.compile(r"[0-9a-f]{7,64}")
+
+
+def device_of(machine: str) -> str:
+    """'cuda' for a GPU machine's results, 'cpu' otherwise, from the machine name alone."""
+    return "cuda" if str(machine).startswith(GPU_PREFIX) else "cpu"
+
+
+def confirm_command(before: str, after: str) -> str:
+    """The command that settles an unconfirmed move (hashes only: results are data, and
+    load.py let through nothing but hex here; anything else gives no command)."""
+    a, b = str(before)[:8], str(after)[:8]
+    if not (HEX.fullmatch(a) and HEX.fullmatch(b)):
+        return ""
+    return f"perfmodel gate {a} {b}"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One commit's asv result for one cell: value (None: failed, NaN: n/a), asv's stats dict
+    and samples where the results file has them."""
+    value: float | None
+    stats: dict | None = None
+    samples: list | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    change: str                 # SLOWER, FASTER, UNCHANGED, STATUS or NOT_COMPARABLE
+    ratio: float = math.nan     # after / before where both are numbers
+    confirmed: bool = False     # the gate's confirm stage measured it (or a status change)
+    worse: bool = False         # for STATUS: a new failure or OOM (True) or a fix
+    command: str = ""           # for an unconfirmed move: the command that confirms it
+
+    @property
+    def regression(self) -> bool:
+        return (self.change == SLOWER and self.confirmed) or (self.change == STATUS
+                                                              and self.worse)
+
+    @property
+    def label(self) -> str:
+        """How a table says it: 'regressed', 'improved', 'new failure', 'fixed',
+        'slower (unconfirmed)', 'faster (unconfirmed)', or the change itself."""
+        if self.change == STATUS:
+            return "new failure" if self.worse else "fixed"
+        if self.change in (SLOWER, FASTER):
+            if self.confirmed:
+                return "regressed" if self.change == SLOWER else "improved"
+            return f"{self.change} (unconfirmed)"
+        return self.change
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _significant(before: Measured, after: Measured) -> bool:
+    """asv's test, as asv continuous applies it: samples (or stats) on both sides, neither a
+    single-sample run; otherwise there is nothing to test and the factor alone decides."""
+    sa, sb = before.stats, after.stats
+    if not (isinstance(sa, dict) and isinstance(sb, dict) and sa and sb):
+        return True
+    if sa.get("repeat", 0) == 1 or sb.get("repeat", 0) == 1:
+        return True
+    try:
+        from asv import _stats  # noqa: PLC0415 (asv is installed with perfmodel; imported late)
+    except ImportError:
+        return True
+    try:
+        return bool(_stats.is_different(before.samples, after.samples, sa, sb))
+    except (ArithmeticError, ValueError, TypeError, KeyError, RecursionError):
+        return True  # stats asv's test cannot take: the factor alone, as without stats
+
+
+def judge(before: Measured, after: Measured, factor: float, *, status: bool = False,
+          confirmed: bool = False, commits: tuple[str, str] = ("", "")) -> Verdict:
+    """The verdict on one cell between two commits (``commits`` = (before, after) hashes, for
+    the command an unconfirmed move carries). ``status``: the cell is a status code."""
+    va, vb = before.value, after.value
+    if va is None or vb is None:  # asv's failure: '!' / '*' in asv's table
+        if va is None and vb is None:
+            return Verdict(UNCHANGED)
+        if not (_finite(va) or _finite(vb)):
+            return Verdict(NOT_COMPARABLE)
+        return Verdict(STATUS, confirmed=True, worse=vb is None)
+    if not (_finite(va) and _finite(vb)):
+        return Verdict(NOT_COMPARABLE)
+    ratio = vb / va if va else (math.inf if vb else 1.0)
+    if status:
+        if va == vb:
+            return Verdict(UNCHANGED, ratio)
+        return Verdict(STATUS, ratio, confirmed=True, worse=vb > va)
+    if vb > va * factor:
+        change = SLOWER
+    elif va > vb * factor:
+        change = FASTER
+    else:
+        return Verdict(UNCHANGED, ratio)
+    if not _significant(before, after):
+        return Verdict(UNCHANGED, ratio)
+    return Verdict(change, ratio, confirmed=confirmed,
+                   command="" if confirmed else confirm_command(*commits))
+
+
+def from_asv(name: str, mark: str, ratio: float | None, *, confirmed: bool) -> Verdict:
+    """The same verdict from a row of asv continuous's table (asv applied the rule above at the
+    gate's factor): '+' slower, '-' faster, '!' a new failure, '*' fixed; a status cell's
+    '+' or '-' is a status change."""
+    r = ratio if ratio is not None else math.nan
+    if mark == "!":
+        return Verdict(STATUS, r, confirmed=True, worse=True)
+    if mark == "*":
+        return Verdict(STATUS, r, confirmed=True, worse=False)
+    if mark in ("+", "-"):
+        if ".track_status" in name:
+            return Verdict(STATUS, r, confirmed=True, worse=mark == "+")
+        return Verdict(SLOWER if mark == "+" else FASTER, r, confirmed=confirmed)
+    return Verdict(UNCHANGED, r)
+
+
+def beyond(ratio: float | None, threshold: float) -> bool:
+    """Whether a ratio moved beyond ``threshold`` either way (the gate's screen)."""
+    return ratio is not None and (ratio > threshold or ratio < 1 / threshold)
