@@ -153,11 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Commands that live in their own modules: each has add_parser(sub), which sets ``func``.
     for module in ("report", "track", "gate"):
-        try:
-            importlib.import_module(f"perfmodel.{module}").add_parser(sub)
-        except ModuleNotFoundError as err:
-            if err.name != f"perfmodel.{module}":
-                raise
+        importlib.import_module(f"perfmodel.commands.{module}").add_parser(sub)
     return parser
 
 

@@ -79,7 +79,7 @@ def _patch(path: Path, old: str, new: str) -> None:
 
 
 def _flagged(stdout: str) -> dict[str, str]:
-    from perfmodel.gate import flagged  # noqa: PLC0415 (the gate's own reading of asv's table)
+    from perfmodel.commands.gate import flagged  # noqa: PLC0415 (the gate's own reading of asv's table)
 
     return flagged(stdout)
 

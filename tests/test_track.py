@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from perfmodel.track import machine_name
+from perfmodel.commands.track import machine_name
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = {"device": "cpu", "name": "AMD EPYC 7B13 x2", "torch": "2.13.0+cpu", "cuda": None,
@@ -105,7 +105,7 @@ def write_results(results: Path, commit: str, names, version=None, values=None,
 
 
 def test_only_a_commit_with_its_whole_tier_counts_as_measured(tmp_path):
-    from perfmodel.track import load_suite, why_measure
+    from perfmodel.commands.track import load_suite, why_measure
 
     results = tmp_path / "results"
     write_suite(results)
@@ -137,7 +137,7 @@ def test_only_a_commit_with_its_whole_tier_counts_as_measured(tmp_path):
 
 
 def test_a_broken_result_file_is_a_reason_not_a_traceback(tmp_path):
-    from perfmodel.track import load_suite, why_measure
+    from perfmodel.commands.track import load_suite, why_measure
 
     results = tmp_path / "results"
     write_suite(results)

@@ -17,11 +17,11 @@ import subprocess
 import sys
 import time
 
-from . import asvchild
-from .asvchild import AsvChild, asv_env
-from .errors import UserError
-from .names import EXIT_CLEAN, EXIT_LEFT_OUT
-from .untrusted import Unreadable, log_text, read_json, say, visible
+from .. import asvchild
+from ..asvchild import AsvChild, asv_env
+from ..errors import UserError
+from ..names import EXIT_CLEAN, EXIT_LEFT_OUT
+from ..untrusted import Unreadable, log_text, read_json, say, visible
 
 GIT_LIMIT_S = 60
 PUBLISH_LIMIT_S = 600
@@ -106,7 +106,7 @@ def _slug(text: str) -> str:
 
 def stack() -> dict:
     """What results depend on besides the code (perfmodel.machine.environment)."""
-    from .machine import environment, resolve_device  # noqa: PLC0415
+    from ..machine import environment, resolve_device  # noqa: PLC0415
 
     return environment(resolve_device("auto"))
 
@@ -150,7 +150,7 @@ def machine_record(name: str, env: dict) -> dict:
     would ask for it; on a GPU the stack is added to ``os`` so the site's filters show it."""
     from asv.machine import Machine  # noqa: PLC0415
 
-    from .machine import cpu_model  # noqa: PLC0415
+    from ..machine import cpu_model  # noqa: PLC0415
 
     record = Machine.get_defaults()
     record.update(machine=name, cpu=cpu_model() or record["cpu"])

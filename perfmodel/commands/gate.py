@@ -26,9 +26,9 @@ import subprocess
 import sys
 import time
 
-from . import asvchild
-from .errors import UserError
-from .untrusted import say, visible
+from .. import asvchild
+from ..errors import UserError
+from ..untrusted import say, visible
 
 ROW = re.compile(r"^\|\s*([+!x-]?)\s*\|(.*)\|\s*$")  # a row of asv's comparison table
 GATE_LIMIT_S = 4 * 3600
