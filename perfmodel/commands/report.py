@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "main"]
 
 
 def add_parser(sub) -> None:
@@ -35,10 +35,10 @@ def add_parser(sub) -> None:
     p.add_argument("--repo", default=".", help="git repository for commit subjects (default .)")
     p.add_argument("--html", action="store_true", help="also write an HTML rendering beside it")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
-    p.set_defaults(func=run)
+    p.set_defaults(func=main)
 
 
-def run(args) -> int:
+def main(args) -> int:
     from ..errors import UserError  # noqa: PLC0415
     from ..names import EXIT_CLEAN, EXIT_INTERNAL, EXIT_LEFT_OUT  # noqa: PLC0415
     from ..untrusted import say  # noqa: PLC0415
