@@ -126,7 +126,8 @@ def test_the_command_modules_import_no_torch():
     """perfmodel, its parser module and every command module load without torch (the asv plugin
     and the report run where torch is not installed; a command imports what measures when it
     runs)."""
-    code = ("import importlib, sys; import perfmodel, perfmodel.cli\n"
+    code = ("import importlib, sys; import perfmodel, perfmodel.cli, perfmodel.identity, "
+            "perfmodel.repo\n"
             f"for c in {COMMANDS!r} + ('grid_options',): "
             "importlib.import_module('perfmodel.commands.' + c)\n"
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:5]")

@@ -237,7 +237,7 @@ def main() -> int:
 
     from perfmodel.commands.gate import flagged as asv_flagged  # noqa: PLC0415 (the gate's reading)
     from perfmodel.asvchild import asv_env  # noqa: PLC0415
-    from perfmodel.commands.track import machine_name, register_machine, stack  # noqa: PLC0415
+    from perfmodel.identity import machine_name, register_machine, stack  # noqa: PLC0415
 
     device = torch.device("cuda" if args.tier == "gpu" else "cpu")
     tol = args.tolerance if args.tolerance is not None else (0.02 if args.tier == "gpu" else 0.05)
