@@ -1,6 +1,6 @@
 """``perfmodel track``: the tracker end to end with asv (the README's main job).
 
-Names this machine after what changes its numbers (see machine_name) and records it for asv,
+Names this machine after what changes its numbers (perfmodel.identity) and records it for asv,
 then runs plain asv: ``asv run`` over the last few commits of the branch (commits whose whole tier
 this machine has measured are skipped, see why_measure) and ``asv publish``, whose perfmodel
 publisher plugin (asv.conf.json) adds the summary tables. asv's full output goes to a log file;
