@@ -1,15 +1,13 @@
 """Which machine a number was taken on: the device, and what besides the code a number depends
-on (driver, CUDA, torch, triton, TF32, the CPU thread policy)."""
+on (driver, CUDA, torch, triton, TF32, the CPU thread policy). The name asv files it under is
+perfmodel/identity.py's, which needs no torch."""
 from __future__ import annotations
-
-import os
-import platform
-import subprocess
 
 import torch
 
 from .cpu import cpu_threads
 from .errors import UserError
+from .identity import cpu_name, nvidia_driver
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -39,9 +37,9 @@ def environment(device: torch.device) -> dict:
         if device.type == "cuda":
             env["name"] = torch.cuda.get_device_name(device)
             env["cuda"] = torch.version.cuda
-            env["driver"] = _nvidia_driver()
+            env["driver"] = nvidia_driver()
         else:
-            env["name"] = _cpu_name()
+            env["name"] = cpu_name()
             env["cuda"] = None
             env["driver"] = None
         _ENV_CACHE[key] = env
@@ -50,28 +48,3 @@ def environment(device: torch.device) -> dict:
     if device.type == "cpu":
         env["threads"] = cpu_threads()
     return env
-
-
-def _nvidia_driver() -> str | None:
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-        return out.stdout.strip().splitlines()[0] if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return None
-
-
-def cpu_model() -> str:
-    """The processor's model name (/proc/cpuinfo), or what the platform module knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_name() -> str:
-    return f"{cpu_model()} x{os.cpu_count()}"

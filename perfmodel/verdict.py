@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 SLOWER, FASTER, UNCHANGED, STATUS = "slower", "faster", "unchanged", "status-change"
 NOT_COMPARABLE = "not comparable"  # a side is n/a (NaN) or missing: asv flags nothing either
-GPU_PREFIX = "nvidia-"  # perfmodel track names a GPU machine after its model (track.machine_name)
+GPU_PREFIX = "nvidia-"  # perfmodel track names a GPU machine after its model (identity.machine_name)
 HEX = re.compile(r"[0-9a-f]{7,64}")
 
 

@@ -79,7 +79,7 @@ def _patch(path: Path, old: str, new: str) -> None:
 
 
 def _flagged(stdout: str) -> dict[str, str]:
-    from perfmodel.gate import flagged  # noqa: PLC0415 (the gate's own reading of asv's table)
+    from perfmodel.commands.gate import flagged  # noqa: PLC0415 (the gate's own reading of asv's table)
 
     return flagged(stdout)
 
@@ -167,14 +167,10 @@ def test_suite_files_the_protocol_that_measure_implements():
     perfmodel.measure implements (bump both together)."""
     from perfmodel.measure import PROTOCOL_VERSION  # noqa: PLC0415
 
-    sys.path.insert(0, str(ROOT))
-    try:
-        from benchmarks.common import PROTOCOL, TIME_VERSION  # noqa: PLC0415
-        from asv_runner.discovery import disc_benchmarks  # noqa: PLC0415
+    from asv_runner.discovery import disc_benchmarks  # noqa: PLC0415
+    from benchmarks.common import PROTOCOL, TIME_VERSION  # noqa: PLC0415
 
-        found = {b.name: b.version for b in disc_benchmarks(str(ROOT / "benchmarks"))}
-    finally:
-        sys.path.remove(str(ROOT))
+    found = {b.name: b.version for b in disc_benchmarks(str(ROOT / "benchmarks"))}
     assert PROTOCOL == PROTOCOL_VERSION
     times = {name: v for name, v in found.items() if name.rsplit(".", 1)[-1].startswith("time_")}
     assert times and set(times.values()) == {TIME_VERSION}, times
@@ -195,13 +191,9 @@ def test_shipped_results_keep_their_benchmark_versions():
     shipped = list(iter_results(str(ROOT / "results")))
     if not shipped:
         pytest.skip("no results shipped")
-    sys.path.insert(0, str(ROOT))
-    try:
-        from benchmarks.common import PROTOCOL  # noqa: PLC0415
+    from benchmarks.common import PROTOCOL  # noqa: PLC0415
 
-        current = {b.name: b.version for b in disc_benchmarks(str(ROOT / "benchmarks"))}
-    finally:
-        sys.path.remove(str(ROOT))
+    current = {b.name: b.version for b in disc_benchmarks(str(ROOT / "benchmarks"))}
     older = {f"perfmodel-protocol-{n}" for n in range(PROTOCOL)}
     orphaned = sorted({f"{r.params.get('machine')}: {name} {version}" for r in shipped
                        for name, version in r.benchmark_version.items()

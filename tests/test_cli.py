@@ -101,6 +101,40 @@ def test_every_command_and_option_has_help_with_its_default():
                          re.S), command
 
 
+def test_each_command_is_its_own_module_with_add_parser_and_main():
+    """One module per verb (perfmodel/commands/): its add_parser(sub) adds exactly its command,
+    whose ``func`` is that module's main; the modules that are not verbs hold what verbs share."""
+    import importlib
+    import pkgutil
+
+    import perfmodel.commands
+    from perfmodel.cli import COMMANDS as registered
+
+    assert set(registered) == set(COMMANDS)
+    found = {m.name for m in pkgutil.iter_modules(perfmodel.commands.__path__)}
+    assert set(COMMANDS) <= found and found - set(COMMANDS) == {"grid_options"}, found
+    for command in COMMANDS:
+        module = importlib.import_module(f"perfmodel.commands.{command}")
+        parser = argparse.ArgumentParser()
+        sub = parser.add_subparsers(dest="command")
+        module.add_parser(sub)
+        assert set(sub.choices) == {command}, (command, set(sub.choices))
+        assert sub.choices[command].get_default("func") is module.main, command
+
+
+def test_the_command_modules_import_no_torch():
+    """perfmodel, its parser module and every command module load without torch (the asv plugin
+    and the report run where torch is not installed; a command imports what measures when it
+    runs)."""
+    code = ("import importlib, sys; import perfmodel, perfmodel.cli, perfmodel.identity, "
+            "perfmodel.repo\n"
+            f"for c in {COMMANDS!r} + ('grid_options',): "
+            "importlib.import_module('perfmodel.commands.' + c)\n"
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:5]")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_version():
     from perfmodel import __version__
 

@@ -149,8 +149,7 @@ def test_bad_head_dim_raises(d):
 _INTERPRETER_SCRIPT = textwrap.dedent("""
     import json, sys
     import torch
-    sys.path.insert(0, {root!r})
-    import tests.test_flash as t
+    import tests.test_flash as t  # run from the repository root (cwd), as python3 -m tools.NAME
     from perfmodel import flash_triton as ft
     assert ft.is_available("cpu")[0], ft.is_available("cpu")
     results = []
@@ -213,7 +212,7 @@ HEAD_DIM_CASES = [
 @pytest.mark.parametrize("variant", ["split", "atomic", "fused"])
 def test_triton_interpreter_matches_reference(variant):
     env = dict(os.environ, TRITON_INTERPRET="1")
-    script = _INTERPRETER_SCRIPT.format(root=ROOT)
+    script = _INTERPRETER_SCRIPT.format()
     groups = ([(INTERPRETER_CASES, cfg) for cfg in INTERPRETER_CONFIGS]
               + [(HEAD_DIM_CASES, cfg) for cfg in INTERPRETER_CONFIGS[1::2]])
     proc = subprocess.run([sys.executable, "-c", script, json.dumps(groups), variant], env=env,

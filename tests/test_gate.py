@@ -4,7 +4,7 @@ import os
 import re
 import time
 
-from perfmodel.gate import parse_table, to_confirm
+from perfmodel.commands.gate import parse_table, to_confirm
 from tests.test_track import (alive, fake_asv, fake_project, interrupt_when_asv_hangs, perfmodel,
                               start)
 

@@ -13,7 +13,8 @@ import pytest
 
 from perfmodel.errors import UserError
 from perfmodel.report import assets, site
-from perfmodel.track import cell_counts, check_machine_name, register_machine
+from perfmodel.commands.track import cell_counts
+from perfmodel.identity import check_machine_name, register_machine
 
 ASV_INDEX = Path(asv.__file__).parent / "www" / "index.html"
 FIXTURE = Path(__file__).parent / "fixtures" / "asv_results"

@@ -20,8 +20,8 @@ pytest.importorskip("asv")
 pytest.importorskip("pandas")
 
 from perfmodel.cli import main  # noqa: E402
+from perfmodel.commands.track import cell_counts  # noqa: E402
 from perfmodel.report.page import write_report  # noqa: E402
-from perfmodel.track import cell_counts  # noqa: E402
 from perfmodel.untrusted import Unreadable, read_bytes  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "asv_results"

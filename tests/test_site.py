@@ -6,7 +6,6 @@ chromium/chromedriver (or selenium) are absent. Screenshots: $PERFMODEL_SCREENSH
 test's tmp folder)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -22,13 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "asv_results"
 PLUGIN = json.loads("\n".join(line for line in (ROOT / "asv.conf.json").read_text().splitlines()
                               if not line.lstrip().startswith("//")))["plugins"]
-
-
-def _site_check():
-    spec = importlib.util.spec_from_file_location("site_check", ROOT / "scripts" / "site_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def asv_publish(tmp: Path, name: str, plugins: list[str], with_output: bool = False):
@@ -58,7 +50,8 @@ def _shots(tmp_path: Path) -> Path:
 @pytest.fixture
 def chromium():
     pytest.importorskip("selenium")
-    check = _site_check()
+    from tools import site_check as check  # noqa: PLC0415 (a development tool, as a module)
+
     browser, driver = check.find_chromium()
     if not browser or not driver:
         pytest.skip("chromium / chromedriver not installed")

@@ -6,25 +6,18 @@ import gzip
 import itertools
 import json
 import re
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks import tiers  # noqa: E402
+from benchmarks import tiers
 
-sys.path.remove(str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _suite():
     """asv's view of the suite: benchmark name -> its params as asv writes them (reprs)."""
     from asv_runner.discovery import disc_benchmarks  # noqa: PLC0415
 
-    sys.path.insert(0, str(ROOT))
-    try:
-        return {b.name: b.params for b in disc_benchmarks(str(ROOT / "benchmarks"))}
-    finally:
-        sys.path.remove(str(ROOT))
+    return {b.name: b.params for b in disc_benchmarks(str(ROOT / "benchmarks"))}
 
 
 def _selected(regexes: list[str], suite: dict) -> set[tuple[str, str]]:
@@ -156,12 +149,8 @@ def test_the_committed_benchmarks_json_is_the_suite_as_it_is():
     command. Regenerate it with any asv run (e.g. the README's), then commit it."""
     from asv_runner.discovery import disc_benchmarks  # noqa: PLC0415
 
-    sys.path.insert(0, str(ROOT))
-    try:
-        found = {b.name: (b.params, b.version, b.setup_cache_key)
-                 for b in disc_benchmarks(str(ROOT / "benchmarks"))}
-    finally:
-        sys.path.remove(str(ROOT))
+    found = {b.name: (b.params, b.version, b.setup_cache_key)
+             for b in disc_benchmarks(str(ROOT / "benchmarks"))}
     committed = json.loads((ROOT / "results" / "benchmarks.json").read_text())
     shipped = {name: (b["params"], b["version"], b.get("setup_cache_key"))
                for name, b in committed.items() if isinstance(b, dict)}

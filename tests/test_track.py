@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from perfmodel.track import machine_name
+from perfmodel.identity import machine_name
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = {"device": "cpu", "name": "AMD EPYC 7B13 x2", "torch": "2.13.0+cpu", "cuda": None,
@@ -105,7 +105,7 @@ def write_results(results: Path, commit: str, names, version=None, values=None,
 
 
 def test_only_a_commit_with_its_whole_tier_counts_as_measured(tmp_path):
-    from perfmodel.track import load_suite, why_measure
+    from perfmodel.commands.track import load_suite, why_measure
 
     results = tmp_path / "results"
     write_suite(results)
@@ -137,7 +137,7 @@ def test_only_a_commit_with_its_whole_tier_counts_as_measured(tmp_path):
 
 
 def test_a_broken_result_file_is_a_reason_not_a_traceback(tmp_path):
-    from perfmodel.track import load_suite, why_measure
+    from perfmodel.commands.track import load_suite, why_measure
 
     results = tmp_path / "results"
     write_suite(results)
@@ -193,6 +193,23 @@ def test_track_measures_a_partly_measured_commit_again_and_says_why(tmp_path):
     assert "Model\\.[a-z_]+\\((?:'nano'" in run and "'2.7B'" not in run
     why = next(line for line in out.stdout.splitlines() if middle[:8] in line and "again" in line)
     assert "lack 2 of 3 benchmarks" in why
+
+
+def test_print_machine_names_this_machine_as_track_and_gate_do(tmp_path):
+    """scripts and the README take the machine name from ``perfmodel track --print-machine``
+    (M=$(...)): the name alone on stdout, the one perfmodel.identity gives this stack, recorded
+    for asv; a bad --machine is one line, nothing recorded."""
+    from perfmodel.identity import machine_name, stack  # noqa: PLC0415
+
+    repo, _ = fake_project(tmp_path, commits=1)
+    out = perfmodel(repo, "track", "--print-machine", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [machine_name(stack())], out.stdout
+    record = json.loads((tmp_path / ".asv-machine.json").read_text())
+    assert record[out.stdout.strip()]["machine"] == out.stdout.strip()
+    bad = perfmodel(repo, "track", "--print-machine", "--machine=-x", home=tmp_path / "b")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "machine name '-x'" in bad.stderr and not (tmp_path / "b" / ".asv-machine.json").exists()
 
 
 # --- asv as a child process: Ctrl-C and the time limit stop everything asv started ---

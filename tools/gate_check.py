@@ -235,8 +235,9 @@ def main() -> int:
 
     import torch  # noqa: PLC0415
 
-    from perfmodel.gate import flagged as asv_flagged  # noqa: PLC0415 (the gate's reading)
-    from perfmodel.track import asv_env, machine_name, register_machine, stack  # noqa: PLC0415
+    from perfmodel.commands.gate import flagged as asv_flagged  # noqa: PLC0415 (the gate's reading)
+    from perfmodel.asvchild import asv_env  # noqa: PLC0415
+    from perfmodel.identity import machine_name, register_machine, stack  # noqa: PLC0415
 
     device = torch.device("cuda" if args.tier == "gpu" else "cpu")
     tol = args.tolerance if args.tolerance is not None else (0.02 if args.tier == "gpu" else 0.05)

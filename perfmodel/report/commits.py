@@ -7,25 +7,15 @@ results file reaches a command line at all.
 """
 from __future__ import annotations
 
-import subprocess
-
 from ..errors import UserError
+from ..repo import git_output
 from .load import HEX, ResultSet, resolve_commit
 
 GIT_TIMEOUT_S = 30
 
 
 def _git(repo, *args: str) -> str | None:
-    """stdout of a read-only git command in ``repo``, or None (no git, not a repository, slow)."""
-    if repo is None:
-        return None
-    try:
-        proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT_S, stdin=subprocess.DEVNULL,
-                              encoding="utf-8", errors="replace")
-    except (OSError, subprocess.TimeoutExpired, ValueError):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
+    return git_output(repo, *args, limit_s=GIT_TIMEOUT_S)
 
 
 def git_log(repo) -> tuple[list[str], dict[str, dict]]:

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import time
 
-from . import asvchild, verdict
-from .errors import UserError
-from .untrusted import say, visible
+from .. import asvchild, verdict
+from ..errors import UserError
+from ..identity import register_machine, this_machine
+from ..repo import load_tiers, repo_root, resolve
+from ..untrusted import say, visible
 
 ROW = re.compile(r"^\|\s*([+!x-]?)\s*\|(.*)\|\s*$")  # a row of asv's comparison table
 GATE_LIMIT_S = 4 * 3600
-GIT_LIMIT_S = 60
 
 
 def add_parser(sub) -> None:
@@ -104,24 +104,6 @@ def to_confirm(screen: dict, threshold: float) -> list[str]:
     return sorted(names)
 
 
-def resolve(root: str, ref: str) -> str:
-    """The full hash of the commit ``ref`` names; a one-line error naming ``ref`` if none.
-
-    Resolved here, not by asv: asv's error for an unknown name is a traceback in the log, and
-    the hashes handed on mean the same commits whatever happens to the refs meanwhile."""
-    try:
-        proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options",
-                               f"{ref}^{{commit}}"], cwd=root, capture_output=True, text=True,
-                              timeout=GIT_LIMIT_S)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise UserError(f"git rev-parse {ref!r} failed: {err}") from None
-    found = proc.stdout.strip()
-    if proc.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", found):
-        raise UserError(f"unknown commit {ref!r}: no branch, tag or commit of that name in this "
-                        "clone (git log --oneline --all lists them)")
-    return found
-
-
 def new_log(root: str, base: str, head: str) -> str:
     """.asv/gate-<date>-<time>-<base>-<head>.log, never an earlier run's (a number is added
     within the same second); named by hashes, so digits, hex and dashes only."""
@@ -150,9 +132,6 @@ def _last_words(out: str) -> str:
 
 
 def main(args) -> int:
-    from .track import (_repo_root, check_machine_name, load_tiers,  # noqa: PLC0415
-                        machine_name, register_machine, stack)
-
     def check_settings():
         if args.factor is not None and args.screen is not None and (
                 args.factor <= 1 or args.screen <= 1 or args.screen > args.factor):
@@ -162,13 +141,13 @@ def main(args) -> int:
     check_settings()  # a user's own values first, before anything runs
     if args.rounds < 3:
         raise UserError(f"--rounds must be at least 3, got {args.rounds}")
-    root = _repo_root()
+    root = repo_root("perfmodel gate")
     base, head = resolve(root, args.base), resolve(root, args.head)
     if base == head:
         raise UserError(f"{args.base!r} and {args.head!r} are the same commit ({base[:8]}): "
                         "nothing to compare. Check out the branch to judge and run perfmodel "
                         "gate main HEAD there, or name two different commits (e.g. HEAD~1 HEAD)")
-    env_stack = stack()
+    name, env_stack = this_machine(args.machine)
     device = "cuda" if env_stack.get("device") == "cuda" else "cpu"
     tiers = load_tiers(root)  # the device's gate: its tier, factor and screen (tiers.py GATE)
     tier = tiers.GATE_TIER[device] if args.tier == "auto" else args.tier
@@ -179,7 +158,6 @@ def main(args) -> int:
     if args.screen is None:
         args.screen = min(tiers.GATE[device]["screen"], args.factor)
     check_settings()
-    name = check_machine_name(args.machine or machine_name(env_stack))
     register_machine(name, env_stack)
     env = asvchild.asv_env()
     log_path = os.path.abspath(args.log or new_log(root, base, head))

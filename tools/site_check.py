@@ -1,6 +1,8 @@
 """Check in headless Chromium, with the network blocked, that a published asv site draws a graph.
 
-    python scripts/site_check.py HTML_DIR [--benchmark NAME] [--screenshot PNG]
+    python3 -m tools.site_check HTML_DIR [--benchmark NAME] [--screenshot PNG]
+
+(a development tool: run from the repository root; tests/test_site.py imports it as a module)
 
 Serves HTML_DIR on 127.0.0.1 (a thread with http.server), opens index.html in Chromium driven by
 chromedriver (Debian packages chromium, chromium-driver; Python package selenium), with every host

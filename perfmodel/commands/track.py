@@ -1,6 +1,6 @@
 """``perfmodel track``: the tracker end to end with asv (the README's main job).
 
-Names this machine after what changes its numbers (see machine_name) and records it for asv,
+Names this machine after what changes its numbers (perfmodel.identity) and records it for asv,
 then runs plain asv: ``asv run`` over the last few commits of the branch (commits whose whole tier
 this machine has measured are skipped, see why_measure) and ``asv publish``, whose perfmodel
 publisher plugin (asv.conf.json) adds the summary tables. asv's full output goes to a log file;
@@ -13,19 +13,18 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 import time
 
-from . import asvchild
-from .asvchild import AsvChild, asv_env
-from .errors import UserError
-from .names import EXIT_CLEAN, EXIT_LEFT_OUT
-from .untrusted import Unreadable, log_text, read_json, say, visible
+from .. import asvchild
+from ..asvchild import AsvChild, asv_env
+from ..errors import UserError
+from ..identity import machine_record, print_machine, register_machine, this_machine
+from ..names import EXIT_CLEAN, EXIT_LEFT_OUT
+from ..repo import git, load_tiers, repo_root, resolve
+from ..untrusted import Unreadable, log_text, read_json, say, visible
 
-GIT_LIMIT_S = 60
 PUBLISH_LIMIT_S = 600
-MACHINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")   # a file name, never an option
 _COMMIT_LINE = re.compile(r"For \S+ commit ([0-9a-f]{6,40})\b")
 
 
@@ -76,20 +75,6 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main)
 
 
-def load_tiers(root: str):
-    """benchmarks/tiers.py of the clone at ``root``: the suite's tiers, as asv runs the working
-    tree's suite. Loaded by path: benchmarks/ is asv's folder, not part of the package."""
-    import importlib.util  # noqa: PLC0415
-
-    path = os.path.join(root, "benchmarks", "tiers.py")
-    spec = importlib.util.spec_from_file_location("perfmodel_suite_tiers", path)
-    if spec is None or not os.path.isfile(path):
-        raise UserError(f"no benchmarks/tiers.py in {root}: run perfmodel in the project's clone")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def tier_name(root: str, tier: str, env: dict) -> str:
     """The tier asked for, ``auto`` resolved to this device's; a one-line error otherwise."""
     tiers = load_tiers(root)
@@ -98,111 +83,6 @@ def tier_name(root: str, tier: str, env: dict) -> str:
     if tier not in tiers.TIERS:
         raise UserError(f"unknown tier {tier!r}; valid choices: auto, {', '.join(tiers.TIERS)}")
     return tier
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-")
-
-
-def stack() -> dict:
-    """What results depend on besides the code (perfmodel.machine.environment)."""
-    from .machine import environment, resolve_device  # noqa: PLC0415
-
-    return environment(resolve_device("auto"))
-
-
-def machine_name(env: dict) -> str:
-    """e.g. ``nvidia-h100-80gb-hbm3-drv570.86-cu13.0-torch2.11.0-triton3.5.0-tf32off`` or
-    ``cpu-intel-xeon-x2-torch2.13.0-t1``: one graph line per device and the stack that changes
-    its numbers, and nothing else, so that installing a tool does not make a box a new machine.
-
-    triton is named on a GPU only: there it compiles the flash kernel; no cell of the CPU tier
-    runs it (benchmarks/common.py, tests/test_track.py), and the test extra installs it into
-    the same environment, which renamed the CPU box (issue 20).
-    """
-    parts = []
-    if env.get("device") == "cuda":
-        parts += [_slug(env.get("name")), f"drv{env.get('driver') or 'na'}",
-                  f"cu{env.get('cuda') or 'na'}"]
-    else:
-        name = re.sub(r"\(r\)|\(tm\)|cpu|@.*?(?= x\d+$)|processor", " ", str(env.get("name")),
-                      flags=re.I)
-        parts += ["cpu", _slug(name)]
-    parts.append(f"torch{_slug(env.get('torch')).replace('-', '')}")
-    if env.get("device") == "cuda":
-        parts.append(f"triton{env.get('triton') or 'na'}")
-    if env.get("threads"):  # the CPU thread policy (perfmodel.cpu.cpu_threads)
-        parts.append(f"t{env['threads']}")
-    if env.get("device") == "cuda":
-        parts.append("tf32on" if env.get("tf32") else "tf32off")
-    return "-".join(p for p in parts if p)[:120]
-
-
-def check_machine_name(name: str) -> str:
-    if not MACHINE_NAME.fullmatch(name or ""):
-        raise UserError(f"machine name {name!r}: use letters, digits and . _ + - (not first), "
-                        "at most 200 characters")
-    return name
-
-
-def machine_record(name: str, env: dict) -> dict:
-    """What asv keeps about a machine (os, arch, cpu, num_cpu, ram), as ``asv machine --yes``
-    would ask for it; on a GPU the stack is added to ``os`` so the site's filters show it."""
-    from asv.machine import Machine  # noqa: PLC0415
-
-    from .machine import cpu_model  # noqa: PLC0415
-
-    record = Machine.get_defaults()
-    record.update(machine=name, cpu=cpu_model() or record["cpu"])
-    if env.get("threads"):
-        record["os"] += f" | {env['threads']} CPU thread(s) per benchmark"
-    if env.get("device") == "cuda":
-        record["os"] += (f" | {env.get('name')} driver {env.get('driver')} CUDA {env.get('cuda')}"
-                         f" torch {env.get('torch')} triton {env.get('triton')}"
-                         f" tf32 {'on' if env.get('tf32') else 'off'}")
-    return record
-
-
-def register_machine(name: str, env: dict) -> dict:
-    """Store the machine's record in ~/.asv-machine.json, where ``asv run --machine`` reads it.
-
-    Done with asv's own writer rather than ``asv machine --yes --machine NAME ...``: that command
-    keeps only the fields that differ from its defaults (asv/commands/machine.py), so a new name
-    would be saved with nothing but the name, and the site's machine filters would show "[none]".
-    """
-    from asv.machine import MachineCollection  # noqa: PLC0415
-
-    record = machine_record(check_machine_name(name), env)
-    MachineCollection.save(name, record)
-    return record
-
-
-def machine_args(name: str, env: dict) -> list[str]:
-    """The same record as ``asv machine`` arguments (only the fields that differ from asv's
-    defaults are kept by that command: prefer register_machine)."""
-    record = machine_record(check_machine_name(name), env)
-    return ["machine", "--yes"] + [f"--{k}={v}" for k, v in record.items()]
-
-
-def _git(root: str, *args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              timeout=GIT_LIMIT_S, check=True).stdout
-    except subprocess.TimeoutExpired:
-        raise UserError(f"git {args[0]} took more than {GIT_LIMIT_S} s") from None
-    except subprocess.CalledProcessError as err:
-        raise UserError(f"git {args[0]}: {(err.stderr or '').strip() or 'failed'}") from None
-
-
-def _repo_root() -> str:
-    try:
-        root = _git(".", "rev-parse", "--show-toplevel").strip()
-    except (OSError, UserError):
-        raise UserError("perfmodel track runs inside a git clone of the project "
-                        "(no git repository here)") from None
-    if not os.path.exists(os.path.join(root, "asv.conf.json")):
-        raise UserError(f"no asv.conf.json in {root}: run perfmodel track in the project's clone")
-    return root
 
 
 def _printable(text: str, width: int = 50) -> str:
@@ -314,13 +194,10 @@ def _minutes(seconds: float) -> str:
 
 
 def main(args) -> int:
-    root = _repo_root()
-    env = stack()
-    name = check_machine_name(args.machine or machine_name(env))
+    root = repo_root("perfmodel track")
+    name, env = this_machine(args.machine)
     if args.print_machine:
-        register_machine(name, env)
-        say(name)
-        return 0
+        return print_machine(name, env)
     from asv.util import load_json  # noqa: PLC0415 (asv's own reader: // comments allowed)
 
     conf = load_json(os.path.join(root, "asv.conf.json"), js_comments=True)
@@ -331,15 +208,13 @@ def main(args) -> int:
     if branch.startswith("-"):
         raise UserError(f"branch {branch!r}: a branch name cannot start with '-'")
     if args.commit:
-        from .gate import resolve  # noqa: PLC0415 (one way to turn a user's ref into a hash)
-
         hashes = list(dict.fromkeys(resolve(root, ref) for ref in args.commit))
     else:
-        hashes = _git(root, "rev-list", "--first-parent", f"-n{args.commits}",
+        hashes = git(root, "rev-list", "--first-parent", f"-n{args.commits}",
                       "--end-of-options", branch, "--").split()
     if not all(re.fullmatch(r"[0-9a-f]{40}", h) for h in hashes):
         raise UserError(f"git rev-list {branch} gave something other than commit hashes")
-    subjects = {h: _printable(_git(root, "log", "-1", "--format=%s", h, "--")) for h in hashes}
+    subjects = {h: _printable(git(root, "log", "-1", "--format=%s", h, "--")) for h in hashes}
     suite = load_suite(results_dir)
     why = {h: why_measure(results_dir, name, h, suite) for h in hashes}
     if args.rerun:
