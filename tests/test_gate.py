@@ -106,3 +106,25 @@ def test_ctrl_c_during_gate_stops_asv_and_says_so(tmp_path):
     assert not any(alive(p) for p in pids), "asv or a child of it outlived perfmodel"
     said = err.strip().splitlines()
     assert len(said) == 1 and "interrupted" in said[0] and "no verdict" in said[0], err
+
+
+BUSY_LINE = ("perfmodel: ModelCell {'preset': 'nano'}: machine too busy to measure: 5 of 6 "
+             "samples waited over 20% of their time")
+
+
+def test_a_gate_that_measured_nothing_or_lost_cells_gives_no_verdict():
+    """n/a is not flagged by asv: a gate whose cells went unmeasured must not pass."""
+    from perfmodel.commands.gate import no_verdict, unmeasured  # noqa: PLC0415
+
+    assert no_verdict(TABLE, "screen") is None  # the flash row is n/a at both: not HEAD's loss
+    lost_row = ("| | 7.00±0.1ms | n/a | n/a | "
+                "bench_model.Model.time_backward('nano', 128, 'fp32', 'sdpa') |")
+    assert unmeasured(TABLE + lost_row + "\n")[0] == [
+        "bench_model.Model.time_backward('nano', 128, 'fp32', 'sdpa')"]
+    why = no_verdict(TABLE + lost_row + "\n", "screen")
+    assert why and "n/a at HEAD" in why and "--bench" in why
+    assert "too busy" in no_verdict(BUSY_LINE + "\n" + TABLE, "confirm stage")
+    nothing = "\n".join(line for line in TABLE.splitlines()
+                        if ".time_" not in line or "n/a" in line)
+    nothing += "\n| | n/a | n/a | n/a | bench_model.Model.time_forward('nano', 128, 'fp32', 'sdpa') |"
+    assert "compared none of its" in no_verdict(nothing, "screen")

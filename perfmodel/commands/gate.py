@@ -15,7 +15,8 @@ whole tier cannot fix it (4 rounds: an unchanged commit still read 0.78). What a
 unchanged: every number is asv's, measured at the commit it is filed under.
 
 Exit status: 0 nothing confirmed slower, 1 a confirmed slowdown (asv's exit status of the
-confirm stage), 2 an error (a usage error, or asv gave no comparison), 3 an internal error
+confirm stage), 2 an error or no verdict (a usage error, asv gave no comparison, or cells the
+gate must judge went unmeasured: n/a at HEAD, or too busy a machine), 3 an internal error
 (perfmodel.names), 130 interrupted. The last lines are a table: every screened cell, both ratios.
 """
 from __future__ import annotations
@@ -45,8 +46,9 @@ def add_parser(sub) -> None:
         "so (the confirm stage, whose verdict is the gate's). The last lines are a table of the "
         "cells confirmed and the verdict; asv's output goes to a new log each run.\n\n"
         "Exit status: 0 nothing confirmed slower; 1 a confirmed slowdown; 2 an error (an "
-        "unknown commit, the same commit twice, asv gave no comparison, a bad option: one "
-        "line saying what to do); 130 interrupted (Ctrl-C): asv stopped, no verdict.")
+        "unknown commit, the same commit twice, asv gave no comparison, a bad option) or no "
+        "verdict (time cells n/a at HEAD that BASE measured, or a machine too busy to time "
+        "them): one line saying what to do; 130 interrupted (Ctrl-C): asv stopped, no verdict.")
     p.add_argument("base", help="the commit merged into (e.g. main)")
     p.add_argument("head", help="the commit to judge (e.g. HEAD)")
     p.add_argument("--factor", type=float, default=None,
@@ -92,6 +94,54 @@ def parse_table(stdout: str) -> dict[str, tuple[str, float | None]]:
 def flagged(stdout: str) -> dict[str, str]:
     """The cells asv's table marks slower ('+'), faster ('-') or changed in status ('!')."""
     return {name: mark for name, (mark, _) in parse_table(stdout).items() if mark in ("+", "-", "!")}
+
+
+BUSY = "machine too busy to measure"  # what the suite prints for a cell it would not time
+
+
+def _has_value(text: str) -> bool:
+    return text not in ("n/a", "failed", "")
+
+
+def unmeasured(stdout: str) -> tuple[list[str], list[str]]:
+    """Time cells of asv's table that give the gate nothing to judge although they should:
+    (measured at BASE but n/a at HEAD, n/a at both commits). A cell n/a at BASE only is new at
+    HEAD, and one that failed is flagged by asv itself ('x', '!')."""
+    lost, neither = [], []
+    for line in stdout.splitlines():
+        m = ROW.match(line.strip())
+        if not m:
+            continue
+        cols = [c.strip() for c in m.group(2).split("|")]
+        if len(cols) < 4 or ".time_" not in cols[-1] or m.group(1) in ("x", "!"):
+            continue
+        before, after = cols[0], cols[1]
+        if _has_value(before) and after == "n/a":
+            lost.append(cols[-1])
+        elif before == "n/a" and after == "n/a":
+            neither.append(cols[-1])
+    return lost, neither
+
+
+def no_verdict(stdout: str, stage: str) -> str | None:
+    """Why asv's run cannot give a verdict (None: it can). A cell the machine was too busy to
+    time reads n/a, which asv does not flag: without this a gate on a loaded machine measured
+    nothing and passed (1440 time cells n/a, exit 0)."""
+    rows = parse_table(stdout)
+    times = [n for n in rows if ".time_" in n]
+    compared = [n for n in times if rows[n][1] is not None]
+    lost, neither = unmeasured(stdout)
+    busy = stdout.count(BUSY)
+    if times and not compared:
+        return f"the {stage} compared none of its {len(times)} time cells (all n/a)"
+    if busy:
+        return (f"the machine was too busy to time {busy} cell(s) in the {stage} (n/a, and asv "
+                "flags no n/a); run the gate again on a quieter machine")
+    if lost:
+        return (f"{len(lost)} time cell(s) measured at BASE are n/a at HEAD in the {stage}, e.g. "
+                f"{visible(lost[0])}; if HEAD drops them on purpose, choose the cells with "
+                "--bench")
+    return None
 
 
 def to_confirm(screen: dict, threshold: float) -> list[str]:
@@ -175,6 +225,11 @@ def main(args) -> int:
             if not screen:
                 raise UserError(f"asv continuous gave no comparison (exit {code}): "
                                 f"{_last_words(out)}; its output: {log_path}")
+            why = no_verdict(out, "screen")
+            if why:
+                say(f"perfmodel gate: no verdict: {why}; asv's output: {log_path}",
+                    file=sys.stderr)
+                return 2
             again = to_confirm(screen, args.screen)
             say(f"  screen: {len(screen)} cells compared in {time.monotonic() - t0:.0f} s, "
                   f"asv exit {code}; {len(again)} to confirm", flush=True)
@@ -187,6 +242,11 @@ def main(args) -> int:
                                          ["-b", regex, "-a", f"rounds={args.rounds}"], root,
                                          env, log)
                 confirm = parse_table(out)
+                why = no_verdict(out, "confirm stage")
+                if why:
+                    say(f"perfmodel gate: no verdict: {why}; asv's output: {log_path}",
+                        file=sys.stderr)
+                    return 2
                 say(f"  confirm: {len(again)} cells, {args.rounds} rounds each, in "
                       f"{time.monotonic() - t1:.0f} s, asv exit {final}", flush=True)
     except KeyboardInterrupt:
