@@ -8,7 +8,7 @@ between noisy levels: on a shared 2-core CPU three commits that change no code g
 
 ``judge_regressions`` runs after it (the publisher GateVerdicts, order 4) and rewrites both files:
 each jump is judged between the commit before it and the commit after it with the stored results
-of the graph's machine, at that device's factor, as table 8 of the summary does. It is kept only
+of the graph's machine, at that device's factor, as the summary's change table does. It is kept only
 when the rule says slower or a status got worse, and only for the gate's cells (status changes
 everywhere); a kept time jump is one measurement per commit, so its name carries
 "(unconfirmed: perfmodel gate A B)". asv's page shows the name as text and strips everything
