@@ -128,3 +128,21 @@ def test_a_gate_that_measured_nothing_or_lost_cells_gives_no_verdict():
                         if ".time_" not in line or "n/a" in line)
     nothing += "\n| | n/a | n/a | n/a | bench_model.Model.time_forward('nano', 128, 'fp32', 'sdpa') |"
     assert "compared none of its" in no_verdict(nothing, "screen")
+
+
+def test_the_confirm_stage_decides_the_verdict(tmp_path):
+    """A cell that moved in the screen is measured again; the confirm stage's reading is the
+    gate's verdict and exit status, both ways."""
+    repo, _ = fake_project(tmp_path)
+    fake, _ = fake_asv(tmp_path)
+    cell = "bench_model.Model.time_backward('nano', 128)"
+    for confirmed, code, said in (("1.01", 0, "no confirmed slowdown"),
+                                  ("1.30", 1, f"slower: {cell}")):
+        (fake / "moved").write_text(confirmed)
+        proc = start(repo, fake, "gate", "main~1", "main")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == code, out + err
+        assert "1 to confirm" in out and f"| {cell} | 1.15 |" in out, out
+        assert out.strip().splitlines()[-1].startswith(f"gate: {said} ("), out
+    argv = (fake / "argv.txt").read_text().splitlines()
+    assert sum("rounds=8" in line for line in argv) == 2  # one confirm stage per run

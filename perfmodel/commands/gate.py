@@ -259,8 +259,8 @@ def main(args) -> int:
     say("", "| cell | screen | confirm |", "|---|---|---|")
     for n in again:  # every cell asv marked is among them (to_confirm)
         say(f"| {n} | {_fmt(screen[n])} | {_fmt(confirm.get(n, ('', None)))} |")
-    verdict = ("slower: " + ", ".join(slower)) if slower else "no confirmed slowdown"
-    say("", f"gate: {verdict} ({len(screen)} cells, {time.monotonic() - t0:.0f} s)")
+    outcome = ("slower: " + ", ".join(slower)) if slower else "no confirmed slowdown"
+    say("", f"gate: {outcome} ({len(screen)} cells, {time.monotonic() - t0:.0f} s)")
     return final if final in (0, 1, 2) else 2
 
 
