@@ -130,13 +130,6 @@ def register_machine(name: str, env: dict) -> dict:
     return record
 
 
-def machine_args(name: str, env: dict) -> list[str]:
-    """The same record as ``asv machine`` arguments (only the fields that differ from asv's
-    defaults are kept by that command: prefer register_machine)."""
-    record = machine_record(check_machine_name(name), env)
-    return ["machine", "--yes"] + [f"--{k}={v}" for k, v in record.items()]
-
-
 def print_machine(name: str, env: dict) -> int:
     """``perfmodel track --print-machine``: record the machine for asv, print its name alone on
     stdout (for ``M=$(...)`` in a shell), exit status 0."""

@@ -6,12 +6,12 @@ tree perfmodel was installed from; it is the project's own code, never a results
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from ..repo import load_tiers
 from ..verdict import device_of
 
 
@@ -43,11 +43,8 @@ _CACHE: dict = {}
 def gate_rule(machine: str, repo=".") -> GateRule:
     """The gate of the device whose results ``machine`` names (a GPU's name starts 'nvidia-')."""
     path = _tiers_path(repo)
-    if path not in _CACHE:
-        spec = importlib.util.spec_from_file_location("perfmodel_gate_tiers", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _CACHE[path] = module
+    if path not in _CACHE:  # the clone's tiers, loaded as track and gate load them
+        _CACHE[path] = load_tiers(str(path.parent.parent))
     tiers = _CACHE[path]
     device = device_of(machine)
     gate = tiers.GATE[device]

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..names import FAILED, NA, OK, STATUS_OF_CODE, host_bound
 from ..verdict import NOT_COMPARABLE, STATUS, UNCHANGED, Measured, confirm_command, judge
-from .cells import HOST_BOUND_MARK, Table, div, human, nan, param_order, pct, ratio
+from .cells import HOST_BOUND_MARK, Table, div, human, param_order, pct, ratio
 
 
 def headline_cells(norm: pd.DataFrame, commit: str) -> list[dict]:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..names import NA, OK
 from . import cells as T
-from .cells import Table, ms, nan, show
+from .cells import Table, ms, show
 from .pivot import Pivot
 
 SECTION = "Model"
