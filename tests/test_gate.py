@@ -3,6 +3,7 @@ messages (no timing here: the gate's behaviour on real runs is in notes/gate.md)
 import os
 import re
 import time
+from pathlib import Path
 
 from perfmodel.commands.gate import parse_table, to_confirm
 from tests.test_track import (alive, fake_asv, fake_project, interrupt_when_asv_hangs, perfmodel,
@@ -146,3 +147,24 @@ def test_the_confirm_stage_decides_the_verdict(tmp_path):
         assert out.strip().splitlines()[-1].startswith(f"gate: {said} ("), out
     argv = (fake / "argv.txt").read_text().splitlines()
     assert sum("rounds=8" in line for line in argv) == 2  # one confirm stage per run
+
+
+def test_the_gate_leaves_the_history_as_it_was(tmp_path):
+    """asv continuous writes its readings of both commits into results/<machine>/: the gate
+    keeps them beside its log and puts the history back."""
+    repo, (head, base, _) = fake_project(tmp_path)
+    fake, _ = fake_asv(tmp_path)
+    proc = start(repo, fake, "gate", "main~1", "main")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    machine = re.search(r" on (\S+), ", out).group(1)
+    history = repo / "results" / machine
+    assert not list(history.glob(f"{head[:8]}-*.json"))  # the gate's reading moved out
+    keep = Path(re.search(r"the gate's readings: (\S+)/ ", out).group(1))
+    assert sorted(p.name for p in keep.iterdir()) == sorted([f"{base[:8]}-fake.json",
+                                                             f"{head[:8]}-fake.json"])
+    (history / f"{base[:8]}-fake.json").write_text("history")  # a commit track measured
+    proc = start(repo, fake, "gate", "main~1", "main")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert (history / f"{base[:8]}-fake.json").read_text() == "history"

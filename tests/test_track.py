@@ -246,6 +246,11 @@ elif args[0] == "continuous":
     if os.path.exists(os.path.join(fake, "hang")):
         hang()
     base, head = args[-2], args[-1]
+    machine = next(a.split("=", 1)[1] for a in args if a.startswith("--machine="))
+    os.makedirs(os.path.join("results", machine), exist_ok=True)
+    for h in (base, head):  # asv continuous files its readings of both commits
+        with open(os.path.join("results", machine, h[:8] + "-fake.json"), "w") as f:
+            f.write("gate")
     print(f"| Change | Before [{base[:8]}] | After [{head[:8]}] | Ratio | Benchmark (Parameter) |")
     print("|--------|--------|-------|-------|-----------|")
     print("|  | 7.00±0.1ms | 7.01±0.1ms | 1.00 | bench_model.Model.time_forward('nano', 128) |")

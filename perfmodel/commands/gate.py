@@ -22,6 +22,7 @@ gate must judge went unmeasured: n/a at HEAD, or too busy a machine), 3 an inter
 from __future__ import annotations
 
 import os
+import glob
 import re
 import sys
 import time
@@ -163,6 +164,39 @@ def new_log(root: str, base: str, head: str) -> str:
                 if not os.path.exists(path))
 
 
+def _result_files(root: str, machine: str, commit: str) -> list[str]:
+    return glob.glob(os.path.join(glob.escape(os.path.join(root, "results", machine)),
+                                  glob.escape(commit[:8]) + "-*.json"))
+
+
+class KeptHistory:
+    """The history of the two commits, as it was before the gate: asv continuous files its own
+    readings of BASE and HEAD in results/<machine>/, over the history ``perfmodel track`` wrote
+    there (and a gate on a busy machine writes n/a). On leaving, the gate's files move to
+    ``keep`` (beside its log) and the history's files come back unchanged."""
+
+    def __init__(self, root: str, machine: str, commits: tuple, keep: str):
+        self.root, self.machine, self.commits, self.keep = root, machine, commits, keep
+        self.saved: list[tuple[str, bytes]] = []
+        for commit in commits:
+            for path in _result_files(root, machine, commit):
+                with open(path, "rb") as f:
+                    self.saved.append((path, f.read()))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        os.makedirs(self.keep, exist_ok=True)
+        for commit in self.commits:
+            for path in _result_files(self.root, self.machine, commit):
+                os.replace(path, os.path.join(self.keep, os.path.basename(path)))
+        for path, data in self.saved:
+            with open(path, "wb") as f:
+                f.write(data)
+        return False
+
+
 def _continuous(base, head, machine, factor, extra, root, env, log) -> tuple[int, str]:
     code, out = asvchild.run(
         asvchild.asv_argv("continuous", f"--machine={machine}", f"--factor={factor}",
@@ -216,6 +250,13 @@ def main(args) -> int:
     say(f"perfmodel gate: {_show(args.base)} ({base[:8]}) -> {_show(args.head)} ({head[:8]}) "
         f"on {name}, " + (f"asv -b {args.bench}" if args.bench else f"tier {tier}")
         + f", factor {args.factor}; asv's output: {log_path}", flush=True)
+    keep = (log_path[: -len(".log")] if log_path.endswith(".log") else log_path) + "-results"
+    with KeptHistory(root, name, (base, head), keep):
+        return _judge(args, base, head, name, tier, tiers, root, env, log_path, t0, keep)
+
+
+def _judge(args, base, head, name, tier, tiers, root, env, log_path, t0, keep) -> int:
+    """The two stages and the verdict (the history of both commits is kept by the caller)."""
     try:
         with open(log_path, "w", encoding="utf-8") as log:
             extra = ["-b", args.bench] if args.bench else \
@@ -252,7 +293,7 @@ def main(args) -> int:
     except KeyboardInterrupt:
         say(f"perfmodel gate: interrupted after {time.monotonic() - t0:.0f} s; asv and the "
               "processes it started are stopped; no verdict. What asv saved of the two commits "
-              f"is in results/{name}/; its output: {log_path}", file=sys.stderr, flush=True)
+              f"is in {keep}/; its output: {log_path}", file=sys.stderr, flush=True)
         return 130
     slower = [n for n in again  # the confirm stage's verdict (perfmodel.verdict)
               if verdict.from_asv(n, *confirm.get(n, ("", None)), confirmed=True).regression]
@@ -260,7 +301,8 @@ def main(args) -> int:
     for n in again:  # every cell asv marked is among them (to_confirm)
         say(f"| {n} | {_fmt(screen[n])} | {_fmt(confirm.get(n, ('', None)))} |")
     outcome = ("slower: " + ", ".join(slower)) if slower else "no confirmed slowdown"
-    say("", f"gate: {outcome} ({len(screen)} cells, {time.monotonic() - t0:.0f} s)")
+    say("", f"gate: {outcome} ({len(screen)} cells, {time.monotonic() - t0:.0f} s); the "
+        f"gate's readings: {keep}/ (results/{name}/ keeps the history)")
     return final if final in (0, 1, 2) else 2
 
 
