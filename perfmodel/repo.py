@@ -7,6 +7,7 @@ Two ways to call git: ``git`` for a clone the command needs (a failure is a one-
 """
 from __future__ import annotations
 
+import glob
 import importlib.util
 import os
 import re
@@ -15,6 +16,13 @@ import subprocess
 from .errors import UserError
 
 GIT_LIMIT_S = 60
+
+
+def result_files(results_dir, machine: str, commit: str) -> list[str]:
+    """asv's result files of one commit on one machine (one per environment), sorted; the
+    names are matched literally, whatever characters they hold."""
+    return sorted(glob.glob(os.path.join(glob.escape(os.fspath(results_dir)),
+                                         glob.escape(machine), glob.escape(commit[:8]) + "-*.json")))
 
 
 def git(root, *args: str) -> str:

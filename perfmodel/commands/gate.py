@@ -22,7 +22,6 @@ gate must judge went unmeasured: n/a at HEAD, or too busy a machine), 3 an inter
 from __future__ import annotations
 
 import os
-import glob
 import re
 import sys
 import time
@@ -30,7 +29,7 @@ import time
 from .. import asvchild, verdict
 from ..errors import UserError
 from ..identity import register_machine, this_machine
-from ..repo import load_tiers, repo_root, resolve
+from ..repo import load_tiers, repo_root, resolve, result_files
 from ..untrusted import say, visible
 
 ROW = re.compile(r"^\|\s*([+!x-]?)\s*\|(.*)\|\s*$")  # a row of asv's comparison table
@@ -164,11 +163,6 @@ def new_log(root: str, base: str, head: str) -> str:
                 if not os.path.exists(path))
 
 
-def _result_files(root: str, machine: str, commit: str) -> list[str]:
-    return glob.glob(os.path.join(glob.escape(os.path.join(root, "results", machine)),
-                                  glob.escape(commit[:8]) + "-*.json"))
-
-
 class KeptHistory:
     """The history of the two commits, as it was before the gate: asv continuous files its own
     readings of BASE and HEAD in results/<machine>/, over the history ``perfmodel track`` wrote
@@ -176,10 +170,11 @@ class KeptHistory:
     ``keep`` (beside its log) and the history's files come back unchanged."""
 
     def __init__(self, root: str, machine: str, commits: tuple, keep: str):
-        self.root, self.machine, self.commits, self.keep = root, machine, commits, keep
+        self.results = os.path.join(root, "results")
+        self.machine, self.commits, self.keep = machine, commits, keep
         self.saved: list[tuple[str, bytes]] = []
         for commit in commits:
-            for path in _result_files(root, machine, commit):
+            for path in result_files(self.results, machine, commit):
                 with open(path, "rb") as f:
                     self.saved.append((path, f.read()))
 
@@ -189,7 +184,7 @@ class KeptHistory:
     def __exit__(self, *exc) -> bool:
         os.makedirs(self.keep, exist_ok=True)
         for commit in self.commits:
-            for path in _result_files(self.root, self.machine, commit):
+            for path in result_files(self.results, self.machine, commit):
                 os.replace(path, os.path.join(self.keep, os.path.basename(path)))
         for path, data in self.saved:
             with open(path, "wb") as f:

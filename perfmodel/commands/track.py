@@ -8,7 +8,6 @@ the terminal gets one line per commit and a summary. Every child process has a t
 """
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -21,7 +20,7 @@ from ..asvchild import AsvChild, asv_env
 from ..errors import UserError
 from ..identity import machine_record, print_machine, register_machine, this_machine
 from ..names import EXIT_CLEAN, EXIT_LEFT_OUT
-from ..repo import git, load_tiers, repo_root, resolve
+from ..repo import git, load_tiers, repo_root, resolve, result_files
 from ..untrusted import Unreadable, log_text, read_json, say, visible
 
 PUBLISH_LIMIT_S = 600
@@ -92,8 +91,7 @@ def _printable(text: str, width: int = 50) -> str:
 
 def cell_counts(results_dir: str, machine: str, commit: str) -> dict | None:
     """measured / n/a / failed cells of one commit's asv result files (None: no file)."""
-    paths = glob.glob(os.path.join(glob.escape(results_dir), glob.escape(machine),
-                                   glob.escape(commit[:8]) + "-*.json"))
+    paths = result_files(results_dir, machine, commit)
     if not paths:
         return None
     counts = {"measured": 0, "n/a": 0, "failed": 0}
@@ -167,8 +165,7 @@ def why_measure(results_dir: str, machine: str, commit: str, suite: dict | None)
     here is a row like any other (asv writes NaN). What this cannot see: a -b regex that picked
     some parameters of every benchmark, since asv writes the cells it left out as NaN too.
     """
-    paths = sorted(glob.glob(os.path.join(glob.escape(results_dir), glob.escape(machine),
-                                          glob.escape(commit[:8]) + "-*.json")))
+    paths = result_files(results_dir, machine, commit)
     if not paths:
         return ""
     if suite is None:
@@ -179,9 +176,8 @@ def why_measure(results_dir: str, machine: str, commit: str, suite: dict | None)
 
 def _kept(todo: list[str], results_dir: str, name: str, since: float) -> str:
     """What an interrupted run kept: asv saves a commit's results when it has measured it."""
-    kept = [h for h in todo if any(
-        os.path.getmtime(p) >= since - 1 for p in glob.glob(os.path.join(
-            glob.escape(results_dir), glob.escape(name), glob.escape(h[:8]) + "-*.json")))]
+    kept = [h for h in todo if any(os.path.getmtime(p) >= since - 1
+                                   for p in result_files(results_dir, name, h))]
     rest = [h[:8] for h in todo if h not in kept]
     text = (f"kept the results of {len(kept)} commit(s): {' '.join(h[:8] for h in kept)} in "
             f"{os.path.join(results_dir, name)}" if kept else "no new results were kept")
