@@ -359,6 +359,12 @@ class CellHandle:
         return float(value)
 
 
+def _unopened(status: str, error: str) -> str:
+    """A cell's side file when no step of it ran: its status and why, no figures."""
+    return json.dumps({"status": status, "error": error, "peak_bytes": None,
+                       "before_backward_bytes": None, "step_s": None, "issue_s": None})
+
+
 RECORD_SUFFIX = ".samples.json"   # beside a cell's side file: its recorded samples
 CLAIM_SUFFIX = ".claim"           # written just before a cell is measured for its group
 
@@ -434,9 +440,7 @@ class Group:
             return True
         if os.path.exists(h.path[: -len(".json")] + CLAIM_SUFFIX):
             why = "the process that measured it ended while measuring it (a crash or a kill)"
-            info = {"status": _pm("names").FAILED, "error": why, "peak_bytes": None,
-                    "before_backward_bytes": None, "step_s": None, "issue_s": None}
-            _write_side_file(h.path, json.dumps(info))
+            _write_side_file(h.path, _unopened(_pm("names").FAILED, why))
             _write_side_file(path, json.dumps({"samples": [], "skip": f"failed: {why}"}))
             print(f"perfmodel: {h.label}: failed: {why}", file=sys.stderr)
             return True
@@ -460,9 +464,7 @@ class Group:
             h._open()
         except NotImplementedError as err:  # n/a at this commit: every read says so
             record["skip"] = str(err)
-            info = {"status": _pm("names").NA, "error": str(err), "peak_bytes": None,
-                    "before_backward_bytes": None, "step_s": None, "issue_s": None}
-            _write_side_file(h.path, json.dumps(info))
+            _write_side_file(h.path, _unopened(_pm("names").NA, str(err)))
         runnable, h._runnable = h._runnable, None
         if runnable is not None:
             t0 = time.perf_counter()
@@ -501,7 +503,7 @@ class Group:
             series._open()
         except NotImplementedError as err:
             record["skip"] = str(err)
-            _write_side_file(first.path, json.dumps({"status": _pm("names").NA, "error": str(err)}))
+            _write_side_file(first.path, _unopened(_pm("names").NA, str(err)))
         steps: list[float] = []
         if series._runnable is not None:
             try:
@@ -513,10 +515,10 @@ class Group:
                 series._runnable = None
         first.costs.update(series.costs)
         info = _read_side_file(first.path)
+        window = self.series - max(h.warmup or 0 for h in self.handles)  # each warm-up's steps
         for h in self.handles:
             w = h.warmup or 0
-            mine = dict(record, samples=steps[w: w + self.series - max(x.warmup or 0
-                                                                   for x in self.handles)])
+            mine = dict(record, samples=steps[w: w + window])
             if h is not first:
                 _write_side_file(h.path, json.dumps(info))
             _write_side_file(self._record_path(h), json.dumps(mine))
@@ -533,6 +535,11 @@ def handle(kind: str, fields: dict, device: str, warmup: int | None = None) -> C
     if key not in _HANDLES:
         _HANDLES[key] = CellHandle(kind, fields, device, warmup)
     return _HANDLES[key]
+
+
+def history_run() -> bool:
+    """Whether this asv run records history (``perfmodel track`` sets it; never the gate)."""
+    return os.environ.get(tiers.HISTORY_RUN_ENV[0]) == tiers.HISTORY_RUN_ENV[1]
 
 
 def timing_attrs(obj, device: str, kind: str, cell: dict, handles: list | None = None,
@@ -555,18 +562,14 @@ def timing_attrs(obj, device: str, kind: str, cell: dict, handles: list | None =
     """
     obj.number = 1
     obj.warmup_time = 0.0
-    history_run = os.environ.get(tiers.HISTORY_RUN_ENV[0]) == tiers.HISTORY_RUN_ENV[1]
-    obj.repeat = tiers.repeat(device, kind, cell, history_run=history_run)
-    if handles and tiers.grouped(device, kind, cell, history_run=history_run):
+    history = history_run()
+    obj.repeat = tiers.repeat(device, kind, cell, history_run=history)
+    if handles and tiers.grouped(device, kind, cell, history_run=history):
         group = handles[0].group or Group(handles, obj.repeat, series=series)
         count = group.count()  # the group is measured here if no process has yet
         if count:
             obj.repeat = (count, count, 0.0)  # exactly the recorded samples, replayed
 
-
-def history_run() -> bool:
-    """Whether this asv run records history (``perfmodel track`` sets it; never the gate)."""
-    return os.environ.get(tiers.HISTORY_RUN_ENV[0]) == tiers.HISTORY_RUN_ENV[1]
 
 
 # ---------------------------------------------------------------- what a process cost
