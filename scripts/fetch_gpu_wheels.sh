@@ -13,7 +13,7 @@ get() {
 mkdir -p .whl/house
 # asv itself (virtualenv 20.29 and importlib-metadata 8.5: newer ones pull more dependencies)
 # (the GPU image already has pyyaml, tabulate, build and packaging, which asv also needs)
-get .whl asv==0.6.6 asv-runner==0.3.2 json5 virtualenv==20.29.3 distlib platformdirs filelock \
+get .whl asv==0.6.6 asv-runner==0.3.2 json5 virtualenv==20.29.3 distlib platformdirs "filelock<4" \
   pympler importlib-metadata==8.5.0 zipp
 # what asv installs into each per-commit environment
 get .whl/house pip wheel setuptools asv-runner==0.3.2 importlib-metadata==8.5.0 zipp pympler \
