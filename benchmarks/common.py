@@ -236,6 +236,7 @@ class CellHandle:
                               device)
         self.group: Group | None = None   # set by Group: measured with its siblings, replayed
         self.replayed = 0                 # recorded samples handed to asv so far
+        self.taken: list[float] = []      # this process's own samples, in order (round log)
 
     # -- status and memory, from the side file when a sibling benchmark already ran the cell
     def facts(self) -> dict:
@@ -300,7 +301,7 @@ class CellHandle:
         runnable = self.run  # opens the cell on first use (its own costs are counted there)
         t0 = time.perf_counter()
         try:
-            runnable.sample()
+            self.taken.append(runnable.sample())
         except _pm("measure").MachineBusy as err:
             print(f"perfmodel: {self.label}: {err}", file=sys.stderr)
             raise SkipNotImplemented(str(err)) from None
@@ -609,6 +610,47 @@ def log_cost(benchmark: str, params: tuple, na: str | None) -> None:
         pass
 
 
+ROUND_LOG = "PERFMODEL_ROUND_LOG"  # a file path: each process's own samples, for the gate
+
+
+def _method(h: CellHandle) -> str:
+    """The time_ method that samples a handle (the warm-up study's, or time_<suffix> of its
+    mode or pass, perfmodel.names.MODES)."""
+    if h.warmup is not None:
+        return "time_step"
+    mode = h.fields.get("mode", h.fields.get("pass_"))
+    suffix = {short: long for long, short in modes().items()}.get(mode, str(mode))
+    return f"time_{suffix}"
+
+
+def log_round(benchmark: str, params: tuple) -> None:
+    """A line into $PERFMODEL_ROUND_LOG at every teardown, for each cell this process sampled
+    itself: which benchmark, the commit asv installed (ASV_COMMIT), the process and its samples
+    in order. The gate's confirm stage pairs the two commits' processes round by round from it
+    (asv's results pool every round's samples into one list). Nothing when the variable is
+    unset; a process writes several lines as its samples grow, its last one counts."""
+    path = os.environ.get(ROUND_LOG)
+    if not path:
+        return
+    lines = []
+    for h in _HANDLES.values():
+        if h.taken:
+            try:
+                method = _method(h)
+            except NotImplementedError:
+                continue
+            lines.append(json.dumps({"benchmark": f"{benchmark}.{method}",
+                                     "params": [str(p) for p in params],
+                                     "commit": os.environ.get("ASV_COMMIT", ""),
+                                     "pid": os.getpid(), "samples": h.taken}))
+    if lines:
+        try:
+            with open(path, "a") as f:
+                f.write("".join(line + "\n" for line in lines))
+        except OSError:
+            pass
+
+
 class SuiteBase:
     """Attributes every benchmark class shares."""
 
@@ -637,6 +679,7 @@ class SuiteBase:
 
     def teardown(self, *params):
         log_cost(type(self).__name__, params, getattr(self, "na", None))
+        log_round(type(self).__name__, params)
 
 
 def facts(*methods) -> None:

@@ -128,9 +128,12 @@ TIERS = {"cpu": _cpu, "gpu-quick": _gpu_quick, "gpu": _gpu}
 DEVICE_TIER = {"cpu": "cpu", "cuda": "gpu"}  # the tier a device runs when asv runs everything
 # The merge gate per device (perfmodel gate): the tier it compares; asv's factor (a time cell must
 # move by more than this, and significantly: 1.2 on a shared 2-core CPU, 1.05 on the H200,
-# notes/gate.md); and the screen, beyond which a cell that moved either way is measured again.
-GATE = {"cpu": {"tier": "cpu", "factor": 1.2, "screen": 1.1},
-        "cuda": {"tier": "gpu-quick", "factor": 1.05, "screen": 1.03}}
+# notes/gate.md); the screen, beyond which a cell that moved either way is measured again; and
+# how many cells one asv call of the confirm stage measures, so that a commit's block of a round
+# lasts a few seconds (a CPU process about 1 s: with 18 cells a block lasted 18 s, longer than
+# the host holds its speed, and an unchanged commit was confirmed 1.35x slower).
+GATE = {"cpu": {"tier": "cpu", "factor": 1.2, "screen": 1.1, "confirm_batch": 4},
+        "cuda": {"tier": "gpu-quick", "factor": 1.05, "screen": 1.03, "confirm_batch": 8}}
 GATE_TIER = {device: gate["tier"] for device, gate in GATE.items()}
 
 

@@ -10,7 +10,10 @@ comparison at the device's factor (benchmarks/tiers.py ``GATE``: 1.2 on a CPU, 1
 - a status cell (``track_status*``: 1 OK, 2 OOM, 3 failed) or a value that became a failure
   changed status; that is never noise, so it needs no confirming;
 - a move is *confirmed* only when the gate's confirm stage measured it: the two commits
-  alternating every second or so. A published history holds one measurement per commit, taken
+  alternating every few seconds, and the move holds round by round as well as pooled: the
+  median over rounds of HEAD's process median / BASE's in the same round is beyond the factor
+  too (``paired_ratio``, ``confirm``). Pooled samples alone once confirmed an unchanged commit
+  1.35x slower: the host's speed had changed between a round's two blocks in 3 of 8 rounds. A published history holds one measurement per commit, taken
   minutes or days apart; a shared 2-core CPU host changes speed by up to 1.45x for minutes by
   itself (notes/gate.md), so such a move is *unconfirmed* and carries the command that settles it.
 
@@ -129,6 +132,38 @@ def judge(before: Measured, after: Measured, factor: float, *, status: bool = Fa
         return Verdict(UNCHANGED, ratio)
     return Verdict(change, ratio, confirmed=confirmed,
                    command="" if confirmed else confirm_command(*commits))
+
+
+MIN_PAIRS = 3  # rounds with both commits measured, for a paired ratio to mean anything
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def paired_ratio(before: list[list[float]], after: list[list[float]]) -> float | None:
+    """The median over rounds of after/before, each round's processes compared by their sample
+    medians (round i: the i-th process of each commit). None with fewer than MIN_PAIRS rounds.
+    A change in the machine's speed that lasts about a round moves one ratio, not the median;
+    a change in the code moves every round."""
+    ratios = [_median(b) / _median(a) for a, b in zip(before, after)
+              if a and b and _median(a) > 0]
+    return _median(ratios) if len(ratios) >= MIN_PAIRS else None
+
+
+def confirm(pooled: Verdict, paired: float | None, factor: float) -> Verdict:
+    """The confirm stage's verdict on a time cell: asv's (pooled samples, ``from_asv``), kept only
+    when the paired rounds move beyond the factor the same way; otherwise unchanged. A move
+    without paired rounds (``paired`` None) cannot be confirmed: the caller says no verdict."""
+    if pooled.change == SLOWER and paired is not None and paired > factor:
+        return pooled
+    if pooled.change == FASTER and paired is not None and paired * factor < 1:
+        return pooled
+    if pooled.change in (SLOWER, FASTER):
+        return Verdict(UNCHANGED, pooled.ratio)
+    return pooled
 
 
 def from_asv(name: str, mark: str, ratio: float | None, *, confirmed: bool) -> Verdict:

@@ -1,5 +1,6 @@
 """perfmodel gate's reading of asv's comparison table, its choice of cells to confirm, and its
 messages (no timing here: the gate's behaviour on real runs is in notes/gate.md)."""
+import json
 import os
 import re
 import time
@@ -147,6 +148,63 @@ def test_the_confirm_stage_decides_the_verdict(tmp_path):
         assert out.strip().splitlines()[-1].startswith(f"gate: {said} ("), out
     argv = (fake / "argv.txt").read_text().splitlines()
     assert sum("rounds=8" in line for line in argv) == 2  # one confirm stage per run
+
+
+def test_a_pooled_move_the_rounds_do_not_share_is_not_confirmed(tmp_path):
+    """The false positive of 2026-12-02: asv's pooled samples differ (the host changed speed
+    between a round's two blocks) while the commits, paired round by round, do not. Such a cell
+    is not confirmed; with no rounds to pair there is no verdict."""
+    repo, _ = fake_project(tmp_path)
+    fake, _ = fake_asv(tmp_path)
+    cell = "bench_model.Model.time_backward('nano', 128)"
+    (fake / "moved").write_text("1.30")  # asv: '+' at 1.30 on the pooled samples
+    for paired, code, said in (("1.00", 0, "no confirmed slowdown"), ("1.25", 1, "slower")):
+        (fake / "paired").write_text(paired)
+        proc = start(repo, fake, "gate", "main~1", "main")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == code, out + err
+        assert f"| {cell} | 1.15 | 1.3+ | {paired} |" in out, out
+        assert out.strip().splitlines()[-1].startswith(f"gate: {said}"), out
+    (fake / "no-rounds").touch()
+    proc = start(repo, fake, "gate", "main~1", "main")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out + err
+    assert "no verdict" in err and "round log has 0 and 0" in err and "Traceback" not in err
+
+
+def test_the_confirm_stage_pairs_each_round_and_measures_a_few_cells_per_call(tmp_path):
+    from perfmodel import verdict  # noqa: PLC0415
+    from perfmodel.commands.gate import batches, read_rounds, round_key  # noqa: PLC0415
+
+    assert [len(b) for b in batches([str(i) for i in range(18)], 4)] == [4, 4, 4, 4, 2]
+    assert batches(["a"], 0) == [["a"]]
+    name = "bench_model.Model.time_forward('nano', 128, 'fp32', 'eager')"
+    assert round_key(name) == ("Model.time_forward", ("nano", "128", "fp32", "eager"))
+    assert round_key("bench_x.Warmup.time_step('nano', 128, 'fwd', 0)")[1][-1] == "0"
+    assert round_key("bench_model.Model.track_status('nano')") is None
+    # the false positive's rounds (notes/gate.md): HEAD/BASE per round, pooled read 1.35
+    ratios = [1.12, 1.21, 1.39, 1.33, 0.98, 0.96, 1.62, 0.94]
+    before = [[0.010] * 10 for _ in ratios]
+    after = [[0.010 * r] * 10 for r in ratios]
+    assert abs(verdict.paired_ratio(before, after) - 1.165) < 1e-9
+    assert verdict.paired_ratio(before[:2], after[:2]) is None
+    pooled = verdict.from_asv(name, "+", 1.35, confirmed=True)
+    assert verdict.confirm(pooled, 1.165, 1.2).change == verdict.UNCHANGED
+    assert verdict.confirm(pooled, 1.33, 1.2).regression
+    faster = verdict.from_asv(name, "-", 0.7, confirmed=True)
+    assert verdict.confirm(faster, 0.75, 1.2).change == verdict.FASTER
+    assert verdict.confirm(faster, 0.9, 1.2).change == verdict.UNCHANGED
+    # the log: a process's last line counts; processes in the order they ran; foreign lines out
+    log = tmp_path / "rounds.jsonl"
+    base, head = "a" * 40, "b" * 40
+    lines = [{"benchmark": "Model.time_forward", "params": ["nano", "128", "fp32", "eager"],
+              "commit": c, "pid": pid, "samples": s}
+             for c, pid, s in ((base, 1, [1.0]), (base, 1, [1.0, 2.0]), (head, 2, [3.0]),
+                               (head, 4, [5.0]), (base, 3, [4.0]), ("c" * 40, 5, [9.0]))]
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines) + "{torn\n")
+    runs = read_rounds(str(log), base, head)
+    assert runs[round_key(name)] == ([[1.0, 2.0], [4.0]], [[3.0], [5.0]])
+    assert read_rounds(str(tmp_path / "none.jsonl"), base, head) == {}
 
 
 def test_the_gate_leaves_the_history_as_it_was(tmp_path):

@@ -174,23 +174,25 @@ def calibrate(cells, target, tol, device, log) -> dict:
 
 # ----------------------------------------------------------------- the asv runs
 
-GATE_ROW = re.compile(r"^\| (\S+\(.*\)) \| (.*) \| (.*) \|$")
+# perfmodel gate's table: | cell | screen | confirm, pooled | confirm, paired rounds | verdict |
+GATE_ROW = re.compile(r"^\| (\S+\(.*\)) \| (.*) \| (.*) \| (.*) \| (.*) \|$")
+MARKS = {"regressed": "+", "improved": "-", "new failure": "!", "fixed": "*"}
 
 
 def gate_flagged(stdout: str) -> dict[str, str]:
-    """perfmodel gate's verdict: the cells its confirm stage flagged ('+' slower, '-' faster)."""
+    """perfmodel gate's verdict: the cells it confirmed ('+' slower, '-' faster, '!' failed)."""
     out = {}
     for line in stdout.splitlines():
         m = GATE_ROW.match(line.strip())
-        if m and m.group(3)[-1:] in ("+", "-", "x", "!"):
-            out[m.group(1)] = m.group(3)[-1]
+        if m and m.group(5).strip() in MARKS:
+            out[m.group(1)] = MARKS[m.group(5).strip()]
     return out
 
 
 def gate_ratios(stdout: str) -> dict[str, str]:
-    """'screen>confirm' ratios of the cells perfmodel gate measured again."""
-    return {m.group(1): f"{m.group(2)}>{m.group(3).rstrip('+-x!')}" for line in stdout.splitlines()
-            if (m := GATE_ROW.match(line.strip()))}
+    """'screen>pooled>paired' ratios of the cells perfmodel gate measured again."""
+    return {m.group(1): f"{m.group(2)}>{m.group(3).rstrip('+-x!')}>{m.group(4)}"
+            for line in stdout.splitlines() if (m := GATE_ROW.match(line.strip()))}
 
 
 def ratios(stdout: str, names) -> dict[str, str]:

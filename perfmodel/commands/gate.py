@@ -3,10 +3,13 @@
 1. **Screen**: plain ``asv continuous BASE HEAD`` over the tier (2 rounds per cell, interleaved
    between the commits), every cell's ratio kept (``--no-only-changed``).
 2. **Confirm**: every time cell that moved beyond ``--screen`` either way, and every other cell
-   asv flagged, is measured again by ``asv continuous -b <those cells> -a rounds=N``. Its rounds
-   now alternate between the two commits every second or so instead of once per tier (a minute
-   and more on a CPU), so a change in the machine's own speed meets both commits alike. The
-   confirm stage's verdict is the gate's.
+   asv flagged, is measured again by ``asv continuous -b <those cells> -a rounds=N``, a few
+   cells at a time (tiers.py GATE ``confirm_batch``), so each round's block of one commit lasts
+   seconds instead of a tier (a minute and more on a CPU) and a change in the machine's own
+   speed meets both commits alike. Its verdict is the gate's: asv's on the pooled samples, kept
+   only when the rounds agree (the median over rounds of HEAD/BASE, each round's two processes
+   paired, is beyond the factor as well: perfmodel.verdict.confirm). Each benchmark process
+   writes its samples to a round log for this (benchmarks/common.py ``log_round``).
 
 Why: a shared 2-core CPU host changes speed by up to 1.45x for minutes at a time (a compute-
 bound matmul took 4.3 ms, then 6.3 ms for minutes, in fresh processes; notes/journal.md), so two
@@ -21,6 +24,8 @@ gate must judge went unmeasured: n/a at HEAD, or too busy a machine), 3 an inter
 """
 from __future__ import annotations
 
+import ast
+import json
 import os
 import re
 import sys
@@ -31,6 +36,8 @@ from ..errors import UserError
 from ..identity import register_machine, this_machine
 from ..repo import load_tiers, repo_root, resolve, result_files
 from ..untrusted import say, visible
+
+ROUND_LOG = "PERFMODEL_ROUND_LOG"  # benchmarks/common.py writes each process's samples there
 
 ROW = re.compile(r"^\|\s*([+!x-]?)\s*\|(.*)\|\s*$")  # a row of asv's comparison table
 GATE_LIMIT_S = 4 * 3600
@@ -154,6 +161,53 @@ def to_confirm(screen: dict, threshold: float) -> list[str]:
     return sorted(names)
 
 
+ASV_NAME = re.compile(r"^(?:\w+\.)*?(\w+\.time_\w+)\((.*)\)$")  # module.Class.time_x(params)
+
+
+def round_key(name: str) -> tuple | None:
+    """('Class.time_x', (params as text)) of an asv benchmark name, as the round log keys it."""
+    m = ASV_NAME.match(name)
+    if not m:
+        return None
+    try:
+        values = ast.literal_eval(f"({m.group(2)},)") if m.group(2).strip() else ()
+    except (ValueError, SyntaxError):
+        return None
+    return m.group(1), tuple(str(v) for v in values)
+
+
+def read_rounds(path: str, base: str, head: str) -> dict:
+    """round_key -> (BASE's processes, HEAD's processes), each a list of sample lists in the
+    order the processes ran (one per round). A process's last line counts (its samples grow)."""
+    last: dict = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                    key = (str(rec["benchmark"]), tuple(str(p) for p in rec["params"]))
+                    commit, samples = str(rec["commit"]), [float(x) for x in rec["samples"]]
+                    last[(key, commit, int(rec["pid"]))] = samples  # insertion: first line's place
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn or foreign line: that process is left out
+    except OSError:
+        return {}
+    out: dict = {}
+    for (key, commit, _pid), samples in last.items():
+        runs = out.setdefault(key, ([], []))
+        if commit and base.startswith(commit[:8]) and commit.startswith(base[:8]):
+            runs[0].append(samples)
+        elif commit and head.startswith(commit[:8]) and commit.startswith(head[:8]):
+            runs[1].append(samples)
+    return out
+
+
+def batches(names: list[str], size: int) -> list[list[str]]:
+    """The confirm stage's asv calls: ``size`` cells each (at least 1)."""
+    size = max(1, int(size))
+    return [names[i:i + size] for i in range(0, len(names), size)]
+
+
 def new_log(root: str, base: str, head: str) -> str:
     """.asv/gate-<date>-<time>-<base>-<head>.log, never an earlier run's (a number is added
     within the same second); named by hashes, so digits, hex and dashes only."""
@@ -236,6 +290,7 @@ def main(args) -> int:
         args.factor = tiers.GATE[device]["factor"]
     if args.screen is None:
         args.screen = min(tiers.GATE[device]["screen"], args.factor)
+    args.confirm_batch = tiers.GATE[device].get("confirm_batch", 4)
     check_settings()
     register_machine(name, env_stack)
     env = asvchild.asv_env()
@@ -270,35 +325,60 @@ def _judge(args, base, head, name, tier, tiers, root, env, log_path, t0, keep) -
             say(f"  screen: {len(screen)} cells compared in {time.monotonic() - t0:.0f} s, "
                   f"asv exit {code}; {len(again)} to confirm", flush=True)
             confirm: dict = {}
-            final = 0
+            codes: list[int] = []
+            rounds_log = (log_path[: -len(".log")] if log_path.endswith(".log") else log_path) \
+                + "-rounds.jsonl"
             if again:
-                regex = "^(" + "|".join(re.escape(n) for n in again) + ")$"
                 t1 = time.monotonic()
-                final, out = _continuous(base, head, name, args.factor,
-                                         ["-b", regex, "-a", f"rounds={args.rounds}"], root,
-                                         env, log)
-                confirm = parse_table(out)
-                why = no_verdict(out, "confirm stage")
-                if why:
-                    say(f"perfmodel gate: no verdict: {why}; asv's output: {log_path}",
-                        file=sys.stderr)
-                    return 2
-                say(f"  confirm: {len(again)} cells, {args.rounds} rounds each, in "
-                      f"{time.monotonic() - t1:.0f} s, asv exit {final}", flush=True)
+                size = args.confirm_batch
+                for part in batches(again, size):
+                    regex = "^(" + "|".join(re.escape(n) for n in part) + ")$"
+                    code, out = _continuous(base, head, name, args.factor,
+                                            ["-b", regex, "-a", f"rounds={args.rounds}"], root,
+                                            dict(env, **{ROUND_LOG: rounds_log}), log)
+                    codes.append(code)
+                    confirm.update(parse_table(out))
+                    why = no_verdict(out, "confirm stage")
+                    if why:
+                        say(f"perfmodel gate: no verdict: {why}; asv's output: {log_path}",
+                            file=sys.stderr)
+                        return 2
+                say(f"  confirm: {len(again)} cells in {len(codes)} call(s) of at most {size}, "
+                    f"{args.rounds} rounds each, in {time.monotonic() - t1:.0f} s, asv exit "
+                    f"{max(codes)}", flush=True)
     except KeyboardInterrupt:
         say(f"perfmodel gate: interrupted after {time.monotonic() - t0:.0f} s; asv and the "
               "processes it started are stopped; no verdict. What asv saved of the two commits "
               f"is in {keep}/; its output: {log_path}", file=sys.stderr, flush=True)
         return 130
-    slower = [n for n in again  # the confirm stage's verdict (perfmodel.verdict)
-              if verdict.from_asv(n, *confirm.get(n, ("", None)), confirmed=True).regression]
-    say("", "| cell | screen | confirm |", "|---|---|---|")
+    rounds = read_rounds(rounds_log, base, head) if again else {}
+    judged, paired = {}, {}
+    for n in again:
+        pooled = verdict.from_asv(n, *confirm.get(n, ("", None)), confirmed=True)
+        if ".time_" in n:
+            runs = rounds.get(round_key(n), ([], []))
+            paired[n] = verdict.paired_ratio(*runs)
+            if pooled.change in (verdict.SLOWER, verdict.FASTER) and paired[n] is None:
+                say(f"perfmodel gate: no verdict: asv found {visible(n)} {pooled.change} but the "
+                    f"round log has {len(runs[0])} and {len(runs[1])} of its processes (need "
+                    f"{verdict.MIN_PAIRS} rounds of each); asv's output: {log_path}",
+                    file=sys.stderr)
+                return 2
+            pooled = verdict.confirm(pooled, paired[n], args.factor)
+        judged[n] = pooled
+    slower = [n for n in again if judged[n].regression]  # the gate's verdict (perfmodel.verdict)
+    say("", "| cell | screen | confirm, pooled | confirm, paired rounds | verdict |",
+        "|---|---|---|---|---|")
     for n in again:  # every cell asv marked is among them (to_confirm)
-        say(f"| {n} | {_fmt(screen[n])} | {_fmt(confirm.get(n, ('', None)))} |")
+        p = paired.get(n)
+        say(f"| {n} | {_fmt(screen[n])} | {_fmt(confirm.get(n, ('', None)))} | "
+            f"{'' if p is None else f'{p:.2f}'} | {judged[n].label} |")
     outcome = ("slower: " + ", ".join(slower)) if slower else "no confirmed slowdown"
     say("", f"gate: {outcome} ({len(screen)} cells, {time.monotonic() - t0:.0f} s); the "
         f"gate's readings: {keep}/ (results/{name}/ keeps the history)")
-    return final if final in (0, 1, 2) else 2
+    if slower:
+        return 1
+    return 0 if all(c in (0, 1) for c in codes) else 2
 
 
 def _show(ref: str) -> str:
