@@ -44,6 +44,9 @@ def test_moved_time_cells_and_every_flag_are_confirmed_nothing_else():
     ])
     assert to_confirm(parse_table(TABLE), 1.2) == sorted(set(again) - {
         "bench_model.Model.time_forward('nano', 256, 'fp32', 'sdpa')"})
+    faster = TABLE + ("|          | 20.1±1ms | 16.0±1ms | ~0.80 | "
+                      "bench_model.Model.time_forward('tiny', 128, 'fp32', 'sdpa') |\n")
+    assert to_confirm(parse_table(faster), 1.1) == again  # faster, unflagged: not re-measured
 
 
 def test_a_bad_gate_setting_is_one_line_naming_what_is_valid(capsys):

@@ -215,7 +215,8 @@ def main() -> int:
     p.add_argument("--tolerance", type=float, default=None,
                    help="calibration tolerance (default: 0.02 on a GPU, 0.05 on the CPU)")
     p.add_argument("--bench", default=None,
-                   help="asv -b regex (default: the tier's gate cells); the whole tier: '.'")
+                   help="asv -b regex (default: the tier's gate cells for plain asv, the gate's "
+                        "own tier for --gate perfmodel); every benchmark: '.'")
     p.add_argument("--out", default=os.environ.get("OUT", "gate-out"))
     p.add_argument("--work", default="/tmp/perfmodel-gate")
     p.add_argument("--machine", default=None)
@@ -290,8 +291,9 @@ def main() -> int:
             if kind not in args.kinds.split(","):
                 continue
             t1 = time.time()
-            if args.gate == "perfmodel":
-                cmd = [sys.executable, "-m", "perfmodel", "gate", base, head, "--bench", bench,
+            if args.gate == "perfmodel":  # the gate's own tier unless --bench says otherwise
+                cmd = [sys.executable, "-m", "perfmodel", "gate", base, head,
+                       *(["--bench", args.bench] if args.bench else []),
                        "--machine", name, "--factor", str(args.factor),
                        "--log", str((out / f"asv-{kind}-{i}.log").resolve())]
             else:
