@@ -263,10 +263,14 @@ class CellHandle:
         except NotImplementedError as err:  # in a benchmark body only this subclass means n/a
             raise SkipNotImplemented(str(err)) from None
 
-    def _open(self):
+    def _open(self, history: bool = False):
+        """Open the cell (``history``: by the history protocol, tiers.HISTORY_OPEN: its memory
+        and step figures are then read over its samples, ``Group._record_one``)."""
         measure = _measure()
         cell = make_cell(self.kind, **self.fields)
         protocol = None if self.warmup is None else measure.Protocol.warmup_study(self.warmup)
+        if history and protocol is None:
+            protocol = _history_protocol(measure, self.device)
         if self.device.type == "cuda" and not torch.cuda.is_initialized():
             t0 = time.perf_counter()  # the driver's start, paid once per process
             torch.cuda.init()
@@ -360,6 +364,15 @@ class CellHandle:
         return float(value)
 
 
+def _history_protocol(measure, device):
+    """The device's protocol with tiers.HISTORY_OPEN's fields (those this commit's Protocol has)."""
+    import dataclasses  # noqa: PLC0415
+
+    base = measure.Protocol.for_device(device)
+    names = {f.name for f in dataclasses.fields(base)}
+    return dataclasses.replace(base, **{k: v for k, v in tiers.HISTORY_OPEN.items() if k in names})
+
+
 def _unopened(status: str, error: str) -> str:
     """A cell's side file when no step of it ran: its status and why, no figures."""
     return json.dumps({"status": status, "error": error, "peak_bytes": None,
@@ -448,29 +461,55 @@ class Group:
         _write_side_file(h.path[: -len(".json")] + CLAIM_SUFFIX, "")
         return False
 
-    def _sampled(self, runnable) -> list[float]:
+    def _sampled(self, runnable, first: dict | None = None) -> list[float]:
         """Samples by asv's stopping rule: at least ``min``, at most ``max``, and no more once
-        ``seconds`` have passed since the first (asv_runner's benchmark_timing)."""
+        ``seconds`` have passed since the first (asv_runner's benchmark_timing). ``first`` gets
+        the step and issue times of the first step of the first sample's burst (it began on an
+        idle device behind the hold, as a metered step does)."""
         least, most, seconds = self.repeat
         out, t0 = [], time.perf_counter()
         while len(out) < most and (len(out) < least or time.perf_counter() - t0 <= seconds):
             out.append(runnable.sample())
+            if first is not None and len(out) == 1:  # the burst's first step: a metered step's
+                step_s, issue_s = getattr(runnable, "first", None) or (
+                    out[0], getattr(runnable, "launch", None))
+                first.update(step_s=step_s, issue_s=issue_s)
         return out
+
+    @staticmethod
+    def _facts_over_samples(h: CellHandle, runnable, first: dict) -> None:
+        """A cell opened without a metered step: its memory is the allocator's peak over its
+        samples (reset after the warm-up, as the metered step's was), its step and issue times
+        those of its first sample's first step; written into its side file where the metered step's would be."""
+        info = _read_side_file(h.path) or {}
+        if info.get("status") != _pm("names").OK or info.get("peak_bytes") is not None:
+            return
+        meter = getattr(runnable, "meter", None)
+        if meter is not None:
+            info["peak_bytes"] = meter.peak()
+            info["before_backward_bytes"] = meter.before_backward
+        info.update(first)
+        h.info = info
+        _write_side_file(h.path, json.dumps(info))
 
     def _record_one(self, measure, h: CellHandle) -> None:
         if self._claimed(h):
             return
         record: dict = {"samples": [], "skip": None}
         try:
-            h._open()
+            h._open(history=True)
         except NotImplementedError as err:  # n/a at this commit: every read says so
             record["skip"] = str(err)
             _write_side_file(h.path, _unopened(_pm("names").NA, str(err)))
         runnable, h._runnable = h._runnable, None
         if runnable is not None:
             t0 = time.perf_counter()
+            first: dict = {}
             try:
-                record["samples"] = self._sampled(runnable)
+                if getattr(runnable, "last", 0) is None:  # a commit whose warm-up is untimed:
+                    runnable.last = runnable.timed_steps(1)[0]  # one step sizes the first burst
+                record["samples"] = self._sampled(runnable, first)
+                self._facts_over_samples(h, runnable, first)
             except measure.MachineBusy as err:
                 record["samples"], record["skip"] = [], str(err)
                 print(f"perfmodel: {h.label}: {err}", file=sys.stderr)
@@ -553,8 +592,8 @@ def timing_attrs(obj, device: str, kind: str, cell: dict, handles: list | None =
     (benchmarks/tiers.py) takes at least 6 samples in each of its 2 rounds (processes,
     interleaved between the commits that ``asv continuous`` compares, so the verdict sees
     process-to-process spread): fewer cannot pass asv's Mann-Whitney test at p < 0.002. Every
-    other GPU cell is history (graphs, seed forms): at least 4 samples, and one round when the
-    run asks for it (``asv run -a rounds=1``, as a full GPU run does for those cells); so is
+    other GPU cell is history (graphs, seed forms): at least 3 samples (4 on a CPU), and one
+    round when the run asks for it (``asv run -a rounds=1``, as a full GPU run does); so is
     every CPU cell in a history run (``perfmodel track``). ``tiers.repeat`` decides.
 
     In a history run the ``handles`` of one grid point (its modes or passes; the warm-up study's

@@ -146,6 +146,10 @@ class Runnable:
         self.protocol = Protocol.for_device(device)
         self.last: float | None = None    # seconds of the last step timed: sizes the next burst
         self.launch: float | None = None  # host seconds to issue the last step: sizes the hold
+        # (device seconds, host issue seconds) of the first step of the last burst: it began on an
+        # idle device behind the hold, as a metered step does (a history cell's step and issue
+        # times; later steps of a burst may wait on a full launch queue)
+        self.first: tuple[float, float | None] | None = None
         self.samples_taken = 0
         self.disturbed = 0                # samples still interrupted after their retries
         self._flush = None
@@ -158,9 +162,6 @@ class Runnable:
         if self._flush is not None:
             self._flush.zero_()  # a cold L2 for every step, as do_bench does
         return state
-
-    def untimed_step(self) -> None:
-        self.step(self._prepare())
 
     def timed_steps(self, n: int) -> list[float]:
         """Seconds of each of n steps run back to back (GPU: queued, read after one sync)."""
@@ -181,7 +182,9 @@ class Runnable:
                 del state
             self.launch = statistics.median(launches)
             torch.cuda.synchronize(self.device)
-            return [s.elapsed_time(e) / 1e3 for s, e in marks]
+            times = [s.elapsed_time(e) / 1e3 for s, e in marks]
+            self.first = (times[0], launches[0])
+            return times
         times = []
         for _ in range(n):
             state = self._prepare()
@@ -189,6 +192,7 @@ class Runnable:
             self.step(state)
             times.append(time.perf_counter() - t0)
             del state
+        self.first = (times[0], None)
         return times
 
     def hold_seconds(self) -> float:
@@ -327,10 +331,11 @@ def open_cell(cell, device: torch.device, protocol: Protocol | None = None) -> O
         costs["build_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         steps = 0
-        # synchronized steps, so the warm-up's length is the device's (never a launch queue)
+        # synchronized steps, so the warm-up's length is the device's (never a launch queue);
+        # each timed, so that the first sample's burst is sized by a step alike (``last``) even
+        # when no metered step follows (a history cell reads its figures over its samples)
         while steps < protocol.warmup_steps or time.perf_counter() - t0 < protocol.warmup_s:
-            runnable.untimed_step()
-            synchronize(device)
+            runnable.last = runnable.timed_steps(1)[0]
             steps += 1
             if steps == 1:
                 costs["first_step_s"] = time.perf_counter() - t0

@@ -39,7 +39,7 @@ def suite(tmp_path, monkeypatch):
     monkeypatch.setenv("PERFMODEL_ASV_DEVICE", "cpu")
     opened = []
 
-    def fake_open(self):
+    def fake_open(self, history=False):
         mode = self.fields.get("mode", self.fields.get("pass_"))
         if mode == "train" and os.environ.get("PLANT_OOM"):
             self.info = {"status": "OOM", "error": "planted", "peak_bytes": None,
@@ -142,3 +142,63 @@ def test_cells_the_gate_compares_are_never_grouped():
     assert not any(tiers.grouped("cuda", "Attention", c, history_run=True) for c in gpu_gate)
     assert not tiers.grouped("cpu", "Attention", gpu_gate[0], history_run=False)
     assert tiers.grouped("cpu", "Attention", gpu_gate[0], history_run=True)
+
+
+class MeteredRunnable(FakeRunnable):
+    """A stand-in with an allocator meter and an issue time, opened without a metered step."""
+
+    class Meter:
+        before_backward = 7
+
+        @staticmethod
+        def peak():
+            return 4096
+
+    meter = Meter()
+    launch = 0.002          # a burst's median issue time
+    last = 0.01
+    first = (0.0095, 0.0011)  # the burst's first step: device and issue seconds
+
+
+def test_a_history_cell_reads_its_figures_over_its_samples(suite, monkeypatch):
+    """History cells are opened with one warm-up step and no metered step (tiers.HISTORY_OPEN):
+    their memory is the peak over their samples, their step and issue times those of the first
+    step of their first sample (a step begun on an idle device, as a metered step was)."""
+    histories = []
+
+    def open_unmetered(self, history=False):
+        histories.append(history)
+        self._runnable = MeteredRunnable(0.010)
+        self.info = {"status": OK, "error": "", "peak_bytes": None,
+                     "before_backward_bytes": None, "step_s": None, "issue_s": None}
+        common._write_side_file(self.path, json.dumps(self.info))
+
+    monkeypatch.setattr(common.CellHandle, "_open", open_unmetered)
+    model = bench_model.Model()
+    model.setup("nano", 128, "fp32", "eager")
+    assert histories == [True] * 4  # every cell of the group, by the history protocol
+    facts = common._read_side_file(model.cells["forward"].path)
+    assert facts["peak_bytes"] == 4096 and facts["before_backward_bytes"] == 7
+    assert facts["step_s"] == 0.0095 and facts["issue_s"] == 0.0011  # the first step's
+    assert model.track_status_forward() == 1.0
+
+
+def test_the_history_protocol_is_the_devices_with_one_warmup_step_and_no_metered_step():
+    import torch  # noqa: PLC0415
+
+    from perfmodel.workloads import AttentionCell  # noqa: PLC0415
+
+    cpu = torch.device("cpu")
+    p = common._history_protocol(measure, cpu)
+    base = measure.Protocol.for_device(cpu)
+    assert (p.warmup_steps, p.meter_step) == (1, False)
+    assert (p.burst_s, p.warmup_s) == (base.burst_s, base.warmup_s)
+    gpu = common._history_protocol(measure, torch.device("cuda"))
+    assert gpu.hold_factor == measure.Protocol.for_device(torch.device("cuda")).hold_factor
+    opened = measure.open_cell(AttentionCell("eager", 16, 64, batch=2), cpu, p)
+    assert opened.status == OK and opened.peak_bytes is None and "meter_s" not in opened.costs
+    assert opened.runnable.last is not None  # the warm-up was timed: it sizes the first burst
+    opened.runnable.sample()
+    step_s, issue_s = opened.runnable.first  # the burst's first step (no launches on a CPU)
+    assert step_s > 0 and issue_s is None
+    opened.runnable.release()
