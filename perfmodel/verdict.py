@@ -134,6 +134,18 @@ def judge(before: Measured, after: Measured, factor: float, *, status: bool = Fa
                    command="" if confirmed else confirm_command(*commits))
 
 
+# What the rule never judges: the host's time to issue one step (``track_issue_seconds_*``), read
+# from a single step beside the device's time so the report can mark host-bound cells. It is a
+# diagnostic of the host, not a speed of the model: between two H200 commits with no change in
+# the timed code it moved 0.39-1.74x while every time cell stayed put (0826827b -> 337beebc).
+DIAGNOSTIC = re.compile(r"\.track_issue_seconds_\w+(\(|$)")
+
+
+def judged(name: str) -> bool:
+    """Whether the rule judges this asv benchmark name (``bench.Class.method(params)``)."""
+    return not DIAGNOSTIC.search(str(name))
+
+
 MIN_PAIRS = 3  # rounds with both commits measured, for a paired ratio to mean anything
 
 

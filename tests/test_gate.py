@@ -6,7 +6,7 @@ import re
 import time
 from pathlib import Path
 
-from perfmodel.commands.gate import parse_table, to_confirm
+from perfmodel.commands.gate import flagged, parse_table, to_confirm
 from tests.test_track import (alive, fake_asv, fake_project, interrupt_when_asv_hangs, perfmodel,
                               start)
 
@@ -47,6 +47,10 @@ def test_moved_time_cells_and_every_flag_are_confirmed_nothing_else():
     faster = TABLE + ("|          | 20.1±1ms | 16.0±1ms | ~0.80 | "
                       "bench_model.Model.time_forward('tiny', 128, 'fp32', 'sdpa') |\n")
     assert to_confirm(parse_table(faster), 1.1) == again  # faster, unflagged: not re-measured
+    issue = TABLE + ("| +        | 1.0ms | 1.7ms | 1.74 | "
+                     "bench_model.Model.track_issue_seconds_forward('small', 1024, 'fp32', 'sdpa') |\n")
+    assert to_confirm(parse_table(issue), 1.1) == again  # the host's issue time: never judged
+    assert "track_issue" not in " ".join(flagged(issue))
 
 
 def test_a_bad_gate_setting_is_one_line_naming_what_is_valid(capsys):

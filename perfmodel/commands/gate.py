@@ -101,7 +101,8 @@ def parse_table(stdout: str) -> dict[str, tuple[str, float | None]]:
 
 def flagged(stdout: str) -> dict[str, str]:
     """The cells asv's table marks slower ('+'), faster ('-') or changed in status ('!')."""
-    return {name: mark for name, (mark, _) in parse_table(stdout).items() if mark in ("+", "-", "!")}
+    return {name: mark for name, (mark, _) in parse_table(stdout).items()
+            if mark in ("+", "-", "!") and verdict.judged(name)}
 
 
 BUSY = "machine too busy to measure"  # what the suite prints for a cell it would not time
@@ -159,6 +160,8 @@ def to_confirm(screen: dict, threshold: float) -> list[str]:
     beyond 1.1 either way (each confirmed cell costs about 40 s there)."""
     names = []
     for name, (mark, ratio) in screen.items():
+        if not verdict.judged(name):  # a diagnostic (the host's issue time): never judged
+            continue
         if mark or (".time_" in name and ratio is not None and ratio > threshold):
             names.append(name)
     return sorted(names)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..repo import load_tiers
+from .. import verdict
 from ..verdict import device_of
 
 
@@ -25,7 +26,7 @@ class GateRule:
     def gated(self, name: str) -> bool:
         """Whether the gate compares this asv name, ``bench.Class.method(params)``, as
         ``asv -b`` selects it (a search)."""
-        return any(p.search(name) for p in self.patterns)
+        return verdict.judged(name) and any(p.search(name) for p in self.patterns)
 
 
 def _tiers_path(repo) -> Path:
