@@ -52,6 +52,7 @@ from .flash_torch import check_inputs, to_3d
 try:
     import triton
     import triton.language as tl
+    import triton.testing
     _TRITON_ERROR = None
 except Exception as exc:  # pragma: no cover - depends on the environment
     triton = None
@@ -83,6 +84,9 @@ def is_available(device) -> tuple[bool, str]:
 # Fixed configuration used by the interpreter (and by callers who turn autotuning off).
 # (BLOCK_M, BLOCK_N, num_warps, num_stages); BLOCK_M = query rows, BLOCK_N = key rows.
 INTERPRET_CONFIG = (32, 32, 4, 1)
+# How long the autotuner times each candidate config (ms of warm-up, ms of timed runs); Triton's
+# own default is 25 and 100.
+TRIAL_WARMUP_MS, TRIAL_REP_MS = 5, 25
 
 # Kernel names (the keys of TUNING_SPACE and FORCE_CONFIG) and the backward variants.
 KERNELS = ("fwd", "dkdv", "dq", "dkdv_atomic", "bwd_fused")
@@ -691,8 +695,17 @@ if triton is not None:
     _CACHE_TUNING = ({"cache_results": True}
                      if "cache_results" in inspect.signature(triton.autotune).parameters else {})
 
+    # Triton times each candidate for 25 + 100 ms by default: with a few candidates per kernel
+    # and a new key for every cell, that was most of a flash cell's cost in the GPU history
+    # (1-2 s of its first step, 2026-12-02). The spaces are small and pruned, and the choice is
+    # cached, so a shorter trial (at least a few runs of the kernel) chooses as well for less.
+    def _trial(kernel_call, quantiles):
+        return triton.testing.do_bench(kernel_call, warmup=TRIAL_WARMUP_MS, rep=TRIAL_REP_MS,
+                                       quantiles=quantiles)
+
     def _tuned(kernel, name, **extra):
         return triton.autotune(_triton_configs(name), key=_KEY, **_CACHE_TUNING, **extra,
+                               do_bench=_trial,
                                prune_configs_by={"early_config_prune": _pruner(name)})(kernel)
 
     _fwd_tuned = _tuned(_fwd_kernel, "fwd")

@@ -479,6 +479,17 @@ def test_config_check_names_the_config_that_faults():
     assert late[0]["status"] == "not run"
 
 
+def test_autotuner_trials_are_short():
+    """Every autotuned kernel times its candidates with the short trial, not Triton's 125 ms."""
+    from perfmodel import flash_triton as ft
+
+    if ft.triton is None:
+        pytest.skip("triton is not importable")
+    for name, (_, tuned) in ft.KERNEL_FUNCS.items():
+        assert tuned.do_bench is ft._trial, name
+    assert ft.TRIAL_WARMUP_MS + ft.TRIAL_REP_MS < 25 + 100
+
+
 def test_unknown_backward_variant_raises():
     from perfmodel import flash_triton as ft
 
