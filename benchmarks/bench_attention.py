@@ -43,10 +43,18 @@ class Attention(SuiteBase):
     def track_issue_seconds_backward(self, *_):
         return self.bwd.issue_seconds()
 
+    def track_backlog_seconds_forward(self, *_):
+        return self.fwd.backlog_seconds()
+
+    def track_backlog_seconds_backward(self, *_):
+        return self.bwd.backlog_seconds()
+
     track_status_forward.unit = track_status_backward.unit = "status"
     track_gpu_peak_bytes_forward.unit = track_gpu_peak_bytes_backward.unit = "bytes"
     track_before_backward_bytes.unit = "bytes"
     track_issue_seconds_forward.unit = track_issue_seconds_backward.unit = "seconds"
+    track_backlog_seconds_forward.unit = track_backlog_seconds_backward.unit = "seconds"
     facts(track_status_forward, track_status_backward, track_gpu_peak_bytes_forward,
           track_gpu_peak_bytes_backward, track_before_backward_bytes, track_issue_seconds_forward,
-          track_issue_seconds_backward)
+          track_issue_seconds_backward, track_backlog_seconds_forward,
+          track_backlog_seconds_backward)

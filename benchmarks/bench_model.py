@@ -66,16 +66,32 @@ class Model(SuiteBase):
     def track_issue_seconds_train_step(self, *_):
         return self.cells["train_step"].issue_seconds()
 
+    def track_backlog_seconds_forward(self, *_):
+        return self.cells["forward"].backlog_seconds()
+
+    def track_backlog_seconds_backward(self, *_):
+        return self.cells["backward"].backlog_seconds()
+
+    def track_backlog_seconds_forward_backward(self, *_):
+        return self.cells["forward_backward"].backlog_seconds()
+
+    def track_backlog_seconds_train_step(self, *_):
+        return self.cells["train_step"].backlog_seconds()
+
     track_status_forward.unit = track_status_backward.unit = "status"
     track_status_forward_backward.unit = track_status_train_step.unit = "status"
     track_issue_seconds_forward.unit = track_issue_seconds_backward.unit = "seconds"
     track_issue_seconds_forward_backward.unit = track_issue_seconds_train_step.unit = "seconds"
+    track_backlog_seconds_forward.unit = track_backlog_seconds_backward.unit = "seconds"
+    track_backlog_seconds_forward_backward.unit = track_backlog_seconds_train_step.unit = "seconds"
     track_gpu_peak_bytes_forward.unit = track_gpu_peak_bytes_train_step.unit = "bytes"
     track_before_backward_bytes.unit = "bytes"
     facts(track_status_forward, track_status_backward, track_status_forward_backward,
           track_status_train_step, track_gpu_peak_bytes_forward, track_gpu_peak_bytes_train_step,
           track_before_backward_bytes, track_issue_seconds_forward, track_issue_seconds_backward,
-          track_issue_seconds_forward_backward, track_issue_seconds_train_step)
+          track_issue_seconds_forward_backward, track_issue_seconds_train_step,
+          track_backlog_seconds_forward, track_backlog_seconds_backward,
+          track_backlog_seconds_forward_backward, track_backlog_seconds_train_step)
 
 
 class Warmup(SuiteBase):

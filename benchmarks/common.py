@@ -282,7 +282,8 @@ class CellHandle:
         self._runnable = opened.runnable
         info = {"status": opened.status, "error": opened.error, "peak_bytes": opened.peak_bytes,
                 "before_backward_bytes": opened.before_backward_bytes,
-                "step_s": getattr(opened, "step_s", None), "issue_s": getattr(opened, "issue_s", None)}
+                "step_s": getattr(opened, "step_s", None), "issue_s": getattr(opened, "issue_s", None),
+                "backlog_s": getattr(opened, "backlog_s", None)}
         if opened.status != _pm("names").OK:
             print(f"perfmodel: {self.label}: {opened.status}: {opened.error}", file=sys.stderr)
         self.info = info
@@ -341,13 +342,21 @@ class CellHandle:
         """The host's seconds to issue one step of the cell (its metered step), tracked beside
         the step's device time so the report can mark a host-bound cell. GPU only: on a CPU the
         host is the device."""
-        self.costs["read"] = "issue_s"
+        return self._host_figure("issue_s", "issue time")
+
+    def backlog_seconds(self) -> float:
+        """The device's seconds of work left once the host had issued that step (or its burst):
+        with the issue time, what tells a host-bound step (perfmodel.names.host_bound)."""
+        return self._host_figure("backlog_s", "backlog")
+
+    def _host_figure(self, key: str, what: str) -> float:
+        self.costs["read"] = key
         if self.device.type != "cuda":
-            raise SkipNotImplemented("the host's issue time is tracked on a GPU")
+            raise SkipNotImplemented(f"the {what} is tracked on a GPU")
         facts = self.facts()
-        value = facts.get("issue_s")
+        value = facts.get(key)
         if facts["status"] != _pm("names").OK or value is None:
-            raise SkipNotImplemented(f"no issue time: status {facts['status']}")
+            raise SkipNotImplemented(f"no {what}: status {facts['status']}")
         return float(value)
 
     def bytes(self, key: str, gpu_only: bool = False) -> float:
@@ -376,7 +385,8 @@ def _history_protocol(measure, device):
 def _unopened(status: str, error: str) -> str:
     """A cell's side file when no step of it ran: its status and why, no figures."""
     return json.dumps({"status": status, "error": error, "peak_bytes": None,
-                       "before_backward_bytes": None, "step_s": None, "issue_s": None})
+                       "before_backward_bytes": None, "step_s": None, "issue_s": None,
+                       "backlog_s": None})
 
 
 RECORD_SUFFIX = ".samples.json"   # beside a cell's side file: its recorded samples
@@ -473,7 +483,8 @@ class Group:
             if first is not None and len(out) == 1:  # the burst's first step: a metered step's
                 step_s, issue_s = getattr(runnable, "first", None) or (
                     out[0], getattr(runnable, "launch", None))
-                first.update(step_s=step_s, issue_s=issue_s)
+                first.update(step_s=step_s, issue_s=issue_s,
+                             backlog_s=getattr(runnable, "backlog", None))  # the whole burst's
         return out
 
     @staticmethod

@@ -32,7 +32,8 @@ from .errors import UserError
 from .flops import stated_peak
 from .machine import environment
 from .memory import HOST_MEMORY_FRACTION, MemoryMeter, available_host_bytes, free_device_memory
-from .names import BUSY, FAILED, HOST_BOUND_SHARE, NA, OK, OOM, host_bound  # noqa: F401 (measure's names)
+from .names import (BACKLOG_SHARE, BUSY, FAILED, HOST_BOUND_SHARE, NA, OK, OOM,  # noqa: F401
+                    host_bound)  # (measure's names)
 
 
 # What one sample means. Bump it whenever a change to this module changes what a number means
@@ -150,6 +151,12 @@ class Runnable:
         # idle device behind the hold, as a metered step does (a history cell's step and issue
         # times; later steps of a burst may wait on a full launch queue)
         self.first: tuple[float, float | None] | None = None
+        # seconds the device was still busy after the host had issued the last burst's last step
+        # (the final synchronize's wait): a small share of a step means the host paced the step
+        # to its end (names.host_bound). The issue time alone cannot tell: a long step with a
+        # backward fills the launch queue and blocks the host, so its issue lasts about as long
+        # as the step although the device never waits.
+        self.backlog: float | None = None
         self.samples_taken = 0
         self.disturbed = 0                # samples still interrupted after their retries
         self._flush = None
@@ -181,7 +188,9 @@ class Runnable:
                 marks.append((start, end))
                 del state
             self.launch = statistics.median(launches)
+            t0 = time.perf_counter()
             torch.cuda.synchronize(self.device)
+            self.backlog = time.perf_counter() - t0
             times = [s.elapsed_time(e) / 1e3 for s, e in marks]
             self.first = (times[0], launches[0])
             return times
@@ -298,6 +307,7 @@ class Opened:
     # measures the host (Python, launches), not the model (``host_bound``).
     step_s: float | None = None
     issue_s: float | None = None
+    backlog_s: float | None = None  # the device's work left when the host had issued the step
     # where opening the cell went, in wall seconds: building it, its first step (compilation and
     # autotuning happen there), the rest of the warm-up, the metered step (the suite's cost log)
     costs: dict = field(default_factory=dict)
@@ -346,7 +356,7 @@ def open_cell(cell, device: torch.device, protocol: Protocol | None = None) -> O
         if protocol.meter_step:  # memory: one more step, alike after warm-up, from a reset peak
             t0 = time.perf_counter()
             runnable.last = opened.step_s = runnable.timed_steps(1)[0]
-            opened.issue_s = runnable.launch
+            opened.issue_s, opened.backlog_s = runnable.launch, runnable.backlog
             opened.peak_bytes = runnable.meter.peak()
             opened.before_backward_bytes = runnable.meter.before_backward
             costs["meter_s"] = time.perf_counter() - t0

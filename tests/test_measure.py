@@ -309,3 +309,56 @@ def test_cpu_cells_run_on_the_recorded_number_of_threads(monkeypatch):
     monkeypatch.setenv("PERFMODEL_CPU_THREADS", "zero")
     with pytest.raises(UserError, match="PERFMODEL_CPU_THREADS"):
         cpu.cpu_threads()
+
+
+def test_host_bound_needs_the_issue_and_the_backlog():
+    """Host-bound: issued in most of the step and little device work left once issued. A long
+    step that filled the launch queue (issue 1523 of 1923 ms, a fifth of a step queued: the
+    2.7B fwd_bwd on the H200) is not; without a backlog figure such a step cannot be told."""
+    from perfmodel.names import BACKLOG_SHARE, HOST_BOUND_SHARE, host_bound
+
+    step = 1.923
+    assert host_bound(step, 1.523, 0.40) is False          # the queue's work left: device-bound
+    assert host_bound(0.013, 0.0125, 0.0003) is True        # small bf16 forward: the host paces it
+    assert host_bound(step, 0.5 * step, None) is False      # issued early: never host-bound
+    assert host_bound(step, HOST_BOUND_SHARE * step, None) is None
+    assert host_bound(step, HOST_BOUND_SHARE * step, BACKLOG_SHARE * step * 0.99) is True
+    assert host_bound(step, HOST_BOUND_SHARE * step * 0.99, 0.0) is False
+    assert host_bound(None, 0.1, 0.0) is None and host_bound(step, None, 0.0) is None
+    assert host_bound(float("nan"), 0.1, 0.0) is None
+
+
+def test_backlog_is_recorded_on_a_gpu_only():
+    from perfmodel.workloads import AttentionCell
+
+    opened = measure.open_cell(AttentionCell("eager", 16, 64, batch=1), torch.device("cpu"))
+    assert opened.status == "OK" and opened.backlog_s is None
+    assert opened.runnable.backlog is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_backlog_tells_host_bound_from_a_full_launch_queue_on_a_gpu():
+    """Three steps whose answer is known: 300 tiny kernels (the host paces the device), one
+    20 ms kernel (the device works alone), and 3000 kernels of 50 us (the launch queue fills,
+    the host blocks and issues for most of the step, yet the device never waits)."""
+    import statistics
+
+    from perfmodel.names import host_bound
+
+    dev = torch.device("cuda")
+    x = torch.zeros(1, device=dev)
+    cycles = int(measure.HOLD_CLOCK_HZ * 50e-6)
+
+    def verdict(step):
+        r = Runnable(dev, step, flush_l2=False)
+        r.timed_steps(2)
+        times = r.timed_steps(3)
+        step = statistics.median(times)
+        print(f"step {step * 1e3:.3f} ms, issue {r.launch * 1e3:.3f} ms, "
+              f"backlog {r.backlog * 1e3:.3f} ms")  # pytest -s: the figures for the notes
+        return host_bound(step, r.launch, r.backlog), r
+
+    tiny, _ = verdict(lambda _: [x.add_(1) for _ in range(300)])
+    alone, _ = verdict(lambda _: torch.cuda._sleep(int(measure.HOLD_CLOCK_HZ * 0.02)))
+    queued, r = verdict(lambda _: [torch.cuda._sleep(cycles) for _ in range(3000)])
+    assert (tiny, alone, queued) == (True, False, False), (r.launch, r.backlog, r.last)

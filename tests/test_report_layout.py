@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("asv")
 pytest.importorskip("pandas")
 
-from perfmodel.names import HOST_BOUND_SHARE  # noqa: E402
+from perfmodel.names import BACKLOG_SHARE, HOST_BOUND_SHARE  # noqa: E402
 from perfmodel.report.cells import HOST_BOUND_MARK  # noqa: E402
 from perfmodel.report.page import write_report  # noqa: E402
 
@@ -95,29 +95,32 @@ def test_runs_of_na_rows_fold_into_one_line(written):
 
 # ------------------------------------------------------------------ host-bound cells
 
-def with_issue_seconds(tmp_path: Path, shares: dict) -> Path:
-    """The fixture with bench_attention.Attention.track_issue_seconds_forward at its newest
-    commit: for each (impl, dtype, d, seq) in ``shares``, share x the cell's forward time; the
-    other cells NaN (asv's n/a: no issue time recorded)."""
+def with_host_figures(tmp_path: Path, shares: dict) -> Path:
+    """The fixture with bench_attention.Attention.track_issue_seconds_forward and
+    track_backlog_seconds_forward at its newest commit: for each (impl, dtype, d, seq) in
+    ``shares``, (issue share, backlog share or None) x the cell's forward time; the other cells
+    NaN (asv's n/a: nothing recorded)."""
     results = tmp_path / "results"
     shutil.copytree(FIXTURE, results)
     bench = json.loads((results / "benchmarks.json").read_text())
-    name = f"{ATT}track_issue_seconds_forward"
-    bench[name] = dict(bench[f"{ATT}track_status_forward"], name=name, unit="seconds")
-    (results / "benchmarks.json").write_text(json.dumps(bench))
     path = sorted((results / MACHINE).glob("*.json"), key=lambda p: json.loads(
         p.read_text()).get("date", 0) if p.name != "machine.json" else 0)[-1]
     d = json.loads(path.read_text())
     cols = d["result_columns"]
     time = dict(zip(cols, d["results"][f"{ATT}time_forward"]))
     cells = list(itertools.product(*time["params"]))
-    values = [float("nan")] * len(cells)
-    for (impl, dtype, dd, seq), share in shares.items():
-        i = cells.index((f"'{impl}'", f"'{dtype}'", str(dd), str(seq)))
-        values[i] = share * time["result"][i]
-    row = dict.fromkeys(cols)
-    row.update(result=values, params=time["params"], version=bench[name]["version"])
-    d["results"][name] = [row[c] for c in cols]
+    for k, figure in enumerate(("issue", "backlog")):
+        name = f"{ATT}track_{figure}_seconds_forward"
+        bench[name] = dict(bench[f"{ATT}track_status_forward"], name=name, unit="seconds")
+        values = [float("nan")] * len(cells)
+        for (impl, dtype, dd, seq), pair in shares.items():
+            i = cells.index((f"'{impl}'", f"'{dtype}'", str(dd), str(seq)))
+            if pair[k] is not None:
+                values[i] = pair[k] * time["result"][i]
+        row = dict.fromkeys(cols)
+        row.update(result=values, params=time["params"], version=bench[name]["version"])
+        d["results"][name] = [row[c] for c in cols]
+    (results / "benchmarks.json").write_text(json.dumps(bench))
     path.write_text(json.dumps(d))
     return results
 
@@ -134,7 +137,12 @@ def red_pixels(png: Path) -> int:
 def test_host_bound_cells_are_marked_in_tables_plots_and_legend(tmp_path):
     share = HOST_BOUND_SHARE
     bound, free = ("eager", "float32", 64, 1024), ("sdpa", "float32", 64, 1024)
-    results = with_issue_seconds(tmp_path, {bound: share + 0.05, free: share - 0.3})
+    # issued in most of its time, but the device still had a queue of work: not host-bound
+    queued, untold = ("eager", "float32", 16, 1024), ("sdpa", "float32", 16, 1024)
+    results = with_host_figures(tmp_path, {bound: (share + 0.05, BACKLOG_SHARE / 2),
+                                           free: (share - 0.3, 0.7),
+                                           queued: (share + 0.15, BACKLOG_SHARE * 2),
+                                           untold: (share + 0.05, None)})
     w = write_report(results, MACHINE, output=tmp_path / "on" / "s.md", repo=REPO, plots=True,
                      html=True)
     got = {(r[0], r[1], r[2]): r for r in w.report.table("attention_float32").rows}
@@ -147,17 +155,21 @@ def test_host_bound_cells_are_marked_in_tables_plots_and_legend(tmp_path):
     # the seed forms that show eager's forward time, and the speedup computed from it
     assert {"attention_float32", "seed000_eager_float32", "pivot_fwd_eager_float32",
             "seed002_flat_eager_float32", "compare_attention_float32"} <= keys
+    assert not any(c.endswith(HOST_BOUND_MARK) for c in got[("eager", "16", "1024")])
+    assert not any(c.endswith(HOST_BOUND_MARK) for c in got[("sdpa", "16", "1024")])
     assert w.report.host_bound == len(marked) > 0
-    assert (w.report.bound_steps, w.report.issue_cells) == (1, 2)  # eager's forward of two
+    assert (w.report.bound_steps, w.report.issue_cells, w.report.unknown_steps) == (1, 4, 1)
     text = w.markdown.read_text()
     assert f"{HOST_BOUND_MARK} host-bound: the host took at least 80%" in text
-    assert f"Host-bound here: 1 of the 2\nsteps whose issue time is recorded ({len(marked)} " \
+    assert f"Host-bound here: 1 of the 4\nsteps whose issue time is recorded ({len(marked)} " \
         "marks" in text
+    assert "1 of those steps took the host most of their time to issue but have\nno backlog" in text
     assert f"{HOST_BOUND_MARK} host-bound" in w.html.read_text()
     on_png = tmp_path / "on" / "s_files" / "attention.png"
 
     # the control: the same results without a host-bound cell draw no red marker
-    results2 = with_issue_seconds(tmp_path / "b", {bound: share - 0.3, free: share - 0.3})
+    results2 = with_host_figures(tmp_path / "b", {bound: (share - 0.3, BACKLOG_SHARE / 2),
+                                                  free: (share - 0.3, 0.7)})
     w2 = write_report(results2, MACHINE, output=tmp_path / "off" / "s.md", repo=REPO,
                       plots=True)
     assert w2.report.host_bound == w2.report.bound_steps == 0

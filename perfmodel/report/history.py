@@ -51,14 +51,15 @@ def _label(rec) -> str:
 
 def history_table(rs, norm, commit, order, n, info, heads) -> tuple[list[Table], pd.DataFrame]:
     """Each headline benchmark over the last n commits up to ``commit``; a time whose step was
-    host-bound at that commit (its track_issue_seconds_* beside it) is marked."""
+    host-bound at that commit (its track_issue_seconds_* and track_backlog_seconds_* beside it,
+    names.host_bound) is marked."""
     upto = order[:order.index(commit) + 1][-n:]
     rows, frame = [], []
     f = rs.frame
     for h in heads:
         sel = f[(f["benchmark"] == h["benchmark"]) & (f["cell"] == h["cell"])]
-        issue = _issue_name(h["benchmark"])
-        isel = f[(f["benchmark"] == issue) & (f["cell"] == h["cell"]) & (f["status"] == OK)]
+        isel = _beside(f, h, "issue")
+        bsel = _beside(f, h, "backlog")
         prev = math.nan
         for c in upto:
             hit = sel[sel["commit"] == c]
@@ -66,9 +67,7 @@ def history_table(rs, norm, commit, order, n, info, heads) -> tuple[list[Table],
             value = hit.iloc[0]["value"] if not hit.empty else math.nan
             unit = hit.iloc[0]["unit"] if not hit.empty else None
             change = div(value, prev) - 1 if status == OK else math.nan
-            ihit = isel[isel["commit"] == c]
-            bound = status == OK and not ihit.empty and bool(
-                host_bound(value, ihit.iloc[0]["value"]))
+            bound = status == OK and bool(host_bound(value, _at(isel, c), _at(bsel, c)))
             g = info.get(c, {})
             date = g.get("date") or _asv_date(rs, c)
             frame.append(dict(benchmark=_label(h), commit=c, date=date, subject=g.get("subject"),
@@ -89,10 +88,19 @@ def history_table(rs, norm, commit, order, n, info, heads) -> tuple[list[Table],
                   section="History")], pd.DataFrame(frame)
 
 
-def _issue_name(benchmark: str) -> str | None:
-    """bench_x.Class.time_<mode> -> bench_x.Class.track_issue_seconds_<mode> (the suite's names)."""
-    head, _, method = benchmark.rpartition(".")
-    return f"{head}.track_issue_seconds_{method[5:]}" if method.startswith("time_") else None
+def _beside(f, h, figure: str):
+    """The OK rows of the track_<figure>_seconds_<mode> benchmark beside a headline time_<mode>
+    (bench_x.Class.time_<mode> -> bench_x.Class.track_issue_seconds_<mode>: the suite's names)."""
+    head, _, method = h["benchmark"].rpartition(".")
+    if not method.startswith("time_"):
+        return f.iloc[0:0]
+    name = f"{head}.track_{figure}_seconds_{method[5:]}"
+    return f[(f["benchmark"] == name) & (f["cell"] == h["cell"]) & (f["status"] == OK)]
+
+
+def _at(sel, commit):
+    hit = sel[sel["commit"] == commit]
+    return None if hit.empty else hit.iloc[0]["value"]
 
 
 def _asv_date(rs, c) -> str:

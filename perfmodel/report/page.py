@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from ..names import HOST_BOUND_SHARE
+from ..names import BACKLOG_SHARE, HOST_BOUND_SHARE
 from ..untrusted import visible
 from .attention_tables import attention_tables
 from .cells import HOST_BOUND_MARK, Table, normalize
@@ -47,6 +47,7 @@ class Report:
     issue_cells: int = 0                        # steps with the host's issue time recorded
     bound_steps: int = 0                        # of them, host-bound (names.host_bound)
     internal: int = 0                           # tables lost to an internal error (page.guarded)
+    unknown_steps: int = 0                      # issued in most of their time, no backlog: untold
 
     def table(self, key: str) -> Table:
         for t in self.tables:
@@ -126,8 +127,10 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
                  if c.endswith("_issue"))  # none: a CPU, or results of an older suite
     bound = sum(int(df[c].sum()) for df in frames for c in df.columns
                 if c.endswith("_host_bound"))
+    unknown = sum(int(df[c].sum()) for df in frames for c in df.columns
+                  if c.endswith("_host_unknown"))
     return Report(rs.machine, full, info, tables, plots, list(notes), minfo, pair, hist,
-                  notes.left_out, issued, bound, notes.internal)
+                  notes.left_out, issued, bound, notes.internal, unknown)
 
 
 def _titled(t: Table, section: str) -> Table:
@@ -242,7 +245,8 @@ def render_html(report: Report | None, back_link: str | None, error: str | None 
 
 
 def _legend() -> dict:
-    return {"mark": HOST_BOUND_MARK, "share": f"{HOST_BOUND_SHARE:.0%}"}
+    return {"mark": HOST_BOUND_MARK, "share": f"{HOST_BOUND_SHARE:.0%}",
+            "backlog": f"{BACKLOG_SHARE:g}"}
 
 
 @dataclass
