@@ -49,12 +49,19 @@ class Attention(SuiteBase):
     def track_backlog_seconds_backward(self, *_):
         return self.bwd.backlog_seconds()
 
+    def track_free_seconds_forward(self, *_):
+        return self.fwd.free_seconds()
+
+    def track_free_seconds_backward(self, *_):
+        return self.bwd.free_seconds()
+
     track_status_forward.unit = track_status_backward.unit = "status"
     track_gpu_peak_bytes_forward.unit = track_gpu_peak_bytes_backward.unit = "bytes"
     track_before_backward_bytes.unit = "bytes"
     track_issue_seconds_forward.unit = track_issue_seconds_backward.unit = "seconds"
     track_backlog_seconds_forward.unit = track_backlog_seconds_backward.unit = "seconds"
+    track_free_seconds_forward.unit = track_free_seconds_backward.unit = "seconds"
     facts(track_status_forward, track_status_backward, track_gpu_peak_bytes_forward,
           track_gpu_peak_bytes_backward, track_before_backward_bytes, track_issue_seconds_forward,
           track_issue_seconds_backward, track_backlog_seconds_forward,
-          track_backlog_seconds_backward)
+          track_backlog_seconds_backward, track_free_seconds_forward, track_free_seconds_backward)

@@ -78,12 +78,26 @@ class Model(SuiteBase):
     def track_backlog_seconds_train_step(self, *_):
         return self.cells["train_step"].backlog_seconds()
 
+    def track_free_seconds_forward(self, *_):
+        return self.cells["forward"].free_seconds()
+
+    def track_free_seconds_backward(self, *_):
+        return self.cells["backward"].free_seconds()
+
+    def track_free_seconds_forward_backward(self, *_):
+        return self.cells["forward_backward"].free_seconds()
+
+    def track_free_seconds_train_step(self, *_):
+        return self.cells["train_step"].free_seconds()
+
     track_status_forward.unit = track_status_backward.unit = "status"
     track_status_forward_backward.unit = track_status_train_step.unit = "status"
     track_issue_seconds_forward.unit = track_issue_seconds_backward.unit = "seconds"
     track_issue_seconds_forward_backward.unit = track_issue_seconds_train_step.unit = "seconds"
     track_backlog_seconds_forward.unit = track_backlog_seconds_backward.unit = "seconds"
     track_backlog_seconds_forward_backward.unit = track_backlog_seconds_train_step.unit = "seconds"
+    track_free_seconds_forward.unit = track_free_seconds_backward.unit = "seconds"
+    track_free_seconds_forward_backward.unit = track_free_seconds_train_step.unit = "seconds"
     track_gpu_peak_bytes_forward.unit = track_gpu_peak_bytes_train_step.unit = "bytes"
     track_before_backward_bytes.unit = "bytes"
     facts(track_status_forward, track_status_backward, track_status_forward_backward,
@@ -91,7 +105,9 @@ class Model(SuiteBase):
           track_before_backward_bytes, track_issue_seconds_forward, track_issue_seconds_backward,
           track_issue_seconds_forward_backward, track_issue_seconds_train_step,
           track_backlog_seconds_forward, track_backlog_seconds_backward,
-          track_backlog_seconds_forward_backward, track_backlog_seconds_train_step)
+          track_backlog_seconds_forward_backward, track_backlog_seconds_train_step,
+          track_free_seconds_forward, track_free_seconds_backward,
+          track_free_seconds_forward_backward, track_free_seconds_train_step)
 
 
 class Warmup(SuiteBase):

@@ -22,6 +22,7 @@ import hashlib
 import importlib
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -283,7 +284,7 @@ class CellHandle:
         info = {"status": opened.status, "error": opened.error, "peak_bytes": opened.peak_bytes,
                 "before_backward_bytes": opened.before_backward_bytes,
                 "step_s": getattr(opened, "step_s", None), "issue_s": getattr(opened, "issue_s", None),
-                "backlog_s": getattr(opened, "backlog_s", None)}
+                "backlog_s": getattr(opened, "backlog_s", None), "free_s": getattr(opened, "free_s", None)}
         if opened.status != _pm("names").OK:
             print(f"perfmodel: {self.label}: {opened.status}: {opened.error}", file=sys.stderr)
         self.info = info
@@ -349,6 +350,11 @@ class CellHandle:
         with the issue time, what tells a host-bound step (perfmodel.names.host_bound)."""
         return self._host_figure("backlog_s", "backlog")
 
+    def free_seconds(self) -> float:
+        """The step's device seconds when the host had queued all of it first, taken only for a
+        step that its issue time and backlog leave in doubt (perfmodel.names.in_doubt)."""
+        return self._host_figure("free_s", "free step time")
+
     def _host_figure(self, key: str, what: str) -> float:
         self.costs["read"] = key
         if self.device.type != "cuda":
@@ -386,7 +392,7 @@ def _unopened(status: str, error: str) -> str:
     """A cell's side file when no step of it ran: its status and why, no figures."""
     return json.dumps({"status": status, "error": error, "peak_bytes": None,
                        "before_backward_bytes": None, "step_s": None, "issue_s": None,
-                       "backlog_s": None})
+                       "backlog_s": None, "free_s": None})
 
 
 RECORD_SUFFIX = ".samples.json"   # beside a cell's side file: its recorded samples
@@ -488,6 +494,18 @@ class Group:
         return out
 
     @staticmethod
+    def _free_step(runnable, samples: list[float], first: dict) -> None:
+        """A step that the first burst's issue time and backlog leave possibly host-bound is
+        run once more with a head start (perfmodel.measure.Runnable.free_step, where this
+        commit has it), so the report can tell."""
+        doubt = getattr(_pm("names"), "in_doubt", None)
+        free = getattr(runnable, "free_step", None)
+        if doubt is None or free is None or not samples:
+            return
+        if doubt(statistics.median(samples), first.get("issue_s"), first.get("backlog_s")):
+            first["free_s"] = free(first["issue_s"])
+
+    @staticmethod
     def _facts_over_samples(h: CellHandle, runnable, first: dict) -> None:
         """A cell opened without a metered step: its memory is the allocator's peak over its
         samples (reset after the warm-up, as the metered step's was), its step and issue times
@@ -520,6 +538,7 @@ class Group:
                 if getattr(runnable, "last", 0) is None:  # a commit whose warm-up is untimed:
                     runnable.last = runnable.timed_steps(1)[0]  # one step sizes the first burst
                 record["samples"] = self._sampled(runnable, first)
+                self._free_step(runnable, record["samples"], first)
                 self._facts_over_samples(h, runnable, first)
             except measure.MachineBusy as err:
                 record["samples"], record["skip"] = [], str(err)

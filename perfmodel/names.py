@@ -16,34 +16,49 @@ CODES = {OK: 1.0, OOM: 2.0, FAILED: 3.0}
 STATUS_OF_CODE = {code: name for name, code in CODES.items()}
 
 # A step is host-bound when the device waits on the host: the number then measures the host
-# (Python, kernel launches), not the model. Two signs, both needed: the host took at least
-# HOST_BOUND_SHARE of the step's device time to issue it, and once it had, the device had less than
-# BACKLOG_SHARE of a step left to run (the backlog: measure.Runnable.backlog). The issue time alone
-# over-marks: a long step with a backward fills the launch queue, so the host blocks until the
-# device has room and its issue lasts about as long as the step, while the device never waits
-# (412 of 608 H200 model steps at 337beebc, 2.7B fp32 fwd_bwd among them: issue 1523 of 1923 ms);
-# the device then still has the queue's work, a fifth of the step there, when the host is done. A
-# step without a backlog figure (commits before it was recorded) is unknown when the issue rule
-# alone would mark it. Here, not in perfmodel.measure, so the report can mark cells without
-# importing torch; measure re-exports the names.
+# (Python, kernel launches), not the model. What is recorded on a GPU beside each step:
+# - issue: the host's seconds to issue it. Under HOST_BOUND_SHARE of the step, the host had slack
+#   and the step is not host-bound.
+# - backlog: the device's seconds of work left once the host had issued it (the final
+#   synchronize's wait). BACKLOG_SHARE of a step or more, the device still had a queue: not
+#   host-bound. The issue time alone over-marked: a step with more launches than the launch queue
+#   holds (about 1024 on the H200) blocks its host until the device makes room, so its issue lasts
+#   nearly as long as the step while the device never waits (412 of 608 H200 model steps marked at
+#   337beebc, 2.7B fp32 fwd_bwd among them: issue 1523 of 1923 ms, backlog 446 ms at c5c07cba).
+# - free: only for a step those two leave in doubt (``in_doubt``), its device time when the host
+#   had queued all of it first (perfmodel.measure.Runnable.free_step). Host-bound when the step as
+#   sampled took at least WAIT_SHARE times that. The backlog alone cannot settle it: a train
+#   step's tail is a burst of short optimizer kernels, so a queue of them is little work (2.7B fp32
+#   train at ctx 1024: backlog 45 of 2150 ms, with the device busy throughout).
+# A figure not recorded (results of a suite before it) leaves a doubtful step unknown (None).
+# Here, not in perfmodel.measure, so the report can mark cells without importing torch.
 HOST_BOUND_SHARE = 0.8
 BACKLOG_SHARE = 0.1
+WAIT_SHARE = 1.1
 
 
 def _known(x) -> bool:
     return x is not None and x == x
 
 
-def host_bound(step_s: float | None, issue_s: float | None,
-               backlog_s: float | None = None) -> bool | None:
+def in_doubt(step_s, issue_s, backlog_s) -> bool:
+    """Whether the issue time and backlog leave a step possibly host-bound (worth a free step)."""
+    return (bool(step_s) and _known(step_s) and _known(issue_s) and _known(backlog_s)
+            and issue_s >= HOST_BOUND_SHARE * step_s and backlog_s < BACKLOG_SHARE * step_s)
+
+
+def host_bound(step_s: float | None, issue_s: float | None, backlog_s: float | None = None,
+               free_s: float | None = None) -> bool | None:
     """Whether a step is host-bound (None when it cannot be told from what was recorded)."""
     if not step_s or not _known(step_s) or not _known(issue_s):
         return None
     if issue_s < HOST_BOUND_SHARE * step_s:
         return False
-    if not _known(backlog_s):
+    if _known(backlog_s) and backlog_s >= BACKLOG_SHARE * step_s:
+        return False
+    if not _known(free_s) or free_s <= 0:
         return None
-    return backlog_s < BACKLOG_SHARE * step_s
+    return step_s >= WAIT_SHARE * free_s
 
 
 MiB = 2**20  # the unit memory is shown in, in every table

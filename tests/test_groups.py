@@ -158,6 +158,12 @@ class MeteredRunnable(FakeRunnable):
     launch = 0.002          # a burst's median issue time
     last = 0.01
     first = (0.0095, 0.0011)  # the burst's first step: device and issue seconds
+    backlog = 0.004           # the device's work left after the burst
+    free_steps: list = []
+
+    def free_step(self, issue_s):
+        self.free_steps.append(issue_s)
+        return 0.004
 
 
 def test_a_history_cell_reads_its_figures_over_its_samples(suite, monkeypatch):
@@ -180,7 +186,32 @@ def test_a_history_cell_reads_its_figures_over_its_samples(suite, monkeypatch):
     facts = common._read_side_file(model.cells["forward"].path)
     assert facts["peak_bytes"] == 4096 and facts["before_backward_bytes"] == 7
     assert facts["step_s"] == 0.0095 and facts["issue_s"] == 0.0011  # the first step's
+    assert facts["backlog_s"] == 0.004 and facts.get("free_s") is None  # not in doubt: no probe
+    assert MeteredRunnable.free_steps == []
     assert model.track_status_forward() == 1.0
+
+
+def test_a_history_cell_in_doubt_takes_a_head_start_step(suite, monkeypatch):
+    """A step issued in most of its time with little work left (names.in_doubt) is run once
+    more with a head start, and its time recorded beside the others for the report."""
+    class Paced(MeteredRunnable):
+        first = (0.0095, 0.0098)
+        backlog = 0.0002
+        free_steps: list = []
+
+    def open_unmetered(self, history=False):
+        self._runnable = Paced(0.010)
+        self.info = {"status": OK, "error": "", "peak_bytes": None,
+                     "before_backward_bytes": None, "step_s": None, "issue_s": None}
+        common._write_side_file(self.path, json.dumps(self.info))
+
+    monkeypatch.setattr(common.CellHandle, "_open", open_unmetered)
+    model = bench_model.Model()
+    model.setup("nano", 128, "fp32", "eager")
+    model.track_status_forward()
+    facts = common._read_side_file(model.cells["forward"].path)
+    assert facts["free_s"] == 0.004 and Paced.free_steps[0] == 0.0098
+    assert len(Paced.free_steps) == 4  # each mode of the grid point, once
 
 
 def test_the_history_protocol_is_the_devices_with_one_warmup_step_and_no_metered_step():

@@ -311,21 +311,29 @@ def test_cpu_cells_run_on_the_recorded_number_of_threads(monkeypatch):
         cpu.cpu_threads()
 
 
-def test_host_bound_needs_the_issue_and_the_backlog():
-    """Host-bound: issued in most of the step and little device work left once issued. A long
-    step that filled the launch queue (issue 1523 of 1923 ms, a fifth of a step queued: the
-    2.7B fwd_bwd on the H200) is not; without a backlog figure such a step cannot be told."""
-    from perfmodel.names import BACKLOG_SHARE, HOST_BOUND_SHARE, host_bound
+def test_host_bound_needs_issue_backlog_and_a_head_start():
+    """Host-bound: issued in most of the step, little device work left once issued, and the
+    step faster when the host had queued it first. A long step that filled the launch queue
+    (2.7B fp32 fwd_bwd on the H200: issue 1631 of 2075 ms, 446 ms queued) is not; a train step
+    whose queued tail is short optimizer kernels (backlog 45 of 2150 ms) is in doubt until its
+    head-start step shows the device busy throughout; a doubtful step without it is unknown."""
+    from perfmodel.names import (BACKLOG_SHARE, HOST_BOUND_SHARE, WAIT_SHARE, host_bound,
+                                 in_doubt)
 
-    step = 1.923
-    assert host_bound(step, 1.523, 0.40) is False          # the queue's work left: device-bound
-    assert host_bound(0.013, 0.0125, 0.0003) is True        # small bf16 forward: the host paces it
-    assert host_bound(step, 0.5 * step, None) is False      # issued early: never host-bound
-    assert host_bound(step, HOST_BOUND_SHARE * step, None) is None
-    assert host_bound(step, HOST_BOUND_SHARE * step, BACKLOG_SHARE * step * 0.99) is True
-    assert host_bound(step, HOST_BOUND_SHARE * step * 0.99, 0.0) is False
+    assert host_bound(2.075, 1.631, 0.446) is False and not in_doubt(2.075, 1.631, 0.446)
+    assert in_doubt(2.150, 2.105, 0.045)
+    assert host_bound(2.150, 2.105, 0.045) is None            # not told without the free step
+    assert host_bound(2.150, 2.105, 0.045, 2.140) is False    # the device was busy throughout
+    assert host_bound(0.0100, 0.0106, 0.0002, 0.0041) is True  # small fwd: 2.4x with a head start
+    step = 1.0
+    assert host_bound(step, 0.5 * step, None) is False and not in_doubt(step, 0.5, 0.0)
+    assert host_bound(step, HOST_BOUND_SHARE * step, BACKLOG_SHARE * step) is False
+    assert host_bound(step, HOST_BOUND_SHARE * step, 0.0, step / WAIT_SHARE) is True
+    assert host_bound(step, HOST_BOUND_SHARE * step, 0.0, step / WAIT_SHARE * 1.01) is False
+    assert host_bound(step, HOST_BOUND_SHARE * step * 0.99, 0.0, 0.1) is False
     assert host_bound(None, 0.1, 0.0) is None and host_bound(step, None, 0.0) is None
     assert host_bound(float("nan"), 0.1, 0.0) is None
+    assert not in_doubt(step, 0.9, None) and not in_doubt(None, 0.9, 0.0)
 
 
 def test_backlog_is_recorded_on_a_gpu_only():
@@ -337,13 +345,14 @@ def test_backlog_is_recorded_on_a_gpu_only():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_backlog_tells_host_bound_from_a_full_launch_queue_on_a_gpu():
-    """Three steps whose answer is known: 300 tiny kernels (the host paces the device), one
-    20 ms kernel (the device works alone), and 3000 kernels of 50 us (the launch queue fills,
-    the host blocks and issues for most of the step, yet the device never waits)."""
+def test_host_bound_on_a_gpu_for_steps_whose_answer_is_known():
+    """300 tiny kernels (the host paces the device), one 20 ms kernel (the device works alone),
+    3000 kernels of 50 us (the launch queue fills: the host blocks and issues for the whole step,
+    yet the device never waits), and those followed by 1500 tiny kernels (a train step's tail of
+    short kernels: little work is left queued, so only the head-start step can tell)."""
     import statistics
 
-    from perfmodel.names import host_bound
+    from perfmodel.names import host_bound, in_doubt
 
     dev = torch.device("cuda")
     x = torch.zeros(1, device=dev)
@@ -352,13 +361,23 @@ def test_backlog_tells_host_bound_from_a_full_launch_queue_on_a_gpu():
     def verdict(step):
         r = Runnable(dev, step, flush_l2=False)
         r.timed_steps(2)
-        times = r.timed_steps(3)
-        step = statistics.median(times)
-        print(f"step {step * 1e3:.3f} ms, issue {r.launch * 1e3:.3f} ms, "
-              f"backlog {r.backlog * 1e3:.3f} ms")  # pytest -s: the figures for the notes
-        return host_bound(step, r.launch, r.backlog), r
+        step_s = statistics.median(r.timed_steps(3))
+        issue, backlog = r.launch, r.backlog
+        free = r.free_step(issue) if in_doubt(step_s, issue, backlog) else None
+        print(f"step {step_s * 1e3:.3f} ms, issue {issue * 1e3:.3f} ms, backlog "
+              f"{backlog * 1e3:.3f} ms, free {free and free * 1e3}")  # pytest -s: for the notes
+        return host_bound(step_s, issue, backlog, free)
 
-    tiny, _ = verdict(lambda _: [x.add_(1) for _ in range(300)])
-    alone, _ = verdict(lambda _: torch.cuda._sleep(int(measure.HOLD_CLOCK_HZ * 0.02)))
-    queued, r = verdict(lambda _: [torch.cuda._sleep(cycles) for _ in range(3000)])
-    assert (tiny, alone, queued) == (True, False, False), (r.launch, r.backlog, r.last)
+    def queued(_):
+        for _ in range(3000):
+            torch.cuda._sleep(cycles)
+
+    def queued_then_tail(_):
+        queued(_)
+        for _ in range(1500):
+            x.add_(1)
+
+    assert verdict(lambda _: [x.add_(1) for _ in range(300)]) is True
+    assert verdict(lambda _: torch.cuda._sleep(int(measure.HOLD_CLOCK_HZ * 0.02))) is False
+    assert verdict(queued) is False
+    assert verdict(queued_then_tail) is False

@@ -96,10 +96,10 @@ def test_runs_of_na_rows_fold_into_one_line(written):
 # ------------------------------------------------------------------ host-bound cells
 
 def with_host_figures(tmp_path: Path, shares: dict) -> Path:
-    """The fixture with bench_attention.Attention.track_issue_seconds_forward and
-    track_backlog_seconds_forward at its newest commit: for each (impl, dtype, d, seq) in
-    ``shares``, (issue share, backlog share or None) x the cell's forward time; the other cells
-    NaN (asv's n/a: nothing recorded)."""
+    """The fixture with bench_attention.Attention.track_issue_seconds_forward,
+    track_backlog_seconds_forward and track_free_seconds_forward at its newest commit: for each
+    (impl, dtype, d, seq) in ``shares``, (issue, backlog, free: each a share of the cell's
+    forward time or None); the other cells NaN (asv's n/a: nothing recorded)."""
     results = tmp_path / "results"
     shutil.copytree(FIXTURE, results)
     bench = json.loads((results / "benchmarks.json").read_text())
@@ -109,7 +109,7 @@ def with_host_figures(tmp_path: Path, shares: dict) -> Path:
     cols = d["result_columns"]
     time = dict(zip(cols, d["results"][f"{ATT}time_forward"]))
     cells = list(itertools.product(*time["params"]))
-    for k, figure in enumerate(("issue", "backlog")):
+    for k, figure in enumerate(("issue", "backlog", "free")):
         name = f"{ATT}track_{figure}_seconds_forward"
         bench[name] = dict(bench[f"{ATT}track_status_forward"], name=name, unit="seconds")
         values = [float("nan")] * len(cells)
@@ -139,10 +139,12 @@ def test_host_bound_cells_are_marked_in_tables_plots_and_legend(tmp_path):
     bound, free = ("eager", "float32", 64, 1024), ("sdpa", "float32", 64, 1024)
     # issued in most of its time, but the device still had a queue of work: not host-bound
     queued, untold = ("eager", "float32", 16, 1024), ("sdpa", "float32", 16, 1024)
-    results = with_host_figures(tmp_path, {bound: (share + 0.05, BACKLOG_SHARE / 2),
-                                           free: (share - 0.3, 0.7),
-                                           queued: (share + 0.15, BACKLOG_SHARE * 2),
-                                           untold: (share + 0.05, None)})
+    busy = ("flash_torch", "float32", 16, 1024)  # in doubt; its head-start step shows no wait
+    results = with_host_figures(tmp_path, {bound: (share + 0.05, BACKLOG_SHARE / 2, 0.5),
+                                           free: (share - 0.3, 0.7, None),
+                                           queued: (share + 0.15, BACKLOG_SHARE * 2, None),
+                                           untold: (share + 0.05, BACKLOG_SHARE / 2, None),
+                                           busy: (share + 0.1, BACKLOG_SHARE / 2, 0.99)})
     w = write_report(results, MACHINE, output=tmp_path / "on" / "s.md", repo=REPO, plots=True,
                      html=True)
     got = {(r[0], r[1], r[2]): r for r in w.report.table("attention_float32").rows}
@@ -157,19 +159,21 @@ def test_host_bound_cells_are_marked_in_tables_plots_and_legend(tmp_path):
             "seed002_flat_eager_float32", "compare_attention_float32"} <= keys
     assert not any(c.endswith(HOST_BOUND_MARK) for c in got[("eager", "16", "1024")])
     assert not any(c.endswith(HOST_BOUND_MARK) for c in got[("sdpa", "16", "1024")])
+    assert not any(c.endswith(HOST_BOUND_MARK) for c in got[("flash_torch", "16", "1024")])
     assert w.report.host_bound == len(marked) > 0
-    assert (w.report.bound_steps, w.report.issue_cells, w.report.unknown_steps) == (1, 4, 1)
+    assert (w.report.bound_steps, w.report.issue_cells, w.report.unknown_steps) == (1, 5, 1)
     text = w.markdown.read_text()
-    assert f"{HOST_BOUND_MARK} host-bound: the host took at least 80%" in text
-    assert f"Host-bound here: 1 of the 4\nsteps whose issue time is recorded ({len(marked)} " \
+    assert f"{HOST_BOUND_MARK} host-bound: the device waited on the host" in text
+    assert "the host took at least 80% of the step's time to issue\nit" in text
+    assert f"Host-bound here: 1 of the 5\nsteps whose issue time is recorded ({len(marked)} " \
         "marks" in text
-    assert "1 of those steps took the host most of their time to issue but have\nno backlog" in text
+    assert "1 of those steps took the host most of their time to issue, but the" in text
     assert f"{HOST_BOUND_MARK} host-bound" in w.html.read_text()
     on_png = tmp_path / "on" / "s_files" / "attention.png"
 
     # the control: the same results without a host-bound cell draw no red marker
-    results2 = with_host_figures(tmp_path / "b", {bound: (share - 0.3, BACKLOG_SHARE / 2),
-                                                  free: (share - 0.3, 0.7)})
+    results2 = with_host_figures(tmp_path / "b", {bound: (share - 0.3, BACKLOG_SHARE / 2, None),
+                                                  free: (share - 0.3, 0.7, None)})
     w2 = write_report(results2, MACHINE, output=tmp_path / "off" / "s.md", repo=REPO,
                       plots=True)
     assert w2.report.host_bound == w2.report.bound_steps == 0

@@ -7,7 +7,8 @@ onto canonical columns: kind (the class), measure, role (value / status / mean /
 parameters under the names benchmarks.json gives them. ``cells`` then gives one row per parameter
 cell with ``<measure>_status``, ``_value`` (asv's median), ``_mean``, ``_std``, ``_n``, and on a GPU
 ``_issue`` (the host's seconds to issue the step), ``_backlog`` (the device's work left then),
-``_host_bound`` and ``_host_unknown`` (names.host_bound could not tell). Values stay in seconds and
+``_free`` (the step's time with a head start, where taken), ``_host_bound`` and ``_host_unknown``
+(names.host_bound could not tell). Values stay in seconds and
 bytes; the formatters below write them in the tables' units (one unit per quantity: ms, MiB).
 
 The tables' orderings (implementations, presets, dtypes, ...) are benchmarks.json's: the order of
@@ -50,9 +51,9 @@ def classify(method: str) -> tuple[str, str] | None:
     m = re.fullmatch(r"track_issue_seconds_(\w+)", method)  # GPU: the host's time to issue it
     if m and m.group(1) in MODES:
         return MODES[m.group(1)], "issue"
-    m = re.fullmatch(r"track_backlog_seconds_(\w+)", method)  # GPU: the device's work left then
-    if m and m.group(1) in MODES:
-        return MODES[m.group(1)], "backlog"
+    m = re.fullmatch(r"track_(backlog|free)_seconds_(\w+)", method)  # GPU: names.host_bound's
+    if m and m.group(2) in MODES:
+        return MODES[m.group(2)], m.group(1)
     if method == "track_status":
         return "step", "status"
     if method == "time_step":  # the warm-up study: its samples are the steps, in order
@@ -151,7 +152,7 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
         key = tuple(r["params"][k] for k in keys)  # the Python values (ints stay ints)
         row = out.setdefault(key, dict(zip(keys, key)))
         m, role = r["measure"], r["role"]
-        if role in ("issue", "backlog"):
+        if role in ("issue", "backlog", "free"):
             row[f"{m}_{role}"] = r["value"] if r["status"] == OK else math.nan
             continue
         if role == "status":
@@ -188,9 +189,10 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
         df[f"{m}_status"] = [_status(c, a) for c, a in zip(code, asv)]
     for m in measures:  # the step measured the host rather than the model (names.host_bound)
         if f"{m}_issue" in df and f"{m}_value" in df:
-            backlog = df[f"{m}_backlog"] if f"{m}_backlog" in df else [None] * len(df)
-            told = [host_bound(v, i, b) for v, i, b in
-                    zip(df[f"{m}_value"], df[f"{m}_issue"], backlog)]
+            backlog, free = (df[f"{m}_{k}"] if f"{m}_{k}" in df else [None] * len(df)
+                             for k in ("backlog", "free"))
+            told = [host_bound(v, i, b, f) for v, i, b, f in
+                    zip(df[f"{m}_value"], df[f"{m}_issue"], backlog, free)]
             df[f"{m}_host_bound"] = [bool(t) for t in told]
             # issued in most of its time, with no backlog recorded: cannot be told either way
             df[f"{m}_host_unknown"] = [t is None and not nan(i)

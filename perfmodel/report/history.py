@@ -51,15 +51,15 @@ def _label(rec) -> str:
 
 def history_table(rs, norm, commit, order, n, info, heads) -> tuple[list[Table], pd.DataFrame]:
     """Each headline benchmark over the last n commits up to ``commit``; a time whose step was
-    host-bound at that commit (its track_issue_seconds_* and track_backlog_seconds_* beside it,
-    names.host_bound) is marked."""
+    host-bound at that commit (its track_issue_, track_backlog_ and track_free_seconds_* beside
+    it, names.host_bound) is marked."""
     upto = order[:order.index(commit) + 1][-n:]
     rows, frame = [], []
     f = rs.frame
     for h in heads:
         sel = f[(f["benchmark"] == h["benchmark"]) & (f["cell"] == h["cell"])]
         isel = _beside(f, h, "issue")
-        bsel = _beside(f, h, "backlog")
+        bsel, fsel = _beside(f, h, "backlog"), _beside(f, h, "free")
         prev = math.nan
         for c in upto:
             hit = sel[sel["commit"] == c]
@@ -67,7 +67,8 @@ def history_table(rs, norm, commit, order, n, info, heads) -> tuple[list[Table],
             value = hit.iloc[0]["value"] if not hit.empty else math.nan
             unit = hit.iloc[0]["unit"] if not hit.empty else None
             change = div(value, prev) - 1 if status == OK else math.nan
-            bound = status == OK and bool(host_bound(value, _at(isel, c), _at(bsel, c)))
+            bound = status == OK and bool(host_bound(value, _at(isel, c), _at(bsel, c),
+                                                     _at(fsel, c)))
             g = info.get(c, {})
             date = g.get("date") or _asv_date(rs, c)
             frame.append(dict(benchmark=_label(h), commit=c, date=date, subject=g.get("subject"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from ..names import BACKLOG_SHARE, HOST_BOUND_SHARE
+from ..names import BACKLOG_SHARE, HOST_BOUND_SHARE, WAIT_SHARE
 from ..untrusted import visible
 from .attention_tables import attention_tables
 from .cells import HOST_BOUND_MARK, Table, normalize
@@ -246,7 +246,7 @@ def render_html(report: Report | None, back_link: str | None, error: str | None 
 
 def _legend() -> dict:
     return {"mark": HOST_BOUND_MARK, "share": f"{HOST_BOUND_SHARE:.0%}",
-            "backlog": f"{BACKLOG_SHARE:g}"}
+            "backlog": f"{BACKLOG_SHARE:g}", "wait": f"{WAIT_SHARE:g}"}
 
 
 @dataclass
