@@ -180,18 +180,9 @@ class Runnable:
         if self.device.type == "cuda":
             marks, launches = [], []
             for _ in range(n):
-                state = self._prepare()
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                hold = self.hold_seconds()
-                if hold:
-                    torch.cuda._sleep(int(hold * HOLD_CLOCK_HZ))  # the stream waits, the host queues
-                start.record()
-                t0 = time.perf_counter()
-                self.step(state)
-                launches.append(time.perf_counter() - t0)
-                end.record()
-                marks.append((start, end))
-                del state
+                mark, launch = self._queue_step(self.hold_seconds())
+                marks.append(mark)
+                launches.append(launch)
             self.launch = statistics.median(launches)
             t0 = time.perf_counter()
             torch.cuda.synchronize(self.device)
@@ -208,6 +199,21 @@ class Runnable:
             del state
         self.first = (times[0], None)
         return times
+
+    def _queue_step(self, hold: float):
+        """Queue one GPU step behind a hold of ``hold`` seconds: ((start, end) events, the
+        host's seconds to issue it)."""
+        state = self._prepare()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        if hold:
+            torch.cuda._sleep(int(hold * HOLD_CLOCK_HZ))  # the stream waits, the host queues
+        start.record()
+        t0 = time.perf_counter()
+        self.step(state)
+        launch = time.perf_counter() - t0
+        end.record()
+        del state
+        return (start, end), launch
 
     def hold_seconds(self) -> float:
         """How long the stream is held before the next timed step (0: the protocol holds none)."""
@@ -265,17 +271,11 @@ class Runnable:
         """Device seconds of one step that the host had issued before the device started it:
         the stream is held for HEAD_START_FACTOR x ``issue_s`` (at most HEAD_START_MAX_S) while
         the host queues the step, so the device runs it without waiting on the host. A step
-        that runs notably faster so than as sampled was paced by its host (names.host_bound).
+        that runs notably faster this way than as sampled was paced by its host (names.host_bound).
         GPU only; costs one step and the hold, so the suite takes it only for a step that its
         issue time and backlog leave in doubt."""
         hold = min(HEAD_START_MAX_S, max(self.protocol.hold_min_s, HEAD_START_FACTOR * issue_s))
-        state = self._prepare()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda._sleep(int(hold * HOLD_CLOCK_HZ))
-        start.record()
-        self.step(state)
-        end.record()
-        del state
+        (start, end), _ = self._queue_step(hold)
         torch.cuda.synchronize(self.device)
         return start.elapsed_time(end) / 1e3
 

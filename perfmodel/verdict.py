@@ -137,9 +137,9 @@ def judge(before: Measured, after: Measured, factor: float, *, status: bool = Fa
 # What the rule never judges: the host's time to issue one step (``track_issue_seconds_*``), the
 # device's work left when it had (``track_backlog_seconds_*``) and the step's time with a head
 # start (``track_free_seconds_*``), read from a single step or burst beside the device's time so
-# the report can mark host-bound cells. They are diagnostics of
-# the host, not speeds of the model: between two H200 commits with no change in the timed code
-# the issue time moved 0.39-1.74x while every time cell stayed put (0826827b -> 337beebc).
+# the report can mark host-bound cells. They are diagnostics of the host, not speeds of the model:
+# between two H200 commits with no change in the timed code the issue time moved 0.39-1.74x while
+# every time cell stayed put (0826827b -> 337beebc).
 DIAGNOSTIC = re.compile(r"\.track_(issue|backlog|free)_seconds_\w+(\(|$)")
 
 

@@ -166,20 +166,27 @@ class MeteredRunnable(FakeRunnable):
         return 0.004
 
 
-def test_a_history_cell_reads_its_figures_over_its_samples(suite, monkeypatch):
-    """History cells are opened with one warm-up step and no metered step (tiers.HISTORY_OPEN):
-    their memory is the peak over their samples, their step and issue times those of the first
-    step of their first sample (a step begun on an idle device, as a metered step was)."""
+def _open_unmetered(monkeypatch, runnable_class) -> list:
+    """Cells open as ``runnable_class`` (a 10 ms step) with no metered figures; returns the
+    ``history`` flag of each opening, in order."""
     histories = []
 
     def open_unmetered(self, history=False):
         histories.append(history)
-        self._runnable = MeteredRunnable(0.010)
+        self._runnable = runnable_class(0.010)
         self.info = {"status": OK, "error": "", "peak_bytes": None,
                      "before_backward_bytes": None, "step_s": None, "issue_s": None}
         common._write_side_file(self.path, json.dumps(self.info))
 
     monkeypatch.setattr(common.CellHandle, "_open", open_unmetered)
+    return histories
+
+
+def test_a_history_cell_reads_its_figures_over_its_samples(suite, monkeypatch):
+    """History cells are opened with one warm-up step and no metered step (tiers.HISTORY_OPEN):
+    their memory is the peak over their samples, their step and issue times those of the first
+    step of their first sample (a step begun on an idle device, as a metered step was)."""
+    histories = _open_unmetered(monkeypatch, MeteredRunnable)
     model = bench_model.Model()
     model.setup("nano", 128, "fp32", "eager")
     assert histories == [True] * 4  # every cell of the group, by the history protocol
@@ -199,13 +206,7 @@ def test_a_history_cell_in_doubt_takes_a_head_start_step(suite, monkeypatch):
         backlog = 0.0002
         free_steps: list = []
 
-    def open_unmetered(self, history=False):
-        self._runnable = Paced(0.010)
-        self.info = {"status": OK, "error": "", "peak_bytes": None,
-                     "before_backward_bytes": None, "step_s": None, "issue_s": None}
-        common._write_side_file(self.path, json.dumps(self.info))
-
-    monkeypatch.setattr(common.CellHandle, "_open", open_unmetered)
+    _open_unmetered(monkeypatch, Paced)
     model = bench_model.Model()
     model.setup("nano", 128, "fp32", "eager")
     model.track_status_forward()

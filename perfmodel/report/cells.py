@@ -194,7 +194,7 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
             told = [host_bound(v, i, b, f) for v, i, b, f in
                     zip(df[f"{m}_value"], df[f"{m}_issue"], backlog, free)]
             df[f"{m}_host_bound"] = [bool(t) for t in told]
-            # issued in most of its time, with no backlog recorded: cannot be told either way
+            # issued in most of its time, without the figures that tell: unknown either way
             df[f"{m}_host_unknown"] = [t is None and not nan(i)
                                        for t, i in zip(told, df[f"{m}_issue"])]
     return df

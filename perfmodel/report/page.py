@@ -47,7 +47,7 @@ class Report:
     issue_cells: int = 0                        # steps with the host's issue time recorded
     bound_steps: int = 0                        # of them, host-bound (names.host_bound)
     internal: int = 0                           # tables lost to an internal error (page.guarded)
-    unknown_steps: int = 0                      # issued in most of their time, no backlog: untold
+    unknown_steps: int = 0                      # of them, not told (names.host_bound: None)
 
     def table(self, key: str) -> Table:
         for t in self.tables:
