@@ -12,8 +12,9 @@ comparison at the device's factor (benchmarks/tiers.py ``GATE``: 1.2 on a CPU, 1
 - a move is *confirmed* only when the gate's confirm stage measured it: the two commits
   alternating every few seconds, and the move holds round by round as well as pooled: the
   median over rounds of HEAD's process median / BASE's in the same round is beyond the factor
-  too (``paired_ratio``, ``confirm``). Pooled samples alone once confirmed an unchanged commit
-  1.35x slower: the host's speed had changed between a round's two blocks in 3 of 8 rounds. A published history holds one measurement per commit, taken
+  too, with at most one round in eight against it (``pair_rounds``, ``confirm``). Pooled samples
+  alone once confirmed an unchanged commit 1.35x slower: the host's speed had changed between a
+  round's two blocks in 3 of 8 rounds. A published history holds one measurement per commit, taken
   minutes or days apart; a shared 2-core CPU host changes speed by up to 1.45x for minutes by
   itself (notes/gate.md), so such a move is *unconfirmed* and carries the command that settles it.
 
@@ -149,6 +150,11 @@ def judged(name: str) -> bool:
 
 
 MIN_PAIRS = 3  # rounds with both commits measured, for a paired ratio to mean anything
+# Rounds that may go against a confirmed move, per 8 rounds: a change in the machine's speed
+# that lasts about a round can turn one round in eight. On an unchanged commit in the CPU gate's
+# planted run 1 (notes/gate.md), a cell whose process medians spread 2x in either commit had a
+# paired median of 0.79 with 2 rounds of 8 against it; every planted cell moved in 8 of 8.
+AGAINST_PER_8 = 1
 
 
 def _median(xs: list[float]) -> float:
@@ -157,25 +163,48 @@ def _median(xs: list[float]) -> float:
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
-def paired_ratio(before: list[list[float]], after: list[list[float]]) -> float | None:
-    """The median over rounds of after/before, each round's processes compared by their sample
-    medians (round i: the i-th process of each commit). None with fewer than MIN_PAIRS rounds.
-    A change in the machine's speed that lasts about a round moves one ratio, not the median;
-    a change in the code moves every round."""
-    ratios = [_median(b) / _median(a) for a, b in zip(before, after)
-              if a and b and _median(a) > 0]
-    return _median(ratios) if len(ratios) >= MIN_PAIRS else None
+@dataclass(frozen=True)
+class Paired:
+    """The confirm stage's rounds of one cell, paired: each round's processes compared by their
+    sample medians (round i: the i-th process of each commit)."""
+    ratios: tuple[float, ...]   # after/before, round by round
+
+    @property
+    def ratio(self) -> float:
+        """The median over rounds: a change in the machine's speed that lasts about a round
+        moves one ratio, not the median; a change in the code moves every round."""
+        return _median(list(self.ratios))
+
+    def against(self, change: str) -> int:
+        """How many rounds went the other way from ``change`` (SLOWER or FASTER)."""
+        return sum(1 for r in self.ratios if (r <= 1 if change == SLOWER else r >= 1))
+
+    def holds(self, change: str, factor: float) -> bool:
+        """Whether the rounds bear out ``change`` at ``factor``: their median is beyond it, and
+        no more than AGAINST_PER_8 rounds in 8 went the other way."""
+        beyond_factor = self.ratio > factor if change == SLOWER else self.ratio * factor < 1
+        return beyond_factor and self.against(change) <= len(self.ratios) * AGAINST_PER_8 // 8
+
+    def __str__(self) -> str:
+        slower = sum(1 for r in self.ratios if r > 1)
+        faster = sum(1 for r in self.ratios if r < 1)
+        return f"{self.ratio:.2f} ({slower} of {len(self.ratios)} rounds slower, {faster} faster)"
 
 
-def confirm(pooled: Verdict, paired: float | None, factor: float) -> Verdict:
+def pair_rounds(before: list[list[float]], after: list[list[float]]) -> Paired | None:
+    """Each round's two processes paired; None with fewer than MIN_PAIRS rounds of both."""
+    ratios = tuple(_median(b) / _median(a) for a, b in zip(before, after)
+                   if a and b and _median(a) > 0)
+    return Paired(ratios) if len(ratios) >= MIN_PAIRS else None
+
+
+def confirm(pooled: Verdict, paired: Paired | None, factor: float) -> Verdict:
     """The confirm stage's verdict on a time cell: asv's (pooled samples, ``from_asv``), kept only
-    when the paired rounds move beyond the factor the same way; otherwise unchanged. A move
-    without paired rounds (``paired`` None) cannot be confirmed: the caller says no verdict."""
-    if pooled.change == SLOWER and paired is not None and paired > factor:
-        return pooled
-    if pooled.change == FASTER and paired is not None and paired * factor < 1:
-        return pooled
+    when the paired rounds bear it out (``Paired.holds``); otherwise unchanged. A move without
+    paired rounds (``paired`` None) cannot be confirmed: the caller says no verdict."""
     if pooled.change in (SLOWER, FASTER):
+        if paired is not None and paired.holds(pooled.change, factor):
+            return pooled
         return Verdict(UNCHANGED, pooled.ratio)
     return pooled
 

@@ -8,7 +8,8 @@
    seconds instead of a tier (a minute and more on a CPU) and a change in the machine's own
    speed meets both commits alike. Its verdict is the gate's: asv's on the pooled samples, kept
    only when the rounds agree (the median over rounds of HEAD/BASE, each round's two processes
-   paired, is beyond the factor as well: perfmodel.verdict.confirm). Each benchmark process
+   paired, is beyond the factor as well, and at most one round in eight went the other way:
+   perfmodel.verdict.confirm). Each benchmark process
    writes its samples to a round log for this (benchmarks/common.py ``log_round``).
 
 Why: a shared 2-core CPU host changes speed by up to 1.45x for minutes at a time (a compute-
@@ -363,7 +364,7 @@ def _judge(args, base, head, name, tier, tiers, root, env, log_path, t0, keep) -
         pooled = verdict.from_asv(n, *confirm.get(n, ("", None)), confirmed=True)
         if ".time_" in n:
             runs = rounds.get(round_key(n), ([], []))
-            paired[n] = verdict.paired_ratio(*runs)
+            paired[n] = verdict.pair_rounds(*runs)
             if pooled.change in (verdict.SLOWER, verdict.FASTER) and paired[n] is None:
                 say(f"perfmodel gate: no verdict: asv found {visible(n)} {pooled.change} but the "
                     f"round log has {len(runs[0])} and {len(runs[1])} of its processes (need "
@@ -378,7 +379,7 @@ def _judge(args, base, head, name, tier, tiers, root, env, log_path, t0, keep) -
     for n in again:  # every cell asv marked is among them (to_confirm)
         p = paired.get(n)
         say(f"| {n} | {_fmt(screen[n])} | {_fmt(confirm.get(n, ('', None)))} | "
-            f"{'' if p is None else f'{p:.2f}'} | {judged[n].label} |")
+            f"{'' if p is None else p} | {judged[n].label} |")
     outcome = ("slower: " + ", ".join(slower)) if slower else "no confirmed slowdown"
     say("", f"gate: {outcome} ({len(screen)} cells, {time.monotonic() - t0:.0f} s); the "
         f"gate's readings: {keep}/ (results/{name}/ keeps the history)")
