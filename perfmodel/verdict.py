@@ -28,6 +28,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from .names import HOST_FIGURE_METHOD
+
 SLOWER, FASTER, UNCHANGED, STATUS = "slower", "faster", "unchanged", "status-change"
 NOT_COMPARABLE = "not comparable"  # a side is n/a (NaN) or missing: asv flags nothing either
 GPU_PREFIX = "nvidia-"  # perfmodel track names a GPU machine after its model (identity.machine_name)
@@ -141,7 +143,7 @@ def judge(before: Measured, after: Measured, factor: float, *, status: bool = Fa
 # the report can mark host-bound cells. They are diagnostics of the host, not speeds of the model:
 # between two H200 commits with no change in the timed code the issue time moved 0.39-1.74x while
 # every time cell stayed put (0826827b -> 337beebc).
-DIAGNOSTIC = re.compile(r"\.track_(issue|backlog|free)_seconds_\w+(\(|$)")
+DIAGNOSTIC = re.compile(r"\.%s(\(|$)" % HOST_FIGURE_METHOD)
 
 
 def judged(name: str) -> bool:

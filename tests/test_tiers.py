@@ -155,3 +155,28 @@ def test_the_committed_benchmarks_json_is_the_suite_as_it_is():
     shipped = {name: (b["params"], b["version"], b.get("setup_cache_key"))
                for name, b in committed.items() if isinstance(b, dict)}
     assert shipped == found
+
+
+def test_every_host_figure_the_report_reads_is_a_method_of_the_suite():
+    """The report finds a step's host figures by name (perfmodel.names.host_figure_method) and
+    the gate leaves them unjudged by the same pattern: each GPU-timed step of the suite has
+    every figure, and the suite records no host figure under another name."""
+    import pytest  # noqa: PLC0415
+
+    from perfmodel import names, verdict  # noqa: PLC0415
+
+    committed = json.loads((ROOT / "results" / "benchmarks.json").read_text())
+    methods = {n for n, b in committed.items() if isinstance(b, dict)}
+    figures = {n for n in methods if "_seconds_" in n}
+    expected = set()
+    for n in methods:
+        head, _, method = n.rpartition(".")
+        if head.endswith((".Attention", ".Model")) and method.startswith("time_"):
+            expected |= {f"{head}.{names.host_figure_method(f, method[5:])}"
+                         for f in names.HOST_FIGURES}
+    assert expected and figures == expected
+    assert all(re.fullmatch(names.HOST_FIGURE_METHOD, n.rpartition(".")[2]) for n in figures)
+    assert not any(verdict.judged(n) for n in figures)
+    assert all(verdict.judged(n) for n in methods - figures)
+    with pytest.raises(ValueError, match="valid: issue, backlog, free"):
+        names.host_figure_method("launch", "forward")

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..names import FAILED, MODES, NA, OK, OOM, STATUS_OF_CODE, host_bound
+from ..names import (FAILED, HOST_FIGURE_METHOD, HOST_FIGURES, MODES, NA, OK, OOM, STATUS_OF_CODE,
+                     host_bound)
 
 MiB = 2**20
 KINDS = ("attention", "model", "warmup")  # the suite's classes the tables read
@@ -48,10 +49,7 @@ def classify(method: str) -> tuple[str, str] | None:
     m = re.fullmatch(r"track_status_(\w+)", method)
     if m and m.group(1) in MODES:
         return MODES[m.group(1)], "status"
-    m = re.fullmatch(r"track_issue_seconds_(\w+)", method)  # GPU: the host's time to issue it
-    if m and m.group(1) in MODES:
-        return MODES[m.group(1)], "issue"
-    m = re.fullmatch(r"track_(backlog|free)_seconds_(\w+)", method)  # GPU: names.host_bound's
+    m = re.fullmatch(HOST_FIGURE_METHOD, method)  # GPU: what names.host_bound reads
     if m and m.group(2) in MODES:
         return MODES[m.group(2)], m.group(1)
     if method == "track_status":
@@ -152,7 +150,7 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
         key = tuple(r["params"][k] for k in keys)  # the Python values (ints stay ints)
         row = out.setdefault(key, dict(zip(keys, key)))
         m, role = r["measure"], r["role"]
-        if role in ("issue", "backlog", "free"):
+        if role in HOST_FIGURES:
             row[f"{m}_{role}"] = r["value"] if r["status"] == OK else math.nan
             continue
         if role == "status":

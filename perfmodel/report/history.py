@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from ..names import FAILED, NA, OK, STATUS_OF_CODE, host_bound
+from ..names import FAILED, NA, OK, STATUS_OF_CODE, host_bound, host_figure_method
 from ..verdict import NOT_COMPARABLE, STATUS, UNCHANGED, Measured, confirm_command, judge
 from .cells import HOST_BOUND_MARK, Table, div, human, param_order, pct, ratio
 
@@ -95,7 +95,7 @@ def _beside(f, h, figure: str):
     head, _, method = h["benchmark"].rpartition(".")
     if not method.startswith("time_"):
         return f.iloc[0:0]
-    name = f"{head}.track_{figure}_seconds_{method[5:]}"
+    name = f"{head}.{host_figure_method(figure, method[5:])}"
     return f[(f["benchmark"] == name) & (f["cell"] == h["cell"]) & (f["status"] == OK)]
 
 
