@@ -125,3 +125,27 @@ def test_training_lowers_the_loss_on_a_fixed_batch(gen):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.5
+
+
+def test_a_split_train_step_times_its_three_modes_in_one_run(capsys):
+    """tools/split_step.py (the cheaper model chunk's check, notes/gpu-box.md): a train step
+    marked at the backward and the optimizer gives backward, forward+backward and train spans
+    that nest (backward < forward+backward < train), compared with each mode's own cell; on a
+    CPU the two ways run the same work in one process, so they are printed side by side. A bad
+    preset is one line naming the valid ones."""
+    from perfmodel.workloads import ModelCell  # noqa: PLC0415
+    from tools import split_step  # noqa: PLC0415 (a development tool, as a module)
+
+    cell = ModelCell(preset="nano", context=32, batch=2, mode="train")
+    spans = split_step.split_samples(cell, torch.device("cpu"), samples=3)
+    assert {k: len(v) for k, v in spans.items()} == {"bwd": 3, "fwd_bwd": 3, "train": 3}
+    for b, fb, t in zip(spans["bwd"], spans["fwd_bwd"], spans["train"]):
+        assert 0 < b < fb < t
+    assert split_step.main(["--preset", "nano", "--precision", "fp32", "--context", "32",
+                            "--samples", "2", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("| nano | fp32 | ") and last.count("|") == 13, out
+    assert split_step.main(["--preset", "huge", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nano" in err and "Traceback" not in err
