@@ -33,6 +33,9 @@ STATUS_OF_CODE = {code: name for name, code in CODES.items()}
 # A figure not recorded (results of a suite before it) leaves a doubtful step unknown (None).
 # Here, not in perfmodel.measure, so the report can mark cells without importing torch.
 HOST_BOUND_SHARE = 0.8
+BACKLOG_SHARE = 0.1
+WAIT_SHARE = 1.1
+
 # The figures themselves: the suite records each as ``track_<figure>_seconds_<suffix>`` beside
 # ``time_<suffix>`` (its side-file key ``<figure>_s``); the report reads them back by that name,
 # and the gate's rule never judges them (diagnostics of the host, perfmodel.verdict).
@@ -45,8 +48,6 @@ def host_figure_method(figure: str, suffix: str) -> str:
     if figure not in HOST_FIGURES:
         raise ValueError(f"unknown host figure {figure!r}; valid: {', '.join(HOST_FIGURES)}")
     return f"track_{figure}_seconds_{suffix}"
-BACKLOG_SHARE = 0.1
-WAIT_SHARE = 1.1
 
 
 def _known(x) -> bool:
