@@ -3,19 +3,20 @@
 The suite times backward, forward+backward and the train step as three cells, each its own
 steps (notes/gpu-box.md: they are 90% of a model chunk's GPU time). A train step is the loss
 (forward), its backward, then the optimizer; timed with marks between the three, one burst of
-train steps gives all three numbers: backward = loss mark to optimizer mark, forward+backward
-= start to optimizer mark, train = start to end. This tool measures a cell both ways in one
-process and prints split / suite per mode, so the change can be judged before the suite takes
-it (device-bound steps should agree within 1%; where the host paces a step they may not, since
-the split backward starts right behind its forward instead of behind a stream hold).
+train steps gives all three numbers: backward = before-backward mark to optimizer mark,
+forward+backward = the step less its optimizer, train = the step. This tool measures a cell
+both ways in one process and prints split / suite per mode, so the change can be judged before
+the suite takes it (device-bound steps should agree within 1%; where the host paces a step they
+may not, since the split backward starts right behind its forward instead of behind a stream
+hold).
 
     python3 -m tools.split_step --preset small,medium,large,xl,2.7B --precision fp32,bf16
     python3 -m tools.split_step --preset nano --context 64 --samples 3     # a CPU dry run
 
-The suite's way is perfmodel.measure.run_cell with the device's protocol; the split way uses
-the same built train cell (perfmodel.workloads.ModelCell), the same hold and L2 flush before
-each step and bursts of the size the protocol picks, with CUDA events as the marks (on a CPU,
-the host's clock: the host is the device there).
+The suite's way is perfmodel.measure.run_cell with the device's protocol; the split way samples
+the same built train cell (perfmodel.workloads.ModelCell) with the same sampler
+(Runnable.timed_steps), adding only CUDA events as marks inside the step (on a CPU, the host's
+clock: the host is the device there).
 """
 from __future__ import annotations
 
@@ -27,59 +28,52 @@ import time
 from dataclasses import replace
 
 import torch
-from torch.optim.optimizer import register_optimizer_step_pre_hook
+from torch.optim.optimizer import (register_optimizer_step_post_hook,
+                                   register_optimizer_step_pre_hook)
 
 from perfmodel import measure
 from perfmodel.errors import UserError
 from perfmodel.memory import free_device_memory
-from perfmodel.measure import HOLD_CLOCK_HZ
 from perfmodel.workloads import ModelCell
 
 MODES = ("bwd", "fwd_bwd", "train")
-SPANS = {"bwd": (1, 2), "fwd_bwd": (0, 2), "train": (0, 3)}  # (from mark, to mark)
 
 
 class Marks:
-    """Four marks per step: start, before the backward (the step marks it for the memory
-    meter), before the optimizer's step, end. CUDA events on a GPU, the host's clock on a CPU."""
+    """Three marks per train step, from the step's own hooks: before the backward (where the step
+    marks the memory meter), before the optimizer's step and after it. CUDA events on a GPU, the
+    host's clock on a CPU (the host is the device there)."""
 
     def __init__(self, device: torch.device):
         self.device = device
-        self.steps: list[list] = []
+        self.marks: list = []
 
-    def new_step(self) -> None:
-        self.steps.append([])
-        self.mark()
-
-    def mark(self) -> None:
-        if not self.steps or len(self.steps[-1]) >= 4:
-            return  # a mark outside a timed step (warm-up of the suite's own cells)
+    def mark(self, *_) -> None:
         if self.device.type == "cuda":
             event = torch.cuda.Event(enable_timing=True)
             event.record()
-            self.steps[-1].append(event)
+            self.marks.append(event)
         else:
-            self.steps[-1].append(time.perf_counter())
+            self.marks.append(time.perf_counter())
 
-    def spans(self) -> list[dict[str, float]]:
-        """Seconds of each mode's span, step by step (call after a synchronize)."""
-        out = []
-        for marks in self.steps:
-            if len(marks) != 4:
-                raise RuntimeError(f"a train step gave {len(marks)} marks, not 4")
+    def gap(self, a, b) -> float:
+        return a.elapsed_time(b) / 1e3 if self.device.type == "cuda" else b - a
 
-            def gap(a, b, marks=marks):
-                if self.device.type == "cuda":
-                    return marks[a].elapsed_time(marks[b]) / 1e3
-                return marks[b] - marks[a]
-            out.append({m: gap(*SPANS[m]) for m in MODES})
-        self.steps = []
-        return out
+    def take(self) -> list[tuple[float, float]]:
+        """(backward, optimizer) seconds of each step marked since the last take (call after a
+        synchronize: Runnable.timed_steps ends with one)."""
+        m, self.marks = self.marks, []
+        if len(m) % 3:
+            raise RuntimeError(f"train steps gave {len(m)} marks, not 3 each")
+        return [(self.gap(m[i], m[i + 1]), self.gap(m[i + 1], m[i + 2]))
+                for i in range(0, len(m), 3)]
 
 
 def split_samples(cell: ModelCell, device: torch.device, samples: int) -> dict[str, list[float]]:
-    """Samples of each mode from bursts of train steps with marks: a sample is the median over
-    its burst, as perfmodel.measure.Runnable.sample takes it."""
+    """Samples of each mode from bursts of train steps, taken by perfmodel.measure's own sampler
+    (Runnable.timed_steps: its hold, L2 flush and burst size) with the marks in between: train is
+    the step, backward the first mark to the second, forward+backward the step less its
+    optimizer. A sample is the median over its burst, as Runnable.sample takes it."""
     run = cell.build(device)
     marks = Marks(device)
     meter_mark = run.meter.mark_before_backward
@@ -88,33 +82,24 @@ def split_samples(cell: ModelCell, device: torch.device, samples: int) -> dict[s
         meter_mark()
         marks.mark()
     run.meter.mark_before_backward = before_backward
-    hook = register_optimizer_step_pre_hook(lambda *_: marks.mark())
+    hooks = (register_optimizer_step_pre_hook(marks.mark),
+             register_optimizer_step_post_hook(marks.mark))
     try:
         for _ in range(max(2, run.protocol.warmup_steps)):  # the protocol's warm-up
             run.last = run.timed_steps(1)[0]
+        marks.take()
         out: dict[str, list[float]] = {m: [] for m in MODES}
         for _ in range(samples):
-            n = run.burst_size()
-            for _ in range(n):
-                state = run._prepare()  # the L2 flush, as every timed step has it
-                if device.type == "cuda":
-                    hold = run.hold_seconds()
-                    if hold:
-                        torch.cuda._sleep(int(hold * HOLD_CLOCK_HZ))
-                marks.new_step()
-                t0 = time.perf_counter()
-                run.step(state)
-                run.launch = time.perf_counter() - t0
-                marks.mark()
-                del state
-            measure.synchronize(device)
-            spans = marks.spans()
-            for m in MODES:
-                out[m].append(statistics.median(s[m] for s in spans))
+            train = run.timed_steps(run.burst_size())
+            spans = marks.take()
+            out["train"].append(statistics.median(train))
+            out["bwd"].append(statistics.median(b for b, _ in spans))
+            out["fwd_bwd"].append(statistics.median(t - o for t, (_, o) in zip(train, spans)))
             run.last = out["train"][-1]
         return out
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
         run.release()
         del run
         free_device_memory(device)
