@@ -170,9 +170,9 @@ def main(argv=None) -> int:
             rows.append(dict(preset=c.preset, precision=c.precision,
                              error=measure.one_line(err)))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        if args.json:  # after every cell: a run cut short keeps what it measured
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
     print(table(rows))
     return 0 if all("error" not in r for r in rows) else 1
 
