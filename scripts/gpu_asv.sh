@@ -32,6 +32,13 @@ collect() {  # what a run has so far, into $OUT
   tar czf "$OUT/results.tar.gz" results
   cp $DIR/summary .asv/track.log "$OUT/" 2>/dev/null || true
   [ -f "$PERFMODEL_COST_LOG" ] && gzip -c "$PERFMODEL_COST_LOG" > "$OUT/cost.jsonl.gz"
+  if [ -d .gpu-cache ]; then  # the compile caches, for the next box (when under 16 MiB packed)
+    # (a run still writing to it makes tar warn and exit 1: what it has is enough)
+    tar czf /tmp/gpu-cache.tar.gz .gpu-cache 2>/dev/null || true
+    local size; size=$(stat -c %s /tmp/gpu-cache.tar.gz 2>/dev/null || echo 0)
+    echo "compile caches: $(du -sh .gpu-cache | cut -f1), packed $((size / 1048576)) MiB"
+    if [ "$size" -lt 16000000 ]; then cp /tmp/gpu-cache.tar.gz "$OUT/"; fi
+  fi
   return 0
 }
 wait_detached() {  # wait_detached SECONDS: until the detached run ends or SECONDS pass

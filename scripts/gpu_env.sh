@@ -15,4 +15,10 @@ if [ -f .whl/repo.bundle ]; then
   git init -q -b main . && git fetch -q .whl/repo.bundle main && git update-ref refs/heads/main FETCH_HEAD
   git reset -q  # index = HEAD; the working tree is the copy, left as it is
 fi
+# Triton's and Inductor's caches (compiled kernels, autotuning choices, FX graphs) in one folder
+# that can outlive the box: a box kept between commits has them, a lent box that is fresh each
+# time gets them back from the copy (.gpu-cache/, ignored by git, returned as gpu-cache.tar.gz).
+export PERFMODEL_GPU_CACHE=${PERFMODEL_GPU_CACHE:-$PWD/.gpu-cache}
+export TRITON_CACHE_DIR=$PERFMODEL_GPU_CACHE/triton TORCHINDUCTOR_CACHE_DIR=$PERFMODEL_GPU_CACHE/inductor
+mkdir -p "$TRITON_CACHE_DIR" "$TORCHINDUCTOR_CACHE_DIR"
 git config user.email >/dev/null 2>&1 || { git config user.email gpu@box; git config user.name gpu; }
