@@ -16,8 +16,8 @@
 # further `wait` waits again. Issue the next call at once: an idle machine goes back.
 # When $OUT is set, what the run has so far comes back there on every return: the results
 # (results.tar.gz, the whole results/: commit the box's new files, the GPU history ships in the
-# repository), asv's log, Triton's and Inductor's caches (gpu-cache.tar.gz.NN: `cat` them and
-# unpack into the copy's root for the next box, scripts/gpu_env.sh),
+# repository), asv's log, Triton's and Inductor's caches (gpu-cache.tar.xz.NN: `cat` them into
+# .gpu-cache.tar.xz in the copy's root for the next box, scripts/gpu_env.sh),
 # the summary and the cost log (where each benchmark process's time went:
 # python3 -m perfmodel.suite_cost LOG).
 set -euo pipefail
@@ -33,13 +33,14 @@ collect() {  # what a run has so far, into $OUT
   tar czf "$OUT/results.tar.gz" results
   cp $DIR/summary .asv/track.log "$OUT/" 2>/dev/null || true
   [ -f "$PERFMODEL_COST_LOG" ] && gzip -c "$PERFMODEL_COST_LOG" > "$OUT/cost.jsonl.gz"
-  if [ -d .gpu-cache ]; then  # the compile caches, for the next box: in parts of 15 MiB, up to 3
+  if [ -d .gpu-cache ]; then  # the compile caches, for the next box: xz (a tenth of gzip's size
+    # here: the kernels' many text forms repeat each other), in parts of 15 MiB, at most 3
     # (a run still writing to it makes tar warn and exit 1: what it has is enough)
-    tar czf /tmp/gpu-cache.tar.gz .gpu-cache 2>/dev/null || true
-    local size; size=$(stat -c %s /tmp/gpu-cache.tar.gz 2>/dev/null || echo 0)
+    XZ_OPT=-T0 tar cJf /tmp/gpu-cache.tar.xz .gpu-cache 2>/dev/null || true
+    local size; size=$(stat -c %s /tmp/gpu-cache.tar.xz 2>/dev/null || echo 0)
     echo "compile caches: $(du -sh .gpu-cache | cut -f1), packed $((size / 1048576)) MiB"
-    rm -f "$OUT"/gpu-cache.tar.gz.*
-    if [ "$size" -lt 47000000 ]; then split -b 15M -d /tmp/gpu-cache.tar.gz "$OUT/gpu-cache.tar.gz."; fi
+    rm -f "$OUT"/gpu-cache.tar.xz.*
+    if [ "$size" -lt 47000000 ]; then split -b 15M -d /tmp/gpu-cache.tar.xz "$OUT/gpu-cache.tar.xz."; fi
   fi
   return 0
 }

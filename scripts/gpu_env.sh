@@ -17,8 +17,12 @@ if [ -f .whl/repo.bundle ]; then
 fi
 # Triton's and Inductor's caches (compiled kernels, autotuning choices, FX graphs) in one folder
 # that can outlive the box: a box kept between commits has them, a lent box that is fresh each
-# time gets them back from the copy (.gpu-cache/, ignored by git, returned as gpu-cache.tar.gz).
+# time gets them back packed in the copy (.gpu-cache.tar.xz, ignored by git, as gpu_asv.sh
+# returned it in parts), unpacked here.
 export PERFMODEL_GPU_CACHE=${PERFMODEL_GPU_CACHE:-$PWD/.gpu-cache}
+if [ -f .gpu-cache.tar.xz ] && [ ! -d "$PERFMODEL_GPU_CACHE" ]; then
+  tar xJf .gpu-cache.tar.xz -C "$(dirname "$PERFMODEL_GPU_CACHE")" || echo "gpu_env: .gpu-cache.tar.xz could not be unpacked; compiling afresh" >&2
+fi
 export TRITON_CACHE_DIR=$PERFMODEL_GPU_CACHE/triton TORCHINDUCTOR_CACHE_DIR=$PERFMODEL_GPU_CACHE/inductor
 mkdir -p "$TRITON_CACHE_DIR" "$TORCHINDUCTOR_CACHE_DIR"
 git config user.email >/dev/null 2>&1 || { git config user.email gpu@box; git config user.name gpu; }
