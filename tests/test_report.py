@@ -6,6 +6,7 @@ read here independently with asv's own API (asv.results), not through perfmodel.
 """
 from __future__ import annotations
 
+import ast
 import itertools
 import math
 import shutil
@@ -399,3 +400,53 @@ def test_seed_003_and_002_forms(report):
     assert all(r[-1] not in ("", "nan") for r in mem.rows)
     warm = report.table("warmup_steps")
     assert {r["warmup_steps"] for r in rows(warm)} == {"0", "1", "5"}
+
+
+def test_why_na_gives_every_na_time_its_reason(report):
+    """The last table: every grid cell with an n/a time counted once, under the machine's tier's
+    own reason when the tier leaves it out (benchmarks/tiers.py), else as in the tier without a
+    time at this commit; counted here from asv's API and the tiers, not from the report."""
+    from perfmodel.report.why_na import IN_TIER  # noqa: PLC0415
+    from perfmodel.repo import load_tiers  # noqa: PLC0415
+
+    tiers = load_tiers(str(REPO))
+    commit = commits_in_git_order()[-1]
+    res = next(r for r in asv_files() if r.commit_hash == commit)
+    want: dict = {}
+    grids: dict = {}
+    for name, bench in benchmarks_json().items():
+        parts = name.split(".")
+        if not parts[-1].startswith("time_") or parts[-2] not in ("Attention", "Model", "Warmup"):
+            continue
+        grids.setdefault(parts[-2], (bench, []))[1].append(name)
+    for cls, (bench, names) in grids.items():
+        values = {n: res.get_result_value(n, bench["params"]) if n in res.get_all_result_keys()
+                  else None for n in names}
+        for i, cell in enumerate(itertools.product(*bench["params"])):
+            na = any(v is None or v[i] is None or math.isnan(v[i]) for v in values.values())
+            if not na:
+                continue
+            params = {k: ast.literal_eval(v) for k, v in zip(bench["param_names"], cell)}
+            why = tiers.why_not_on("cpu", cls, params) or IN_TIER
+            want[(cls, why)] = want.get((cls, why), 0) + 1
+    table = report.table("why_na")
+    got = {(r["class"], r["why n/a"]): int(r["grid cells"]) for r in rows(table)}
+    assert got == want
+    assert any(why != IN_TIER for _, why in got)  # the tier's own reasons are there
+    assert table.number.startswith(f"{len(report.sections)}.")  # the summary's last section
+
+
+def test_why_na_on_the_shipped_gpu_history():
+    """At the shipped H200 commit: a compiled model beyond `small` is n/a with the GPU tier's
+    reason, and nothing the commit measured is listed."""
+    root = Path(__file__).resolve().parents[1]
+    machines = [p.name for p in (root / "results").iterdir() if p.is_dir() and
+                p.name.startswith("nvidia-h200")] if (root / "results").is_dir() else []
+    if not machines:
+        pytest.skip("no H200 results shipped")
+    out = build_report(results_dir=str(root / "results"), machine=machines[0], repo=str(root))
+    got = {(r["class"], r["why n/a"]): r for r in rows(out.table("why_na"))}
+    compiled = [r for (cls, why), r in got.items() if cls == "Model" and "compiled model" in why]
+    assert len(compiled) == 1 and "small" not in compiled[0]["which"].split(" at ")[0]
+    assert not any("variant eager, sdpa" in r["which"] and "preset small" in r["which"]
+                   for r in got.values())

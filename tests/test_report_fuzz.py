@@ -301,7 +301,9 @@ def sections(md: str) -> dict[str, str]:
     for part in md.split("\n### ")[1:]:
         part = re.sub(r"^Table \d+\.\d+\. ", "", part)
         title = part.split("\n", 1)[0]
-        if not title.startswith(("History of the headline", "Changes from")):
+        # the history, the changes and why-n/a read every class (a change to one moves them)
+        if not title.startswith(("History of the headline", "Changes from",
+                                 "Why cells are n/a")):
             out[title] = part.split("\n## ", 1)[0].strip()
     return out
 

@@ -41,12 +41,17 @@ def _tiers_path(repo) -> Path:
 _CACHE: dict = {}
 
 
+def clone_tiers(repo="."):
+    """The clone's benchmarks/tiers.py, loaded once, as track and gate load it."""
+    path = _tiers_path(repo)
+    if path not in _CACHE:
+        _CACHE[path] = load_tiers(str(path.parent.parent))
+    return _CACHE[path]
+
+
 def gate_rule(machine: str, repo=".") -> GateRule:
     """The gate of the device whose results ``machine`` names (a GPU's name starts 'nvidia-')."""
-    path = _tiers_path(repo)
-    if path not in _CACHE:  # the clone's tiers, loaded as track and gate load them
-        _CACHE[path] = load_tiers(str(path.parent.parent))
-    tiers = _CACHE[path]
+    tiers = clone_tiers(repo)
     device = device_of(machine)
     gate = tiers.GATE[device]
     return GateRule(device, float(gate["factor"]), gate["tier"],

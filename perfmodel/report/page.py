@@ -17,17 +17,19 @@ import pandas as pd
 from ..errors import UserError
 from ..names import BACKLOG_SHARE, HOST_BOUND_SHARE, WAIT_SHARE
 from ..untrusted import visible
+from ..verdict import device_of
 from .attention_tables import attention_tables
 from .cells import HOST_BOUND_MARK, Table, normalize
 from .commits import commit_order, git_log, resolve
 from .comparisons import model_comparisons
 from .fold import fold
-from .gaterule import gate_rule
+from .gaterule import clone_tiers, gate_rule
 from .history import compare_table, headline_cells, history_table
 from .load import load
 from .model_tables import model_tables
 from .pivot import pivot
 from .plots import plot_attention, plot_history, plot_model, safe_plot
+from .why_na import why_na
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -105,6 +107,12 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
         else:
             tables += [_titled(t, "Changes") for t in guarded(
                 notes, "compare_table", compare_table, rs, pair[0], pair[1], info, rule) or []]
+    try:  # the tier's reasons for the cells it leaves out, from the clone's tiers
+        tiers = clone_tiers(repo)
+    except UserError:
+        tiers = None
+    tables += guarded(notes, "why_na", why_na, norm, rs.benchmarks, full,
+                      device_of(rs.machine), tiers) or []
     stale = any(n.startswith("not shown: ") and full[:8] in n for n in notes)  # load.py: older
     tables = number_tables([fold(t, stale) for t in tables])
     plots = {}

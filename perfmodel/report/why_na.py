@@ -1,0 +1,106 @@
+"""Why a cell is n/a: the summary's last table, each class's n/a time cells grouped by reason.
+
+n/a is one mark for several things (legend.txt). A reader who meets it in a table finds here
+which of them it is, for that cell: the machine's tier leaves the cell out (the reason is the
+tier's own, benchmarks/tiers.py ``why_not_on``, from the clone the report runs in, as the change
+table's gate settings are), or the tier holds it and this commit has no time for it. That one
+cannot be told apart further from the results: asv writes NaN for every parameter cell a run
+did not time, whether the run did not select it (a part of the tier still to run) or the suite
+skipped it (asv's log of the run says why), and drops a time taken by an older version of its
+benchmark (the notes name it).
+
+The grid is benchmarks.json's (every parameter cell of every ``time_`` method of the tables'
+classes), so a whole class this commit has no result for still gets its line.
+"""
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+
+from ..names import NA
+from .cells import KINDS, Table, _kind_problem
+from .fold import describe
+from .load import literal
+
+# asv writes NaN for every parameter cell of a benchmark that a run did not time: one it did not
+# select (a part of the tier) and one the suite skipped look the same in the results
+IN_TIER = ("in this machine's tier, no time at this commit: not measured here yet (a part of the "
+           "tier still to run, or a run cut short), skipped by the suite (its run's log, "
+           ".asv/track.log for perfmodel track, says why: e.g. a commit without the feature), "
+           "or timed by an older version of its benchmark (the notes name it)")
+WHICH_MAX = 400  # characters of the cells' description before it is cut
+GRID_MAX = 20_000  # cells of one class's grid (the suite's largest, Model, has 640)
+
+
+def why_na(norm: pd.DataFrame, benchmarks: dict, commit: str, device: str, tiers) -> list[Table]:
+    """The table: class, reason, how many grid cells, which (their parameters). ``tiers`` is the
+    clone's benchmarks/tiers.py (None: the tier's reasons are not known, only the other two)."""
+    reasons: dict[tuple[str, str], list[tuple]] = {}
+    names: dict[str, list[str]] = {}
+    for kind, grid, methods in _grids(benchmarks):
+        names[kind] = list(grid)
+        seen = _statuses(norm, kind, commit, list(grid))
+        for cell in itertools.product(*grid.values()):
+            statuses = [seen.get((m, cell)) for m in methods]
+            if all(s is not None and s != NA for s in statuses):
+                continue  # every time of the cell ran (OK, OOM or failed: the tables say which)
+            params = dict(zip(grid, cell))
+            why = _tier_reason(tiers, device, kind, params)
+            if why is None:
+                why = IN_TIER
+            reasons.setdefault((kind, why), []).append(cell)
+    if not reasons:
+        return []
+    rows = []
+    for (kind, why), cells in reasons.items():
+        stub = Table("why", "", names[kind], [], keys=list(range(len(names[kind]))))
+        which = describe(stub, [[str(v) for v in c] for c in cells])
+        if len(which) > WHICH_MAX:
+            which = which[:WHICH_MAX].rsplit(" ", 1)[0] + " …"
+        rows.append([kind.capitalize(), why, str(len(cells)), which])
+    return [Table(
+        "why_na", "Why cells are n/a at this commit",
+        ["class", "why n/a", "grid cells", "which"], rows,
+        caption="Every grid cell of the tables' classes with a time that is n/a here, grouped by "
+                "the reason (a cell counts once, whichever of its times is n/a).",
+        left=4, section="Why n/a")]
+
+
+def _grids(benchmarks: dict):
+    """(kind, {parameter: values}, time_ methods) per class of the tables, from benchmarks.json:
+    the entries load.py kept and the tables can read (cells.normalize's test), of a grid no
+    larger than a suite's (GRID_MAX)."""
+    out: dict[str, tuple[dict, list[str]]] = {}
+    for name, bench in benchmarks.items():
+        parts = name.split(".")
+        if bench is None or len(parts) < 3 or not parts[-1].startswith("time_"):
+            continue
+        kind = parts[-2].lower()
+        if kind not in KINDS or bench["cells"] > GRID_MAX or _kind_problem(kind, bench):
+            continue
+        grid = {n: [literal(v) for v in vals]
+                for n, vals in zip(bench.get("param_names", []), bench.get("params", []))}
+        if kind in out and list(out[kind][0]) != list(grid):
+            continue  # a method with other parameters is not a cell of the class's grid
+        out.setdefault(kind, (grid, []))[1].append(name)
+    return [(k, g, ms) for k, (g, ms) in out.items()]
+
+
+def _statuses(norm: pd.DataFrame, kind: str, commit: str, keys: list[str]) -> dict:
+    """(benchmark, cell) -> the status asv recorded at the commit, for the class's time_ rows."""
+    if norm.empty or "kind" not in norm:
+        return {}
+    part = norm[(norm["kind"] == kind) & (norm["commit"] == commit) & (norm["role"] == "value")
+                & norm["method"].str.startswith("time_")]
+    return {(r["benchmark"], tuple(r["params"].get(k) for k in keys)): r["status"]
+            for r in part.to_dict("records")}
+
+
+def _tier_reason(tiers, device: str, kind: str, params: dict) -> str | None:
+    if tiers is None:
+        return None
+    try:
+        return tiers.why_not_on(device, kind.capitalize(), params)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # a cell the clone's tiers do not know (an older grid): the other reasons
