@@ -1,4 +1,6 @@
+import json
 import math
+import statistics
 
 import pytest
 import torch
@@ -127,7 +129,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch(gen):
     assert losses[-1] < losses[0] - 0.5
 
 
-def test_a_split_train_step_times_its_three_modes_in_one_run(capsys):
+def test_a_split_train_step_times_its_three_modes_in_one_run(capsys, tmp_path):
     """tools/split_step.py (the cheaper model chunk's check, notes/gpu-box.md): a train step
     marked at the backward and the optimizer gives backward, forward+backward and train spans
     that nest (backward < forward+backward < train), compared with each mode's own cell; on a
@@ -146,6 +148,20 @@ def test_a_split_train_step_times_its_three_modes_in_one_run(capsys):
     out = capsys.readouterr().out
     last = out.strip().splitlines()[-1]
     assert last.startswith("| nano | fp32 | ") and last.count("|") == 13, out
+    # repeated, the order alternating: a row per repeat, then each mode's median ratio per cell
+    assert split_step.main(["--preset", "nano", "--precision", "fp32", "--context", "32",
+                            "--samples", "1", "--repeats", "2", "--device", "cpu",
+                            "--json", str(tmp_path / "split.json")]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((tmp_path / "split.json").read_text())
+    assert [r["split_first"] for r in rows] == [False, True]
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("| nano | fp32 | 2 | ") and last.count("|") == 8, out
+    ratios = [float(x) for x in last.split("|")[4:7]]
+    assert ratios == [round(statistics.median(r[m]["ratio"] for r in rows), 3)
+                      for m in ("bwd", "fwd_bwd", "train")]
+    assert split_step.main(["--preset", "nano", "--repeats", "0", "--device", "cpu"]) == 2
+    capsys.readouterr()
     assert split_step.main(["--preset", "huge", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nano" in err and "Traceback" not in err

@@ -11,6 +11,7 @@ may not, since the split backward starts right behind its forward instead of beh
 hold).
 
     python3 -m tools.split_step --preset small,medium,large,xl,2.7B --precision fp32,bf16
+    python3 -m tools.split_step --samples 3 --repeats 2     # both ways twice, alternating
     python3 -m tools.split_step --preset nano --context 64 --samples 3     # a CPU dry run
 
 The suite's way is perfmodel.measure.run_cell with the device's protocol; the split way samples
@@ -113,18 +114,48 @@ def suite_median(cell: ModelCell, device: torch.device, mode: str, samples: int)
     return result.stats.median
 
 
-def compare(cell: ModelCell, device: torch.device, samples: int) -> dict:
+def compare(cell: ModelCell, device: torch.device, samples: int, split_first: bool = False) -> dict:
+    """Both ways in turn (``split_first``: the split way first, so that repeats alternate and a
+    drift of the host over the run falls on both ways alike)."""
     row = dict(preset=cell.preset, context=cell.context, precision=cell.precision,
-               attention=cell.attention)
-    t0 = time.perf_counter()
-    suite = {m: suite_median(cell, device, m, samples) for m in MODES}
-    row["suite_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    split = {m: statistics.median(v) for m, v in split_samples(cell, device, samples).items()}
-    row["split_s"] = time.perf_counter() - t0
+               attention=cell.attention, split_first=split_first)
+
+    def suite_way():
+        t0 = time.perf_counter()
+        got = {m: suite_median(cell, device, m, samples) for m in MODES}
+        row["suite_s"] = time.perf_counter() - t0
+        return got
+
+    def split_way():
+        t0 = time.perf_counter()
+        got = {m: statistics.median(v) for m, v in split_samples(cell, device, samples).items()}
+        row["split_s"] = time.perf_counter() - t0
+        return got
+
+    if split_first:
+        split, suite = split_way(), suite_way()
+    else:
+        suite, split = suite_way(), split_way()
     for m in MODES:
         row[m] = dict(suite=suite[m], split=split[m], ratio=split[m] / suite[m])
     return row
+
+
+def summary(rows: list[dict]) -> str:
+    """Per cell over its repeats: each mode's median ratio, and the train column's spread as the
+    check's own noise (train is timed the same way both ways: only the marks differ)."""
+    cells: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if "error" not in r:
+            cells.setdefault((r["preset"], r["precision"]), []).append(r)
+    out = ["| preset | precision | repeats | bwd ratio | fwd_bwd ratio | train ratio "
+           "| train ratios, min-max |", "|---|---|---:|---:|---:|---:|---|"]
+    for (preset, precision), rs in cells.items():
+        med = {m: statistics.median(r[m]["ratio"] for r in rs) for m in MODES}
+        train = [r["train"]["ratio"] for r in rs]
+        out.append(f"| {preset} | {precision} | {len(rs)} | " + " | ".join(
+            f"{med[m]:.3f}" for m in MODES) + f" | {min(train):.3f}-{max(train):.3f} |")
+    return "\n".join(out)
 
 
 def table(rows: list[dict]) -> str:
@@ -149,6 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("--context", type=int, default=1024)
     p.add_argument("--attention", default="sdpa")
     p.add_argument("--samples", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=1,
+                   help="both ways this many times per cell, the order alternating")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -163,17 +196,23 @@ def main(argv=None) -> int:
     except UserError as err:
         print(f"split_step: {err}", file=sys.stderr)
         return 2
-    for c in cells:
-        try:
-            rows.append(compare(c, device, args.samples))
-        except (RuntimeError, torch.OutOfMemoryError) as err:
-            rows.append(dict(preset=c.preset, precision=c.precision,
-                             error=measure.one_line(err)))
-        print(table(rows[-1:]).splitlines()[-1], flush=True)
-        if args.json:  # after every cell: a run cut short keeps what it measured
-            with open(args.json, "w") as f:
-                json.dump(rows, f, indent=1)
+    if args.repeats < 1 or args.samples < 1:
+        print("split_step: --repeats and --samples must be at least 1", file=sys.stderr)
+        return 2
+    for repeat in range(args.repeats):
+        for c in cells:
+            try:
+                rows.append(compare(c, device, args.samples, split_first=bool(repeat % 2)))
+            except (RuntimeError, torch.OutOfMemoryError) as err:
+                rows.append(dict(preset=c.preset, precision=c.precision,
+                                 error=measure.one_line(err)))
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+            if args.json:  # after every cell: a run cut short keeps what it measured
+                with open(args.json, "w") as f:
+                    json.dump(rows, f, indent=1)
     print(table(rows))
+    if args.repeats > 1:
+        print(summary(rows))
     return 0 if all("error" not in r for r in rows) else 1
 
 
