@@ -450,3 +450,24 @@ def test_why_na_on_the_shipped_gpu_history():
     assert len(compiled) == 1 and "small" not in compiled[0]["which"].split(" at ")[0]
     assert not any("variant eager, sdpa" in r["which"] and "preset small" in r["which"]
                    for r in got.values())
+
+
+def test_why_na_describes_its_cells_exactly():
+    """The 'which' column names exactly the cells counted: a parameter that every value takes
+    alike is left out, and a set is said as every cell but the rest when that is shorter."""
+    from perfmodel.report.why_na import which_cells  # noqa: PLC0415
+
+    names = ["preset", "context", "precision", "variant"]
+    values = [["nano", "tiny", "small", "medium"], [128, 256], ["fp32", "bf16"],
+              ["eager", "sdpa", "compiled"]]
+    full = set(itertools.product(*values))
+    tier = {c for c in full if (c[0], c[1]) in {("nano", 128), ("nano", 256), ("tiny", 128)}
+            and c[2] == "fp32" and c[3] in ("eager", "sdpa")}
+    assert which_cells(full - tier, names, values) == (
+        "every cell but preset nano (precision fp32 (variant eager, sdpa)); "
+        "preset tiny (context 128 (precision fp32 (variant eager, sdpa)))")
+    compiled = {c for c in full if c[3] == "compiled" and c[0] != "small"}
+    assert which_cells(compiled, names, values) == "preset nano, tiny, medium (variant compiled)"
+    assert which_cells(full, names, values) == "every cell"
+    assert which_cells({("tiny", 256, "bf16", "sdpa")}, names, values) == \
+        "preset tiny (context 256 (precision bf16 (variant sdpa)))"

@@ -20,7 +20,6 @@ import pandas as pd
 
 from ..names import NA
 from .cells import KINDS, Table, _kind_problem
-from .fold import describe
 from .load import literal
 
 # asv writes NaN for every parameter cell of a benchmark that a run did not time: one it did not
@@ -38,8 +37,9 @@ def why_na(norm: pd.DataFrame, benchmarks: dict, commit: str, device: str, tiers
     clone's benchmarks/tiers.py (None: the tier's reasons are not known, only the other two)."""
     reasons: dict[tuple[str, str], list[tuple]] = {}
     names: dict[str, list[str]] = {}
+    grids: dict[str, list[list]] = {}
     for kind, grid, methods in _grids(benchmarks):
-        names[kind] = list(grid)
+        names[kind], grids[kind] = list(grid), list(grid.values())
         seen = _statuses(norm, kind, commit, list(grid))
         for cell in itertools.product(*grid.values()):
             statuses = [seen.get((m, cell)) for m in methods]
@@ -54,8 +54,7 @@ def why_na(norm: pd.DataFrame, benchmarks: dict, commit: str, device: str, tiers
         return []
     rows = []
     for (kind, why), cells in reasons.items():
-        stub = Table("why", "", names[kind], [], keys=list(range(len(names[kind]))))
-        which = describe(stub, [[str(v) for v in c] for c in cells])
+        which = which_cells(set(cells), names[kind], grids[kind])
         if len(which) > WHICH_MAX:
             which = which[:WHICH_MAX].rsplit(" ", 1)[0] + " …"
         rows.append([kind.capitalize(), why, str(len(cells)), which])
@@ -65,6 +64,35 @@ def why_na(norm: pd.DataFrame, benchmarks: dict, commit: str, device: str, tiers
         caption="Every grid cell of the tables' classes with a time that is n/a here, grouped by "
                 "the reason (a cell counts once, whichever of its times is n/a).",
         left=4, section="Why n/a")]
+
+
+def which_cells(cells: set, names: list[str], values: list[list]) -> str:
+    """An exact, short description of a set of grid cells (tuples over ``names``, each taking
+    ``values``): "every cell", or by parameter, values that share what follows them grouped and a
+    parameter that every value of takes alike left out ("preset medium, xl (variant compiled)"),
+    or "every cell but ..." when the cells not in the set are said more shortly."""
+    full = set(itertools.product(*values))
+    if cells >= full:
+        return "every cell"
+    said = _nested(cells, names, values)
+    other = _nested(full - cells, names, values)
+    return f"every cell but {other}" if len(other) + 15 < len(said) else said
+
+
+def _nested(cells: set, names: list[str], values: list[list]) -> str:
+    if cells >= set(itertools.product(*values)):
+        return ""  # every cell of what is left: nothing to say
+    if len(names) == 1:
+        return f"{names[0]} " + ", ".join(str(v) for v in values[0] if (v,) in cells)
+    subs: dict[str, list] = {}  # what follows -> the values of this parameter it follows
+    for v in values[0]:
+        rest = {c[1:] for c in cells if c[0] == v}
+        if rest:
+            subs.setdefault(_nested(rest, names[1:], values[1:]), []).append(v)
+    if len(subs) == 1 and len(next(iter(subs.values()))) == len(values[0]):
+        return next(iter(subs))  # every value of this parameter alike: it is not said
+    return "; ".join(f"{names[0]} {', '.join(map(str, vs))}" + (f" ({sub})" if sub else "")
+                     for sub, vs in subs.items())
 
 
 def _grids(benchmarks: dict):
