@@ -21,7 +21,9 @@ fi
 # returned it in parts), unpacked here.
 export PERFMODEL_GPU_CACHE=${PERFMODEL_GPU_CACHE:-$PWD/.gpu-cache}
 if [ -f .gpu-cache.tar.xz ] && [ ! -d "$PERFMODEL_GPU_CACHE" ]; then
-  tar xJf .gpu-cache.tar.xz -C "$(dirname "$PERFMODEL_GPU_CACHE")" || echo "gpu_env: .gpu-cache.tar.xz could not be unpacked; compiling afresh" >&2
+  mkdir -p "$PERFMODEL_GPU_CACHE"
+  tar xJf .gpu-cache.tar.xz -C "$PERFMODEL_GPU_CACHE" --strip-components=1 ||
+    echo "gpu_env: .gpu-cache.tar.xz could not be unpacked; compiling afresh" >&2
 fi
 export TRITON_CACHE_DIR=$PERFMODEL_GPU_CACHE/triton TORCHINDUCTOR_CACHE_DIR=$PERFMODEL_GPU_CACHE/inductor
 mkdir -p "$TRITON_CACHE_DIR" "$TORCHINDUCTOR_CACHE_DIR"
