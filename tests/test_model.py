@@ -147,7 +147,8 @@ def test_a_split_train_step_times_its_three_modes_in_one_run(capsys, tmp_path):
                             "--samples", "2", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     last = out.strip().splitlines()[-1]
-    assert last.startswith("| nano | fp32 | ") and last.count("|") == 13, out
+    assert last.startswith("| nano | fp32 | ") and last.count("|") == 14, out
+    assert last.split("|")[-3].strip() == "n/a"  # a CPU cannot tell a host-bound step
     # repeated, the order alternating: a row per repeat, then each mode's median ratio per cell
     assert split_step.main(["--preset", "nano", "--precision", "fp32", "--context", "32",
                             "--samples", "1", "--repeats", "2", "--device", "cpu",
@@ -156,10 +157,15 @@ def test_a_split_train_step_times_its_three_modes_in_one_run(capsys, tmp_path):
     rows = json.loads((tmp_path / "split.json").read_text())
     assert [r["split_first"] for r in rows] == [False, True]
     last = out.strip().splitlines()[-1]
-    assert last.startswith("| nano | fp32 | 2 | ") and last.count("|") == 8, out
+    assert last.startswith("| nano | fp32 | 2 | ") and last.count("|") == 9, out
     ratios = [float(x) for x in last.split("|")[4:7]]
     assert ratios == [round(statistics.median(r[m]["ratio"] for r in rows), 3)
                       for m in ("bwd", "fwd_bwd", "train")]
+    # the host-bound column: the modes any repeat's suite way marked, "-" for none
+    mark = split_step.bound_modes
+    assert mark([{"host_bound": {"bwd": True, "fwd_bwd": False, "train": None}},
+                 {"host_bound": {"bwd": False, "fwd_bwd": False, "train": True}}]) == "bwd, train"
+    assert mark([{"host_bound": {"bwd": False, "fwd_bwd": False, "train": False}}]) == "-"
     assert split_step.main(["--preset", "nano", "--repeats", "0", "--device", "cpu"]) == 2
     capsys.readouterr()
     assert split_step.main(["--preset", "huge", "--device", "cpu"]) == 2

@@ -35,6 +35,7 @@ from torch.optim.optimizer import (register_optimizer_step_post_hook,
 from perfmodel import measure
 from perfmodel.errors import UserError
 from perfmodel.memory import free_device_memory
+from perfmodel.names import host_bound
 from perfmodel.workloads import ModelCell
 
 MODES = ("bwd", "fwd_bwd", "train")
@@ -106,12 +107,22 @@ def split_samples(cell: ModelCell, device: torch.device, samples: int) -> dict[s
         free_device_memory(device)
 
 
-def suite_median(cell: ModelCell, device: torch.device, mode: str, samples: int) -> float:
-    """The suite's way: the mode's own cell, by the device's protocol (median of its samples)."""
-    result = measure.run_cell(replace(cell, mode=mode), device, steps=samples)
-    if result.stats is None:
-        raise RuntimeError(f"{mode}: {result.status} {result.error}")
-    return result.stats.median
+def suite_median(cell: ModelCell, device: torch.device, mode: str, samples: int):
+    """The suite's way: the mode's own cell opened by the device's protocol (its metered step
+    gives the figures that tell a host-bound step), then ``samples`` samples. Returns (median
+    seconds, host-bound: True, False or None when the figures cannot tell, as on a CPU)."""
+    opened = measure.open_cell(replace(cell, mode=mode), device,
+                               measure.Protocol.for_device(device))
+    if opened.runnable is None:
+        raise RuntimeError(f"{mode}: {opened.status} {opened.error}")
+    try:
+        times = [opened.runnable.sample() for _ in range(samples)]
+    finally:
+        opened.runnable.release()
+        opened.runnable = None
+        free_device_memory(device)
+    return statistics.median(times), host_bound(opened.step_s, opened.issue_s, opened.backlog_s,
+                                                opened.free_s)
 
 
 def compare(cell: ModelCell, device: torch.device, samples: int, split_first: bool = False) -> dict:
@@ -124,7 +135,8 @@ def compare(cell: ModelCell, device: torch.device, samples: int, split_first: bo
         t0 = time.perf_counter()
         got = {m: suite_median(cell, device, m, samples) for m in MODES}
         row["suite_s"] = time.perf_counter() - t0
-        return got
+        row["host_bound"] = {m: bound for m, (_, bound) in got.items()}
+        return {m: median for m, (median, _) in got.items()}
 
     def split_way():
         t0 = time.perf_counter()
@@ -149,26 +161,36 @@ def summary(rows: list[dict]) -> str:
         if "error" not in r:
             cells.setdefault((r["preset"], r["precision"]), []).append(r)
     out = ["| preset | precision | repeats | bwd ratio | fwd_bwd ratio | train ratio "
-           "| train ratios, min-max |", "|---|---|---:|---:|---:|---:|---|"]
+           "| train ratios, min-max | host-bound (suite) |", "|---|---|---:|---:|---:|---:|---|---|"]
     for (preset, precision), rs in cells.items():
         med = {m: statistics.median(r[m]["ratio"] for r in rs) for m in MODES}
         train = [r["train"]["ratio"] for r in rs]
         out.append(f"| {preset} | {precision} | {len(rs)} | " + " | ".join(
-            f"{med[m]:.3f}" for m in MODES) + f" | {min(train):.3f}-{max(train):.3f} |")
+            f"{med[m]:.3f}" for m in MODES) + f" | {min(train):.3f}-{max(train):.3f} | "
+            f"{bound_modes(rs)} |")
     return "\n".join(out)
+
+
+def bound_modes(rows: list[dict]) -> str:
+    """The modes the suite's way found host-bound in any of ``rows`` ("-": none; "n/a": the
+    figures could not tell, as on a CPU, where the host is the device)."""
+    marks = [r.get("host_bound", {}) for r in rows]
+    if all(mark.get(m) is None for mark in marks for m in MODES):
+        return "n/a"
+    return ", ".join(m for m in MODES if any(mark.get(m) for mark in marks)) or "-"
 
 
 def table(rows: list[dict]) -> str:
     out = ["| preset | precision | " + " | ".join(f"{m} suite ms | split ms | ratio" for m in MODES)
-           + " | time both ways (s) |",
-           "|---|---|" + "---:|---:|---:|" * len(MODES) + "---|"]
+           + " | host-bound (suite) | time both ways (s) |",
+           "|---|---|" + "---:|---:|---:|" * len(MODES) + "---|---|"]
     for r in rows:
         if "error" in r:
             out.append(f"| {r['preset']} | {r['precision']} | {r['error']} |")
             continue
         cells = " | ".join(f"{r[m]['suite'] * 1e3:.2f} | {r[m]['split'] * 1e3:.2f} | "
                            f"{r[m]['ratio']:.3f}" for m in MODES)
-        out.append(f"| {r['preset']} | {r['precision']} | {cells} | "
+        out.append(f"| {r['preset']} | {r['precision']} | {cells} | {bound_modes([r])} | "
                    f"{r['suite_s']:.0f} / {r['split_s']:.0f} |")
     return "\n".join(out)
 
