@@ -447,7 +447,8 @@ def test_why_na_on_the_shipped_gpu_history():
     out = build_report(results_dir=str(root / "results"), machine=machines[0], repo=str(root))
     got = {(r["class"], r["why n/a"]): r for r in rows(out.table("why_na"))}
     compiled = [r for (cls, why), r in got.items() if cls == "Model" and "compiled model" in why]
-    assert len(compiled) == 1 and "small" not in compiled[0]["which"].split(" at ")[0]
+    assert len(compiled) == 1
+    assert compiled[0]["which"] == "preset medium, large, xl, 2.7B (variant compiled)"
     assert not any("variant eager, sdpa" in r["which"] and "preset small" in r["which"]
                    for r in got.values())
 

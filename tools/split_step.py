@@ -14,7 +14,8 @@ hold).
     python3 -m tools.split_step --samples 3 --repeats 2     # both ways twice, alternating
     python3 -m tools.split_step --preset nano --context 64 --samples 3     # a CPU dry run
 
-The suite's way is perfmodel.measure.run_cell with the device's protocol; the split way samples
+The suite's way opens each mode's cell with perfmodel.measure.open_cell by the device's protocol
+(its metered step tells whether the step is host-bound) and samples it; the split way samples
 the same built train cell (perfmodel.workloads.ModelCell) with the same sampler
 (Runnable.timed_steps), adding only CUDA events as marks inside the step (on a CPU, the host's
 clock: the host is the device there).
@@ -35,10 +36,12 @@ from torch.optim.optimizer import (register_optimizer_step_post_hook,
 from perfmodel import measure
 from perfmodel.errors import UserError
 from perfmodel.memory import free_device_memory
-from perfmodel.names import host_bound
+from perfmodel.names import MODES as SUITE_MODES, host_bound
 from perfmodel.workloads import ModelCell
 
-MODES = ("bwd", "fwd_bwd", "train")
+# the modes one marked train step times: every mode of the suite's but the forward (which runs
+# under no_grad, without the loss)
+MODES = tuple(m for m in SUITE_MODES.values() if m != SUITE_MODES["forward"])
 
 
 class Marks:
@@ -107,7 +110,7 @@ def split_samples(cell: ModelCell, device: torch.device, samples: int) -> dict[s
         free_device_memory(device)
 
 
-def suite_median(cell: ModelCell, device: torch.device, mode: str, samples: int):
+def suite_cell(cell: ModelCell, device: torch.device, mode: str, samples: int):
     """The suite's way: the mode's own cell opened by the device's protocol (its metered step
     gives the figures that tell a host-bound step), then ``samples`` samples. Returns (median
     seconds, host-bound: True, False or None when the figures cannot tell, as on a CPU)."""
@@ -133,7 +136,7 @@ def compare(cell: ModelCell, device: torch.device, samples: int, split_first: bo
 
     def suite_way():
         t0 = time.perf_counter()
-        got = {m: suite_median(cell, device, m, samples) for m in MODES}
+        got = {m: suite_cell(cell, device, m, samples) for m in MODES}
         row["suite_s"] = time.perf_counter() - t0
         row["host_bound"] = {m: bound for m, (_, bound) in got.items()}
         return {m: median for m, (median, _) in got.items()}

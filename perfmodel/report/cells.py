@@ -74,7 +74,7 @@ def classify(method: str) -> tuple[str, str] | None:
     return None
 
 
-def _kind_problem(kind: str, bench: dict) -> str | None:
+def kind_problem(kind: str, bench: dict) -> str | None:
     """Why a benchmark of ``kind`` cannot be a cell of its tables, or None."""
     from .load import COLUMNS, literal  # noqa: PLC0415
 
@@ -104,7 +104,7 @@ def normalize(frame: pd.DataFrame, benchmarks: dict, notes=None) -> pd.DataFrame
             what = classify(rec["method"])
             cls = name.rsplit(".", 2)[-2].lower() if name.count(".") else ""
             if what is not None and cls in KINDS:
-                why = _kind_problem(cls, benchmarks[name])
+                why = kind_problem(cls, benchmarks[name])
                 if why is None:
                     usable[name] = (cls, what)
                 elif notes is not None:

@@ -19,7 +19,7 @@ import itertools
 import pandas as pd
 
 from ..names import NA
-from .cells import KINDS, Table, _kind_problem
+from .cells import KINDS, Table, kind_problem
 from .load import literal
 
 # asv writes NaN for every parameter cell of a benchmark that a run did not time: one it did not
@@ -36,28 +36,24 @@ def why_na(norm: pd.DataFrame, benchmarks: dict, commit: str, device: str, tiers
     """The table: class, reason, how many grid cells, which (their parameters). ``tiers`` is the
     clone's benchmarks/tiers.py (None: the tier's reasons are not known, only the other two)."""
     reasons: dict[tuple[str, str], list[tuple]] = {}
-    names: dict[str, list[str]] = {}
-    grids: dict[str, list[list]] = {}
-    for kind, grid, methods in _grids(benchmarks):
-        names[kind], grids[kind] = list(grid), list(grid.values())
-        seen = _statuses(norm, kind, commit, list(grid))
+    grids: dict[str, dict] = {}
+    for cls, grid, methods in _grids(benchmarks):
+        grids[cls] = grid
+        seen = _statuses(norm, cls.lower(), commit, list(grid))
         for cell in itertools.product(*grid.values()):
             statuses = [seen.get((m, cell)) for m in methods]
             if all(s is not None and s != NA for s in statuses):
                 continue  # every time of the cell ran (OK, OOM or failed: the tables say which)
-            params = dict(zip(grid, cell))
-            why = _tier_reason(tiers, device, kind, params)
-            if why is None:
-                why = IN_TIER
-            reasons.setdefault((kind, why), []).append(cell)
-    if not reasons:
-        return []
+            why = _tier_reason(tiers, device, cls, dict(zip(grid, cell))) or IN_TIER
+            reasons.setdefault((cls, why), []).append(cell)
     rows = []
-    for (kind, why), cells in reasons.items():
-        which = which_cells(set(cells), names[kind], grids[kind])
+    for (cls, why), cells in reasons.items():
+        which = which_cells(set(cells), list(grids[cls]), list(grids[cls].values()))
         if len(which) > WHICH_MAX:
             which = which[:WHICH_MAX].rsplit(" ", 1)[0] + " …"
-        rows.append([kind.capitalize(), why, str(len(cells)), which])
+        rows.append([cls, why, str(len(cells)), which])
+    if not rows:
+        return []
     return [Table(
         "why_na", "Why cells are n/a at this commit",
         ["class", "why n/a", "grid cells", "which"], rows,
@@ -96,23 +92,24 @@ def _nested(cells: set, names: list[str], values: list[list]) -> str:
 
 
 def _grids(benchmarks: dict):
-    """(kind, {parameter: values}, time_ methods) per class of the tables, from benchmarks.json:
-    the entries load.py kept and the tables can read (cells.normalize's test), of a grid no
-    larger than a suite's (GRID_MAX)."""
+    """(class, {parameter: values}, time_ methods) per class of the tables, from
+    benchmarks.json: the entries load.py kept and the tables can read (cells.normalize's test),
+    of a grid no larger than a suite's (GRID_MAX)."""
     out: dict[str, tuple[dict, list[str]]] = {}
     for name, bench in benchmarks.items():
         parts = name.split(".")
         if bench is None or len(parts) < 3 or not parts[-1].startswith("time_"):
             continue
-        kind = parts[-2].lower()
-        if kind not in KINDS or bench["cells"] > GRID_MAX or _kind_problem(kind, bench):
+        cls = parts[-2]
+        if (cls.lower() not in KINDS or bench["cells"] > GRID_MAX
+                or kind_problem(cls.lower(), bench)):
             continue
         grid = {n: [literal(v) for v in vals]
-                for n, vals in zip(bench.get("param_names", []), bench.get("params", []))}
-        if kind in out and list(out[kind][0]) != list(grid):
+                for n, vals in zip(bench["param_names"], bench["params"])}
+        if cls in out and list(out[cls][0]) != list(grid):
             continue  # a method with other parameters is not a cell of the class's grid
-        out.setdefault(kind, (grid, []))[1].append(name)
-    return [(k, g, ms) for k, (g, ms) in out.items()]
+        out.setdefault(cls, (grid, []))[1].append(name)
+    return [(c, g, ms) for c, (g, ms) in out.items()]
 
 
 def _statuses(norm: pd.DataFrame, kind: str, commit: str, keys: list[str]) -> dict:
@@ -125,10 +122,10 @@ def _statuses(norm: pd.DataFrame, kind: str, commit: str, keys: list[str]) -> di
             for r in part.to_dict("records")}
 
 
-def _tier_reason(tiers, device: str, kind: str, params: dict) -> str | None:
+def _tier_reason(tiers, device: str, cls: str, params: dict) -> str | None:
     if tiers is None:
         return None
     try:
-        return tiers.why_not_on(device, kind.capitalize(), params)
+        return tiers.why_not_on(device, cls, params)
     except (KeyError, TypeError, ValueError, AttributeError):
         return None  # a cell the clone's tiers do not know (an older grid): the other reasons
