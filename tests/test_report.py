@@ -472,3 +472,61 @@ def test_why_na_describes_its_cells_exactly():
     assert which_cells(full, names, values) == "every cell"
     assert which_cells({("tiny", 256, "bf16", "sdpa")}, names, values) == \
         "preset tiny (context 256 (precision bf16 (variant sdpa)))"
+
+
+def test_tables_default_to_the_newest_commit_nearly_as_wide_as_any(tmp_path):
+    """A GPU box runs its whole tier at some commits and the quick tier at the rest: by default
+    the tables read the newest commit that measured nearly as many cells as the widest, while the
+    history and the change table still end at the newest commit; asked for a commit, everything
+    reads it. Counted here from asv's API."""
+    order = commits_in_git_order()
+    results = copy_fixture(tmp_path)
+    path = newest_file(results)
+    res = asv_results.Results.load(str(path))
+    keep = "bench_attention.Attention.time_forward"
+    for name in res.get_all_result_keys():  # the newest commit: one benchmark's cells only
+        if name != keep:
+            res._results[name] = [float("nan")] * len(res._results[name])
+    res.save(str(results))
+    measured = {}
+    for r in asv_results.iter_results_for_machine(str(results), MACHINE):
+        bench = benchmarks_json()
+        measured[r.commit_hash] = sum(
+            1 for name in r.get_all_result_keys() if name in bench
+            for v in r.get_result_value(name, bench[name]["params"])
+            if v is not None and not math.isnan(v))
+    assert measured[order[-1]] < 0.9 * max(measured.values())  # the fixture's commits are alike
+    wide = next(c for c in reversed(order) if measured[c] >= 0.9 * max(measured.values()))
+    assert wide != order[-1]
+
+    report = build_report(results, MACHINE, history=10, repo=REPO)
+    assert report.commit == wide
+    assert report.newer is not None and report.newer.commit == order[-1]
+    assert report.compare == (order[-2], order[-1])
+    hist = report.history_frame
+    assert order[-1] in set(hist["commit"]) and hist["commit"].iloc[-1] == order[-1]
+    text = render_markdown(report)
+    assert f"the history and the changes run to {order[-1][:8]}" in text
+    assert report.table("why_na")  # the tables are the wide commit's: few n/a
+    asked = build_report(results, MACHINE, order[-1], history=10, repo=REPO)
+    assert asked.commit == order[-1] and asked.newer is None
+    assert "the history and the changes run to" not in render_markdown(asked)
+    plain = build_report(FIXTURE, MACHINE, history=10, repo=REPO)
+    assert plain.commit == order[-1] and plain.newer is None
+
+
+def test_shipped_gpu_summary_fills_the_warmup_form():
+    """The shipped H200 history holds the whole tier at one commit and the quick tier at newer
+    ones: the default summary is the whole tier's, with the warm-up study's 0/1/5 rows for every
+    seed preset (small..2.7B), OK."""
+    root = Path(__file__).resolve().parents[1]
+    machines = [p.name for p in (root / "results").iterdir() if p.is_dir() and
+                p.name.startswith("nvidia-h200")] if (root / "results").is_dir() else []
+    if not machines:
+        pytest.skip("no H200 results shipped")
+    out = build_report(results_dir=str(root / "results"), machine=machines[0], repo=str(root))
+    warm = rows(out.table("warmup"))
+    got = {(r["Config"], r["Warmup Steps"]) for r in warm
+           if r["Status FWD"] == "OK" and r["Status FWD+BWD"] == "OK"}
+    assert got >= {(p, w) for p in ("small", "medium", "large", "xl", "2.7B")
+                   for w in ("0", "1", "5")}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from ..names import WIDE_SHARE
+
 __all__ = ["add_parser", "main"]
 
 
@@ -24,14 +26,16 @@ def add_parser(sub) -> None:
                        "nothing written), 3 an internal error (a bug; please report it).")
     p.add_argument("--results", default="results", help="asv results directory (default results)")
     p.add_argument("--machine", help="asv machine name (default: the one with the newest results)")
-    p.add_argument("--commit", help="commit (hash prefix or git ref) to tabulate (default: newest)")
+    p.add_argument("--commit", help="commit (hash prefix or git ref) to tabulate (default: the newest "
+                   f"that measured at least {WIDE_SHARE * 100:.0f}%% of the cells of the widest "
+                   "commit; the history and the changes still end at the newest)")
     p.add_argument("--output", "-o", default="html/summary.md",
                    help="markdown file to write (default html/summary.md); plots go beside it")
     p.add_argument("--history", type=int, default=10, metavar="N",
                    help="commits in the history table (default 10)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"),
-                   help="changes from A to B, as `asv continuous A B` (default: previous commit "
-                        "with results -> --commit)")
+                   help="changes from A to B, as `asv continuous A B` (default: the previous "
+                        "commit with results -> --commit, or the newest)")
     p.add_argument("--repo", default=".", help="git repository for commit subjects (default .)")
     p.add_argument("--html", action="store_true", help="also write an HTML rendering beside it")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")

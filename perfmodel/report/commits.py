@@ -8,6 +8,7 @@ results file reaches a command line at all.
 from __future__ import annotations
 
 from ..errors import UserError
+from ..names import NA, WIDE_SHARE
 from ..repo import git_output
 from .load import HEX, ResultSet, resolve_commit
 
@@ -71,3 +72,21 @@ def resolve(rs: ResultSet, ref: str | None, repo, order: list[str]) -> str:
         raise UserError(f"{ref} ({full[:8]}) has no results on machine {rs.machine}; commits with "
                         f"results: {', '.join(h[:8] for h in reversed(list(rs.commits['commit'])))}")
     return resolve_commit(rs, ref)
+
+
+
+def widest(rs: ResultSet, order: list[str]) -> tuple[str, dict[str, int]]:
+    """The tables' default commit: the newest whose results hold at least WIDE_SHARE of the cells
+    measured at the widest commit, and each commit's count of cells measured (OK, OOM or failed).
+
+    A GPU box runs its whole tier at some commits and the quick tier at the others; the seed
+    forms read one commit, and at the newest quick-only one they would be nearly all n/a. On a
+    machine that runs the same tier at every commit this is the newest commit. The history and
+    the change table still end at the newest commit (page.py)."""
+    f = rs.frame
+    counts = {c: int(n) for c, n in f[f["status"] != NA].groupby("commit").size().items()}
+    most = max(counts.values(), default=0)
+    for c in reversed(order):
+        if counts.get(c, 0) >= WIDE_SHARE * most:
+            return c, counts
+    return order[-1], counts

@@ -15,12 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from ..names import BACKLOG_SHARE, HOST_BOUND_SHARE, WAIT_SHARE
+from ..names import BACKLOG_SHARE, HOST_BOUND_SHARE, WAIT_SHARE, WIDE_SHARE
 from ..untrusted import visible
 from ..verdict import device_of
 from .attention_tables import attention_tables
 from .cells import HOST_BOUND_MARK, Table, normalize
-from .commits import commit_order, git_log, resolve
+from .commits import commit_order, git_log, resolve, widest
 from .comparisons import model_comparisons
 from .fold import fold
 from .gaterule import clone_tiers, gate_rule
@@ -32,6 +32,19 @@ from .plots import plot_attention, plot_history, plot_model, safe_plot
 from .why_na import why_na
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass
+class Newer:
+    """When the tables' commit is not the newest (commits.widest): the newest commit, how many
+    cells the tables' commit measured (of the widest commit's), how many the newest did, and how
+    many commits with results are newer."""
+    commit: str
+    cells: int
+    widest: int
+    newest_cells: int
+    commits: int
+    share: float = WIDE_SHARE
 
 
 @dataclass
@@ -50,6 +63,7 @@ class Report:
     bound_steps: int = 0                        # of them, host-bound (names.host_bound)
     internal: int = 0                           # tables lost to an internal error (page.guarded)
     unknown_steps: int = 0                      # of them, not told (names.host_bound: None)
+    newer: Newer | None = None                  # newer commits hold fewer cells (commits.widest)
 
     def table(self, key: str) -> Table:
         for t in self.tables:
@@ -76,18 +90,27 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
     rs = load(results_dir, machine)
     git_order, info = git_log(repo)
     order = commit_order(rs, git_order)
-    full = resolve(rs, commit, repo, order)
+    # the tables' commit; the history and the change table end at ``last``: the same commit when
+    # one is asked for, else the newest, where the tables take the newest of the widest
+    # (commits.widest: a GPU box's quick-tier commits would leave the seed forms n/a)
+    if commit is None:
+        full, counts = widest(rs, order)
+        last = order[-1]
+    else:
+        full = last = resolve(rs, commit, repo, order)
+        counts = {}
     pair = None
     if compare:
         pair = (resolve(rs, compare[0], repo, order), resolve(rs, compare[1], repo, order))
     else:
-        idx = order.index(full)
+        idx = order.index(last)
         if idx > 0:
-            pair = (order[idx - 1], full)
+            pair = (order[idx - 1], last)
     notes = rs.notes
     # every table and plot but the history reads the one commit: normalize only its rows, and
     # pivot each kind of result once
     norm = normalize(rs.at(full), rs.benchmarks, notes)
+    norm_last = norm if last == full else normalize(rs.at(last), rs.benchmarks, notes)
     piv = guarded(notes, "pivot", pivot, norm, full) if not norm.empty else None
     tables: list[Table] = []
     if piv is not None:
@@ -95,9 +118,10 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
             tables += guarded(notes, build.__name__, build, piv) or []
     if not tables:
         notes.info(f"no attention or model results at {full[:8]} on {rs.machine}")
-    heads = guarded(notes, "headline_cells", headline_cells, norm, full) if not norm.empty else []
-    hist_tables, hist = guarded(notes, "history_table", history_table, rs, norm, full, order,
-                                history, info, heads or []) or ([], pd.DataFrame())
+    heads = (guarded(notes, "headline_cells", headline_cells, norm_last, last)
+             if not norm_last.empty else [])
+    hist_tables, hist = guarded(notes, "history_table", history_table, rs, norm_last, last,
+                                order, history, info, heads or []) or ([], pd.DataFrame())
     tables += hist_tables
     if pair:
         try:  # the gate's settings (benchmarks/tiers.py) judge the change table
@@ -137,8 +161,12 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
                 if c.endswith("_host_bound"))
     unknown = sum(int(df[c].sum()) for df in frames for c in df.columns
                   if c.endswith("_host_unknown"))
+    newer = None
+    if last != full:
+        newer = Newer(last, counts.get(full, 0), max(counts.values()), counts.get(last, 0),
+                      len(order) - 1 - order.index(full))
     return Report(rs.machine, full, info, tables, plots, list(notes), minfo, pair, hist,
-                  notes.left_out, issued, bound, notes.internal, unknown)
+                  notes.left_out, issued, bound, notes.internal, unknown, newer)
 
 
 def _titled(t: Table, section: str) -> Table:
