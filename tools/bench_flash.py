@@ -30,6 +30,9 @@ Run on the GPU box from the repository root, e.g.:
                  b8 x s4096 x d128 (the small fp32 tiles; compare with notes/flash.md)
 --grid           batch 8 x d {16,32,64,128} x seq {256..16384}, fp32 and bf16, causal
 --long           seq 65536 at batch 1, d 64 and 128, fp32 and bf16, causal
+--profile-model  PRESETS: the model criterion's step, flash against sdpa, under torch.profiler:
+                 host wall, device busy time, kernels per step and the costliest kernels, e.g.
+                 --profile-model small,large,xl (about a minute on the GPU)
 --resources      (no GPU) compile every config for sm_90 and print registers, spill stack and
                  shared memory per config (Triton's and flash_triton.smem_bytes' estimate),
                  e.g. --resources --ds 64,128 --jobs 2, or --resources --all-spaces --json F
@@ -887,6 +890,75 @@ def model_check(presets, device, smoke):
     return rows
 
 
+def model_profile(presets, device, smoke=False, steps=3):
+    """Where a model step's time goes with flash against sdpa (the issue's model criterion):
+    per preset, bf16 fwd+bwd at the issue's context and batch, built by perfmodel's workload,
+    two warm-up steps, then torch.profiler over ``steps`` steps run back to back. Per row: the
+    host's wall per step, the device's busy time per step (the kernels' own time), the kernels
+    launched per step, and the costliest kernels. Flash slower with the same busy time means
+    the host (its Python and launches) paces the step; more busy time means its kernels."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    from perfmodel.workloads import ModelCell
+
+    on_gpu = device.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+
+    def sync():
+        if on_gpu:
+            torch.cuda.synchronize(device)
+
+    def own(e):  # the kernel's own time, whichever name this torch gives it
+        return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+
+    rows = []
+    for preset in presets:
+        for attn in ("sdpa", "flash"):
+            ctx, batch = (32, 1) if smoke else (ISSUE_PRESETS_CONTEXT, ISSUE_PRESETS_BATCH)
+            cell = ModelCell(preset, ctx, batch=batch, precision="bf16", attention=attn, mode="fwd_bwd")
+            row = dict(preset=preset, attention=attn, context=ctx, batch=batch, steps=steps)
+            try:
+                run = cell.build(device)
+                for _ in range(2):
+                    run.step(run.prepare())
+                sync()
+                with profile(activities=acts) as prof:
+                    t0 = time.perf_counter()
+                    for _ in range(steps):
+                        run.step(run.prepare())
+                    sync()
+                    wall = time.perf_counter() - t0
+                kernels = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
+                busy_us = sum(own(e) for e in kernels)
+                top = sorted(kernels, key=own, reverse=True)[:6]
+                row.update(wall_ms=wall * 1e3 / steps, busy_ms=busy_us / 1e3 / steps,
+                           launches=sum(e.count for e in kernels) / steps,
+                           top=[(e.key[:60], own(e) / 1e3 / steps, e.count // steps) for e in top])
+                del run
+            except Exception as exc:  # one preset's failure (e.g. OOM) leaves the others
+                row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            rows.append(row)
+            print(f"profile {preset} ctx{ctx} b{batch} bf16 fwd+bwd {attn}: "
+                  + (row["error"] if "error" in row else
+                     f"wall {row['wall_ms']:.1f} ms, device busy {row['busy_ms']:.1f} ms, "
+                     f"{row['launches']:.0f} kernels per step"), flush=True)
+            if on_gpu:
+                torch.cuda.empty_cache()
+    out = ["", "## model step, flash against sdpa (bf16 fwd+bwd; per step; torch.profiler)",
+           "| preset | attention | wall ms | device busy ms | idle ms | kernels | costliest kernels (ms) |",
+           "|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if "error" in r:
+            out.append(f"| {r['preset']} | {r['attention']} | {r['error'][:60]} | | | | |")
+            continue
+        top = "; ".join(f"{name} {ms:.2f}" for name, ms, _ in r["top"][:4])
+        out.append(f"| {r['preset']} | {r['attention']} | {r['wall_ms']:.1f} | {r['busy_ms']:.1f} | "
+                   f"{r['wall_ms'] - r['busy_ms']:.1f} | {r['launches']:.0f} | {top} |")
+    print("\n".join(out), flush=True)
+    return rows
+
+
 def issue_table(rows, precision, models):
     """The compact tables printed last: the issue's table with ratios, accuracy, the model."""
     out = ["", "## issue 17 table (causal; do_bench medians; x SDPA = SDPA time / flash time, > 1: flash faster)",
@@ -1129,11 +1201,24 @@ def main():
     ap.add_argument("--resources", action="store_true",
                     help="no GPU needed: compile every config (--ds, --dtypes, plus EXPLORE) for sm_90 "
                          "and print registers / spill stack / shared memory per config, then exit")
+    ap.add_argument("--profile-model", default="", metavar="PRESETS",
+                    help="where a model step's time goes, flash against sdpa: these presets "
+                         "(comma-separated), bf16 fwd+bwd at the issue's context and batch, "
+                         "torch.profiler; with --smoke tiny (CPU); a table last, then exit")
     ap.add_argument("--all-spaces", action="store_true",
                     help="with --resources: every config of every tuning space as written (before the "
                          "shared-memory filter) at each BLOCK_D it serves, instead of --ds/--dtypes; with "
                          "--json: the rows (tests/fixtures/flash_smem_sm90.json is such a file)")
     args = ap.parse_args()
+    if args.profile_model:
+        if args.smoke and os.environ.get("TRITON_INTERPRET") != "1":  # before triton is imported
+            os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, TRITON_INTERPRET="1"))
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        rows = model_profile([x for x in args.profile_model.split(",") if x], device, smoke=args.smoke)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"profile": rows}, fh, indent=1)
+        return 1 if any("error" in r for r in rows) else 0
     if args.resources:
         resources([int(x) for x in args.ds.split(",")], [getattr(torch, x) for x in args.dtypes.split(",")],
                   args.jobs, EXPLORE, all_spaces=args.all_spaces, json_path=args.json)
