@@ -436,15 +436,21 @@ def test_why_na_gives_every_na_time_its_reason(report):
     assert table.number.startswith(f"{len(report.sections)}.")  # the summary's last section
 
 
-def test_why_na_on_the_shipped_gpu_history():
-    """At the shipped H200 commit: a compiled model beyond `small` is n/a with the GPU tier's
-    reason, and nothing the commit measured is listed."""
+@pytest.fixture(scope="module")
+def shipped_h200():
+    """The default summary of the H200 history in results/ (skipped where none is shipped)."""
     root = Path(__file__).resolve().parents[1]
     machines = [p.name for p in (root / "results").iterdir() if p.is_dir() and
                 p.name.startswith("nvidia-h200")] if (root / "results").is_dir() else []
     if not machines:
         pytest.skip("no H200 results shipped")
-    out = build_report(results_dir=str(root / "results"), machine=machines[0], repo=str(root))
+    return build_report(results_dir=str(root / "results"), machine=machines[0], repo=str(root))
+
+
+def test_why_na_on_the_shipped_gpu_history(shipped_h200):
+    """At the shipped H200 commit: a compiled model beyond `small` is n/a with the GPU tier's
+    reason, and nothing the commit measured is listed."""
+    out = shipped_h200
     got = {(r["class"], r["why n/a"]): r for r in rows(out.table("why_na"))}
     compiled = [r for (cls, why), r in got.items() if cls == "Model" and "compiled model" in why]
     assert len(compiled) == 1
@@ -515,16 +521,11 @@ def test_tables_default_to_the_newest_commit_nearly_as_wide_as_any(tmp_path):
     assert plain.commit == order[-1] and plain.newer is None
 
 
-def test_shipped_gpu_summary_fills_the_warmup_form():
+def test_shipped_gpu_summary_fills_the_warmup_form(shipped_h200):
     """The shipped H200 history holds the whole tier at one commit and the quick tier at newer
     ones: the default summary is the whole tier's, with the warm-up study's 0/1/5 rows for every
     seed preset (small..2.7B), OK."""
-    root = Path(__file__).resolve().parents[1]
-    machines = [p.name for p in (root / "results").iterdir() if p.is_dir() and
-                p.name.startswith("nvidia-h200")] if (root / "results").is_dir() else []
-    if not machines:
-        pytest.skip("no H200 results shipped")
-    out = build_report(results_dir=str(root / "results"), machine=machines[0], repo=str(root))
+    out = shipped_h200
     warm = rows(out.table("warmup"))
     got = {(r["Config"], r["Warmup Steps"]) for r in warm
            if r["Status FWD"] == "OK" and r["Status FWD+BWD"] == "OK"}
