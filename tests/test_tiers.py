@@ -34,7 +34,7 @@ def _selected(regexes: list[str], suite: dict) -> set[tuple[str, str]]:
 def _expected(tier: str, suite: dict, keep=None) -> set[tuple[str, str]]:
     out = set()
     for kind, (module, _) in tiers.GRID.items():
-        methods = [n for n in suite if n.startswith(f"{module}.{kind}.")]
+        methods = [n for n in suite if n.startswith(f"{module}.{kind}.") and tiers.measures(tier, n)]
         assert methods, f"the suite has no benchmark of class {kind}"
         for cell in tiers.tier_cells(tier, kind):
             if keep is None or keep(kind, cell):
@@ -54,6 +54,27 @@ def test_each_tier_selects_exactly_its_cells_in_every_method():
     suite = _suite()
     for tier in tiers.TIERS:
         assert _selected(tiers.selection(tier), suite) == _expected(tier, suite), tier
+
+
+def test_the_cpu_tier_leaves_out_exactly_what_a_cpu_cannot_measure():
+    """The CPU tier starts no process for a method a CPU skips: every memory figure (the suite
+    tracks memory on a GPU only) and the host figures of a GPU step (names.HOST_FIGURES);
+    every other method, and every method on a GPU, it runs."""
+    from asv_runner.discovery import disc_benchmarks  # noqa: PLC0415
+
+    from perfmodel.names import HOST_FIGURE_METHOD  # noqa: PLC0415
+
+    found = {b.name: b for b in disc_benchmarks(str(ROOT / "benchmarks"))}
+    left_out = set()
+    for name, b in found.items():
+        method = name.rsplit(".", 1)[-1]
+        gpu_only = getattr(b, "unit", None) == "bytes" or re.fullmatch(HOST_FIGURE_METHOD, method)
+        assert tiers.measures("cpu", name) == (not gpu_only), name
+        assert all(tiers.measures(t, name) for t in tiers.TIERS if t not in tiers.CPU_TIERS)
+        if gpu_only:
+            left_out.add(method)
+    assert {"track_gpu_peak_bytes_forward", "track_before_backward_bytes",
+            "track_issue_seconds_train_step", "track_free_seconds_backward"} <= left_out
 
 
 def test_tiers_are_nested_and_name_only_real_choices():

@@ -190,7 +190,8 @@ def test_track_measures_a_partly_measured_commit_again_and_says_why(tmp_path):
     assert "--skip-existing-commits" not in run
     # the CPU tier's cells only, each in one round of history sampling (benchmarks/tiers.py)
     assert " -a rounds=1 " in run and "--bench=^bench_model\\.Model" in run
-    assert "Model\\.[a-z_]+\\((?:'nano'" in run and "'2.7B'" not in run
+    assert "Model\\.(?!track_(?:gpu_peak_bytes" in run and "'2.7B'" not in run
+    assert "[a-z_]+\\((?:'nano'" in run  # ... and no method a CPU cannot measure
     why = next(line for line in out.stdout.splitlines() if middle[:8] in line and "again" in line)
     assert "lack 2 of 3 benchmarks" in why
 
@@ -360,3 +361,23 @@ def test_the_time_limit_stops_asv_and_its_children(tmp_path):
     assert code == 124
     pids = [int(p) for p in (fake / "pids").read_text().split()]
     assert not any(alive(p) for p in pids)
+
+
+def test_a_cpu_commit_without_the_gpu_only_methods_is_measured(tmp_path):
+    """The CPU tier never runs a memory figure or a host figure (benchmarks/tiers.py
+    GPU_ONLY_METHODS): a commit whose results lack only those counts as measured on a CPU."""
+    repo, (newest, middle, oldest) = fake_project(tmp_path)
+    results = repo / "results"
+    gpu_only = "bench_model.Model.track_gpu_peak_bytes_forward"
+    suite = {**SUITE, gpu_only: dict(SUITE["bench_model.Model.time_forward"],
+                                     version="perfmodel-facts-1")}
+    results.mkdir(parents=True)
+    (results / "benchmarks.json").write_text(json.dumps(
+        {**{name: dict(b, name=name) for name, b in suite.items()}, "version": 2}))
+    write_results(results, oldest, SUITE)  # as the CPU tier leaves it: no gpu_only row
+    out = perfmodel(repo, "track", "--dry-run", "--machine", MACHINE)
+    assert out.returncode == 0, out.stderr
+    assert "3 commit(s) of main, 1 already measured here" in out.stdout, out.stdout
+    # asked for the GPU tier, the same commit lacks that benchmark
+    out = perfmodel(repo, "track", "--dry-run", "--machine", MACHINE, "--tier", "gpu-quick")
+    assert "0 already measured here, 1 to measure again" in out.stdout, out.stdout

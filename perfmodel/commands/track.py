@@ -211,7 +211,11 @@ def main(args) -> int:
     if not all(re.fullmatch(r"[0-9a-f]{40}", h) for h in hashes):
         raise UserError(f"git rev-list {branch} gave something other than commit hashes")
     subjects = {h: _printable(git(root, "log", "-1", "--format=%s", h, "--")) for h in hashes}
+    tier = None if args.bench else tier_name(root, args.tier, env)
     suite = load_suite(results_dir)
+    if suite is not None and tier is not None:  # what the tier never runs is not missing
+        tiers = load_tiers(root)
+        suite = {n: b for n, b in suite.items() if tiers.measures(tier, n)}
     why = {h: why_measure(results_dir, name, h, suite) for h in hashes}
     if args.rerun:
         why = {h: "--rerun" if w is None else w for h, w in why.items()}
@@ -225,7 +229,6 @@ def main(args) -> int:
     # Samples kept so that the summary tables can give mean and std, not only asv's median.
     run = ["run", f"HASHFILE:{hashfile}", f"--machine={name}", "--record-samples",
            "--show-stderr"]
-    tier = None if args.bench else tier_name(root, args.tier, env)
     child_env = asv_env()
     runs = plan(root, tier, args.bench, env, child_env, args.chunk)
     publish = ["publish", "--no-pull"]
