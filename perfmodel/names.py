@@ -78,13 +78,13 @@ MiB = 2**20  # the unit memory is shown in, in every table
 
 MODES = {"forward": "fwd", "backward": "bwd", "forward_backward": "fwd_bwd", "train_step": "train"}
 
-# Exit statuses of the perfmodel commands (README "Exit status"): perfmodel gate's 1 is a confirmed
-# slowdown (asv continuous's own status), perfmodel report's 1 is results left out.
 # The report's default commit (report/commits.widest): the newest whose results hold at least this
 # share of the cells measured at the widest commit ("nearly as wide"), so that a GPU box's
 # quick-tier commits do not leave the seed forms n/a; the CLI's help says it too.
 WIDE_SHARE = 0.9
 
+# Exit statuses of the perfmodel commands (README "Exit status"): perfmodel gate's 1 is a confirmed
+# slowdown (asv continuous's own status), perfmodel report's 1 is results left out.
 EXIT_CLEAN = 0
 EXIT_LEFT_OUT = 1
 EXIT_USAGE = 2      # a UserError: one line naming what to do

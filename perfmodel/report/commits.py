@@ -74,7 +74,6 @@ def resolve(rs: ResultSet, ref: str | None, repo, order: list[str]) -> str:
     return resolve_commit(rs, ref)
 
 
-
 def widest(rs: ResultSet, order: list[str]) -> tuple[str, dict[str, int]]:
     """The tables' default commit: the newest whose results hold at least WIDE_SHARE of the cells
     measured at the widest commit, and each commit's count of cells measured (OK, OOM or failed).
