@@ -33,6 +33,9 @@ Run on the GPU box from the repository root, e.g.:
 --profile-model  PRESETS: the model criterion's step, flash against sdpa, under torch.profiler:
                  host wall, device busy time, kernels per step and the costliest kernels, e.g.
                  --profile-model small,large,xl (about a minute on the GPU)
+--host           the host's time per call of each layer of flash's launch path (the model's
+                 call, the autograd function, the launch through the autotuner, the plain JIT
+                 launch) against sdpa's, at the model's attention shape; about half a minute
 --resources      (no GPU) compile every config for sm_90 and print registers, spill stack and
                  shared memory per config (Triton's and flash_triton.smem_bytes' estimate),
                  e.g. --resources --ds 64,128 --jobs 2, or --resources --all-spaces --json F
@@ -959,6 +962,105 @@ def model_profile(presets, device, smoke=False, steps=3):
     return rows
 
 
+def host_overhead(device, smoke=False, calls=20, repeats=30):
+    """The host's time per call of each layer of flash's launch path, against sdpa's one call,
+    at the model's attention shape (the model criterion: flash's train steps are host-bound
+    where sdpa's are not, and in the profiled step flash's kernels are as busy as cuDNN's).
+    Each figure is the median over ``repeats`` of (time to issue ``calls`` calls, no
+    synchronize inside) / calls: the host's issue time, whatever the device's queue holds (20
+    calls of 8 launches stay far below the launch queue's depth). The layers, outermost first:
+    perfmodel.attention.attention (the model's call), flash_attention (4D -> 3D),
+    FlashAttentionTriton.apply (checks, allocations, the autograd node), the fwd kernel's launch
+    through the autotuner, and the same kernel launched with its chosen config by Triton's JIT;
+    then forward+backward both ways, and torch.empty_like as the host's yardstick."""
+    from perfmodel.attention import attention
+
+    b, h, s, d = (1, 2, 32, 16) if smoke else (ISSUE_PRESETS_BATCH, 12, ISSUE_PRESETS_CONTEXT, 64)
+    dtype = torch.float32 if smoke else torch.bfloat16
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=gen, device=device, dtype=dtype)
+
+    # the model's layout: q and k come out of the rotary embedding contiguous (b, h, s, d), v is
+    # the projection's (b, s, h, d) seen through transpose(1, 2)
+    q, k = rnd(b, h, s, d).requires_grad_(), rnd(b, h, s, d).requires_grad_()
+    v = rnd(b, s, h, d).transpose(1, 2).detach().requires_grad_()
+    grad = rnd(b, h, s, d)
+    q3, k3, v3 = (t.detach().reshape(b * h, s, d).contiguous() for t in (q, k, v))
+    o3 = torch.empty_like(q3)
+    lse = torch.empty((b * h, s), dtype=torch.float32, device=device)
+    const = flash_triton.constants(d, True, dtype)
+    args, rows, tile_key = flash_triton.kernel_args("fwd", q3, k3, v3, o=o3, lse=lse)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def fwd_bwd(fn):
+        def call():
+            fn(q, k, v).backward(grad)
+        return call
+
+    def plain_launch():
+        # the fwd kernel with the config the autotuner chose (or the fixed one), by Triton's JIT
+        kernel, tuned = flash_triton.KERNEL_FUNCS["fwd"]
+        best = getattr(tuned, "best_config", None)
+        if best is not None and not flash_triton._use_fixed_config():
+            meta = dict(best.all_kwargs())
+        else:
+            space = flash_triton.tuning_configs("fwd", dtype, d)
+            meta = flash_triton.config_meta(flash_triton.INTERPRET_CONFIG
+                                            if flash_triton._interpreting() else space[0])
+        grid = (flash_triton.triton.cdiv(rows, meta[tile_key]), b * h)
+        return lambda: kernel[grid](*args, **meta, **const)
+
+    steps = [
+        ("torch.empty_like (the host's yardstick)", lambda: torch.empty_like(q3)),
+        ("sdpa forward", lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)),
+        ("flash: attention(impl='flash') forward", lambda: attention(q, k, v, True, impl="flash")),
+        ("flash: flash_attention forward", lambda: flash_attention(q, k, v, True)),
+        ("flash: FlashAttentionTriton.apply (3D, contiguous)",
+         lambda: flash_triton.FlashAttentionTriton.apply(q3, k3, v3, True)),
+        ("flash: fwd launch through the autotuner",
+         lambda: flash_triton.launch("fwd", args, rows, tile_key, b * h, const)),
+        ("flash: fwd launch by Triton's JIT, chosen config", None),
+        ("sdpa forward+backward", fwd_bwd(lambda *t: torch.nn.functional.scaled_dot_product_attention(*t, is_causal=True))),
+        ("flash forward+backward", fwd_bwd(lambda *t: attention(*t, True, impl="flash"))),
+    ]
+    out = []
+    n_calls, n_rep = (2, 3) if smoke else (calls, repeats)
+    for label, fn in steps:
+        try:
+            if fn is None:
+                fn = plain_launch()
+            for _ in range(3):  # warm-up: compiles, autotuning, cuDNN's plans
+                fn()
+            sync()
+            times = []
+            for _ in range(n_rep):
+                sync()
+                t0 = time.perf_counter()
+                for _ in range(n_calls):
+                    fn()
+                times.append((time.perf_counter() - t0) / n_calls)
+            sync()
+            times.sort()
+            out.append(dict(step=label, us=times[len(times) // 2] * 1e6, min_us=times[0] * 1e6))
+        except Exception as exc:  # one layer's failure leaves the others
+            out.append(dict(step=label, error=f"{type(exc).__name__}: {str(exc)[:160]}"))
+        print(f"host {label}: " + (out[-1]["error"] if "error" in out[-1] else
+                                   f"{out[-1]['us']:.1f} us per call"), flush=True)
+    lines = ["", f"## the host's time per call (b{b} h{h} s{s} d{d} {dtype_name(dtype)}, causal; "
+                 f"median of {n_rep} x {n_calls} calls, no synchronize inside)",
+             "| layer | us per call | fastest us |", "|---|---:|---:|"]
+    for r in out:
+        lines.append(f"| {r['step']} | " + (f"{r['error'][:60]} | |" if "error" in r else
+                                           f"{r['us']:.1f} | {r['min_us']:.1f} |"))
+    print("\n".join(lines), flush=True)
+    return out
+
+
 def issue_table(rows, precision, models):
     """The compact tables printed last: the issue's table with ratios, accuracy, the model."""
     out = ["", "## issue 17 table (causal; do_bench medians; x SDPA = SDPA time / flash time, > 1: flash faster)",
@@ -1205,6 +1307,10 @@ def main():
                     help="where a model step's time goes, flash against sdpa: these presets "
                          "(comma-separated), bf16 fwd+bwd at the issue's context and batch, "
                          "torch.profiler; with --smoke tiny (CPU); a table last, then exit")
+    ap.add_argument("--host", action="store_true",
+                    help="the host's time per call of each layer of flash's launch path against "
+                         "sdpa's, at the model's attention shape (bf16); with --smoke tiny (CPU); "
+                         "a table last, then exit")
     ap.add_argument("--all-spaces", action="store_true",
                     help="with --resources: every config of every tuning space as written (before the "
                          "shared-memory filter) at each BLOCK_D it serves, instead of --ds/--dtypes; with "
@@ -1218,6 +1324,15 @@ def main():
         if args.json:
             with open(args.json, "w") as fh:
                 json.dump({"profile": rows}, fh, indent=1)
+        return 1 if any("error" in r for r in rows) else 0
+    if args.host:
+        if args.smoke and os.environ.get("TRITON_INTERPRET") != "1":  # before triton is imported
+            os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, TRITON_INTERPRET="1"))
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        rows = host_overhead(device, smoke=args.smoke)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"host": rows}, fh, indent=1)
         return 1 if any("error" in r for r in rows) else 0
     if args.resources:
         resources([int(x) for x in args.ds.split(",")], [getattr(torch, x) for x in args.dtypes.split(",")],
