@@ -39,12 +39,14 @@ def _measured(row) -> Measured:
 class _Machine:
     """One machine's stored results, indexed for the jumps (read once, through load.py)."""
 
-    def __init__(self, results_dir, machine, revisions):
+    def __init__(self, results_dir, machine, revisions, benchmarks=None):
         from .load import load  # noqa: PLC0415 (pandas)
 
         self.rule = None
         self.rows: dict = {}
         frame = load(str(results_dir), machine).frame
+        if benchmarks is not None:  # only the benchmarks asv's list names: the rest is never
+            frame = frame[frame["benchmark"].isin(benchmarks)]  # read (3 s of a 36 s publish)
         for r in frame.to_dict("records"):
             rev = revisions.get(r["commit"])
             if rev is not None:
@@ -74,6 +76,12 @@ def judge_regressions(html_dir, results_dir, repo, benchmarks, graphs, revisions
     machine_of = {graph.path + ".json": graph.params.get("machine") for _, graph in graphs}
     hash_of = {rev: h for h, rev in revisions.items()}
     machines: dict = {}
+    named: dict = {}  # machine -> the benchmarks its entries name
+    for entry in entries:
+        try:
+            named.setdefault(machine_of.get(entry[1]), set()).add(entry[0].partition("(")[0])
+        except (TypeError, IndexError, AttributeError):
+            pass  # a malformed entry: the loop below says so
     kept, unconfirmed, dropped, problems = [], 0, 0, []
     for entry in entries:
         name, graph_path, graph_params, idx, last_v, best_v, jumps = entry
@@ -85,7 +93,7 @@ def judge_regressions(html_dir, results_dir, repo, benchmarks, graphs, revisions
             continue
         if machine not in machines:
             try:
-                m = _Machine(results_dir, machine, revisions)
+                m = _Machine(results_dir, machine, revisions, named.get(machine))
             except UserError as err:  # its results unreadable: nothing of it can be judged
                 problems.append(f"warning: {machine}: its steps left out: {err}")
                 m = None
