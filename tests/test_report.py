@@ -521,6 +521,29 @@ def test_tables_default_to_the_newest_commit_nearly_as_wide_as_any(tmp_path):
     assert plain.commit == order[-1] and plain.newer is None
 
 
+def test_a_run_of_a_few_chunks_does_not_end_the_history(tmp_path):
+    """The newest commit measured only cells the commit before it did not (a GPU box's run of a
+    few chunks): by default the history and the change table end at the commit before it, the
+    page says why, and asked for, the newest commit is still read."""
+    order = commits_in_git_order()
+    results = copy_fixture(tmp_path)
+    keep = "bench_attention.Attention.time_forward"
+    files = {r.commit_hash: next((results / MACHINE).glob(f"{r.commit_hash[:8]}-*.json"))
+             for r in asv_files()}
+    for commit, only in ((order[-1], True), (order[-2], False)):
+        res = asv_results.Results.load(str(files[commit]))
+        for name in res.get_all_result_keys():  # newest: that benchmark alone; before: all but it
+            if (name == keep) != only:
+                res._results[name] = [float("nan")] * len(res._results[name])
+        res.save(str(results))
+
+    report = build_report(results, MACHINE, history=10, repo=REPO)
+    assert report.compare == (order[-3], order[-2])
+    assert report.history_frame["commit"].iloc[-1] == order[-2]
+    assert any(f"end at {order[-2][:8]}" in n and order[-1][:8] in n for n in report.notes)
+    assert build_report(results, MACHINE, order[-1], history=10, repo=REPO).commit == order[-1]
+
+
 def test_shipped_gpu_summary_fills_the_warmup_form(shipped_h200):
     """The shipped H200 history holds the whole tier at one commit and the quick tier at newer
     ones: the default summary is the whole tier's, with the warm-up study's 0/1/5 rows for every

@@ -201,11 +201,12 @@ def test_a_commit_with_empty_results_is_a_commit_without_cells(tmp_path, capsys,
     assert (tmp_path / "out" / "s.html").is_file()
     if which == "all":
         assert any("no attention or model results" in n for n in notes)
-    else:  # the tables fall back to the commit before, and the page says why
+    else:  # the tables, the history and the changes end at the commit before; the page says why
         assert not any("no attention or model results" in n for n in notes)
         newest = json.loads(files[-1].read_text())["commit_hash"][:8]
-        assert (f"(0 at the newest, {newest}: a quick tier, or a selection)"
-                in (tmp_path / "out" / "s.md").read_text())
+        before = json.loads(files[-2].read_text())["commit_hash"][:8]
+        page = (tmp_path / "out" / "s.md").read_text()
+        assert f"the history and the changes end at {before}: the newer commit(s) {newest}" in page
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("--machine", help="asv machine name (default: the one with the newest results)")
     p.add_argument("--commit", help="commit (hash prefix or git ref) to tabulate (default: the newest "
                    f"that measured at least {WIDE_SHARE * 100:.0f}%% of the cells of the widest "
-                   "commit; the history and the changes still end at the newest)")
+                   "commit; the history and the changes end at the newest that measured a cell of the commit "
+                   "before it)")
     p.add_argument("--output", "-o", default="html/summary.md",
                    help="markdown file to write (default html/summary.md); plots go beside it")
     p.add_argument("--history", type=int, default=10, metavar="N",

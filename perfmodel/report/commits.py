@@ -89,3 +89,22 @@ def widest(rs: ResultSet, order: list[str]) -> tuple[str, dict[str, int]]:
         if counts.get(c, 0) >= WIDE_SHARE * most:
             return c, counts
     return order[-1], counts
+
+
+def continued(rs: ResultSet, order: list[str]) -> str:
+    """Where the history and the change table end by default: the newest commit that measured a
+    cell also measured at the commit before it (of those with results), or the newest.
+
+    A run of a few chunks (`CHUNKS=...` on a GPU box: the flash kernels' cells alone) shares no
+    cell with the quick-tier commit before it; ending there would make the history's headlines
+    that run's cells, n/a at every other commit, and leave the change table nothing to
+    compare. Such commits keep their results (asv's graphs show them); the page says they are
+    newer (page.py)."""
+    f = rs.frame
+    measured = f[f["status"] != NA]
+    cells = {c: set(zip(g["benchmark"], g["cell"])) for c, g in measured.groupby("commit")}
+    for i in range(len(order) - 1, 0, -1):
+        if cells.get(order[i], set()) & cells.get(order[i - 1], set()):
+            return order[i]
+    return order[-1]
+

@@ -20,7 +20,7 @@ from ..untrusted import visible
 from ..verdict import device_of
 from .attention_tables import attention_tables
 from .cells import HOST_BOUND_MARK, Table, normalize
-from .commits import commit_order, git_log, resolve, widest
+from .commits import commit_order, continued, git_log, resolve, widest
 from .comparisons import model_comparisons
 from .fold import fold
 from .gaterule import clone_tiers, gate_rule
@@ -91,11 +91,20 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
     git_order, info = git_log(repo)
     order = commit_order(rs, git_order)
     # the tables' commit; the history and the change table end at ``last``: the same commit when
-    # one is asked for, else the newest, where the tables take the newest of the widest
-    # (commits.widest: a GPU box's quick-tier commits would leave the seed forms n/a)
+    # one is asked for, else the newest that measured a cell of the commit before it
+    # (commits.continued: a run of a few chunks starts no line), where the tables take the newest
+    # of the widest (commits.widest: a GPU box's quick-tier commits would leave the seed forms n/a)
     if commit is None:
         full, counts = widest(rs, order)
-        last = order[-1]
+        last = continued(rs, order)
+        if order.index(full) > order.index(last):  # the tables' commit is never past the end
+            last = full
+        if last != order[-1]:
+            apart = order[order.index(last) + 1:]
+            rs.notes.info(f"the history and the changes end at {last[:8]}: the newer commit(s) "
+                          f"{', '.join(c[:8] for c in apart)} measured no cell that the commit "
+                          "before them did (a run of a few chunks); perfmodel report --commit "
+                          "REF reads one of them")
     else:
         full = last = resolve(rs, commit, repo, order)
         counts = {}
@@ -164,7 +173,7 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
     newer = None
     if last != full:
         newer = Newer(last, counts.get(full, 0), max(counts.values()), counts.get(last, 0),
-                      len(order) - 1 - order.index(full))
+                      order.index(last) - order.index(full))
     return Report(rs.machine, full, info, tables, plots, list(notes), minfo, pair, hist,
                   notes.left_out, issued, bound, notes.internal, unknown, newer)
 
