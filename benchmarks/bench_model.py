@@ -1,6 +1,6 @@
 """The Transformer LM: perfmodel.workloads.ModelCell (batch 4, vocabulary 10,000, TF32 off)."""
 from . import tiers
-from .common import SuiteBase, facts, handle, modes, timing_attrs
+from .common import SuiteBase, facts, handle, modes, split_lines, timing_attrs
 
 STUDY_STEPS = 10  # the warm-up study's timed single steps (the seeds' Avg/Step over 10)
 
@@ -17,7 +17,10 @@ class Model(SuiteBase):
         attention, compile_ = tiers.MODEL_VARIANTS[variant]
         cell = dict(preset=preset, context=context, precision=precision, attention=attention,
                     compile=compile_, tf32=False)
-        self.cells = {name: handle("ModelCell", dict(cell, mode=mode), device)
+        split = {"split": True} if tiers.SPLIT_TRAIN_STEP else {}
+        self.cells = {name: handle("ModelCell", dict(cell, mode=mode,
+                                                     **(split if mode in tiers.SPLIT_MODES else {})),
+                                   device)
                       for name, mode in modes().items()}
         timing_attrs(self, device, "Model", grid_cell, handles=list(self.cells.values()))
 
@@ -108,6 +111,12 @@ class Model(SuiteBase):
           track_backlog_seconds_forward_backward, track_backlog_seconds_train_step,
           track_free_seconds_forward, track_free_seconds_backward,
           track_free_seconds_forward_backward, track_free_seconds_train_step)
+    if tiers.SPLIT_TRAIN_STEP:  # the backward and forward+backward as parts of the train step
+        split_lines(time_backward, time_forward_backward, track_status_backward,
+                    track_status_forward_backward, track_before_backward_bytes,
+                    track_issue_seconds_backward, track_issue_seconds_forward_backward,
+                    track_backlog_seconds_backward, track_backlog_seconds_forward_backward,
+                    track_free_seconds_backward, track_free_seconds_forward_backward)
 
 
 class Warmup(SuiteBase):

@@ -457,8 +457,12 @@ class Group:
             if self.series is not None:
                 self._record_series(measure)
             else:
-                for h in self.handles:
-                    self._record_one(measure, h)
+                parts = [h for h in self.handles if h.fields.get("split")]
+                for h in self.handles:  # in order; the parts at the first of them
+                    if h not in parts:
+                        self._record_one(measure, h)
+                    elif h is parts[0]:
+                        self._record_parts(measure, parts)
         finally:
             measure.DEVICE_CLOCK.total = clock  # the group's samples are replayed, not timed here
 
@@ -477,15 +481,18 @@ class Group:
         _write_side_file(h.path[: -len(".json")] + CLAIM_SUFFIX, "")
         return False
 
-    def _sampled(self, runnable, first: dict | None = None) -> list[float]:
+    def _sampled(self, runnable, first: dict | None = None, each=None) -> list[float]:
         """Samples by asv's stopping rule: at least ``min``, at most ``max``, and no more once
         ``seconds`` have passed since the first (asv_runner's benchmark_timing). ``first`` gets
         the step and issue times of the first step of the first sample's burst (it began on an
-        idle device behind the hold, as a metered step does)."""
+        idle device behind the hold, as a metered step does); ``each(runnable)`` is called after
+        every sample."""
         least, most, seconds = self.repeat
         out, t0 = [], time.perf_counter()
         while len(out) < most and (len(out) < least or time.perf_counter() - t0 <= seconds):
             out.append(runnable.sample())
+            if each is not None:
+                each(runnable)
             if first is not None and len(out) == 1:  # the burst's first step: a metered step's
                 step_s, issue_s = getattr(runnable, "first", None) or (
                     out[0], getattr(runnable, "launch", None))
@@ -553,6 +560,84 @@ class Group:
                     free(h.device)
         _write_side_file(self._record_path(h), json.dumps(record))
 
+    def _record_parts(self, measure, parts: list) -> None:
+        """Cells that are parts of one marked train step (perfmodel.workloads.ModelCell
+        ``split``: backward, forward+backward, train): one of them is opened and sampled, and
+        every sample's burst gives each part its own sample (Runnable.parts_sample), so the
+        three cost the train step's samples once. Each part gets the figures of its own span
+        (the first step's device and issue times, the head-start step's), the burst's backlog,
+        and the train step's memory; recorded under the first part's claim."""
+        first = parts[0]
+        if self._claimed(first):
+            self._copy_record(first, parts[1:])
+            return
+        record: dict = {"samples": [], "skip": None}
+        try:
+            first._open(history=True)
+        except NotImplementedError as err:
+            record["skip"] = str(err)
+            _write_side_file(first.path, _unopened(_pm("names").NA, str(err)))
+        runnable, first._runnable = first._runnable, None
+        taken: dict = {h.fields["mode"]: [] for h in parts}
+        figures: dict = {}
+        if runnable is not None:
+            t0 = time.perf_counter()
+
+            def each(run):
+                for mode, samples in taken.items():
+                    samples.append(run.parts_sample[mode])
+                if not figures:  # the first sample's first step, as _sampled's ``first``
+                    figures.update({mode: dict(step_s=run.parts_first[mode][0],
+                                               issue_s=run.parts_first[mode][1],
+                                               backlog_s=run.backlog) for mode in taken})
+            try:
+                self._sampled(runnable, each=each)
+                self._free_parts(runnable, taken, figures)
+                self._facts_over_samples(first, runnable, {})
+            except measure.MachineBusy as err:
+                taken = {mode: [] for mode in taken}
+                record["skip"] = str(err)
+                print(f"perfmodel: {first.label}: {err}", file=sys.stderr)
+            finally:
+                first.costs["samples"] = len(taken[first.fields["mode"]])
+                first.costs["sampling_s"] = time.perf_counter() - t0
+                runnable.release()
+                del runnable
+                free = getattr(measure, "free_device_memory", None)
+                if free is not None:
+                    free(first.device)
+        info = _read_side_file(first.path) or json.loads(_unopened(_pm("names").FAILED,
+                                                                   "no side file was written"))
+        for h in parts:
+            mode = h.fields["mode"]
+            mine = dict(info, **figures.get(mode, {}))
+            h.info = mine
+            _write_side_file(h.path, json.dumps(mine))
+            _write_side_file(self._record_path(h), json.dumps(dict(record, samples=taken[mode])))
+
+    @staticmethod
+    def _free_parts(runnable, taken: dict, figures: dict) -> None:
+        """One head-start step for the parts whose issue time and backlog leave them in doubt
+        (perfmodel.names.in_doubt), as _free_step takes for a cell of its own; each doubtful
+        part gets its own span of that step."""
+        doubt = getattr(_pm("names"), "in_doubt", None)
+        doubtful = [m for m, f in figures.items() if taken[m] and doubt is not None and
+                    doubt(statistics.median(taken[m]), f.get("issue_s"), f.get("backlog_s"))]
+        if doubtful:
+            runnable.free_step(max(figures[m]["issue_s"] for m in doubtful))
+            for m in doubtful:
+                figures[m]["free_s"] = runnable.parts_free[m]
+
+    def _copy_record(self, first: CellHandle, others: list) -> None:
+        """Cells recorded with ``first`` (its claim): where the process that claimed it died
+        before recording them, they get its side file and record (failed, with why)."""
+        if all(os.path.exists(self._record_path(h)) for h in others):
+            return
+        base = _read_side_file(self._record_path(first)) or {}
+        for h in others:
+            _write_side_file(h.path, json.dumps(_read_side_file(first.path) or {}))
+            _write_side_file(self._record_path(h), json.dumps(base))
+
     def _record_series(self, measure) -> None:
         """The warm-up study's cells (one model cell, warm-up w in ``self.handles``): one fresh
         process runs ``series`` single steps, timed one by one, with nothing untimed before them;
@@ -560,11 +645,7 @@ class Group:
         first would time. Recorded under the first handle's claim."""
         first = self.handles[0]
         if self._claimed(first):
-            if not all(os.path.exists(self._record_path(h)) for h in self.handles):
-                base = _read_side_file(self._record_path(first)) or {}
-                for h in self.handles[1:]:
-                    _write_side_file(h.path, json.dumps(_read_side_file(first.path) or {}))
-                    _write_side_file(self._record_path(h), json.dumps(base))
+            self._copy_record(first, self.handles[1:])
             return
         series = CellHandle(first.kind, first.fields, first.device.type, warmup=0)
         series.path = first.path
@@ -749,6 +830,19 @@ class SuiteBase:
     def teardown(self, *params):
         log_cost(type(self).__name__, params, getattr(self, "na", None))
         log_round(type(self).__name__, params)
+
+
+# A mode timed as its part of a marked train step (tiers.SPLIT_MODES) is another method than a
+# step of its own, so its numbers and figures start graph lines of their own. The train step
+# itself is the same step as before with three marks recorded inside it (CUDA events: a few
+# microseconds of its host's time) and keeps its lines.
+SPLIT_SUFFIX = "-split-train-step"
+
+
+def split_lines(*methods) -> None:
+    """File ``methods`` (time_ or facts) under their version + SPLIT_SUFFIX."""
+    for method in methods:
+        method.version = getattr(method, "version", TIME_VERSION) + SPLIT_SUFFIX
 
 
 def facts(*methods) -> None:

@@ -138,14 +138,62 @@ class DeviceClock:
 DEVICE_CLOCK = DeviceClock()
 
 
+class Marks:
+    """Points that a step records inside itself, so that one timed step also times its parts.
+
+    A part is the span between two points of a step: 0 is the step's start, 1..k its marks in the
+    order the step records them, k+1 its end (the model's train step marks before its backward,
+    before its optimizer and after it: backward = 1 to 2, forward+backward = 0 to 2, train = 0 to
+    4; perfmodel.workloads says so). Each mark is read on the device (a CUDA event, read after the
+    synchronize that ends a burst; on a CPU the host is the device) and on the host's clock, so
+    a part has a device time and an issue time like a whole step. Nothing else is added to the
+    step: on the H200 every preset's device-bound backward, forward+backward and train step timed
+    this way agreed with their own cells within 0.5% (notes/gpu-box.md, the split train step)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.points: list[tuple[Any, float]] = []  # (device mark, host seconds) in order
+
+    def mark(self) -> None:
+        host = time.perf_counter()
+        if self.device.type == "cuda":
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.points.append((event, host))
+        else:
+            self.points.append((host, host))
+
+    def take(self, steps: int) -> list[list[tuple[Any, float]]]:
+        """The marks of the last ``steps`` steps, one list per step (all marks taken so far)."""
+        points, self.points = self.points, []
+        if not steps or len(points) % steps:
+            raise RuntimeError(f"{steps} steps recorded {len(points)} marks, not as many each")
+        k = len(points) // steps
+        return [points[i * k:(i + 1) * k] for i in range(steps)]
+
+
 class Runnable:
     """A built workload: ``prepare()`` (untimed: e.g. the forward whose backward is timed) and
     ``step(state)`` (timed). Built by perfmodel.workloads; timed only here."""
 
     def __init__(self, device: torch.device, step: Callable[[Any], None],
                  prepare: Callable[[], Any] | None = None, meter: MemoryMeter | None = None,
-                 flush_l2: bool = True):
+                 flush_l2: bool = True, marks: Marks | None = None,
+                 parts: dict[str, tuple[int, int]] | None = None, report: str | None = None):
         self.device = device
+        # the step's parts (name -> (from point, to point), Marks), and the one the step's times
+        # stand for (``report``): timed_steps, sample and free_step give that part's seconds,
+        # and ``parts_*`` every part's, from the same steps
+        self.marks, self.parts, self.report = marks, parts, report
+        if (marks is None) != (parts is None) or (parts is not None and report not in parts):
+            raise ValueError("a step's parts need its marks and a reported part among them")
+        self.whole: float | None = None           # median whole step of the last timed_steps
+        self.issued: float | None = None          # median issue time of the reported part, same
+        self.parts_times: dict[str, list[float]] = {}   # each part's seconds, last timed_steps
+        self.parts_issue: dict[str, list[float]] = {}   # each part's issue seconds, same
+        self.parts_sample: dict[str, float] = {}  # each part's median over the last sample's burst
+        self.parts_first: dict[str, tuple[float, float | None]] = {}  # ``first``, each part
+        self.parts_free: dict[str, float] = {}    # each part's seconds in the last free step
         self.step = step
         self.prepare = prepare or (lambda: None)
         self.meter = meter or MemoryMeter(device)
@@ -176,33 +224,64 @@ class Runnable:
         return state
 
     def timed_steps(self, n: int) -> list[float]:
-        """Seconds of each of n steps run back to back (GPU: queued, read after one sync)."""
+        """Seconds of each of n steps run back to back (GPU: queued, read after one sync); with
+        parts, the reported part's (every part's in ``parts_times``)."""
         if self.device.type == "cuda":
-            marks, launches = [], []
+            bounds, launches = [], []
             for _ in range(n):
-                mark, launch = self._queue_step(self.hold_seconds())
-                marks.append(mark)
+                bound, launch = self._queue_step(self.hold_seconds())
+                bounds.append(bound)
                 launches.append(launch)
             self.launch = statistics.median(launches)
             t0 = time.perf_counter()
             torch.cuda.synchronize(self.device)
             self.backlog = time.perf_counter() - t0
-            times = [s.elapsed_time(e) / 1e3 for s, e in marks]
-            self.first = (times[0], launches[0])
-            return times
-        times = []
-        for _ in range(n):
-            state = self._prepare()
-            t0 = time.perf_counter()
-            self.step(state)
-            times.append(time.perf_counter() - t0)
-            del state
-        self.first = (times[0], None)
+            times = [start.elapsed_time(end) / 1e3 for start, end, _ in bounds]
+        else:
+            times, launches, bounds = [], None, []
+            for _ in range(n):
+                state = self._prepare()
+                t0 = time.perf_counter()
+                self.step(state)
+                t1 = time.perf_counter()
+                times.append(t1 - t0)
+                bounds.append((t0, t1, t0))
+                del state
+        self.whole = statistics.median(times)
+        times, issues = self._split(times, launches, bounds)
+        self.issued = statistics.median(issues) if issues else None
+        self.first = (times[0], issues[0] if issues else None)
         return times
 
+    def _split(self, times, launches, bounds):
+        """The reported part's seconds and issue seconds of each step (the whole step's when
+        the step has no parts); every part's go to ``parts_times`` and ``parts_issue``.
+        ``bounds``: each step's (start, end, host start), device marks (events on a GPU)."""
+        if self.marks is None:
+            return times, launches
+        gpu = self.device.type == "cuda"
+        self.parts_times = {name: [] for name in self.parts}
+        self.parts_issue = {name: [] for name in self.parts}
+        for i, inner in enumerate(self.marks.take(len(times))):
+            start, end, host0 = bounds[i]
+            if gpu:  # device seconds from the step's start; the host's from its issue's start
+                at = ([0.0] + [start.elapsed_time(e) / 1e3 for e, _ in inner]
+                      + [start.elapsed_time(end) / 1e3])
+                host = [0.0] + [h - host0 for _, h in inner] + [launches[i]]
+            else:  # the host is the device
+                at = [0.0] + [h - start for _, h in inner] + [end - start]
+            for name, (a, b) in self.parts.items():
+                self.parts_times[name].append(at[b] - at[a])
+                if gpu:
+                    self.parts_issue[name].append(host[b] - host[a])
+        self.parts_first = {name: (self.parts_times[name][0],
+                                   self.parts_issue[name][0] if gpu else None)
+                            for name in self.parts}
+        return self.parts_times[self.report], (self.parts_issue[self.report] if gpu else None)
+
     def _queue_step(self, hold: float):
-        """Queue one GPU step behind a hold of ``hold`` seconds: ((start, end) events, the
-        host's seconds to issue it)."""
+        """Queue one GPU step behind a hold of ``hold`` seconds: ((start, end) events and the
+        host's clock when it began issuing, the host's seconds to issue it)."""
         state = self._prepare()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         if hold:
@@ -213,7 +292,7 @@ class Runnable:
         launch = time.perf_counter() - t0
         end.record()
         del state
-        return (start, end), launch
+        return (start, end, t0), launch
 
     def hold_seconds(self) -> float:
         """How long the stream is held before the next timed step (0: the protocol holds none)."""
@@ -228,9 +307,11 @@ class Runnable:
         p = self.protocol
         if p.burst_s <= 0:
             return 1
-        if self.last is None:
+        # a burst of whole steps: with parts, sized by the whole step, not the reported part
+        last = self.whole if self.marks is not None and self.whole is not None else self.last
+        if last is None:
             return max(1, p.min_burst)
-        return max(p.min_burst, min(p.max_burst, math.ceil(p.burst_s / max(self.last, 1e-7))))
+        return max(p.min_burst, min(p.max_burst, math.ceil(p.burst_s / max(last, 1e-7))))
 
     def _burst(self) -> tuple[float, bool]:
         """(median step seconds, whether the CPU was taken away) of one burst."""
@@ -240,6 +321,7 @@ class Runnable:
         wall, queue1 = time.perf_counter() - wall0, run_queue_seconds()
         disturbed = (self.device.type == "cpu" and queue0 is not None and queue1 is not None
                      and queue1 - queue0 > CPU_DISTURBED_SHARE * wall + 1e-3)
+        self.parts_sample = {name: statistics.median(v) for name, v in self.parts_times.items()}
         return statistics.median(times), disturbed
 
     def sample(self) -> float:
@@ -273,11 +355,19 @@ class Runnable:
         the host queues the step, so the device runs it without waiting on the host. A step
         that runs notably faster this way than as sampled was paced by its host (names.host_bound).
         GPU only; costs one step and the hold, so the suite takes it only for a step that its
-        issue time and backlog leave in doubt."""
+        issue time and backlog leave in doubt. With parts, the hold covers the whole step's
+        issue and every part's seconds go to ``parts_free``."""
+        if self.marks is not None and self.launch is not None:
+            issue_s = max(issue_s, self.launch)  # the whole step is queued, not only the part
         hold = min(HEAD_START_MAX_S, max(self.protocol.hold_min_s, HEAD_START_FACTOR * issue_s))
-        (start, end), _ = self._queue_step(hold)
+        bound, launch = self._queue_step(hold)
         torch.cuda.synchronize(self.device)
-        return start.elapsed_time(end) / 1e3
+        kept = self.parts_times, self.parts_issue, self.parts_first  # the sampled steps'
+        times, _ = self._split([bound[0].elapsed_time(bound[1]) / 1e3], [launch], [bound])
+        if self.marks is not None:
+            self.parts_free = {name: v[0] for name, v in self.parts_times.items()}
+        self.parts_times, self.parts_issue, self.parts_first = kept
+        return times[0]
 
     def release(self) -> None:
         self._flush = None
@@ -380,7 +470,7 @@ def open_cell(cell, device: torch.device, protocol: Protocol | None = None) -> O
         if protocol.meter_step:  # memory: one more step, alike after warm-up, from a reset peak
             t0 = time.perf_counter()
             runnable.last = opened.step_s = runnable.timed_steps(1)[0]
-            opened.issue_s, opened.backlog_s = runnable.launch, runnable.backlog
+            opened.issue_s, opened.backlog_s = runnable.issued, runnable.backlog
             if in_doubt(opened.step_s, opened.issue_s, opened.backlog_s):
                 opened.free_s = runnable.free_step(opened.issue_s)
             opened.peak_bytes = runnable.meter.peak()

@@ -36,10 +36,11 @@ def _mib(value):
 
 
 def _group(results: list[Result], pass_key: str):
-    """Rows keyed by everything but the pass, in first-seen order."""
+    """Rows keyed by everything but the pass (and whether it was a part of a split train step,
+    which a run chooses for all its modes at once), in first-seen order."""
     rows: dict[tuple, dict[str, Result]] = {}
     for r in results:
-        key = tuple((k, v) for k, v in r.cell.items() if k != pass_key)
+        key = tuple((k, v) for k, v in r.cell.items() if k not in (pass_key, "split"))
         rows.setdefault(key, {})[r.cell[pass_key]] = r
     return rows
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .attention import availability, check_shapes, compile_for_grids, get_attention
 from .errors import UserError, choose
 from .flops import attention_flops, model_flops
-from .measure import Runnable
+from .measure import Marks, Runnable
 from .memory import MemoryMeter
 from .model import PRESETS, TransformerLM, count_params, get_config
 
@@ -24,6 +24,10 @@ DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 PRECISIONS = ("fp32", "bf16")  # bf16 = autocast over fp32 weights
 ATTENTION_PASSES = ("fwd", "bwd", "fwd_bwd")
 MODEL_MODES = ("fwd", "bwd", "fwd_bwd", "train")
+# The modes that are parts of a train step, and its points (perfmodel.measure.Marks): 0 its start,
+# 1 before the backward, 2 before the optimizer, 3 after it, 4 its end. A split cell times its
+# mode as that part of a marked train step, so one burst of train steps gives all three.
+TRAIN_PARTS = {"bwd": (1, 2), "fwd_bwd": (0, 2), "train": (0, 4)}
 SEED_ATTENTION_D = (16, 32, 64, 128)
 SEED_ATTENTION_SEQ = (256, 1024, 4096, 8192, 16384)
 SEED_CONTEXTS = (128, 256, 512, 1024)
@@ -149,6 +153,10 @@ class ModelCell:
     tf32: bool = False
     vocab_size: int = 10_000
     seed: int = 0
+    # time the mode as its part of a marked train step (TRAIN_PARTS) instead of a step of its
+    # own: the backward then runs right behind its forward, as in training, and one burst of
+    # train steps gives the three modes' numbers (Runnable.parts_sample)
+    split: bool = False
 
     def validate(self) -> None:
         from .attention import IMPLEMENTATIONS  # noqa: PLC0415
@@ -156,6 +164,8 @@ class ModelCell:
         choose("preset", self.preset, PRESETS)
         choose("precision", self.precision, PRECISIONS)
         choose("mode", self.mode, MODEL_MODES)
+        if self.split:
+            choose("mode of a split train step", self.mode, TRAIN_PARTS)
         choose("attention implementation", self.attention, IMPLEMENTATIONS)
         _positive(context=self.context, batch=self.batch, vocab_size=self.vocab_size)
 
@@ -196,7 +206,8 @@ class ModelCell:
         logits = 3 * b * s * cfg.vocab_size * 4
         if self.mode == "fwd":
             return weights + 2 * per_layer + logits
-        state = 4 * p + (8 * p if self.mode == "train" else 0)  # grads, AdamW moments
+        train = self.mode == "train" or self.split
+        state = 4 * p + (8 * p if train else 0)  # grads, AdamW moments
         return int(1.2 * (weights + state + cfg.n_layers * per_layer + logits))
 
     def build(self, device: torch.device) -> Runnable:
@@ -231,7 +242,7 @@ class ModelCell:
                     forward(inputs)
             return Runnable(device, step, meter=meter)
 
-        if self.mode == "bwd":
+        if self.mode == "bwd" and not self.split:
             def prepare():
                 zero_grad()
                 value = loss()
@@ -242,13 +253,23 @@ class ModelCell:
                 value.backward()
             return Runnable(device, step, prepare, meter=meter)
 
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if self.mode == "train" else None
+        # forward+backward and the train step; a split cell trains and marks its parts
+        optimizer = (torch.optim.AdamW(model.parameters(), lr=1e-4)
+                     if self.mode == "train" or self.split else None)
+        marks = Marks(device) if self.split else None
+        mark = marks.mark if marks is not None else (lambda: None)
 
         def step(_):
             zero_grad()
             value = loss()
             meter.mark_before_backward()
+            mark()
             value.backward()
+            mark()
             if optimizer is not None:
                 optimizer.step()
-        return Runnable(device, step, meter=meter)
+            mark()
+        if marks is None:
+            return Runnable(device, step, meter=meter)
+        return Runnable(device, step, meter=meter, marks=marks, parts=TRAIN_PARTS,
+                        report=self.mode)

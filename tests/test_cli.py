@@ -41,6 +41,15 @@ def test_model_grid_prints_a_seed_style_table(capsys):
     assert len(rows) == 2 and all("| OK |" in r for r in rows)
 
 
+def test_split_modes_share_the_row_of_their_forward_and_say_how_they_were_timed(capsys):
+    assert main(["model", "--preset", "nano", "--context", "16", "--batch", "1", "--mode",
+                 "fwd,bwd,train", "--split", "on", "--steps", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    rows = [l for l in out.splitlines() if l.startswith("| nano")]
+    assert len(rows) == 1 and rows[0].count("| OK |") == 3
+    assert "parts of one marked train step" in out
+
+
 def test_attention_grid_with_oom_cell_keeps_the_others(capsys, tmp_path):
     out_file = tmp_path / "t.csv"
     assert main(["attention", "--impl", "eager", "--d", "16", "--seq", "64,16384",

@@ -234,3 +234,134 @@ def test_the_history_protocol_is_the_devices_with_one_warmup_step_and_no_metered
     step_s, issue_s = opened.runnable.first  # the burst's first step (no launches on a CPU)
     assert step_s > 0 and issue_s is None
     opened.runnable.release()
+
+
+class PartsRunnable(FakeRunnable):
+    """A marked train step of known parts: sample n's bwd, fwd_bwd and train are 0.020, 0.030
+    and 0.040 times (1 + n / 100); the first step's issue times leave the backward in doubt."""
+
+    PARTS = {"bwd": 0.020, "fwd_bwd": 0.030, "train": 0.040}
+    backlog = 0.0001
+    free_steps: list = []
+
+    def __init__(self, base):
+        super().__init__(base)
+        self.meter = type("Meter", (), {"peak": lambda _: 8192, "before_backward": 5})()
+        self.parts_free = {}
+
+    def sample(self):
+        k = 1 + self.n / 100
+        self.parts_sample = {m: v * k for m, v in self.PARTS.items()}
+        self.parts_first = {"bwd": (0.019, 0.0195), "fwd_bwd": (0.029, 0.002),
+                            "train": (0.039, 0.003)}
+        return super().sample()
+
+    def free_step(self, issue_s):
+        PartsRunnable.free_steps.append(issue_s)
+        self.parts_free = {"bwd": 0.011, "fwd_bwd": 0.021, "train": 0.031}
+        return self.parts_free["bwd"]
+
+
+@pytest.fixture
+def split_suite(suite, monkeypatch):
+    """The suite with the model's train step split (tiers.SPLIT_TRAIN_STEP): a split cell opens
+    as a PartsRunnable reporting the backward."""
+    monkeypatch.setattr(tiers, "SPLIT_TRAIN_STEP", True)
+    fake_open = common.CellHandle._open
+    PartsRunnable.free_steps = []
+
+    def open_split(self, history=False):
+        fake_open(self, history)
+        if self.fields.get("split"):  # opened by the history protocol: no metered step
+            self._runnable = PartsRunnable(0.020)
+            self.info = dict(self.info, peak_bytes=None, step_s=None)
+            common._write_side_file(self.path, json.dumps(self.info))
+    monkeypatch.setattr(common.CellHandle, "_open", open_split)
+    return suite
+
+
+def test_a_split_train_step_is_sampled_once_for_its_three_modes(split_suite):
+    model = bench_model.Model()
+    model.setup("nano", 128, "fp32", "eager")
+    assert [f["mode"] for _, f, _ in split_suite] == ["fwd", "bwd"]  # two cells opened, not four
+    assert all(f.get("split") for _, f, _ in split_suite[1:])
+    count = model.repeat[0]
+    for method, base in (("time_backward", 0.020), ("time_forward_backward", 0.030),
+                         ("time_train_step", 0.040)):
+        assert _asv_samples(model, method, count) == pytest.approx(
+            [base * (1 + n / 100) for n in range(count)])
+    # each part's figures are its own span's; only the doubtful backward took the head start
+    assert PartsRunnable.free_steps == [0.0195]
+    bwd = common._read_side_file(model.cells["backward"].path)
+    train = common._read_side_file(model.cells["train_step"].path)
+    assert (bwd["step_s"], bwd["issue_s"], bwd["free_s"]) == (0.019, 0.0195, 0.011)
+    assert (train["step_s"], train["issue_s"], train.get("free_s")) == (0.039, 0.003, None)
+    assert bwd["peak_bytes"] == train["peak_bytes"] == 8192  # the train step's memory
+    fwd_bwd = common._read_side_file(model.cells["forward_backward"].path)
+    assert fwd_bwd["before_backward_bytes"] == 5
+    # another process of the run replays them, measuring nothing
+    common._HANDLES.clear()
+    again = bench_model.Model()
+    again.setup("nano", 128, "fp32", "eager")
+    assert len(split_suite) == 2
+    assert _asv_samples(again, "time_forward_backward", 1) == pytest.approx([0.030])
+
+
+def test_a_split_train_step_that_is_not_ok_leaves_its_three_modes_na(split_suite, monkeypatch):
+    def oom(self, history=False):
+        self.info = {"status": "OOM", "error": "planted", "peak_bytes": None,
+                     "before_backward_bytes": None, "step_s": None, "issue_s": None}
+        common._write_side_file(self.path, json.dumps(self.info))
+    opener = common.CellHandle._open
+    monkeypatch.setattr(common.CellHandle, "_open",
+                        lambda self, history=False: (oom if self.fields.get("split") else opener)(
+                            self, history))
+    model = bench_model.Model()
+    model.setup("nano", 128, "fp32", "eager")
+    for suffix in ("backward", "forward_backward", "train_step"):
+        assert getattr(model, f"track_status_{suffix}")() == 2
+        with pytest.raises(NotImplementedError, match="OOM: planted"):
+            getattr(model, f"time_{suffix}")()
+    assert _asv_samples(model, "time_forward", 1) == pytest.approx([0.010])
+
+
+def test_the_suites_split_modes_are_the_train_steps_parts_and_real_cells_agree(tmp_path,
+                                                                                monkeypatch):
+    """tiers.SPLIT_MODES names perfmodel's TRAIN_PARTS (the suite runs against older commits, so
+    it states its own); and on the CPU a real history run of a split grid point replays, sample
+    by sample, a backward shorter than its forward+backward, shorter than its train step."""
+    from perfmodel.workloads import TRAIN_PARTS  # noqa: PLC0415
+
+    assert tiers.SPLIT_MODES == tuple(TRAIN_PARTS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(*tiers.HISTORY_RUN_ENV)
+    monkeypatch.setenv("PERFMODEL_ASV_DEVICE", "cpu")
+    monkeypatch.setattr(tiers, "SPLIT_TRAIN_STEP", True)
+    common._HANDLES.clear()
+    try:
+        model = bench_model.Model()
+        model.setup("nano", 128, "fp32", "sdpa")
+        n = model.repeat[0]
+        got = {m: _asv_samples(model, f"time_{m}", n)
+               for m in ("backward", "forward_backward", "train_step")}
+        assert all(b < fb < t for b, fb, t in zip(*got.values()))
+        assert model.track_status_backward() == 1
+    finally:
+        common._HANDLES.clear()
+
+
+def test_split_modes_file_their_numbers_on_lines_of_their_own(monkeypatch):
+    import importlib  # noqa: PLC0415
+
+    monkeypatch.setattr(tiers, "SPLIT_TRAIN_STEP", True)
+    try:
+        split = importlib.reload(bench_model).Model
+        assert split.time_backward.version == common.TIME_VERSION + common.SPLIT_SUFFIX
+        assert split.track_before_backward_bytes.version.endswith(common.SPLIT_SUFFIX)
+        assert not hasattr(split.time_train_step, "version")  # the train step keeps its line
+        assert split.track_status_train_step.version == common.FACTS_VERSION
+    finally:
+        monkeypatch.undo()
+        plain = importlib.reload(bench_model).Model
+    assert not hasattr(plain.time_backward, "version")
+    assert plain.track_before_backward_bytes.version == common.FACTS_VERSION

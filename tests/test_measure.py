@@ -1,5 +1,7 @@
 """The measurement core: statistics, what is timed, memory, and OOM / failure as results."""
 import gc
+import math
+import statistics
 import time
 import weakref
 
@@ -381,3 +383,104 @@ def test_host_bound_on_a_gpu_for_steps_whose_answer_is_known():
     assert verdict(lambda _: torch.cuda._sleep(int(measure.HOLD_CLOCK_HZ * 0.02))) is False
     assert verdict(queued) is False
     assert verdict(queued_then_tail) is False
+
+
+def _spin(seconds: float) -> None:
+    """Busy for at least ``seconds`` of the host's clock (the host is the device on a CPU)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def _marked_step(marks, counter, spans=(0.004, 0.008, 0.002)):
+    """A step with three marks inside, each span busy for at least its seconds: start, A, mark,
+    B, mark, C, mark, end (the model's train step: forward, backward, optimizer)."""
+    def step(_):
+        counter.append(1)
+        _spin(spans[0])
+        marks.mark()
+        _spin(spans[1])
+        marks.mark()
+        _spin(spans[2])
+        marks.mark()
+    return step
+
+
+TRAIN = {"bwd": (1, 2), "fwd_bwd": (0, 2), "train": (0, 4)}
+
+
+def test_one_burst_of_a_marked_step_times_every_part():
+    """The parts of a split train step come from the steps of one burst (counted), each part the
+    span between its points: backward (B) is shorter than forward+backward (A + B) by at least
+    A, and the train part is the whole step as timed."""
+    marks, counter = measure.Marks(CPU), []
+    r = Runnable(CPU, _marked_step(marks, counter), marks=marks, parts=TRAIN, report="bwd")
+    r.protocol = measure.Protocol(burst_s=0.05, min_burst=3, max_burst=50)
+    seconds = r.sample()
+    n = len(counter)
+    assert n == 3  # nothing known yet: min_burst, and no step beyond the burst
+    assert seconds == r.parts_sample["bwd"] == statistics.median(r.parts_times["bwd"])
+    for i in range(n):
+        bwd, fwd_bwd, train = (r.parts_times[p][i] for p in ("bwd", "fwd_bwd", "train"))
+        assert bwd >= 0.008 and fwd_bwd >= bwd + 0.004 and train >= fwd_bwd + 0.002
+    # the next burst is sized by the whole step (at least 14 ms), not by the reported part
+    expect = r.burst_size()
+    assert r.whole >= 0.014 and expect == math.ceil(0.05 / r.whole)
+    r.sample()
+    assert len(counter) == n + expect
+    assert r.parts_first["train"][0] == r.parts_times["train"][0]
+
+
+def test_a_step_that_marks_unevenly_is_an_error_not_a_number():
+    marks = measure.Marks(CPU)
+    steps = []
+
+    def step(_):
+        steps.append(1)
+        for _ in range(1 + len(steps) % 2):  # one mark, then two
+            marks.mark()
+    r = Runnable(CPU, step, marks=marks, parts={"a": (0, 1)}, report="a")
+    with pytest.raises(RuntimeError, match="marks"):
+        r.timed_steps(2)
+    with pytest.raises(ValueError):
+        Runnable(CPU, step, marks=marks, parts={"a": (0, 1)}, report="b")
+
+
+def test_a_split_model_cell_reports_its_mode_from_the_train_steps_parts():
+    """A split cell of each mode runs the train step (its optimizer's state exists) and reports
+    its own part; forward alone cannot be split."""
+    for mode in ("bwd", "fwd_bwd", "train"):
+        opened = measure.open_cell(ModelCell("nano", 32, batch=1, mode=mode, split=True), CPU)
+        r = opened.runnable
+        assert opened.status == OK and set(r.parts) == {"bwd", "fwd_bwd", "train"}
+        assert r.sample() == r.parts_sample[mode]
+        assert r.parts_sample["bwd"] < r.parts_sample["fwd_bwd"] < r.parts_sample["train"]
+        r.release()
+    with pytest.raises(UserError, match="bwd, fwd_bwd, train"):
+        ModelCell("nano", 32, mode="fwd", split=True).validate()
+    assert (ModelCell("nano", 1024, mode="fwd_bwd", split=True).estimate_bytes()
+            == ModelCell("nano", 1024, mode="train").estimate_bytes())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_marked_step_on_a_gpu_times_and_issues_each_part():
+    """On a GPU the parts are CUDA events: kernels of 4, then 8, then 2 units (clock cycles of
+    about a millisecond), each part in proportion to its kernels within 10%; every part has an
+    issue time, and the head-start step gives each part's device time too."""
+    dev = torch.device("cuda")
+    marks = measure.Marks(dev)
+
+    def step(_):
+        for seconds in (0.004, 0.008, 0.002):
+            torch.cuda._sleep(int(seconds * measure.HOLD_CLOCK_HZ * 0.99))
+            marks.mark()
+    r = Runnable(dev, step, flush_l2=False, marks=marks, parts=TRAIN, report="bwd")
+    r.timed_steps(2)
+    r.sample()
+    part = r.parts_sample
+    unit = (part["fwd_bwd"] - part["bwd"]) / 4  # the first kernel's time, per unit
+    assert part["bwd"] == pytest.approx(8 * unit, rel=0.1)
+    assert part["train"] == pytest.approx(14 * unit, rel=0.1)
+    assert all(r.parts_issue[p] and min(r.parts_issue[p]) >= 0 for p in TRAIN)
+    free = r.free_step(r.issued)
+    assert free == r.parts_free["bwd"] and r.parts_free["train"] > r.parts_free["fwd_bwd"] > free

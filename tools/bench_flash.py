@@ -1015,6 +1015,22 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
         grid = (flash_triton.triton.cdiv(rows, meta[tile_key]), b * h)
         return lambda: kernel[grid](*args, **meta, **const)
 
+    # the backward's layers: FlashAttentionTriton.backward called directly (no autograd engine)
+    # on saved tensors of one forward, and each of its launches through the autotuner
+    q3g, k3g, v3g = (t.clone().requires_grad_() for t in (q3, k3, v3))
+    out3 = flash_triton.FlashAttentionTriton.apply(q3g, k3g, v3g, True)
+    do3 = torch.randn(out3.shape, generator=gen, device=device, dtype=dtype)
+    saved = type("Saved", (), {"saved_tensors": (q3, k3, v3, out3.detach(), lse),
+                               "is_causal": True})()
+    flash_triton.launch("fwd", args, rows, tile_key, b * h, const)  # fills lse for ``saved``
+    delta = torch.empty((b * h, s), dtype=torch.float32, device=device)
+    grads = dict(lse=lse, do=do3, delta=delta, dq=torch.empty_like(q3), dk=torch.empty_like(k3),
+                 dv=torch.empty_like(v3))
+
+    def bwd_launch(name):
+        bargs, brows, bkey = flash_triton.kernel_args(name, q3, k3, v3, **grads)
+        return lambda: flash_triton.launch(name, bargs, brows, bkey, b * h, const)
+
     steps = [
         ("torch.empty_like (the host's yardstick)", lambda: torch.empty_like(q3)),
         ("sdpa forward", lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)),
@@ -1027,6 +1043,12 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
         ("flash: fwd launch by Triton's JIT, chosen config", None),
         ("sdpa forward+backward", fwd_bwd(lambda *t: torch.nn.functional.scaled_dot_product_attention(*t, is_causal=True))),
         ("flash forward+backward", fwd_bwd(lambda *t: attention(*t, True, impl="flash"))),
+        ("flash: FlashAttentionTriton.apply forward+backward (3D, contiguous)",
+         lambda: flash_triton.FlashAttentionTriton.apply(q3g, k3g, v3g, True).backward(do3)),
+        ("flash: FlashAttentionTriton.backward (no autograd engine)",
+         lambda: flash_triton.FlashAttentionTriton.backward(saved, do3)),
+        *((f"flash: {name} launch through the autotuner", bwd_launch(name))
+          for name in flash_triton.BWD_VARIANTS.get(flash_triton.BWD_VARIANT, ())),
     ]
     out = []
     n_calls, n_rep = (2, 3) if smoke else (calls, repeats)

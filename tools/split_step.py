@@ -15,10 +15,10 @@ hold).
     python3 -m tools.split_step --preset nano --context 64 --samples 3     # a CPU dry run
 
 The suite's way opens each mode's cell with perfmodel.measure.open_cell by the device's protocol
-(its metered step tells whether the step is host-bound) and samples it; the split way samples
-the same built train cell (perfmodel.workloads.ModelCell) with the same sampler
-(Runnable.timed_steps), adding only CUDA events as marks inside the step (on a CPU, the host's
-clock: the host is the device there).
+(its metered step tells whether the step is host-bound) and samples it; the split way opens and
+samples the split train cell (perfmodel.workloads.ModelCell ``split``: the same step with
+perfmodel.measure.Marks inside, CUDA events on a GPU and the host's clock on a CPU, where the
+host is the device) the same way, and reads each mode from the same bursts.
 """
 from __future__ import annotations
 
@@ -30,82 +30,37 @@ import time
 from dataclasses import replace
 
 import torch
-from torch.optim.optimizer import (register_optimizer_step_post_hook,
-                                   register_optimizer_step_pre_hook)
 
 from perfmodel import measure
 from perfmodel.errors import UserError
 from perfmodel.memory import free_device_memory
-from perfmodel.names import MODES as SUITE_MODES, host_bound
-from perfmodel.workloads import ModelCell
+from perfmodel.names import host_bound
+from perfmodel.workloads import TRAIN_PARTS, ModelCell
 
 # the modes one marked train step times: every mode of the suite's but the forward (which runs
 # under no_grad, without the loss)
-MODES = tuple(m for m in SUITE_MODES.values() if m != SUITE_MODES["forward"])
-
-
-class Marks:
-    """Three marks per train step, from the step's own hooks: before the backward (where the step
-    marks the memory meter), before the optimizer's step and after it. CUDA events on a GPU, the
-    host's clock on a CPU (the host is the device there)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.marks: list = []
-
-    def mark(self, *_) -> None:
-        if self.device.type == "cuda":
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self.marks.append(event)
-        else:
-            self.marks.append(time.perf_counter())
-
-    def gap(self, a, b) -> float:
-        return a.elapsed_time(b) / 1e3 if self.device.type == "cuda" else b - a
-
-    def take(self) -> list[tuple[float, float]]:
-        """(backward, optimizer) seconds of each step marked since the last take (call after a
-        synchronize: Runnable.timed_steps ends with one)."""
-        m, self.marks = self.marks, []
-        if len(m) % 3:
-            raise RuntimeError(f"train steps gave {len(m)} marks, not 3 each")
-        return [(self.gap(m[i], m[i + 1]), self.gap(m[i + 1], m[i + 2]))
-                for i in range(0, len(m), 3)]
+MODES = tuple(TRAIN_PARTS)
 
 
 def split_samples(cell: ModelCell, device: torch.device, samples: int) -> dict[str, list[float]]:
-    """Samples of each mode from bursts of train steps, taken by perfmodel.measure's own sampler
-    (Runnable.timed_steps: its hold, L2 flush and burst size) with the marks in between: train is
-    the step, backward the first mark to the second, forward+backward the step less its
-    optimizer. A sample is the median over its burst, as Runnable.sample takes it."""
-    run = cell.build(device)
-    marks = Marks(device)
-    meter_mark = run.meter.mark_before_backward
-
-    def before_backward():
-        meter_mark()
-        marks.mark()
-    run.meter.mark_before_backward = before_backward
-    hooks = (register_optimizer_step_pre_hook(marks.mark),
-             register_optimizer_step_post_hook(marks.mark))
+    """Samples of each mode from bursts of marked train steps: the cell split
+    (perfmodel.workloads.ModelCell ``split``), opened and sampled by perfmodel.measure as the
+    suite's way is; each sample's parts (Runnable.parts_sample) are the medians over its burst."""
+    opened = measure.open_cell(replace(cell, mode="train", split=True), device,
+                               measure.Protocol.for_device(device))
+    if opened.runnable is None:
+        raise RuntimeError(f"split train step: {opened.status} {opened.error}")
+    run = opened.runnable
     try:
-        for _ in range(max(2, run.protocol.warmup_steps)):  # the protocol's warm-up
-            run.last = run.timed_steps(1)[0]
-        marks.take()
         out: dict[str, list[float]] = {m: [] for m in MODES}
         for _ in range(samples):
-            train = run.timed_steps(run.burst_size())
-            spans = marks.take()
-            out["train"].append(statistics.median(train))
-            out["bwd"].append(statistics.median(b for b, _ in spans))
-            out["fwd_bwd"].append(statistics.median(t - o for t, (_, o) in zip(train, spans)))
-            run.last = out["train"][-1]
+            run.sample()
+            for m in MODES:
+                out[m].append(run.parts_sample[m])
         return out
     finally:
-        for hook in hooks:
-            hook.remove()
         run.release()
+        opened.runnable = None
         del run
         free_device_memory(device)
 

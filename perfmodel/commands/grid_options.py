@@ -73,6 +73,8 @@ def run(args, cells, table) -> int:
         how = (f"warm-up study: {args.warmup} untimed steps, then {args.steps} single steps"
                if args.warmup is not None else
                f"protocol {PROTOCOL_VERSION}: {args.steps} samples, each the median step of a burst")
+        if getattr(args, "split", "off") == "on":
+            how += "; bwd, fwd_bwd and train are parts of one marked train step"
         threads = f" | {env['threads']} CPU thread(s)" if env.get("threads") else ""
         text += (f"\n\ndevice: {env.get('name')} | torch {env.get('torch')} | "
                  f"CUDA {env.get('cuda')} | triton {env.get('triton')}{threads} | {how}; "

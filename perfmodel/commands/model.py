@@ -29,6 +29,10 @@ def add_parser(sub) -> None:
                    help=f"comma list of {', '.join(IMPLEMENTATIONS)}")
     m.add_argument("--mode", type=comma_list(str), default="fwd,fwd_bwd,train",
                    help="fwd, bwd, fwd_bwd, train")
+    m.add_argument("--split", choices=("off", "on"), default="off",
+                   help="on: time bwd, fwd_bwd and train as parts of one marked train step "
+                        "(its backward right behind its forward, as in training) instead of "
+                        "steps of their own; fwd is its own step either way")
     m.add_argument("--tf32", type=comma_list(bool), default="off", help="TF32 matmuls: off, on")
     m.add_argument("--vocab-size", type=int, default=10_000, help="vocabulary size")
     add_common(m)
@@ -36,10 +40,11 @@ def add_parser(sub) -> None:
 
 
 def cells(args):
-    from ..workloads import ModelCell  # noqa: PLC0415
+    from ..workloads import TRAIN_PARTS, ModelCell  # noqa: PLC0415
 
     return [ModelCell(preset=p, context=c, batch=b, precision=pr, compile=co, attention=at,
-                      mode=mo, tf32=tf, vocab_size=args.vocab_size)
+                      mode=mo, tf32=tf, vocab_size=args.vocab_size,
+                      split=args.split == "on" and mo in TRAIN_PARTS)
             for p, c, b, pr, co, at, tf, mo in itertools.product(
                 args.preset, args.context, args.batch, args.precision, args.compile,
                 args.attention, args.tf32, args.mode)]
