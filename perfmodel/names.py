@@ -77,6 +77,10 @@ def host_bound(step_s: float | None, issue_s: float | None, backlog_s: float | N
 MiB = 2**20  # the unit memory is shown in, in every table
 
 MODES = {"forward": "fwd", "backward": "bwd", "forward_backward": "fwd_bwd", "train_step": "train"}
+# A model mode timed as its part of one marked train step (perfmodel.workloads ModelCell ``split``)
+# is filed by the suite under its benchmark's version + this (benchmarks/common.py says it too,
+# for the older commits it runs against): the report reads from it how a mode was timed.
+SPLIT_SUFFIX = "-split-train-step"
 
 # The report's default commit (report/commits.widest): the newest whose results hold at least this
 # share of the cells measured at the widest commit ("nearly as wide"), so that a GPU box's

@@ -216,6 +216,32 @@ def test_comparison_table(report):
     assert all(r["bf16 fwd+bwd (ms)"] == "n/a" for r in rows(tp))  # CPU tier: fp32 only
 
 
+def test_modes_timed_as_parts_of_a_train_step_say_so(report, tmp_path):
+    """When benchmarks.json files the backward and forward+backward as parts of the train step
+    (benchmarks/tiers.py SPLIT_TRAIN_STEP: their versions end in names.SPLIT_SUFFIX), the tables
+    that show them say how they were timed; the shipped suite's do not."""
+    import json
+
+    from benchmarks import common  # noqa: PLC0415
+    from perfmodel.names import SPLIT_SUFFIX  # noqa: PLC0415
+    from perfmodel.report.cells import split_modes  # noqa: PLC0415
+
+    assert common.SPLIT_SUFFIX == SPLIT_SUFFIX  # the suite states it for older commits too
+    caption = lambda r, key: r.table(key).caption  # noqa: E731
+    assert "part of a train step" not in caption(report, "model")
+    assert "AdamW" not in caption(report, "compare_precision")
+    dst = tmp_path / "results"
+    shutil.copytree(FIXTURE, dst)
+    bench = json.loads((dst / "benchmarks.json").read_text())
+    for method in ("time_backward", "time_forward_backward"):
+        bench[f"bench_model.Model.{method}"]["version"] += SPLIT_SUFFIX
+    (dst / "benchmarks.json").write_text(json.dumps(bench))
+    assert split_modes(bench) == ("bwd", "fwd_bwd")
+    split = build_report(dst, MACHINE, commits_in_git_order()[-1], history=10, repo=REPO)
+    assert "The backward is timed as part of a train step" in caption(split, "model")
+    assert "includes AdamW's state" in caption(split, "compare_precision")
+
+
 def test_history_and_changes(report):
     order = commits_in_git_order()
     t = report.table("history")

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..names import (FAILED, HOST_FIGURE_METHOD, HOST_FIGURES, MODES, NA, OK, OOM, STATUS_OF_CODE,
-                     host_bound)
+from ..names import (FAILED, HOST_FIGURE_METHOD, HOST_FIGURES, MODES, NA, OK, OOM, SPLIT_SUFFIX,
+                     STATUS_OF_CODE, host_bound)
 
 MiB = 2**20
 KINDS = ("attention", "model", "warmup")  # the suite's classes the tables read
@@ -123,7 +123,31 @@ def normalize(frame: pd.DataFrame, benchmarks: dict, notes=None) -> pd.DataFrame
     out = pd.DataFrame(rows)
     out.attrs["keys"] = keys
     out.attrs["orders"] = orders
+    out.attrs["split"] = split_modes(benchmarks)
     return out
+
+
+def split_modes(benchmarks: dict) -> tuple[str, ...]:
+    """The model's modes that benchmarks.json files as parts of one marked train step (their
+    ``time_`` version ends in names.SPLIT_SUFFIX): results of other versions are left out
+    (load.py), so every number the tables show of such a mode was timed that way."""
+    out = []
+    for suffix, mode in MODES.items():
+        version = (benchmarks.get(f"bench_model.Model.time_{suffix}") or {}).get("version")
+        if isinstance(version, str) and version.endswith(SPLIT_SUFFIX):
+            out.append(mode)
+    return tuple(out)
+
+
+def split_note(split: tuple, *modes: str, memory: bool = False) -> str:
+    """A caption's sentence on how ``modes`` were timed, when any of them was split."""
+    names = {"bwd": "backward", "fwd_bwd": "forward+backward"}
+    parts = [names.get(m, m) for m in modes if m in split]
+    if not parts:
+        return ""
+    return (f" The {' and '.join(parts)} {'is' if len(parts) == 1 else 'are'} timed as "
+            "part of a train step (marks inside it: the backward right behind its forward)"
+            + (", so the memory before the backward includes AdamW's state." if memory else "."))
 
 
 def param_order(norm: pd.DataFrame, kind: str, param: str) -> list:

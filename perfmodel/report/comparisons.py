@@ -89,7 +89,8 @@ def model_comparisons(p: Pivot) -> list[Table]:
                           "bf16 fwd+bwd (ms)", "bf16 speedup (×)", "fp32 mem before bwd (MiB)",
                           "bf16 mem before bwd (MiB)", "bf16 mem ratio (×)"], rows,
                          "bench_model.Model, forward+backward step; speedup = fp32 time / "
-                         "bf16 time; memory tracked on a GPU only (n/a on a CPU).",
+                         "bf16 time; memory tracked on a GPU only (n/a on a CPU)."
+                         + T.split_note(p.split, "fwd_bwd", memory=True),
                          left=3, frame=pd.DataFrame(frame), section="Model", keys=[0, 1, 2]))
     variants = p.order("model", "variant", [k[3] for k in ran])
     if len(variants) > 1:

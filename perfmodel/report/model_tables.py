@@ -122,7 +122,8 @@ def model_steps_table(p: Pivot) -> list[Table]:
                    "benchmark_steps", "mean forward (ms)", "std forward (ms)",
                    "mean backward (ms)", "std backward (ms)"], rows,
                   f"bench_model.Model at context {ctx}, {prec}, {var} attention, batch 4; mean and "
-                  "std over asv's samples (one step each).", frame=pd.DataFrame(frame),
+                  "std over asv's samples (one step each)." + T.split_note(p.split, "bwd"),
+                  frame=pd.DataFrame(frame),
                   section=SECTION, keys=[0], measured_from=7)]
 
 

@@ -20,6 +20,7 @@ class Pivot:
     model: pd.DataFrame         # one row per model cell
     warmup: pd.DataFrame        # one row per warm-up study cell
     orders: dict                # kind -> parameter -> its values in benchmarks.json's order
+    split: tuple = ()           # the model's modes timed as parts of a train step (cells.split_modes)
 
     def order(self, kind: str, param: str, values) -> list:
         """The distinct ``values`` of a parameter in benchmarks.json's order."""
@@ -36,7 +37,7 @@ def pivot(norm: pd.DataFrame, commit: str) -> Pivot:
         a["status"] = [T.combined_status(T.get(r, "fwd_status", NA), T.get(r, "bwd_status", NA))
                        for r in a.to_dict("records")]
     return Pivot(commit, a, T.cells(norm, "model", commit), T.cells(norm, "warmup", commit),
-                 dict(norm.attrs.get("orders", {})))
+                 dict(norm.attrs.get("orders", {})), tuple(norm.attrs.get("split", ())))
 
 
 def ran_rows(df: pd.DataFrame) -> pd.DataFrame:
