@@ -799,10 +799,24 @@ def kernel_args(name, q, k, v, o=None, lse=None, do=None, delta=None, dq=None, d
     raise ValueError(f"unknown kernel {name!r}: one of {KERNELS}")
 
 
+# The autotuner's choice per kernel and tuning key: a later launch of the same key goes to
+# Triton's JIT with that config directly. The autotuner's own work per call (its key, its cache
+# lookup, the grid function) was 16 us of a launch's 35 on the H200 at the model's shape, three
+# launches per layer and step (notes/flash.md, the host's time per call).
+_CHOSEN: dict = {}
+
+
+def _tuning_key(name, args, const) -> tuple:
+    """What the autotuner keys its choice on (_KEY: seq_q and seq_k, every kernel's last two
+    arguments; HEAD_DIM, IS_CAUSAL; the tensors' dtype), with the products' precision."""
+    return (name, args[-2], args[-1], const["HEAD_DIM"], const["IS_CAUSAL"], const["DOT_PREC"],
+            args[0].dtype)
+
+
 def launch(name, args, rows, tile_key, batch, const, cfg=None):
     """Launch kernel ``name`` over (cdiv(rows, tile), batch) programs: with ``cfg`` if given,
     else FORCE_CONFIG's entry, else the fixed config (interpreter, PERFMODEL_FLASH_AUTOTUNE=0),
-    else the autotuner."""
+    else the autotuner's choice for this key (the autotuner itself the first time)."""
     kernel, tuned = KERNEL_FUNCS[name]
     if cfg is None:
         cfg = FORCE_CONFIG.get(name)
@@ -812,8 +826,16 @@ def launch(name, args, rows, tile_key, batch, const, cfg=None):
     if cfg is not None:
         meta = config_meta(cfg)
         kernel[(triton.cdiv(rows, meta[tile_key]), batch)](*args, **meta, **const)
-    else:
-        tuned[lambda meta: (triton.cdiv(rows, meta[tile_key]), batch)](*args, **const)
+        return
+    key = _tuning_key(name, args, const)
+    meta = _CHOSEN.get(key)
+    if meta is not None:
+        kernel[(triton.cdiv(rows, meta[tile_key]), batch)](*args, **meta, **const)
+        return
+    tuned[lambda meta: (triton.cdiv(rows, meta[tile_key]), batch)](*args, **const)
+    best = getattr(tuned, "best_config", None)
+    if best is not None:
+        _CHOSEN[key] = dict(best.all_kwargs())
 
 
 def _bwd_variant() -> str:

@@ -490,6 +490,44 @@ def test_autotuner_trials_are_short():
     assert ft.TRIAL_WARMUP_MS + ft.TRIAL_REP_MS < 25 + 100
 
 
+def test_a_tuned_choice_is_launched_directly_after_the_first_call(monkeypatch):
+    """The first launch of a tuning key goes through the autotuner; later ones of the same key
+    launch the plain kernel with the autotuner's choice (grid from its tile); another key tunes
+    again."""
+    from perfmodel import flash_triton as ft
+
+    if ft.triton is None:
+        pytest.skip("triton is not importable")
+    calls = []
+
+    class Config:
+        def all_kwargs(self):
+            return {"BLOCK_M": 64, "BLOCK_N": 32, "num_warps": 4, "num_stages": 2}
+
+    class Kernel:
+        def __init__(self, kind):
+            self.kind, self.best_config = kind, None
+
+        def __getitem__(self, grid):
+            def run(*args, **kw):
+                g = grid(dict(Config().all_kwargs(), **kw)) if callable(grid) else grid
+                calls.append((self.kind, g, kw.get("BLOCK_M")))
+                if self.kind == "tuned":
+                    self.best_config = Config()
+            return run
+
+    monkeypatch.setitem(ft.KERNEL_FUNCS, "fwd", (Kernel("plain"), Kernel("tuned")))
+    monkeypatch.setattr(ft, "_CHOSEN", {})
+    monkeypatch.setattr(ft, "_use_fixed_config", lambda: False)
+    monkeypatch.setattr(ft, "FORCE_CONFIG", {})
+    q = torch.zeros(2, 3)
+    const = dict(HEAD_DIM=64, IS_CAUSAL=True, DOT_PREC="ieee")
+    for seq in (1000, 1000, 1000, 2000):
+        ft.launch("fwd", (q, seq, seq), seq, "BLOCK_M", 6, const)
+    assert calls == [("tuned", (16, 6), None), ("plain", (16, 6), 64), ("plain", (16, 6), 64),
+                     ("tuned", (32, 6), None)]
+
+
 def test_unknown_backward_variant_raises():
     from perfmodel import flash_triton as ft
 

@@ -971,8 +971,9 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
     calls of 8 launches stay far below the launch queue's depth). The layers, outermost first:
     perfmodel.attention.attention (the model's call), flash_attention (4D -> 3D),
     FlashAttentionTriton.apply (checks, allocations, the autograd node), the fwd kernel's launch
-    through the autotuner, and the same kernel launched with its chosen config by Triton's JIT;
-    then forward+backward both ways, and torch.empty_like as the host's yardstick."""
+    through the autotuner, as perfmodel launches it (the autotuner's choice looked up), and by
+    Triton's JIT with that config; then forward+backward both ways, the backward's layers, and
+    torch.empty_like as the host's yardstick."""
     from perfmodel.attention import attention
 
     b, h, s, d = (1, 2, 32, 16) if smoke else (ISSUE_PRESETS_BATCH, 12, ISSUE_PRESETS_CONTEXT, 64)
@@ -1016,7 +1017,7 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
         return lambda: kernel[grid](*args, **meta, **const)
 
     # the backward's layers: FlashAttentionTriton.backward called directly (no autograd engine)
-    # on saved tensors of one forward, and each of its launches through the autotuner
+    # on saved tensors of one forward, and each of its launches as perfmodel makes them
     q3g, k3g, v3g = (t.clone().requires_grad_() for t in (q3, k3, v3))
     out3 = flash_triton.FlashAttentionTriton.apply(q3g, k3g, v3g, True)
     do3 = torch.randn(out3.shape, generator=gen, device=device, dtype=dtype)
@@ -1026,6 +1027,12 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
     delta = torch.empty((b * h, s), dtype=torch.float32, device=device)
     grads = dict(lse=lse, do=do3, delta=delta, dq=torch.empty_like(q3), dk=torch.empty_like(k3),
                  dv=torch.empty_like(v3))
+
+    def through_autotuner():
+        if flash_triton._use_fixed_config():
+            raise RuntimeError("no autotuner: the interpreter or PERFMODEL_FLASH_AUTOTUNE=0")
+        tuned = flash_triton.KERNEL_FUNCS["fwd"][1]
+        tuned[lambda meta: (flash_triton.triton.cdiv(rows, meta[tile_key]), b * h)](*args, **const)
 
     def bwd_launch(name):
         bargs, brows, bkey = flash_triton.kernel_args(name, q3, k3, v3, **grads)
@@ -1038,7 +1045,8 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
         ("flash: flash_attention forward", lambda: flash_attention(q, k, v, True)),
         ("flash: FlashAttentionTriton.apply (3D, contiguous)",
          lambda: flash_triton.FlashAttentionTriton.apply(q3, k3, v3, True)),
-        ("flash: fwd launch through the autotuner",
+        ("flash: fwd launch through the autotuner", through_autotuner),
+        ("flash: fwd launch, perfmodel's (the autotuner's choice, looked up)",
          lambda: flash_triton.launch("fwd", args, rows, tile_key, b * h, const)),
         ("flash: fwd launch by Triton's JIT, chosen config", None),
         ("sdpa forward+backward", fwd_bwd(lambda *t: torch.nn.functional.scaled_dot_product_attention(*t, is_causal=True))),
@@ -1047,7 +1055,7 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
          lambda: flash_triton.FlashAttentionTriton.apply(q3g, k3g, v3g, True).backward(do3)),
         ("flash: FlashAttentionTriton.backward (no autograd engine)",
          lambda: flash_triton.FlashAttentionTriton.backward(saved, do3)),
-        *((f"flash: {name} launch through the autotuner", bwd_launch(name))
+        *((f"flash: {name} launch, perfmodel's", bwd_launch(name))
           for name in flash_triton.BWD_VARIANTS.get(flash_triton.BWD_VARIANT, ())),
     ]
     out = []
