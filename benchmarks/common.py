@@ -528,6 +528,17 @@ class Group:
         h.info = info
         _write_side_file(h.path, json.dumps(info))
 
+    @staticmethod
+    def _given_back(measure, h: CellHandle, runnable, samples: int, t0: float) -> None:
+        """After a cell's sampling: what it cost (the cost log), and its memory given back (the
+        runnable's release drops its model and inputs, then the device's cache is emptied)."""
+        h.costs["samples"] = samples
+        h.costs["sampling_s"] = time.perf_counter() - t0
+        runnable.release()
+        free = getattr(measure, "free_device_memory", None)
+        if free is not None:
+            free(h.device)
+
     def _record_one(self, measure, h: CellHandle) -> None:
         if self._claimed(h):
             return
@@ -551,13 +562,7 @@ class Group:
                 record["samples"], record["skip"] = [], str(err)
                 print(f"perfmodel: {h.label}: {err}", file=sys.stderr)
             finally:
-                h.costs["samples"] = len(record["samples"])
-                h.costs["sampling_s"] = time.perf_counter() - t0
-                runnable.release()
-                del runnable
-                free = getattr(measure, "free_device_memory", None)
-                if free is not None:
-                    free(h.device)
+                self._given_back(measure, h, runnable, len(record["samples"]), t0)
         _write_side_file(self._record_path(h), json.dumps(record))
 
     def _record_parts(self, measure, parts: list) -> None:
@@ -599,13 +604,7 @@ class Group:
                 record["skip"] = str(err)
                 print(f"perfmodel: {first.label}: {err}", file=sys.stderr)
             finally:
-                first.costs["samples"] = len(taken[first.fields["mode"]])
-                first.costs["sampling_s"] = time.perf_counter() - t0
-                runnable.release()
-                del runnable
-                free = getattr(measure, "free_device_memory", None)
-                if free is not None:
-                    free(first.device)
+                self._given_back(measure, first, runnable, len(taken[first.fields["mode"]]), t0)
         info = _read_side_file(first.path) or json.loads(_unopened(_pm("names").FAILED,
                                                                    "no side file was written"))
         for h in parts:
