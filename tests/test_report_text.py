@@ -182,3 +182,29 @@ def test_plot_labels_from_results_are_text(tmp_path):
                               tmp_path), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"})
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr[-2000:]
     assert (tmp_path / "out" / "s_files" / "attention.png").stat().st_size > 1000
+
+
+def test_the_model_plot_says_which_panels_are_parts_of_a_train_step(tmp_path, monkeypatch):
+    import matplotlib.axes  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
+    from perfmodel.report.pivot import Pivot  # noqa: PLC0415
+    from perfmodel.report.plots import plot_model  # noqa: PLC0415
+
+    titles = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title",
+                        lambda self, text, *a, **k: titles.append(text))
+    rows = []
+    for c in (128, 256):
+        row = dict(preset="small", precision="fp32", variant="sdpa", context=c)
+        for m, t in (("fwd", 1e-5), ("fwd_bwd", 3e-5), ("train", 4e-5)):
+            row.update({f"{m}_mean": t * c, f"{m}_status": "OK"})
+        rows.append(row)
+    model = pd.DataFrame(rows)
+    empty = pd.DataFrame()
+    for split, want in (((), []), (("bwd", "fwd_bwd", "train"),
+                                   ["forward+backward: part of a train step"])):
+        titles.clear()
+        p = Pivot("0" * 40, empty, model, empty, {}, split)
+        assert plot_model(p, tmp_path / f"m{len(split)}.png") is not None
+        assert [t for t in titles if "part of" in t] == want

@@ -142,6 +142,8 @@ def plot_model(p: Pivot, path: Path) -> Path | None:
         _log_axes(ax, 2)
         ax.set_xlabel("context (tokens)")
         ax.set_ylabel(f"{label} per step (ms)")
+        if mode in p.split and mode != "train":  # timed as its part of a train step
+            ax.set_title(f"{label}: part of a train step", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
     if not drawn:
         plt.close(fig)
