@@ -248,36 +248,36 @@ class Runnable:
                 bounds.append((t0, t1, t0))
                 del state
         self.whole = statistics.median(times)
-        times, issues = self._split(times, launches, bounds)
+        issues = launches
+        if self.marks is not None:
+            self.parts_times, self.parts_issue = self._parts(times, launches, bounds)
+            self.parts_first = {name: (t[0], self.parts_issue[name][0] if self.parts_issue
+                                       else None) for name, t in self.parts_times.items()}
+            times, issues = self.parts_times[self.report], self.parts_issue.get(self.report)
         self.issued = statistics.median(issues) if issues else None
         self.first = (times[0], issues[0] if issues else None)
         return times
 
-    def _split(self, times, launches, bounds):
-        """The reported part's seconds and issue seconds of each step (the whole step's when
-        the step has no parts); every part's go to ``parts_times`` and ``parts_issue``.
-        ``bounds``: each step's (start, end, host start), device marks (events on a GPU)."""
-        if self.marks is None:
-            return times, launches
+    def _parts(self, times, launches, bounds) -> tuple[dict, dict]:
+        """Each part's seconds of each step, and on a GPU each part's issue seconds (on a CPU
+        none: the host is the device). ``bounds``: each step's (start, end, host start), device
+        marks (events on a GPU); ``launches``: the host's seconds to issue each step."""
         gpu = self.device.type == "cuda"
-        self.parts_times = {name: [] for name in self.parts}
-        self.parts_issue = {name: [] for name in self.parts}
+        seconds = {name: [] for name in self.parts}
+        issue = {name: [] for name in self.parts} if gpu else {}
         for i, inner in enumerate(self.marks.take(len(times))):
             start, end, host0 = bounds[i]
             if gpu:  # device seconds from the step's start; the host's from its issue's start
                 at = ([0.0] + [start.elapsed_time(e) / 1e3 for e, _ in inner]
                       + [start.elapsed_time(end) / 1e3])
                 host = [0.0] + [h - host0 for _, h in inner] + [launches[i]]
-            else:  # the host is the device
+            else:
                 at = [0.0] + [h - start for _, h in inner] + [end - start]
             for name, (a, b) in self.parts.items():
-                self.parts_times[name].append(at[b] - at[a])
+                seconds[name].append(at[b] - at[a])
                 if gpu:
-                    self.parts_issue[name].append(host[b] - host[a])
-        self.parts_first = {name: (self.parts_times[name][0],
-                                   self.parts_issue[name][0] if gpu else None)
-                            for name in self.parts}
-        return self.parts_times[self.report], (self.parts_issue[self.report] if gpu else None)
+                    issue[name].append(host[b] - host[a])
+        return seconds, issue
 
     def _queue_step(self, hold: float):
         """Queue one GPU step behind a hold of ``hold`` seconds: ((start, end) events and the
@@ -362,12 +362,12 @@ class Runnable:
         hold = min(HEAD_START_MAX_S, max(self.protocol.hold_min_s, HEAD_START_FACTOR * issue_s))
         bound, launch = self._queue_step(hold)
         torch.cuda.synchronize(self.device)
-        kept = self.parts_times, self.parts_issue, self.parts_first  # the sampled steps'
-        times, _ = self._split([bound[0].elapsed_time(bound[1]) / 1e3], [launch], [bound])
-        if self.marks is not None:
-            self.parts_free = {name: v[0] for name, v in self.parts_times.items()}
-        self.parts_times, self.parts_issue, self.parts_first = kept
-        return times[0]
+        whole = bound[0].elapsed_time(bound[1]) / 1e3
+        if self.marks is None:
+            return whole
+        seconds, _ = self._parts([whole], [launch], [bound])
+        self.parts_free = {name: v[0] for name, v in seconds.items()}
+        return self.parts_free[self.report]
 
     def release(self) -> None:
         self._flush = None
