@@ -139,10 +139,14 @@ def split_modes(benchmarks: dict) -> tuple[str, ...]:
     return tuple(out)
 
 
+# how the tables' captions and the plots' axes name the model's modes
+MODE_LABELS = {"fwd": "forward", "bwd": "backward", "fwd_bwd": "forward+backward",
+               "train": "training step"}
+
+
 def split_note(split: tuple, *modes: str, memory: bool = False) -> str:
     """A caption's sentence on how ``modes`` were timed, when any of them was split."""
-    names = {"bwd": "backward", "fwd_bwd": "forward+backward"}
-    parts = [names.get(m, m) for m in modes if m in split]
+    parts = [MODE_LABELS.get(m, m) for m in modes if m in split]
     if not parts:
         return ""
     return (f" The {' and '.join(parts)} {'is' if len(parts) == 1 else 'are'} timed as "

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..names import OK
 from ..untrusted import visible
-from .cells import MiB
+from .cells import MODE_LABELS, MiB
 from .pivot import Pivot, ran_rows
 
 HOST_BOUND_STYLE = dict(marker="s", markersize=11, markerfacecolor="none", markeredgecolor="red",
@@ -124,8 +124,8 @@ def plot_model(p: Pivot, path: Path) -> Path | None:
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     drawn = False
-    for ax, mode, label in zip(axes, ("fwd", "fwd_bwd", "train"),
-                               ("forward", "forward+backward", "training step")):
+    for ax, mode in zip(axes, ("fwd", "fwd_bwd", "train")):
+        label = MODE_LABELS[mode]
         if f"{mode}_mean" not in m:
             continue
         ok = m[m.get(f"{mode}_status") == OK]
