@@ -59,11 +59,10 @@ MODEL_VARIANTS = {"eager": ("eager", False), "sdpa": ("sdpa", False),
 
 # The model's modes that the suite times as parts of one marked train step (perfmodel.workloads
 # ModelCell ``split``, TRAIN_PARTS: a test checks the two agree), so that a history run's grid
-# point samples its train step once for all three (benchmarks/common.py Group). Off until the
-# GPU tier's model chunks are run under it in the same session: the backward's and
-# forward+backward's numbers then start new graph lines (benchmarks/bench_model.py), and the
-# shipped H200 history shows none of theirs until they run (notes/gpu-box.md, the split).
-SPLIT_TRAIN_STEP = False
+# point samples its train step once for all three (benchmarks/common.py Group). On since
+# 2026-12-04: the backward's and forward+backward's numbers started new graph lines there
+# (benchmarks/bench_model.py; notes/gpu-box.md, the split).
+SPLIT_TRAIN_STEP = True
 SPLIT_MODES = ("bwd", "fwd_bwd", "train")
 
 # asv sampling per process: (min samples, max samples, seconds after which to stop) and rounds

@@ -37,6 +37,8 @@ def suite(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(*tiers.HISTORY_RUN_ENV)
     monkeypatch.setenv("PERFMODEL_ASV_DEVICE", "cpu")
+    # each mode its own cell; split_suite below turns the split on
+    monkeypatch.setattr(tiers, "SPLIT_TRAIN_STEP", False)
     opened = []
 
     def fake_open(self, history=False):
@@ -360,8 +362,10 @@ def test_split_modes_file_their_numbers_on_lines_of_their_own(monkeypatch):
         assert split.track_before_backward_bytes.version.endswith(common.SPLIT_SUFFIX)
         assert not hasattr(split.time_train_step, "version")  # the train step keeps its line
         assert split.track_status_train_step.version == common.FACTS_VERSION
+        monkeypatch.setattr(tiers, "SPLIT_TRAIN_STEP", False)
+        plain = importlib.reload(bench_model).Model
     finally:
         monkeypatch.undo()
-        plain = importlib.reload(bench_model).Model
+        importlib.reload(bench_model)
     assert not hasattr(plain.time_backward, "version")
     assert plain.track_before_backward_bytes.version == common.FACTS_VERSION
