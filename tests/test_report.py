@@ -547,6 +547,44 @@ def test_tables_default_to_the_newest_commit_nearly_as_wide_as_any(tmp_path):
     assert plain.commit == order[-1] and plain.newer is None
 
 
+def test_a_class_run_alone_at_a_newer_commit_is_read_for_that_classs_tables(tmp_path):
+    """A GPU box ran the model's chunks alone at the newest commit (after a change of the model's
+    benchmarks), the commit before it ran only the attention's forward, and the commit before
+    that everything: the model tables read the newest commit, the attention tables and the
+    warm-up study the whole one, the page names both, and the change table compares the newest
+    with the whole commit, not with the one before it that shares no cell with it. Values are
+    read here with asv's API."""
+    order = commits_in_git_order()
+    if len(order) < 3:
+        pytest.skip("the fixture has fewer than three commits")
+    results = copy_fixture(tmp_path)
+    files = {r.commit_hash: next((results / MACHINE).glob(f"{r.commit_hash[:8]}-*.json"))
+             for r in asv_files()}
+    for commit, keep in ((order[-1], lambda n: ".Model." in n),
+                         (order[-2], lambda n: n == "bench_attention.Attention.time_forward")):
+        res = asv_results.Results.load(str(files[commit]))
+        for name in res.get_all_result_keys():
+            if not keep(name):
+                res._results[name] = [float("nan")] * len(res._results[name])
+        res.save(str(results))
+
+    report = build_report(results, MACHINE, history=10, repo=REPO)
+    assert report.commits == {"model": order[-1], "attention": order[-3], "warmup": order[-3]}
+    assert report.commit == order[-1]
+    assert report.compare == (order[-3], order[-1])
+    r = rows(report.table("model"))[0]
+    cell = (f"'{r['Config']}'", "128", "'fp32'", "'sdpa'")
+    _, mean, _ = expected(order[-1], "bench_model.Model.time_forward", cell)
+    assert r["mean forward (ms)"] == ms(mean)
+    got = rows(report.table("attention_float32"))[0]
+    cell = (f"'{got['method']}'", "'float32'", got["d_model"], got["seq_len"])
+    _, mean, _ = expected(order[-3], "bench_attention.Attention.time_forward", cell)
+    assert got["fwd mean (ms)"] == ms(mean)
+    text = render_markdown(report)
+    assert f"model at {order[-1][:8]}" in text and f"attention at {order[-3][:8]}" in text
+    assert f"Commit {order[-3][:8]}" in text and "(the attention and warm-up study tables)" in text
+
+
 def test_a_run_of_a_few_chunks_does_not_end_the_history(tmp_path):
     """The newest commit measured only cells the commit before it did not (a GPU box's run of a
     few chunks): by default the history and the change table end at the commit before it, the

@@ -205,6 +205,6 @@ def test_the_model_plot_says_which_panels_are_parts_of_a_train_step(tmp_path, mo
     for split, want in (((), []), (("bwd", "fwd_bwd", "train"),
                                    ["forward+backward: part of a train step"])):
         titles.clear()
-        p = Pivot("0" * 40, empty, model, empty, {}, split)
+        p = Pivot(dict.fromkeys(("attention", "model", "warmup"), "0" * 40), empty, model, empty, {}, split)
         assert plot_model(p, tmp_path / f"m{len(split)}.png") is not None
         assert [t for t in titles if "part of" in t] == want

@@ -26,17 +26,20 @@ def add_parser(sub) -> None:
                        "nothing written), 3 an internal error (a bug; please report it).")
     p.add_argument("--results", default="results", help="asv results directory (default results)")
     p.add_argument("--machine", help="asv machine name (default: the one with the newest results)")
-    p.add_argument("--commit", help="commit (hash prefix or git ref) to tabulate (default: the newest "
-                   f"that measured at least {WIDE_SHARE * 100:.0f}%% of the cells of the widest "
-                   "commit; the history and the changes end at the newest that measured a cell of the commit "
-                   "before it)")
+    p.add_argument("--commit", help="commit (hash prefix or git ref) to tabulate (default: for each "
+                   "class of benchmarks, the newest commit that measured at least "
+                   f"{WIDE_SHARE * 100:.0f}%% of the class's cells measured at any one commit; "
+                   "the history and the changes end at the newest that measured a cell of the "
+                   "commit before it)")
     p.add_argument("--output", "-o", default="html/summary.md",
                    help="markdown file to write (default html/summary.md); plots go beside it")
     p.add_argument("--history", type=int, default=10, metavar="N",
                    help="commits in the history table (default 10)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"),
-                   help="changes from A to B, as `asv continuous A B` (default: the previous "
-                        "commit with results -> --commit, or the newest)")
+                   help="changes from A to B, as `asv continuous A B` (default: to --commit, "
+                        "or where the history ends, from the newest commit before it that "
+                        f"shares at least {WIDE_SHARE * 100:.0f}%% as many cells with it as any "
+                        "earlier commit)")
     p.add_argument("--repo", default=".", help="git repository for commit subjects (default .)")
     p.add_argument("--html", action="store_true", help="also write an HTML rendering beside it")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")

@@ -27,6 +27,12 @@ from ..names import (FAILED, HOST_FIGURE_METHOD, HOST_FIGURES, MODES, NA, OK, OO
 
 MiB = 2**20
 KINDS = ("attention", "model", "warmup")  # the suite's classes the tables read
+KIND_LABELS = {"attention": "attention", "model": "model", "warmup": "warm-up study"}
+
+
+def kind_of(benchmark: str) -> str:
+    """A benchmark's class, as the tables name it: bench_model.Model.time_forward -> model."""
+    return benchmark.rsplit(".", 2)[-2].lower() if benchmark.count(".") else ""
 # The parameters each class's tables read, and the type of their values (benchmarks/README.md).
 # A benchmark of the class whose benchmarks.json entry lacks one, or holds another type, is left
 # out of the tables with a note naming it (a renamed parameter is a new benchmark to the tables).
@@ -102,7 +108,7 @@ def normalize(frame: pd.DataFrame, benchmarks: dict, notes=None) -> pd.DataFrame
         if name not in usable:
             usable[name] = None
             what = classify(rec["method"])
-            cls = name.rsplit(".", 2)[-2].lower() if name.count(".") else ""
+            cls = kind_of(name)
             if what is not None and cls in KINDS:
                 why = kind_problem(cls, benchmarks[name])
                 if why is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..errors import UserError
 from ..names import NA, WIDE_SHARE
 from ..repo import git_output
+from .cells import KINDS, kind_of
 from .load import HEX, ResultSet, resolve_commit
 
 GIT_TIMEOUT_S = 30
@@ -74,21 +75,39 @@ def resolve(rs: ResultSet, ref: str | None, repo, order: list[str]) -> str:
     return resolve_commit(rs, ref)
 
 
-def widest(rs: ResultSet, order: list[str]) -> tuple[str, dict[str, int]]:
+def widest(rs: ResultSet, order: list[str], kind: str | None = None) -> tuple[str, dict[str, int]]:
     """The tables' default commit: the newest whose results hold at least WIDE_SHARE of the cells
-    measured at the widest commit, and each commit's count of cells measured (OK, OOM or failed).
+    measured at the widest commit, and each commit's count of cells measured (OK, OOM or failed);
+    of one class of benchmarks (cells.KINDS) when ``kind`` is given.
 
     A GPU box runs its whole tier at some commits and the quick tier at the others; the seed
     forms read one commit, and at the newest quick-only one they would be nearly all n/a. On a
     machine that runs the same tier at every commit this is the newest commit. The history and
     the change table still end at the newest commit (page.py)."""
     f = rs.frame
+    if kind is not None:
+        f = f[[kind_of(b) == kind for b in f["benchmark"]]] if not f.empty else f
     counts = {c: int(n) for c, n in f[f["status"] != NA].groupby("commit").size().items()}
     most = max(counts.values(), default=0)
     for c in reversed(order):
         if counts.get(c, 0) >= WIDE_SHARE * most:
             return c, counts
     return order[-1], counts
+
+
+def tables_commits(rs: ResultSet, order: list[str]) -> dict[str, tuple[str, int, int]]:
+    """Each class's tables' default commit: kind -> (commit, its cells of the class, the most
+    any commit measured of the class), by ``widest`` within the class.
+
+    A GPU box may run a class's chunks at a newer commit than the others (the model's, after a
+    change that starts new lines for some of its benchmarks): the model tables then read that
+    commit while the attention tables and the warm-up study keep the whole tier's, and the page
+    names each (page.py). Where one commit is widest in every class, all read it."""
+    out = {}
+    for kind in KINDS:
+        commit, counts = widest(rs, order, kind)
+        out[kind] = (commit, counts.get(commit, 0), max(counts.values(), default=0))
+    return out
 
 
 def continued(rs: ResultSet, order: list[str]) -> str:
@@ -108,3 +127,25 @@ def continued(rs: ResultSet, order: list[str]) -> str:
             return order[i]
     return order[-1]
 
+
+
+def base(rs: ResultSet, order: list[str], last: str) -> str | None:
+    """The change table's other commit by default: of the commits before ``last``, the newest
+    whose cells in common with it are at least WIDE_SHARE of the most that any of them has in
+    common (None: none has a cell in common).
+
+    Where every commit runs the same tier this is the commit before. On a GPU box that runs the
+    whole tier at one commit, the quick tier at others and a few chunks at others again, the
+    commit right before may share few or none of ``last``'s cells (a run of the flash chunks
+    alone, before a run of the model chunks): the table would then compare nothing, or a
+    handful of cells, and call it the change."""
+    f = rs.frame
+    measured = f[f["status"] != NA]
+    cells = {c: set(zip(g["benchmark"], g["cell"])) for c, g in measured.groupby("commit")}
+    mine = cells.get(last, set())
+    before = order[:order.index(last)]
+    common = {c: len(cells.get(c, set()) & mine) for c in before}
+    most = max(common.values(), default=0)
+    if not most:
+        return None
+    return next(c for c in reversed(before) if common[c] >= WIDE_SHARE * most)

@@ -15,12 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from ..names import BACKLOG_SHARE, HOST_BOUND_SHARE, WAIT_SHARE, WIDE_SHARE
+from ..names import BACKLOG_SHARE, HOST_BOUND_SHARE, NA, WAIT_SHARE, WIDE_SHARE
 from ..untrusted import visible
 from ..verdict import device_of
 from .attention_tables import attention_tables
-from .cells import HOST_BOUND_MARK, Table, normalize
-from .commits import commit_order, continued, git_log, resolve, widest
+from .cells import HOST_BOUND_MARK, KIND_LABELS, KINDS, Table, normalize
+from .commits import base, commit_order, continued, git_log, resolve, tables_commits
 from .comparisons import model_comparisons
 from .fold import fold
 from .gaterule import clone_tiers, gate_rule
@@ -36,12 +36,12 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 @dataclass
 class Newer:
-    """When the tables' commit is not the newest (commits.widest): the newest commit, how many
-    cells the tables' commit measured (of the widest commit's), how many the newest did, and how
-    many commits with results are newer."""
+    """When the tables are not all at the newest commit (commits.tables_commits): each class's
+    tables' commit with how many of the class's cells it measured (of the most any commit did),
+    the commit where the history and the changes end, how many cells it measured, and how many
+    commits with results are newer than the newest tables' commit."""
     commit: str
-    cells: int
-    widest: int
+    at: list                    # (label, commit, cells, widest) per class with results
     newest_cells: int
     commits: int
     share: float = WIDE_SHARE
@@ -64,6 +64,19 @@ class Report:
     internal: int = 0                           # tables lost to an internal error (page.guarded)
     unknown_steps: int = 0                      # of them, not told (names.host_bound: None)
     newer: Newer | None = None                  # newer commits hold fewer cells (commits.widest)
+    commits: dict = field(default_factory=dict)  # kind -> the commit its tables read
+
+    @property
+    def commit_kinds(self) -> list[tuple[str, str]]:
+        """(commit, the classes whose tables read it) for each tables' commit, ``commit`` first;
+        one entry, with an empty label, when every table reads ``commit``."""
+        by: dict[str, list[str]] = {}
+        for kind in KINDS:
+            by.setdefault(self.commits.get(kind, self.commit), []).append(KIND_LABELS[kind])
+        if len(by) == 1:
+            return [(next(iter(by)), "")]
+        first = sorted(by, key=lambda c: c != self.commit)
+        return [(c, " and ".join(by[c])) for c in first]
 
     def table(self, key: str) -> Table:
         for t in self.tables:
@@ -95,7 +108,9 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
     # (commits.continued: a run of a few chunks starts no line), where the tables take the newest
     # of the widest (commits.widest: a GPU box's quick-tier commits would leave the seed forms n/a)
     if commit is None:
-        full, counts = widest(rs, order)
+        at = tables_commits(rs, order)  # each class's tables: its widest commit, or newer
+        commits = {kind: c for kind, (c, _, _) in at.items()}
+        full = max(commits.values(), key=order.index)  # the newest of them names the page
         last = continued(rs, order)
         if order.index(full) > order.index(last):  # the tables' commit is never past the end
             last = full
@@ -107,26 +122,29 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
                           "REF reads one of them")
     else:
         full = last = resolve(rs, commit, repo, order)
-        counts = {}
+        at, commits = {}, dict.fromkeys(KINDS, full)
     pair = None
     if compare:
         pair = (resolve(rs, compare[0], repo, order), resolve(rs, compare[1], repo, order))
-    else:
-        idx = order.index(last)
-        if idx > 0:
-            pair = (order[idx - 1], last)
+    else:  # the commit before that shares nearly as many cells with ``last`` as any
+        before = base(rs, order, last)
+        if before is not None:
+            pair = (before, last)
     notes = rs.notes
-    # every table and plot but the history reads the one commit: normalize only its rows, and
-    # pivot each kind of result once
-    norm = normalize(rs.at(full), rs.benchmarks, notes)
-    norm_last = norm if last == full else normalize(rs.at(last), rs.benchmarks, notes)
-    piv = guarded(notes, "pivot", pivot, norm, full) if not norm.empty else None
+    # every table and plot but the history reads its class's commit: normalize only their rows,
+    # and pivot each kind of result once
+    read = set(commits.values())
+    norm = normalize(rs.frame[rs.frame["commit"].isin(read)], rs.benchmarks, notes)
+    norm_last = (norm[norm["commit"] == last] if last in read and not norm.empty
+                 else normalize(rs.at(last), rs.benchmarks, notes))
+    piv = guarded(notes, "pivot", pivot, norm, commits) if not norm.empty else None
     tables: list[Table] = []
     if piv is not None:
         for build in (model_tables, model_comparisons, attention_tables):
             tables += guarded(notes, build.__name__, build, piv) or []
     if not tables:
-        notes.info(f"no attention or model results at {full[:8]} on {rs.machine}")
+        notes.info(f"no attention or model results at {', '.join(c[:8] for c in read)} on "
+                   f"{rs.machine}")
     heads = (guarded(notes, "headline_cells", headline_cells, norm_last, last)
              if not norm_last.empty else [])
     hist_tables, hist = guarded(notes, "history_table", history_table, rs, norm_last, last,
@@ -144,9 +162,10 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
         tiers = clone_tiers(repo)
     except UserError:
         tiers = None
-    tables += guarded(notes, "why_na", why_na, norm, rs.benchmarks, full,
+    tables += guarded(notes, "why_na", why_na, norm, rs.benchmarks, commits,
                       device_of(rs.machine), tiers) or []
-    stale = any(n.startswith("not shown: ") and full[:8] in n for n in notes)  # load.py: older
+    stale = any(n.startswith("not shown: ") and any(c[:8] in n for c in read)
+                for n in notes)  # load.py: older versions left out
     tables = number_tables([fold(t, stale) for t in tables])
     plots = {}
     if plots_dir is not None and piv is not None:
@@ -171,11 +190,12 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
     unknown = sum(int(df[c].sum()) for df in frames for c in df.columns
                   if c.endswith("_host_unknown"))
     newer = None
-    if last != full:
-        newer = Newer(last, counts.get(full, 0), max(counts.values()), counts.get(last, 0),
-                      order.index(last) - order.index(full))
+    if at and (last != full or len(read) > 1):
+        measured = rs.frame[(rs.frame["commit"] == last) & (rs.frame["status"] != NA)]
+        newer = Newer(last, [(KIND_LABELS[k], c, n, most) for k, (c, n, most) in at.items()
+                             if most], len(measured), order.index(last) - order.index(full))
     return Report(rs.machine, full, info, tables, plots, list(notes), minfo, pair, hist,
-                  notes.left_out, issued, bound, notes.internal, unknown, newer)
+                  notes.left_out, issued, bound, notes.internal, unknown, newer, commits)
 
 
 def _titled(t: Table, section: str) -> Table:

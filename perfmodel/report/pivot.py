@@ -15,7 +15,7 @@ from . import cells as T
 
 @dataclass
 class Pivot:
-    commit: str
+    commits: dict               # kind -> the commit its tables read (commits.tables_commits)
     attention: pd.DataFrame     # one row per attention cell, ``status`` of forward and backward
     model: pd.DataFrame         # one row per model cell
     warmup: pd.DataFrame        # one row per warm-up study cell
@@ -31,12 +31,14 @@ class Pivot:
         return T.rank(self.orders.get(kind, {}).get(param, []))
 
 
-def pivot(norm: pd.DataFrame, commit: str) -> Pivot:
-    a = T.cells(norm, "attention", commit)
+def pivot(norm: pd.DataFrame, commits: str | dict) -> Pivot:
+    """``commits``: one commit for every kind, or kind -> commit."""
+    at = commits if isinstance(commits, dict) else dict.fromkeys(T.KINDS, commits)
+    a = T.cells(norm, "attention", at["attention"])
     if not a.empty:
         a["status"] = [T.combined_status(T.get(r, "fwd_status", NA), T.get(r, "bwd_status", NA))
                        for r in a.to_dict("records")]
-    return Pivot(commit, a, T.cells(norm, "model", commit), T.cells(norm, "warmup", commit),
+    return Pivot(at, a, T.cells(norm, "model", at["model"]), T.cells(norm, "warmup", at["warmup"]),
                  dict(norm.attrs.get("orders", {})), tuple(norm.attrs.get("split", ())))
 
 

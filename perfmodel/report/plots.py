@@ -76,7 +76,7 @@ def _log_axes(ax, xbase: int) -> None:
 
 
 def plot_attention(p: Pivot, path: Path) -> Path | None:
-    a, commit = p.attention, p.commit
+    a, commit = p.attention, p.commits["attention"]
     if a.empty or ran_rows(a).empty:
         return None
     plt = _plt()
@@ -117,7 +117,7 @@ def plot_attention(p: Pivot, path: Path) -> Path | None:
 
 
 def plot_model(p: Pivot, path: Path) -> Path | None:
-    m, commit = p.model, p.commit
+    m, commit = p.model, p.commits["model"]
     if m.empty:
         return None
     preset, prec_rank = p.rank("model", "preset"), p.rank("model", "precision")

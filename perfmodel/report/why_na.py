@@ -32,14 +32,16 @@ WHICH_MAX = 400  # characters of the cells' description before it is cut
 GRID_MAX = 20_000  # cells of one class's grid (the suite's largest, Model, has 640)
 
 
-def why_na(norm: pd.DataFrame, benchmarks: dict, commit: str, device: str, tiers) -> list[Table]:
-    """The table: class, reason, how many grid cells, which (their parameters). ``tiers`` is the
-    clone's benchmarks/tiers.py (None: the tier's reasons are not known, only the other two)."""
+def why_na(norm: pd.DataFrame, benchmarks: dict, commits: dict, device: str,
+           tiers) -> list[Table]:
+    """The table: class, reason, how many grid cells, which (their parameters), each class at
+    its tables' commit (kind -> commit). ``tiers`` is the clone's benchmarks/tiers.py (None: the
+    tier's reasons are not known, only the other two)."""
     reasons: dict[tuple[str, str], list[tuple]] = {}
     grids: dict[str, dict] = {}
     for cls, grid, methods in _grids(benchmarks):
         grids[cls] = grid
-        seen = _statuses(norm, cls.lower(), commit, list(grid))
+        seen = _statuses(norm, cls.lower(), commits.get(cls.lower(), ""), list(grid))
         for cell in itertools.product(*grid.values()):
             statuses = [seen.get((m, cell)) for m in methods]
             if all(s is not None and s != NA for s in statuses):
@@ -55,7 +57,7 @@ def why_na(norm: pd.DataFrame, benchmarks: dict, commit: str, device: str, tiers
     if not rows:
         return []
     return [Table(
-        "why_na", "Why cells are n/a at this commit",
+        "why_na", "Why cells are n/a at the tables' commits",
         ["class", "why n/a", "grid cells", "which"], rows,
         caption="Every grid cell of the tables' classes with a time that is n/a here, grouped by "
                 "the reason (a cell counts once, whichever of its times is n/a).",
