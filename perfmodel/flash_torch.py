@@ -53,6 +53,17 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: b
         raise ValueError("sequence lengths must be at least 1")
 
 
+def check_heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """(batch, heads, seq, d) inputs: one batch size and one head count (check_inputs checks
+    the rest on one head)."""
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"expected (batch, heads, seq, d) tensors, got shapes {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+    if not q.shape[:2] == k.shape[:2] == v.shape[:2] or q.shape[1] == 0:
+        raise ValueError(f"q, k, v must share batch and heads, got shapes {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+
+
 def _flash_forward(q, k, v, is_causal, block_q, block_k):
     b, sq, d = q.shape
     sk = k.shape[1]

@@ -1,7 +1,9 @@
 """FlashAttention-2 forward and backward as Triton kernels.
 
-Layout: (batch, seq, d) contiguous tensors; 4D (batch, heads, seq, d) inputs are folded to
-(batch*heads, seq, d) by :func:`flash_attention`.
+Layout: (batch, heads, seq, d) tensors with d contiguous and any batch, head and row strides,
+read in place (one program per query or key tile and (batch, head) pair); (batch, seq, d)
+tensors are one head.  The model's heads are a transposed view of its projections, so no copy
+is made of q, k, v, the output or the gradients.
 
 Forward (``_fwd_kernel``): one program per (query tile, batch); it loops once over the key
 tiles with the online softmax in float32, in the log2 domain (``exp2``, with log2(e) folded
@@ -47,7 +49,7 @@ import os
 
 import torch
 
-from .flash_torch import check_inputs, to_3d
+from .flash_torch import check_heads, check_inputs
 
 try:
     import triton
@@ -346,6 +348,12 @@ if triton is not None:
         return x
 
     @triton.jit
+    def _head(bh, H, stride_b, stride_h):
+        # program (batch * H + head)'s first element in a (batch, head, seq, d) tensor of any
+        # batch, head and row strides: the model's q, k, v and gradients need no copy
+        return (bh // H) * stride_b + (bh % H) * stride_h
+
+    @triton.jit
     def _store(ptrs, x, rows, n_rows, offs_d, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
         if HEAD_DIM == BLOCK_D:
             tl.store(ptrs, x, mask=rows[:, None] < n_rows)
@@ -387,8 +395,9 @@ if triton is not None:
 
     @triton.jit
     def _fwd_kernel(Q, K, V, O, LSE, qk_scale,
-                    stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
-                    stride_ob, stride_om, seq_q, seq_k,
+                    stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                    stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, H,
+                    seq_q, seq_k,
                     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                     IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
         pid_m = tl.program_id(0)
@@ -400,10 +409,10 @@ if triton is not None:
         offs_m = start_m + tl.arange(0, BLOCK_M)
         offs_n = tl.arange(0, BLOCK_N)
         offs_d = tl.arange(0, BLOCK_D)
-        q = _load(Q + bh * stride_qb + offs_m[:, None] * stride_qm + offs_d[None, :],
-                  offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D)
-        k_ptrs = K + bh * stride_kb + offs_n[:, None] * stride_kn + offs_d[None, :]
-        v_ptrs = V + bh * stride_vb + offs_n[:, None] * stride_vn + offs_d[None, :]
+        q = _load(Q + _head(bh, H, stride_qb, stride_qh) + offs_m[:, None] * stride_qm
+                  + offs_d[None, :], offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D)
+        k_ptrs = K + _head(bh, H, stride_kb, stride_kh) + offs_n[:, None] * stride_kn + offs_d[None, :]
+        v_ptrs = V + _head(bh, H, stride_vb, stride_vh) + offs_n[:, None] * stride_vn + offs_d[None, :]
         m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
         acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -425,20 +434,20 @@ if triton is not None:
         lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453  # back to natural log
         row_ok = offs_m < seq_q
         tl.store(LSE + bh * seq_q + offs_m, lse, mask=row_ok)
-        _store(O + bh * stride_ob + offs_m[:, None] * stride_om + offs_d[None, :],
+        _store(O + _head(bh, H, stride_ob, stride_oh) + offs_m[:, None] * stride_om + offs_d[None, :],
                acc.to(O.dtype.element_ty), offs_m, seq_q, offs_d, HEAD_DIM, BLOCK_D)
 
     @triton.jit
-    def _bwd_preprocess_kernel(O, DO, Delta, stride_ob, stride_om, stride_dob, stride_dom, seq_q,
-                               HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    def _bwd_preprocess_kernel(O, DO, Delta, stride_ob, stride_oh, stride_om, stride_dob,
+                               stride_doh, stride_dom, H, seq_q, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
         bh = tl.program_id(1).to(tl.int64)
         offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_d = tl.arange(0, BLOCK_D)
         row_ok = offs_m < seq_q
-        o = _load(O + bh * stride_ob + offs_m[:, None] * stride_om + offs_d[None, :],
-                  offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D).to(tl.float32)
-        do = _load(DO + bh * stride_dob + offs_m[:, None] * stride_dom + offs_d[None, :],
-                   offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D).to(tl.float32)
+        o = _load(O + _head(bh, H, stride_ob, stride_oh) + offs_m[:, None] * stride_om
+                  + offs_d[None, :], offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D).to(tl.float32)
+        do = _load(DO + _head(bh, H, stride_dob, stride_doh) + offs_m[:, None] * stride_dom
+                   + offs_d[None, :], offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D).to(tl.float32)
         tl.store(Delta + bh * seq_q + offs_m, tl.sum(o * do, 1), mask=row_ok)
 
     @triton.jit
@@ -499,8 +508,9 @@ if triton is not None:
 
     @triton.jit
     def _dkdv_tile(Q, K, V, DO, DK, DV, DQ, LSE, Delta, qk_scale, sm_scale,
-                   stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
-                   stride_dob, stride_dom, stride_dqb, stride_dqm, seq_q, seq_k, pid_n, bh,
+                   stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                   stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom,
+                   stride_dqb, stride_dqh, stride_dqm, H, seq_q, seq_k, pid_n, bh,
                    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                    IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, ATOMIC_DQ: tl.constexpr,
                    BLOCK_D: tl.constexpr):
@@ -509,15 +519,17 @@ if triton is not None:
         offs_n = start_n + tl.arange(0, BLOCK_N)
         offs_m = tl.arange(0, BLOCK_M)
         offs_d = tl.arange(0, BLOCK_D)
-        k = _load(K + bh * stride_kb + offs_n[:, None] * stride_kn + offs_d[None, :],
+        k_off = _head(bh, H, stride_kb, stride_kh)
+        v_off = _head(bh, H, stride_vb, stride_vh)
+        k = _load(K + k_off + offs_n[:, None] * stride_kn + offs_d[None, :],
                   offs_n, seq_k, offs_d, True, HEAD_DIM, BLOCK_D)
-        v = _load(V + bh * stride_vb + offs_n[:, None] * stride_vn + offs_d[None, :],
+        v = _load(V + v_off + offs_n[:, None] * stride_vn + offs_d[None, :],
                   offs_n, seq_k, offs_d, True, HEAD_DIM, BLOCK_D)
         dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
         dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-        q_ptrs = Q + bh * stride_qb + offs_m[:, None] * stride_qm + offs_d[None, :]
-        do_ptrs = DO + bh * stride_dob + offs_m[:, None] * stride_dom + offs_d[None, :]
-        dq_ptrs = DQ + bh * stride_dqb + offs_m[:, None] * stride_dqm + offs_d[None, :]
+        q_ptrs = Q + _head(bh, H, stride_qb, stride_qh) + offs_m[:, None] * stride_qm + offs_d[None, :]
+        do_ptrs = DO + _head(bh, H, stride_dob, stride_doh) + offs_m[:, None] * stride_dom + offs_d[None, :]
+        dq_ptrs = DQ + _head(bh, H, stride_dqb, stride_dqh) + offs_m[:, None] * stride_dqm + offs_d[None, :]
         lse_ptrs = LSE + bh * seq_q + offs_m
         delta_ptrs = Delta + bh * seq_q + offs_m
         full_end = seq_q // BLOCK_M * BLOCK_M
@@ -545,36 +557,39 @@ if triton is not None:
                                  tl.maximum(mid, full_end), seq_q, seq_q, qk_scale,
                                  BLOCK_M, True, IS_CAUSAL, DOT_PREC, ATOMIC_DQ, HEAD_DIM, BLOCK_D)
         dk = dk * sm_scale
-        _store(DK + bh * stride_kb + offs_n[:, None] * stride_kn + offs_d[None, :],
+        _store(DK + k_off + offs_n[:, None] * stride_kn + offs_d[None, :],
                dk.to(DK.dtype.element_ty), offs_n, seq_k, offs_d, HEAD_DIM, BLOCK_D)
-        _store(DV + bh * stride_vb + offs_n[:, None] * stride_vn + offs_d[None, :],
+        _store(DV + v_off + offs_n[:, None] * stride_vn + offs_d[None, :],
                dv.to(DV.dtype.element_ty), offs_n, seq_k, offs_d, HEAD_DIM, BLOCK_D)
 
     @triton.jit
     def _bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, Delta, qk_scale, sm_scale,
-                         stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
-                         stride_dob, stride_dom, seq_q, seq_k,
+                         stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                         stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom, H,
+                         seq_q, seq_k,
                          HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                          IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
         # causal: the first key tiles have the most query tiles; they already start first
         # (DK stands in for the unused dQ pointer)
         _dkdv_tile(Q, K, V, DO, DK, DV, DK, LSE, Delta, qk_scale, sm_scale,
-                   stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
-                   stride_dob, stride_dom, 0, 0, seq_q, seq_k,
-                   tl.program_id(0), tl.program_id(1).to(tl.int64),
+                   stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                   stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom,
+                   0, 0, 0, H, seq_q, seq_k, tl.program_id(0), tl.program_id(1).to(tl.int64),
                    HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, False, BLOCK_D)
 
     @triton.jit
     def _bwd_dkdv_atomic_kernel(Q, K, V, DO, DK, DV, DQ, LSE, Delta, qk_scale, sm_scale,
-                                stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
-                                stride_dob, stride_dom, stride_dqb, stride_dqm, seq_q, seq_k,
+                                stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                                stride_vb, stride_vh, stride_vn, stride_dob, stride_doh,
+                                stride_dom, stride_dqb, stride_dqh, stride_dqm, H, seq_q, seq_k,
                                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                                 BLOCK_N: tl.constexpr, IS_CAUSAL: tl.constexpr,
                                 DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
         # DQ: float32, zeroed by the caller; receives (dS K) without the softmax scale
         _dkdv_tile(Q, K, V, DO, DK, DV, DQ, LSE, Delta, qk_scale, sm_scale,
-                   stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
-                   stride_dob, stride_dom, stride_dqb, stride_dqm, seq_q, seq_k,
+                   stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                   stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom,
+                   stride_dqb, stride_dqh, stride_dqm, H, seq_q, seq_k,
                    tl.program_id(0), tl.program_id(1).to(tl.int64),
                    HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, True, BLOCK_D)
 
@@ -613,8 +628,9 @@ if triton is not None:
 
     @triton.jit
     def _dq_tile(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
-                 stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
-                 stride_dob, stride_dom, seq_q, seq_k, pid_m, bh,
+                 stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                 stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom, H,
+                 seq_q, seq_k, pid_m, bh,
                  HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
         # BLOCK_M queries held by this program, loop over key tiles of BLOCK_N rows;
@@ -624,14 +640,15 @@ if triton is not None:
         offs_n = tl.arange(0, BLOCK_N)
         offs_d = tl.arange(0, BLOCK_D)
         row_ok = offs_m < seq_q
-        q = _load(Q + bh * stride_qb + offs_m[:, None] * stride_qm + offs_d[None, :],
+        q_off = _head(bh, H, stride_qb, stride_qh)
+        q = _load(Q + q_off + offs_m[:, None] * stride_qm + offs_d[None, :],
                   offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D)
-        do = _load(DO + bh * stride_dob + offs_m[:, None] * stride_dom + offs_d[None, :],
-                   offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D)
+        do = _load(DO + _head(bh, H, stride_dob, stride_doh) + offs_m[:, None] * stride_dom
+                   + offs_d[None, :], offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D)
         lse2 = tl.load(LSE + bh * seq_q + offs_m, mask=row_ok, other=0.0) * 1.4426950408889634
         delta = tl.load(Delta + bh * seq_q + offs_m, mask=row_ok, other=0.0)
-        k_ptrs = K + bh * stride_kb + offs_n[:, None] * stride_kn + offs_d[None, :]
-        v_ptrs = V + bh * stride_vb + offs_n[:, None] * stride_vn + offs_d[None, :]
+        k_ptrs = K + _head(bh, H, stride_kb, stride_kh) + offs_n[:, None] * stride_kn + offs_d[None, :]
+        v_ptrs = V + _head(bh, H, stride_vb, stride_vh) + offs_n[:, None] * stride_vn + offs_d[None, :]
         dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
         if IS_CAUSAL:
             hi = tl.minimum(start_m + BLOCK_M, seq_k)
@@ -646,27 +663,30 @@ if triton is not None:
                            offs_m, offs_n, offs_d, mid, hi, seq_k, qk_scale,
                            BLOCK_N, True, IS_CAUSAL, DOT_PREC, HEAD_DIM, BLOCK_D)
         dq = dq * sm_scale
-        _store(DQ + bh * stride_qb + offs_m[:, None] * stride_qm + offs_d[None, :],
+        _store(DQ + q_off + offs_m[:, None] * stride_qm + offs_d[None, :],
                dq.to(DQ.dtype.element_ty), offs_m, seq_q, offs_d, HEAD_DIM, BLOCK_D)
 
     @triton.jit
     def _bwd_dq_kernel(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
-                       stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
-                       stride_dob, stride_dom, seq_q, seq_k,
+                       stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                       stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom, H,
+                       seq_q, seq_k,
                        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                        IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
         pid_m = tl.program_id(0)
         if IS_CAUSAL:  # the last query tiles have the most key tiles: start them first
             pid_m = tl.num_programs(0) - 1 - pid_m
         _dq_tile(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
-                 stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
-                 stride_dob, stride_dom, seq_q, seq_k, pid_m, tl.program_id(1).to(tl.int64),
+                 stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                 stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom, H,
+                 seq_q, seq_k, pid_m, tl.program_id(1).to(tl.int64),
                  HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, BLOCK_D)
 
     @triton.jit
     def _bwd_fused_kernel(Q, K, V, DO, DQ, DK, DV, LSE, Delta, qk_scale, sm_scale,
-                          stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
-                          stride_dob, stride_dom, seq_q, seq_k,
+                          stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                          stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom, H,
+                          seq_q, seq_k,
                           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                           IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
         # program i: dK, dV of key tile i (BLOCK_N keys, query steps of BLOCK_M), then dQ of
@@ -676,13 +696,15 @@ if triton is not None:
         bh = tl.program_id(1).to(tl.int64)
         if pid * BLOCK_N < seq_k:
             _dkdv_tile(Q, K, V, DO, DK, DV, DK, LSE, Delta, qk_scale, sm_scale,
-                       stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
-                       stride_dob, stride_dom, 0, 0, seq_q, seq_k, pid, bh,
+                       stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                       stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom,
+                       0, 0, 0, H, seq_q, seq_k, pid, bh,
                        HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, False, BLOCK_D)
         if pid * BLOCK_N < seq_q:
             _dq_tile(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
-                     stride_qb, stride_qm, stride_kb, stride_kn, stride_vb, stride_vn,
-                     stride_dob, stride_dom, seq_q, seq_k, pid, bh,
+                     stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                     stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom, H,
+                     seq_q, seq_k, pid, bh,
                      HEAD_DIM, BLOCK_N, BLOCK_M, IS_CAUSAL, DOT_PREC, BLOCK_D)
 
     # retuned whenever a sequence length, d, the causal flag or the dtypes change
@@ -770,33 +792,67 @@ def preprocess_block(d: int) -> int:
     return 32 if _interpreting() else (128 if block_d(d) <= 128 else 64)
 
 
+def _strides(x) -> tuple:
+    """(batch, head, row) strides of a (batch, head, seq, d) tensor whose d is contiguous."""
+    return x.stride(0), x.stride(1), x.stride(2)
+
+
+def _4d(x):
+    return x.unsqueeze(1) if x is not None and x.dim() == 3 else x
+
+
 def kernel_args(name, q, k, v, o=None, lse=None, do=None, delta=None, dq=None, dk=None, dv=None,
                 dq_acc=None):
     """Positional arguments of kernel ``name`` for these tensors, with the number of rows its
     grid covers and the block size that divides them: (args, rows, tile key).
 
-    All tensors are contiguous (batch, seq, d); dq, dk, dv, o, do share q's / k's strides;
-    ``dq_acc`` is the float32 buffer of the atomic variant.  Used by the autograd function,
-    and by tools/bench_flash.py to time and precompile single kernels."""
-    b, sq, d = q.shape
-    sk = k.shape[1]
+    Tensors are (batch, heads, seq, d), or (batch, seq, d) as one head, with d contiguous and
+    any batch, head and row strides; dq, dk and dv have q's, k's and v's strides (empty_like of a
+    dense tensor keeps them); o, do and ``dq_acc`` (the float32 buffer of the atomic variant)
+    have their own; lse and delta are (batch, heads, seq) contiguous float32.  The grid's second
+    axis is batch * heads.  Used by the autograd function, and by tools/bench_flash.py to time
+    and precompile single kernels."""
+    q, k, v, o, do, dq, dk, dv, dq_acc = map(_4d, (q, k, v, o, do, dq, dk, dv, dq_acc))
+    _, h, sq, d = q.shape
+    sk = k.shape[2]
+    for out, like in ((dq, q), (dk, k), (dv, v)):
+        if out is not None and out.stride() != like.stride():
+            raise ValueError(f"a gradient's strides {out.stride()} differ from its input's "
+                             f"{like.stride()}")
     sm_scale = 1.0 / math.sqrt(d)
     qk_scale = sm_scale * LOG2E
-    qkv = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1))
+    qkv = _strides(q) + _strides(k) + _strides(v)
     if name == "fwd":
-        return (q, k, v, o, lse, qk_scale, *qkv, o.stride(0), o.stride(1), sq, sk), sq, "BLOCK_M"
-    st = qkv + (do.stride(0), do.stride(1))
+        return (q, k, v, o, lse, qk_scale, *qkv, *_strides(o), h, sq, sk), sq, "BLOCK_M"
+    st = qkv + _strides(do)
     if name == "dkdv":
-        return (q, k, v, do, dk, dv, lse, delta, qk_scale, sm_scale, *st, sq, sk), sk, "BLOCK_N"
+        return (q, k, v, do, dk, dv, lse, delta, qk_scale, sm_scale, *st, h, sq, sk), sk, "BLOCK_N"
     if name == "dq":
-        return (q, k, v, do, dq, lse, delta, qk_scale, sm_scale, *st, sq, sk), sq, "BLOCK_M"
+        return (q, k, v, do, dq, lse, delta, qk_scale, sm_scale, *st, h, sq, sk), sq, "BLOCK_M"
     if name == "dkdv_atomic":
         return ((q, k, v, do, dk, dv, dq_acc, lse, delta, qk_scale, sm_scale, *st,
-                 dq_acc.stride(0), dq_acc.stride(1), sq, sk), sk, "BLOCK_N")
+                 *_strides(dq_acc), h, sq, sk), sk, "BLOCK_N")
     if name == "bwd_fused":
-        return ((q, k, v, do, dq, dk, dv, lse, delta, qk_scale, sm_scale, *st, sq, sk),
+        return ((q, k, v, do, dq, dk, dv, lse, delta, qk_scale, sm_scale, *st, h, sq, sk),
                 max(sq, sk), "BLOCK_N")
     raise ValueError(f"unknown kernel {name!r}: one of {KERNELS}")
+
+
+def _dense(x) -> bool:
+    """Whether ``x`` covers its storage without gaps or overlaps, d contiguous: then empty_like
+    gives a gradient the same strides, and the kernels read it in place."""
+    if x.stride(-1) != 1:
+        return False
+    expect = 1
+    for stride, size in sorted((x.stride(i), x.size(i)) for i in range(x.dim()) if x.size(i) > 1):
+        if stride != expect:
+            return False
+        expect *= size
+    return True
+
+
+def _operand(x):
+    return x if _dense(x) else x.contiguous()
 
 
 # The autotuner's choice per kernel and tuning key: a later launch of the same key goes to
@@ -848,53 +904,65 @@ def _bwd_variant() -> str:
 class FlashAttentionTriton(torch.autograd.Function):
     """FlashAttention-2 with Triton kernels: ``FlashAttentionTriton.apply(q, k, v, is_causal)``.
 
-    q: (batch, seq_q, d), k and v: (batch, seq_k, d).  Saves exactly (q, k, v, out, lse).
+    q: (batch, heads, seq_q, d), k and v: (batch, heads, seq_k, d), each with d contiguous and
+    any other strides (the model's heads, a transposed view, are read in place); or (batch,
+    seq, d), as one head.  The output is (batch, seq_q, heads, d) in memory, so the model's
+    transpose back to (batch, seq, d_model) is a view.  Saves exactly (q, k, v, out, lse).
     """
 
     @staticmethod
     def forward(ctx, q, k, v, is_causal=False):
         if triton is None:
             raise RuntimeError(f"triton is not importable ({_TRITON_ERROR})")
-        check_inputs(q, k, v, is_causal)
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        b, sq, d = q.shape
-        o = torch.empty_like(q)
-        lse = torch.empty((b, sq), dtype=torch.float32, device=q.device)
+        ctx.three = q.dim() == 3
+        if ctx.three:
+            check_inputs(q, k, v, is_causal)
+        else:
+            check_heads(q, k, v)
+            check_inputs(q[:, 0], k[:, 0], v[:, 0], is_causal)
+        q, k, v = (_operand(_4d(x)) for x in (q, k, v))
+        b, h, sq, d = q.shape
+        o = torch.empty((b, sq, h, d), dtype=q.dtype, device=q.device).transpose(1, 2)
+        lse = torch.empty((b, h, sq), dtype=torch.float32, device=q.device)
         const = constants(d, is_causal, q.dtype)
-        launch("fwd", *kernel_args("fwd", q, k, v, o=o, lse=lse), b, const)
+        launch("fwd", *kernel_args("fwd", q, k, v, o=o, lse=lse), b * h, const)
         ctx.save_for_backward(q, k, v, o, lse)
         ctx.is_causal = bool(is_causal)
-        return o
+        return o.squeeze(1) if ctx.three else o
 
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, o, lse = ctx.saved_tensors
         variant = _bwd_variant()
-        do = grad_out.contiguous()
-        b, sq, d = q.shape
-        delta = torch.empty((b, sq), dtype=torch.float32, device=q.device)
+        do = _operand(_4d(grad_out))
+        b, h, sq, d = q.shape
+        delta = torch.empty((b, h, sq), dtype=torch.float32, device=q.device)
         pre_block = preprocess_block(d)
-        _bwd_preprocess_kernel[(triton.cdiv(sq, pre_block), b)](
-            o, do, delta, o.stride(0), o.stride(1), do.stride(0), do.stride(1), sq,
+        _bwd_preprocess_kernel[(triton.cdiv(sq, pre_block), b * h)](
+            o, do, delta, *_strides(o), *_strides(do), h, sq,
             HEAD_DIM=d, BLOCK_M=pre_block, BLOCK_D=block_d(d))
+        # q, k and v are dense (_operand): empty_like keeps their strides, as the kernels need
         dq = torch.empty_like(q)
         dk = torch.empty_like(k)
         dv = torch.empty_like(v)
         const = constants(d, ctx.is_causal, q.dtype)
         tensors = dict(lse=lse, do=do, delta=delta, dq=dq, dk=dk, dv=dv)
         if variant == "atomic":
-            dq_acc = torch.zeros((b, sq, d), dtype=torch.float32, device=q.device)
+            # q's strides too, so that the cast below pairs the two buffers element by element
+            dq_acc = torch.zeros_like(q, dtype=torch.float32)
             args = kernel_args("dkdv_atomic", q, k, v, dq_acc=dq_acc, **tensors)
-            launch("dkdv_atomic", *args, b, const)
+            launch("dkdv_atomic", *args, b * h, const)
             n = dq_acc.numel()
             _dq_cast_kernel[(triton.cdiv(n, 1024),)](dq_acc, dq, 1.0 / math.sqrt(d), n, BLOCK=1024)
         else:
             for name in BWD_VARIANTS[variant]:
-                launch(name, *kernel_args(name, q, k, v, **tensors), b, const)
+                launch(name, *kernel_args(name, q, k, v, **tensors), b * h, const)
+        if ctx.three:
+            dq, dk, dv = dq.squeeze(1), dk.squeeze(1), dv.squeeze(1)
         return dq, dk, dv, None
 
 
 def flash_attention(q, k, v, is_causal=True):
-    """Attention softmax(q k^T / sqrt(d)) v with the Triton kernels; 3D or 4D inputs."""
-    q3, k3, v3, back = to_3d(q, k, v)
-    return back(FlashAttentionTriton.apply(q3, k3, v3, is_causal))
+    """Attention softmax(q k^T / sqrt(d)) v with the Triton kernels; (batch, heads, seq, d)
+    inputs of any strides (d contiguous) read in place, or (batch, seq, d)."""
+    return FlashAttentionTriton.apply(q, k, v, is_causal)

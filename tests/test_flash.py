@@ -50,24 +50,36 @@ def new_seed():
 
 
 def run_case(fn, b, sq, sk, d, causal, dtype, device, seed, heads=None):
-    """Forward + backward of ``fn`` and of the float64 reference; returns the relative errors."""
+    """Forward + backward of ``fn`` and of the float64 reference; returns the relative errors.
+    ``heads``: None, (b, seq, d) inputs; h > 0, (b, h, seq, d) contiguous; h < 0, |h| heads in
+    the model's layout, (b, seq, |h|, d) seen through a transpose (the kernels read it in
+    place, and the flash output's transpose back is contiguous)."""
     g = torch.Generator().manual_seed(seed)
-    lead = (b,) if heads is None else (b, heads)
-    q, k, v = (torch.randn(*lead, n, d, generator=g).to(dtype).to(device).requires_grad_()
-               for n in (sq, sk, sk))
+    lead = (b,) if heads is None else (b, abs(heads))
+    if heads is not None and heads < 0:
+        leaves = [torch.randn(b, n, -heads, d, generator=g).to(dtype).to(device).requires_grad_()
+                  for n in (sq, sk, sk)]
+        q, k, v = (x.transpose(1, 2) for x in leaves)
+    else:
+        q, k, v = leaves = [torch.randn(*lead, n, d, generator=g).to(dtype).to(device)
+                            .requires_grad_() for n in (sq, sk, sk)]
     do = torch.randn(*lead, sq, d, generator=g).to(dtype).to(device)
     out = fn(q, k, v, causal)
     assert out.shape == q.shape and out.dtype == dtype and out.device == q.device
+    if heads is not None and heads < 0 and fn.__module__.endswith("flash_triton"):
+        assert out.transpose(1, 2).is_contiguous()
     saved = out.grad_fn.saved_tensors if heads is None else None
     lse = saved[4].detach().clone() if saved is not None else None
     out.backward(do)
+    grads = [x.grad.transpose(1, 2) if heads is not None and heads < 0 else x.grad for x in leaves]
     q64, k64, v64 = (x.detach().double().cpu().requires_grad_() for x in (q, k, v))
     ref, ref_lse = reference(q64, k64, v64, causal)
     ref.backward(do.double().cpu())
     errs = {"out": rel(out, ref)}
-    if lse is not None:
-        errs["lse"] = rel(lse, ref_lse)
-    for name, got, want in (("dq", q.grad, q64.grad), ("dk", k.grad, k64.grad), ("dv", v.grad, v64.grad)):
+    if lse is not None:  # flash saves it per head: (b, 1, sq) for (b, sq, d) inputs
+        errs["lse"] = rel(lse.reshape(ref_lse.shape), ref_lse)
+    for name, got, want in (("dq", grads[0], q64.grad), ("dk", grads[1], k64.grad),
+                            ("dv", grads[2], v64.grad)):
         if want.norm() > 0:
             errs[name] = rel(got, want)
         else:  # one key: the softmax is constant, dq = dk = 0 exactly; scale by |dv|
@@ -175,7 +187,7 @@ INTERPRETER_CONFIGS = [(32, 32, 4, 1), (32, 16, 4, 1), (16, 32, 4, 1),
                         "dkdv_atomic": (16, 32, 4, 1), "bwd_fused": (32, 16, 4, 1)}]
 # small: with 32-row tiles, 70 rows are 3 tiles with a ragged last one.
 # bf16 is left to the GPU: the interpreter (triton 3.9) multiplies bf16 blocks as raw uint16.
-INTERPRETER_CASES = [  # (batch, seq_q, seq_k, d, causal, dtype, heads or None)
+INTERPRETER_CASES = [  # (batch, seq_q, seq_k, d, causal, dtype, heads: run_case)
     (2, 1, 1, 16, True, "float32", None),
     (2, 17, 17, 32, True, "float32", None),
     (1, 70, 70, 64, True, "float32", None),
@@ -186,6 +198,8 @@ INTERPRETER_CASES = [  # (batch, seq_q, seq_k, d, causal, dtype, heads or None)
     (1, 70, 70, 32, True, "float16", None),
     (1, 45, 70, 128, False, "float16", None),
     (1, 40, 40, 16, True, "float32", 2),
+    (2, 40, 40, 16, True, "float32", -3),  # the model's layout: heads a transposed view
+    (1, 33, 50, 32, False, "float16", -2),
 ]
 # head dims that are not powers of two are padded to one inside the kernels (masked loads and
 # stores): 8 (BLOCK_D 16), 24, 80 (the 2.7B preset), 136 (BLOCK_D 256, mostly padding) and 256,
@@ -573,9 +587,11 @@ def test_triton_cuda_4d_and_saved_tensors():
     q, k, v = (torch.randn(2, n, 64, device="cuda", requires_grad=True) for n in (50, 90, 90))
     out = FlashAttentionTriton.apply(q, k, v, False)
     saved = out.grad_fn.saved_tensors
-    assert len(saved) == 5 and saved[4].shape == (2, 50) and saved[4].dtype == torch.float32
-    for got, want in zip(saved[:4], (q, k, v, out)):
-        assert torch.equal(got, want)
+    assert len(saved) == 5 and saved[4].shape == (2, 1, 50) and saved[4].dtype == torch.float32
+    for got, want in zip(saved[:4], (q, k, v, out)):  # (b, seq, d) inputs are one head
+        assert torch.equal(got.squeeze(1), want)
+    errs = run_case(flash_attention, 2, 300, 200, 64, False, torch.bfloat16, "cuda", seed, heads=-4)
+    assert_close(errs, 1e-2, f"4D, the model's layout, seed {seed}")
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")

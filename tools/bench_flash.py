@@ -158,7 +158,10 @@ def _warm_one(task):
     tag = f"{name} {dt} d{d} {'causal' if causal else 'full'} {cfg_str(cfg) if cfg else ''}"
     try:
         if name == "pre":
-            ft._bwd_preprocess_kernel.warmup(x[0], x[1], delta, s * d, d, s * d, d, s,
+            # (o, do, delta, o's and do's batch, head and row strides, heads, seq_q) as a
+            # (batch, seq, d) input launches it: one head
+            ft._bwd_preprocess_kernel.warmup(x[0], x[1], delta, s * d, s * d, d, s * d, s * d, d,
+                                             1, s,
                                              HEAD_DIM=d, BLOCK_M=ft.preprocess_block(d),
                                              BLOCK_D=ft.block_d(d), grid=(1,))
         elif name == "cast":
@@ -1021,8 +1024,9 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
     q3g, k3g, v3g = (t.clone().requires_grad_() for t in (q3, k3, v3))
     out3 = flash_triton.FlashAttentionTriton.apply(q3g, k3g, v3g, True)
     do3 = torch.randn(out3.shape, generator=gen, device=device, dtype=dtype)
-    saved = type("Saved", (), {"saved_tensors": (q3, k3, v3, out3.detach(), lse),
-                               "is_causal": True})()
+    # as the forward saves them: (b*h, s, d) inputs are b*h batches of one head
+    saved = type("Saved", (), {"saved_tensors": tuple(t.unsqueeze(1) for t in (
+        q3, k3, v3, out3.detach(), lse)), "is_causal": True, "three": True})()
     flash_triton.launch("fwd", args, rows, tile_key, b * h, const)  # fills lse for ``saved``
     delta = torch.empty((b * h, s), dtype=torch.float32, device=device)
     grads = dict(lse=lse, do=do3, delta=delta, dq=torch.empty_like(q3), dk=torch.empty_like(k3),
