@@ -110,6 +110,13 @@ def tables_commits(rs: ResultSet, order: list[str]) -> dict[str, tuple[str, int,
     return out
 
 
+def measured_cells(rs: ResultSet) -> dict[str, set]:
+    """commit -> the (benchmark, cell) pairs it measured (OK, OOM or failed)."""
+    f = rs.frame
+    measured = f[f["status"] != NA]
+    return {c: set(zip(g["benchmark"], g["cell"])) for c, g in measured.groupby("commit")}
+
+
 def continued(rs: ResultSet, order: list[str]) -> str:
     """Where the history and the change table end by default: the newest commit that measured a
     cell also measured at the commit before it (of those with results), or the newest.
@@ -119,9 +126,7 @@ def continued(rs: ResultSet, order: list[str]) -> str:
     that run's cells, n/a at every other commit, and leave the change table nothing to
     compare. Such commits keep their results (asv's graphs show them); the page says they are
     newer (page.py)."""
-    f = rs.frame
-    measured = f[f["status"] != NA]
-    cells = {c: set(zip(g["benchmark"], g["cell"])) for c, g in measured.groupby("commit")}
+    cells = measured_cells(rs)
     for i in range(len(order) - 1, 0, -1):
         if cells.get(order[i], set()) & cells.get(order[i - 1], set()):
             return order[i]
@@ -139,9 +144,7 @@ def base(rs: ResultSet, order: list[str], last: str) -> str | None:
     commit right before may share few or none of ``last``'s cells (a run of the flash chunks
     alone, before a run of the model chunks): the table would then compare nothing, or a
     handful of cells, and call it the change."""
-    f = rs.frame
-    measured = f[f["status"] != NA]
-    cells = {c: set(zip(g["benchmark"], g["cell"])) for c, g in measured.groupby("commit")}
+    cells = measured_cells(rs)
     mine = cells.get(last, set())
     before = order[:order.index(last)]
     common = {c: len(cells.get(c, set()) & mine) for c in before}
