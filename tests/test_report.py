@@ -585,6 +585,25 @@ def test_a_class_run_alone_at_a_newer_commit_is_read_for_that_classs_tables(tmp_
     assert f"Commit {order[-3][:8]}" in text and "(the attention and warm-up study tables)" in text
 
 
+def test_a_class_without_results_does_not_move_the_tables_commit(tmp_path):
+    """No commit measured the warm-up study, and the newest measured one attention benchmark
+    alone: the tables stay at the commit before it, the warm-up study's (empty) tables with
+    them."""
+    order = commits_in_git_order()
+    results = copy_fixture(tmp_path)
+    for r in asv_files():
+        path = next((results / MACHINE).glob(f"{r.commit_hash[:8]}-*.json"))
+        res = asv_results.Results.load(str(path))
+        for name in res.get_all_result_keys():
+            if ".Warmup." in name or (r.commit_hash == order[-1]
+                                      and name != "bench_attention.Attention.time_forward"):
+                res._results[name] = [float("nan")] * len(res._results[name])
+        res.save(str(results))
+    report = build_report(results, MACHINE, history=10, repo=REPO)
+    assert report.commit == order[-2]
+    assert report.commits == dict.fromkeys(("attention", "model", "warmup"), order[-2])
+
+
 def test_a_run_of_a_few_chunks_does_not_end_the_history(tmp_path):
     """The newest commit measured only cells the commit before it did not (a GPU box's run of a
     few chunks): by default the history and the change table end at the commit before it, the

@@ -109,8 +109,9 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
     # of the widest (commits.widest: a GPU box's quick-tier commits would leave the seed forms n/a)
     if commit is None:
         at = tables_commits(rs, order)  # each class's tables: its widest commit, or newer
-        commits = {kind: c for kind, (c, _, _) in at.items()}
-        full = max(commits.values(), key=order.index)  # the newest of them names the page
+        ran = [c for c, _, most in at.values() if most]  # a class with no results has no say
+        full = max(ran, key=order.index) if ran else order[-1]  # the newest names the page
+        commits = {kind: c if most else full for kind, (c, _, most) in at.items()}
         last = continued(rs, order)
         if order.index(full) > order.index(last):  # the tables' commit is never past the end
             last = full
