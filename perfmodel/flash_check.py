@@ -84,7 +84,7 @@ def run_one(case) -> dict:
         x.requires_grad_()
     with ft.forced(configs, variant=case["variant"]):
         out = ft.FlashAttentionTriton.apply(q, k, v, True)
-        lse = out.grad_fn.saved_tensors[4].detach()
+        lse = out.grad_fn.saved_tensors[4].detach().reshape(b, s)  # saved per head: (b, 1, s)
         out.backward(do)
     if device.type == "cuda":
         torch.cuda.synchronize()  # a fault surfaces here at the latest

@@ -463,7 +463,7 @@ def test_config_check_names_the_config_that_faults():
     numbers or hang: each gets its own status, named in the table, and the others still run."""
     from perfmodel import flash_check
 
-    real = [c for c in flash_check.cases(("float32",), (24,), ("dq",), seq=40, batch=1, device="cpu")
+    real = [c for c in flash_check.cases(("float32",), (24,), ("dq",), seq=40, batch=2, device="cpu")
             if c["cfg"][0] * c["cfg"][1] <= 64 * 32][:1]
     assert real
     rows = flash_check.check_all(real, workers=1, timeout=240, log=None)
