@@ -168,12 +168,19 @@ def test_suite_files_the_protocol_that_measure_implements():
     from perfmodel.measure import PROTOCOL_VERSION  # noqa: PLC0415
 
     from asv_runner.discovery import disc_benchmarks  # noqa: PLC0415
-    from benchmarks.common import PROTOCOL, TIME_VERSION  # noqa: PLC0415
+    from benchmarks import tiers  # noqa: PLC0415
+    from benchmarks.common import PROTOCOL, SPLIT_SUFFIX, TIME_VERSION  # noqa: PLC0415
 
     found = {b.name: b.version for b in disc_benchmarks(str(ROOT / "benchmarks"))}
     assert PROTOCOL == PROTOCOL_VERSION
     times = {name: v for name, v in found.items() if name.rsplit(".", 1)[-1].startswith("time_")}
-    assert times and set(times.values()) == {TIME_VERSION}, times
+    # the modes timed as parts of the train step have lines of their own (tiers.SPLIT_TRAIN_STEP)
+    split = {name for name in times if tiers.SPLIT_TRAIN_STEP
+             and name.rsplit(".", 1)[-1] in ("time_backward", "time_forward_backward")
+             and ".Model." in name}
+    assert times and {times[n] for n in times if n not in split} == {TIME_VERSION}, times
+    assert {times[n] for n in split} <= {TIME_VERSION + SPLIT_SUFFIX}
+    assert len(split) == (2 if tiers.SPLIT_TRAIN_STEP else 0)
     others = {v for name, v in found.items() if name not in times}
     assert TIME_VERSION not in others  # status and memory figures keep their own version
 
@@ -183,22 +190,29 @@ def test_shipped_results_keep_their_benchmark_versions():
     suite states its versions explicitly (benchmarks/common.py: TIME_VERSION for time_, and
     FACTS_VERSION for status and memory), so editing a benchmark's source orphans nothing; a
     shipped result may differ only where it was taken by an older protocol (time_ results,
-    labelled by tools/label_protocols.py), which is exactly what must not share a graph line.
-    A benchmark removed from the suite (the CPU-only peakmem_, NaN on the GPU) is not orphaned."""
+    labelled by tools/label_protocols.py), or where it was taken before its mode became a part of
+    the marked train step (the suite's version is then the old one + SPLIT_SUFFIX): exactly what
+    must not share a graph line. A benchmark removed from the suite (the CPU-only peakmem_, NaN on
+    the GPU) is not orphaned."""
     from asv.results import iter_results  # noqa: PLC0415
     from asv_runner.discovery import disc_benchmarks  # noqa: PLC0415
 
     shipped = list(iter_results(str(ROOT / "results")))
     if not shipped:
         pytest.skip("no results shipped")
-    from benchmarks.common import PROTOCOL  # noqa: PLC0415
+    from benchmarks.common import PROTOCOL, SPLIT_SUFFIX  # noqa: PLC0415
 
     current = {b.name: b.version for b in disc_benchmarks(str(ROOT / "benchmarks"))}
     older = {f"perfmodel-protocol-{n}" for n in range(PROTOCOL)}
+
+    def history(name, version):
+        return ((name.rsplit(".", 1)[-1].startswith("time_") and version in older)
+                or current[name] == version + SPLIT_SUFFIX)
+
     orphaned = sorted({f"{r.params.get('machine')}: {name} {version}" for r in shipped
                        for name, version in r.benchmark_version.items()
                        if version is not None and name in current and current[name] != version
-                       and not (name.rsplit(".", 1)[-1].startswith("time_") and version in older)})
+                       and not history(name, version)})
     assert not orphaned, f"shipped results no longer match the suite: {orphaned[:10]}"
 
 

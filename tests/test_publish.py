@@ -128,3 +128,29 @@ def test_a_machine_whose_results_give_no_summary_costs_only_its_own_page(tmp_pat
     assert "perfmodel summary: fixture-cpu" in (html / "summary.html").read_text()
     assert [p for p in pub.problems if p.startswith("no summary for cpu-newest: ")]
     assert "No summary" in (html / "summary" / "cpu-newest.html").read_text()
+
+
+def test_results_of_an_older_benchmark_version_are_one_note_per_machine(tmp_path):
+    """A change of method (the split train step) starts new lines: every benchmark whose older
+    results are left beside the new ones is a note on the summary page, and one line of the
+    publish step's output per machine, not a warning per benchmark."""
+    import shutil  # noqa: PLC0415
+
+    html = tmp_path / "html"
+    html.mkdir()
+    (html / "index.html").write_text(ASV_INDEX.read_text())
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURE, results)
+    bench = json.loads((results / "benchmarks.json").read_text())
+    newer = [n for n in bench if ".Model.time_" in n][:3]
+    for name in newer:  # the suite now files them under another version
+        bench[name]["version"] = f"{bench[name].get('version')}-another-method"
+    (results / "benchmarks.json").write_text(json.dumps(bench))
+    pub = site.publish_site(html, results, repo=tmp_path, plots=False)
+    assert not [p for p in pub.problems if "older version" in p], pub.problems
+    notes = [line for line in pub.lines() if line.startswith("note: ")]
+    assert notes == [f"note: summary of fixture-cpu: {len(newer)} benchmark(s) have results of "
+                     "an older version, shown in asv's graphs but not beside the new ones (the "
+                     "summary's notes name them)"]
+    page = (html / "summary.md").read_text()
+    assert all(f"not shown: {n.replace('_', chr(92) + '_')}" in page for n in newer)

@@ -52,6 +52,10 @@ COLUMNS = ("commit", "env", "file", "date", "benchmark", "method", "unit", "stat
            "samples", "stats", "params", "cell", "kind", "measure", "role")
 
 
+# how a note about results of an older benchmark version starts (history, not a loss: Notes.info)
+STALE_NOTE = "not shown: "
+
+
 class Notes(list):
     """One line per file and field left out (repeats are counted, not listed). ``left_out`` counts
     what was left out (the report's exit status 1); ``info`` adds a line that is no such loss
@@ -403,7 +407,7 @@ def load(results_dir: str | os.PathLike = "results", machine: str | None = None)
                         + (f" ({notes[-1]})" if notes else ""))
     for key, hashes in sorted(reading.stale.items()):
         # asv's own rule, and ordinary history after a change of method: a note, not a loss
-        notes.info(f"not shown: {key} at {', '.join(sorted(hashes))}, measured by an older "
+        notes.info(f"{STALE_NOTE}{key} at {', '.join(sorted(hashes))}, measured by an older "
                    "version of the benchmark (not comparable)")
     if reading.gone:
         gone = sorted(reading.gone)

@@ -25,7 +25,7 @@ from .comparisons import model_comparisons
 from .fold import fold
 from .gaterule import clone_tiers, gate_rule
 from .history import compare_table, headline_cells, history_table
-from .load import load
+from .load import STALE_NOTE, load
 from .model_tables import model_tables
 from .pivot import pivot
 from .plots import plot_attention, plot_history, plot_model, safe_plot
@@ -165,7 +165,7 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
         tiers = None
     tables += guarded(notes, "why_na", why_na, norm, rs.benchmarks, commits,
                       device_of(rs.machine), tiers) or []
-    stale = any(n.startswith("not shown: ") and any(c[:8] in n for c in read)
+    stale = any(n.startswith(STALE_NOTE) and any(c[:8] in n for c in read)
                 for n in notes)  # load.py: older versions left out
     tables = number_tables([fold(t, stale) for t in tables])
     plots = {}

@@ -52,6 +52,7 @@ class Published:
     vendored: list[str] = field(default_factory=list)
     remote: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)  # what the summaries show as history only
 
     @property
     def offline(self) -> bool:
@@ -73,6 +74,7 @@ class Published:
                        + ", ".join(self.remote))
         out += [f"summary of {m}: {self.html_dir / page}" for m, page in self.summaries]
         out += [f"warning: {p}" for p in self.problems]
+        out += [f"note: {h}" for h in self.history]
         return out
 
 
@@ -92,7 +94,7 @@ def write_summaries(html_dir: Path, results_dir, repo, history: int, plots: bool
     """Every machine's summary: ``machine`` (default: the one with the newest results) in
     summary.html, or, when its results give no summary, the next machine that has one; the
     others in summary/. A machine without a summary costs its own page only."""
-    from .load import newest_first  # noqa: PLC0415 (pandas)
+    from .load import STALE_NOTE, newest_first  # noqa: PLC0415 (pandas)
     from .page import write_error_page, write_report  # noqa: PLC0415 (pandas, matplotlib)
 
     def one(name, output, back_link) -> str | None:
@@ -103,7 +105,12 @@ def write_summaries(html_dir: Path, results_dir, repo, history: int, plots: bool
                                    back_link=back_link)
         except Exception as err:  # noqa: BLE001 (asv's own pages must be published regardless)
             return str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
-        out.problems += [f"summary of {name}: {n}" for n in written.notes]
+        stale = [n for n in written.notes if n.startswith(STALE_NOTE)]
+        out.problems += [f"summary of {name}: {n}" for n in written.notes if n not in stale]
+        if stale:  # a change of method starts new lines: its older results are history
+            out.history.append(f"summary of {name}: {len(stale)} benchmark(s) have results of an "
+                               "older version, shown in asv's graphs but not beside the new ones "
+                               "(the summary's notes name them)")
         return None
 
     ranked = newest_first(results_dir)
