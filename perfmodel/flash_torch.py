@@ -53,6 +53,13 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: b
         raise ValueError("sequence lengths must be at least 1")
 
 
+def saved_logsumexp(out: torch.Tensor) -> torch.Tensor:
+    """The row logsumexp a flash forward saved for ``out``'s backward, shaped as ``out`` less its
+    last dim: (batch, seq) or (batch, heads, seq). Both implementations save (q, k, v, out, lse);
+    the Triton one keeps lse per head, (batch, 1, seq) for (batch, seq, d) inputs."""
+    return out.grad_fn.saved_tensors[4].reshape(out.shape[:-1])
+
+
 def check_heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     """(batch, heads, seq, d) inputs: one batch size and one head count (check_inputs checks
     the rest on one head)."""
