@@ -794,7 +794,7 @@ def preprocess_block(d: int) -> int:
 
 def _strides(x) -> tuple:
     """(batch, head, row) strides of a (batch, head, seq, d) tensor whose d is contiguous."""
-    return x.stride(0), x.stride(1), x.stride(2)
+    return x.stride()[:3]
 
 
 def _4d(x):
@@ -841,13 +841,17 @@ def kernel_args(name, q, k, v, o=None, lse=None, do=None, delta=None, dq=None, d
 def _dense(x) -> bool:
     """Whether ``x`` covers its storage without gaps or overlaps, d contiguous: then empty_like
     gives a gradient the same strides, and the kernels read it in place."""
-    if x.stride(-1) != 1:
+    if x.is_contiguous():  # the common case, asked of torch once (each layer calls this 4 times)
+        return True
+    strides = x.stride()
+    if strides[-1] != 1:
         return False
     expect = 1
-    for stride, size in sorted((x.stride(i), x.size(i)) for i in range(x.dim()) if x.size(i) > 1):
-        if stride != expect:
-            return False
-        expect *= size
+    for stride, size in sorted(zip(strides, x.shape)):
+        if size > 1:
+            if stride != expect:
+                return False
+            expect *= size
     return True
 
 

@@ -271,6 +271,24 @@ def test_the_benchs_reference_check_runs_through_the_interpreter():
     assert max(worst.values()) < TOL[("triton", torch.float32)], worst
 
 
+def test_which_layouts_the_kernels_read_in_place():
+    """The kernels read a tensor in place when it covers its storage without gaps and d is
+    contiguous (gradients then get its strides from empty_like); anything else is copied once."""
+    from perfmodel.flash_triton import _dense, _operand
+
+    b, s, h, d = 2, 8, 3, 4
+    heads = torch.randn(b, s, h, d).transpose(1, 2)           # the model's q, k, v
+    assert _dense(torch.randn(b, h, s, d)) and _dense(heads)
+    assert torch.empty_like(heads).stride() == heads.stride()
+    assert _operand(heads) is heads
+    qkv = torch.randn(b, s, 3 * h * d)[..., : h * d]           # one of three fused projections
+    gappy = qkv.view(b, s, h, d).transpose(1, 2)
+    assert not _dense(gappy) and _operand(gappy).is_contiguous()
+    assert torch.equal(_operand(gappy), gappy)
+    assert not _dense(torch.randn(b, h, d, s).transpose(2, 3))  # d not contiguous
+    assert _dense(torch.randn(b, 1, s, d)) and _dense(torch.randn(1, h, 1, d).transpose(1, 2))
+
+
 def test_tuning_spaces_default_to_the_verified_ones(monkeypatch):
     """Until the v3 candidates have passed on a GPU, the autotuner keeps to the v2 spaces where
     there are some (bf16 at d <= 128, "ieee" float32)."""
