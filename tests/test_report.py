@@ -298,6 +298,17 @@ def newest_file(results: Path) -> Path:
     return next((results / MACHINE).glob(f"{res.commit_hash[:8]}-*.json"))
 
 
+def keep_only(results: Path, commit: str, keep) -> None:
+    """Rewrites ``commit``'s results file in ``results`` with asv's API as if its run had timed
+    only the benchmarks ``keep(name)`` accepts (asv's NaN for every cell of the others)."""
+    path = next((results / MACHINE).glob(f"{commit[:8]}-*.json"))
+    res = asv_results.Results.load(str(path))
+    for name in res.get_all_result_keys():
+        if not keep(name):
+            res._results[name] = [float("nan")] * len(res._results[name])
+    res.save(str(results))
+
+
 def one_line_error(argv, capsys) -> str:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -513,13 +524,8 @@ def test_tables_default_to_the_newest_commit_nearly_as_wide_as_any(tmp_path):
     reads it. Counted here from asv's API."""
     order = commits_in_git_order()
     results = copy_fixture(tmp_path)
-    path = newest_file(results)
-    res = asv_results.Results.load(str(path))
-    keep = "bench_attention.Attention.time_forward"
-    for name in res.get_all_result_keys():  # the newest commit: one benchmark's cells only
-        if name != keep:
-            res._results[name] = [float("nan")] * len(res._results[name])
-    res.save(str(results))
+    # the newest commit: one benchmark's cells only
+    keep_only(results, order[-1], lambda n: n == "bench_attention.Attention.time_forward")
     measured = {}
     for r in asv_results.iter_results_for_machine(str(results), MACHINE):
         bench = benchmarks_json()
@@ -558,15 +564,8 @@ def test_a_class_run_alone_at_a_newer_commit_is_read_for_that_classs_tables(tmp_
     if len(order) < 3:
         pytest.skip("the fixture has fewer than three commits")
     results = copy_fixture(tmp_path)
-    files = {r.commit_hash: next((results / MACHINE).glob(f"{r.commit_hash[:8]}-*.json"))
-             for r in asv_files()}
-    for commit, keep in ((order[-1], lambda n: ".Model." in n),
-                         (order[-2], lambda n: n == "bench_attention.Attention.time_forward")):
-        res = asv_results.Results.load(str(files[commit]))
-        for name in res.get_all_result_keys():
-            if not keep(name):
-                res._results[name] = [float("nan")] * len(res._results[name])
-        res.save(str(results))
+    keep_only(results, order[-1], lambda n: ".Model." in n)
+    keep_only(results, order[-2], lambda n: n == "bench_attention.Attention.time_forward")
 
     report = build_report(results, MACHINE, history=10, repo=REPO)
     assert report.commits == {"model": order[-1], "attention": order[-3], "warmup": order[-3]}
@@ -591,14 +590,9 @@ def test_a_class_without_results_does_not_move_the_tables_commit(tmp_path):
     them."""
     order = commits_in_git_order()
     results = copy_fixture(tmp_path)
-    for r in asv_files():
-        path = next((results / MACHINE).glob(f"{r.commit_hash[:8]}-*.json"))
-        res = asv_results.Results.load(str(path))
-        for name in res.get_all_result_keys():
-            if ".Warmup." in name or (r.commit_hash == order[-1]
-                                      and name != "bench_attention.Attention.time_forward"):
-                res._results[name] = [float("nan")] * len(res._results[name])
-        res.save(str(results))
+    for commit in order:
+        keep_only(results, commit, lambda n, newest=commit == order[-1]: ".Warmup." not in n and (
+            not newest or n == "bench_attention.Attention.time_forward"))
     report = build_report(results, MACHINE, history=10, repo=REPO)
     assert report.commit == order[-2]
     assert report.commits == dict.fromkeys(("attention", "model", "warmup"), order[-2])
@@ -611,14 +605,8 @@ def test_a_run_of_a_few_chunks_does_not_end_the_history(tmp_path):
     order = commits_in_git_order()
     results = copy_fixture(tmp_path)
     keep = "bench_attention.Attention.time_forward"
-    files = {r.commit_hash: next((results / MACHINE).glob(f"{r.commit_hash[:8]}-*.json"))
-             for r in asv_files()}
-    for commit, only in ((order[-1], True), (order[-2], False)):
-        res = asv_results.Results.load(str(files[commit]))
-        for name in res.get_all_result_keys():  # newest: that benchmark alone; before: all but it
-            if (name == keep) != only:
-                res._results[name] = [float("nan")] * len(res._results[name])
-        res.save(str(results))
+    keep_only(results, order[-1], lambda n: n == keep)  # newest: that benchmark alone
+    keep_only(results, order[-2], lambda n: n != keep)  # before: all but it
 
     report = build_report(results, MACHINE, history=10, repo=REPO)
     assert report.compare == (order[-3], order[-2])
