@@ -31,9 +31,8 @@ class Pivot:
         return T.rank(self.orders.get(kind, {}).get(param, []))
 
 
-def pivot(norm: pd.DataFrame, commits: str | dict) -> Pivot:
-    """``commits``: one commit for every kind, or kind -> commit."""
-    at = commits if isinstance(commits, dict) else dict.fromkeys(T.KINDS, commits)
+def pivot(norm: pd.DataFrame, at: dict) -> Pivot:
+    """``at``: kind -> the commit its tables read."""
     a = T.cells(norm, "attention", at["attention"])
     if not a.empty:
         a["status"] = [T.combined_status(T.get(r, "fwd_status", NA), T.get(r, "bwd_status", NA))
