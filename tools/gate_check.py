@@ -49,7 +49,10 @@ GATE_CELLS = {
 }
 
 # How the plant adds work. GPU: the same attention over the first fraction f of the sequence (a
-# small square problem: calibrated with do_bench, 1.10-1.13 in every run). CPU: the first f of
+# small square problem: calibrated with do_bench, 1.10-1.13 in every run), called before the
+# cell's own attention so that it adds time and no memory: called after it (until 2026-12-04),
+# its output sat beside the cell's own and raised sdpa's forward peak by about f/4, which the
+# gate rightly confirmed (1.06 and 1.08 on the H200), beside the planted times. CPU: the first f of
 # the queries against every key, so the extra work streams the same full-length score rows as
 # the cell itself; a small square extra call fits in cache and its cost relative to the cell
 # moved between 1.14 and 1.39 within half an hour as the shared host's memory bandwidth moved.
@@ -66,13 +69,13 @@ _ROWS = {rows!r}
 
 def _planted(name, fn):
     def attention(q, k, v, is_causal=True):
-        out = fn(q, k, v, is_causal)
         f = _PLANT.get((name, str(q.dtype).replace("torch.", ""), q.shape[-1], q.shape[-2]))
         if f and q.dim() == 3:
+            # before the cell's own call, its result dropped at once: time only, no memory
             n = max(1, int(q.shape[-2] * f))
             m = q.shape[-2] if _ROWS else n
             fn(q[:, :n].detach(), k[:, :m].detach(), v[:, :m].detach(), is_causal)
-        return out
+        return fn(q, k, v, is_causal)
     return attention
 
 
