@@ -10,8 +10,9 @@
 # The set-up (scripts/gpu_env.sh; recipe: notes/gpu-box.md): asv from the wheels in .whl/, what
 # asv installs into each environment from .whl/house/, the project's history from
 # .whl/repo.bundle where the copy has no usable .git, and the box's torch reused by every
-# environment. A full run takes benchmarks/tiers.py's plan, chunk by chunk (each saved when it
-# ends). A run longer than one command may last: DETACH=1 starts it in its own process session
+# environment. A full run takes benchmarks/tiers.py's plan as two asv runs (the gate's cells,
+# then the rest); CHUNKS=REGEX keeps the chunks it names, EACH_CHUNK=1 runs each chunk as its
+# own asv run (each saved when it ends). A run longer than one command may last: DETACH=1 starts it in its own process session
 # (it survives the command while the machine stays held) and waits up to WAIT seconds; each
 # further `wait` waits again. Issue the next call at once: an idle machine goes back.
 # When $OUT is set, what the run has so far comes back there on every return: the results
@@ -77,8 +78,10 @@ case "$tier" in
     [ $# -eq 0 ] && set -- HEAD
     refs=(); for c in "$@"; do refs+=(--commit "$c"); done
     [ "$tier" = quick ] && t=gpu-quick || t=gpu
-    # CHUNKS=REGEX: only those chunks of a full run's plan (python3 -m benchmarks.tiers --plan)
-    $PY -m perfmodel track --tier "$t" --no-publish ${CHUNKS:+--chunk "$CHUNKS"} "${refs[@]}" ;;
+    # CHUNKS=REGEX: only those chunks of a full run's plan (python3 -m benchmarks.tiers --plan);
+    # EACH_CHUNK=1: one asv run per chunk
+    $PY -m perfmodel track --tier "$t" --no-publish ${CHUNKS:+--chunk "$CHUNKS"} \
+      ${EACH_CHUNK:+--each-chunk} "${refs[@]}" ;;
   *) echo "usage: scripts/gpu_asv.sh quick|full [COMMIT ...] | gate [BASE [HEAD]] | wait [S]" >&2
      exit 2 ;;
 esac

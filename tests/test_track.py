@@ -363,6 +363,35 @@ def test_the_time_limit_stops_asv_and_its_children(tmp_path):
     assert not any(alive(p) for p in pids)
 
 
+def test_the_full_gpu_tier_is_two_asv_runs_unless_each_chunk_is_asked(tmp_path):
+    """Each asv run discovers the suite and starts its forkserver (torch imported twice): the
+    full GPU tier runs the gate's cells (their own rounds) and the rest (one round) as two asv
+    runs covering every chunk of the plan, --chunk's choice likewise; --each-chunk runs each
+    chunk as its own asv run, so that each is saved when it ends."""
+    repo, _ = fake_project(tmp_path)
+    write_suite(repo / "results")
+
+    def runs(*extra):
+        out = perfmodel(repo, "track", "--dry-run", "--machine", MACHINE, "--tier", "gpu", *extra)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        return [(label[2:], lines[i + 1]) for i, label in enumerate(lines) if label.startswith("# ")]
+
+    from benchmarks import tiers
+
+    plan = tiers.gpu_plan()
+    whole = runs()
+    assert [label for label, _ in whole] == [plan[0][0], "; ".join(n for n, _, _ in plan[1:])]
+    assert " -a rounds=" not in whole[0][1] and " -a rounds=1 " in whole[1][1]
+    assert [run.count(" --bench=") for _, run in whole] == [
+        len(plan[0][1]), sum(len(regexes) for _, regexes, _ in plan[1:])]
+    assert [label for label, _ in runs("--chunk", "compiled")] == [
+        "attention compiled; model compiled"]
+    assert [label for label, _ in runs("--chunk", "compiled", "--each-chunk")] == [
+        "attention compiled", "model compiled"]
+    assert [label for label, _ in runs("--each-chunk")] == [n for n, _, _ in plan]
+
+
 def test_a_cpu_commit_without_the_gpu_only_methods_is_measured(tmp_path):
     """The CPU tier never runs a memory figure or a host figure (benchmarks/tiers.py
     GPU_ONLY_METHODS): a commit whose results lack only those counts as measured on a CPU."""

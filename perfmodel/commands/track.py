@@ -54,6 +54,10 @@ def add_parser(sub) -> None:
     p.add_argument("--chunk", default=None, metavar="REGEX",
                    help="with --tier gpu: only the chunks of its plan whose names match "
                         "(python -m benchmarks.tiers --plan lists them)")
+    p.add_argument("--each-chunk", action="store_true",
+                   help="with --tier gpu: each chunk its own asv run, saved when it ends (for a "
+                        "box whose time may run out); by default the gate's cells are one asv "
+                        "run and the other chunks another, which saves asv's start per chunk")
     p.add_argument("--bench", "-b", action="append", default=None,
                    help="asv -b regex (repeatable): only these benchmarks, instead of the tier; "
                         "the commits stay incomplete, and the next run measures them whole")
@@ -230,7 +234,7 @@ def main(args) -> int:
     run = ["run", f"HASHFILE:{hashfile}", f"--machine={name}", "--record-samples",
            "--show-stderr"]
     child_env = asv_env()
-    runs = plan(root, tier, args.bench, env, child_env, args.chunk)
+    runs = plan(root, tier, args.bench, env, child_env, args.chunk, args.each_chunk)
     publish = ["publish", "--no-pull"]
     log_path = os.path.abspath(args.log or os.path.join(root, ".asv", "track.log"))
 
@@ -285,11 +289,13 @@ def main(args) -> int:
 
 
 def plan(root: str, tier: str | None, bench: list[str] | None, env: dict,
-         child_env: dict, chunk: str | None = None) -> list[tuple[str, list[str]]]:
+         child_env: dict, chunk: str | None = None,
+         each_chunk: bool = False) -> list[tuple[str, list[str]]]:
     """The asv runs of a tracking job, as (label, asv run arguments beyond the common ones):
     the user's -b regexes; or the tier's cells in one run; or, for the full GPU tier, its plan
-    (benchmarks/tiers.py gpu_plan: the gate's cells in their 2 rounds, then the rest chunk by
-    chunk in one round, each chunk saved when it ends). A CPU's history is history, not a
+    (benchmarks/tiers.py gpu_plan: the gate's cells in their 2 rounds, then the rest in one
+    round: one asv run, or with ``each_chunk`` one asv run per chunk, each saved when it ends).
+    A CPU's history is history, not a
     verdict (perfmodel gate measures its own two commits): one round of history sampling a
     cell, asked of the suite through ``child_env``, as the full GPU tier's chunks are; a history
     run measures each grid point's cells in one process (benchmarks/common.py Group)."""
@@ -301,12 +307,13 @@ def plan(root: str, tier: str | None, bench: list[str] | None, env: dict,
             wanted = re.compile(chunk or "")
         except re.error as err:
             raise UserError(f"--chunk {chunk!r} is not a regular expression: {err}") from None
-        runs = [(name, [f"--bench={r}" for r in regexes]
-                 + (["-a", f"rounds={rounds}"] if rounds else []))
-                for name, regexes, rounds in tiers.gpu_plan() if wanted.search(name)]
-        if not runs:
+        chunks = [c for c in tiers.gpu_plan() if wanted.search(c[0])]
+        if not chunks:
             raise UserError(f"--chunk {chunk!r} names no chunk; the chunks: "
                             + ", ".join(name for name, _, _ in tiers.gpu_plan()))
+        runs = [(name, [f"--bench={r}" for r in regexes]
+                 + (["-a", f"rounds={rounds}"] if rounds else []))
+                for name, regexes, rounds in (chunks if each_chunk else merged(chunks))]
         # a history run: the chunks' cells are measured a grid point per process (the gate's
         # cells keep their process per round: tiers.grouped)
         child_env.update([tiers.HISTORY_RUN_ENV])
@@ -316,6 +323,21 @@ def plan(root: str, tier: str | None, bench: list[str] | None, env: dict,
         extra += ["-a", f"rounds={tiers.HISTORY['rounds']}"]
         child_env.update([tiers.HISTORY_RUN_ENV])
     return [("", extra)]
+
+
+def merged(chunks: list[tuple[str, list[str], int | None]]) -> list[tuple[str, list[str], int | None]]:
+    """Consecutive chunks of the same rounds as one asv run. Each asv run discovers the suite
+    and starts its forkserver, both importing torch (8 s a run on a 2-core CPU; 10-25 s per
+    chunk on the H200, from the chunks' wall time less their processes'), and saves a commit's
+    results only when it ends: separate chunks trade that start for a save each
+    (``--each-chunk``)."""
+    out: list[tuple[str, list[str], int | None]] = []
+    for name, regexes, rounds in chunks:
+        if out and out[-1][2] == rounds:
+            out[-1] = (f"{out[-1][0]}; {name}", out[-1][1] + list(regexes), rounds)
+        else:
+            out.append((name, list(regexes), rounds))
+    return out
 
 
 def _run_and_publish(args, run, runs, publish, todo, subjects, why, root, child_env, log_path,
