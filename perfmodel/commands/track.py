@@ -295,10 +295,10 @@ def plan(root: str, tier: str | None, bench: list[str] | None, env: dict,
     the user's -b regexes; or the tier's cells in one run; or, for the full GPU tier, its plan
     (benchmarks/tiers.py gpu_plan: the gate's cells in their 2 rounds, then the rest in one
     round: one asv run, or with ``each_chunk`` one asv run per chunk, each saved when it ends).
-    A CPU's history is history, not a
-    verdict (perfmodel gate measures its own two commits): one round of history sampling a
-    cell, asked of the suite through ``child_env``, as the full GPU tier's chunks are; a history
-    run measures each grid point's cells in one process (benchmarks/common.py Group)."""
+    A CPU's history is history, not a verdict (perfmodel gate measures its own two commits):
+    one round of history sampling a cell, asked of the suite through ``child_env``, as the full
+    GPU tier's chunks are; a history run measures each grid point's cells in one process
+    (benchmarks/common.py Group)."""
     if bench:
         return [("", [f"--bench={pattern}" for pattern in bench])]
     tiers = load_tiers(root)
@@ -325,13 +325,18 @@ def plan(root: str, tier: str | None, bench: list[str] | None, env: dict,
     return [("", extra)]
 
 
-def merged(chunks: list[tuple[str, list[str], int | None]]) -> list[tuple[str, list[str], int | None]]:
+# A chunk of the full GPU tier's plan (benchmarks/tiers.py gpu_plan): name, asv -b regexes,
+# rounds (None: the class's own)
+Chunk = tuple[str, list[str], int | None]
+
+
+def merged(chunks: list[Chunk]) -> list[Chunk]:
     """Consecutive chunks of the same rounds as one asv run. Each asv run discovers the suite
     and starts its forkserver, both importing torch (8 s a run on a 2-core CPU; 10-25 s per
     chunk on the H200, from the chunks' wall time less their processes'), and saves a commit's
     results only when it ends: separate chunks trade that start for a save each
     (``--each-chunk``)."""
-    out: list[tuple[str, list[str], int | None]] = []
+    out: list[Chunk] = []
     for name, regexes, rounds in chunks:
         if out and out[-1][2] == rounds:
             out[-1] = (f"{out[-1][0]}; {name}", out[-1][1] + list(regexes), rounds)

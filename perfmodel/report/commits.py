@@ -133,7 +133,6 @@ def continued(rs: ResultSet, order: list[str]) -> str:
     return order[-1]
 
 
-
 def base(rs: ResultSet, order: list[str], last: str) -> str | None:
     """The change table's other commit by default: of the commits before ``last``, the newest
     whose cells in common with it are at least WIDE_SHARE of the most that any of them has in

@@ -63,7 +63,7 @@ class Report:
     bound_steps: int = 0                        # of them, host-bound (names.host_bound)
     internal: int = 0                           # tables lost to an internal error (page.guarded)
     unknown_steps: int = 0                      # of them, not told (names.host_bound: None)
-    newer: Newer | None = None                  # newer commits hold fewer cells (commits.widest)
+    newer: Newer | None = None                  # tables not all at the newest (tables_commits)
     commits: dict = field(default_factory=dict)  # kind -> the commit its tables read
 
     @property
