@@ -1007,6 +1007,23 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
             fn(q, k, v).backward(grad)
         return call
 
+    def fwd_grad(fn):
+        # the same through torch.autograd.grad: no accumulation into the leaves' .grad
+        def call():
+            torch.autograd.grad(fn(q, k, v), (q, k, v), grad)
+        return call
+
+    class Empty(torch.autograd.Function):
+        """No work but the autograd engine's: what any Python backward costs the host, the
+        fixed part of flash's forward+backward that no kernel or launch change removes."""
+        @staticmethod
+        def forward(ctx, x):
+            return x.view_as(x)
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
     def plain_launch():
         # the fwd kernel with the config the autotuner chose (or the fixed one), by Triton's JIT
         kernel, tuned = flash_triton.KERNEL_FUNCS["fwd"]
@@ -1056,6 +1073,11 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
         ("flash: fwd launch by Triton's JIT, chosen config", None),
         ("sdpa forward+backward", fwd_bwd(lambda *t: torch.nn.functional.scaled_dot_product_attention(*t, is_causal=True))),
         ("flash forward+backward", fwd_bwd(lambda *t: attention(*t, True, impl="flash"))),
+        ("sdpa forward+backward, autograd.grad",
+         fwd_grad(lambda *t: torch.nn.functional.scaled_dot_product_attention(*t, is_causal=True))),
+        ("flash forward+backward, autograd.grad", fwd_grad(lambda *t: attention(*t, True, impl="flash"))),
+        ("an empty Python autograd.Function, forward+backward",
+         lambda: Empty.apply(q).backward(grad)),
         ("flash: FlashAttentionTriton.apply forward+backward (3D, contiguous)",
          lambda: flash_triton.FlashAttentionTriton.apply(q3g, k3g, v3g, True).backward(do3)),
         ("flash: FlashAttentionTriton.backward (no autograd engine)",
