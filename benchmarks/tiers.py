@@ -232,6 +232,14 @@ def selection(tier: str, keep=None) -> list[str]:
     return out
 
 
+def compiles(kind: str, c: dict) -> bool:
+    """Whether the cell's first step compiles (torch.compile's graphs; the flash kernels and
+    their autotuning): what perfmodel track warms several at a time before asv measures
+    (perfmodel/prewarm.py)."""
+    return ((kind == "Attention" and c["impl"] in ("compiled", "flash"))
+            or (kind == "Model" and c["variant"] in ("compiled", "flash")))
+
+
 def _not_gated(kind, c):
     return why_not("gpu-quick", kind, c) is not None
 

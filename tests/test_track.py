@@ -392,6 +392,33 @@ def test_the_full_gpu_tier_is_two_asv_runs_unless_each_chunk_is_asked(tmp_path):
     assert [label for label, _ in runs("--each-chunk")] == [n for n, _, _ in plan]
 
 
+def test_the_full_gpu_tier_warms_the_compile_caches_before_the_run_that_compiles(tmp_path):
+    """perfmodel/prewarm.py runs before the asv run holding the cells that compile (the
+    torch.compile and flash cells), never before the gate's cells, a chunk without such cells,
+    another tier, or with --prewarm 0."""
+    repo, _ = fake_project(tmp_path)
+    write_suite(repo / "results")
+    from benchmarks import tiers
+
+    n = sum(tiers.compiles(k, c) for k in tiers.GRID for c in tiers.tier_cells("gpu", k))
+
+    def warm_lines(*extra):
+        out = perfmodel(repo, "track", "--dry-run", "--machine", MACHINE, *extra)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        return [(line, lines[i + 1]) for i, line in enumerate(lines) if line.startswith("warm first:")]
+
+    (line, label), = warm_lines("--tier", "gpu", "--prewarm", "3")
+    assert line.startswith(f"warm first: {n} cells whose first step compiles, 3 at a time")
+    assert label.startswith("# ") and "compiled" in label and "gate cells" not in label
+    assert [w[1] for w in warm_lines("--tier", "gpu", "--each-chunk")] == [
+        "# attention flash, flash_torch", "# model flash", "# attention compiled",
+        "# model compiled"]
+    assert warm_lines("--tier", "gpu", "--prewarm", "0") == []
+    assert warm_lines("--tier", "gpu", "--chunk", "eager") == []
+    assert warm_lines("--tier", "gpu-quick") == []
+
+
 def test_a_cpu_commit_without_the_gpu_only_methods_is_measured(tmp_path):
     """The CPU tier never runs a memory figure or a host figure (benchmarks/tiers.py
     GPU_ONLY_METHODS): a commit whose results lack only those counts as measured on a CPU."""

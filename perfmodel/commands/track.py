@@ -15,7 +15,7 @@ import re
 import sys
 import time
 
-from .. import asvchild
+from .. import asvchild, prewarm
 from ..asvchild import AsvChild, asv_env
 from ..errors import UserError
 from ..identity import machine_record, print_machine, register_machine, this_machine
@@ -24,6 +24,7 @@ from ..repo import git, load_tiers, repo_root, resolve, result_files
 from ..untrusted import Unreadable, log_text, read_json, say, visible
 
 PUBLISH_LIMIT_S = 600
+PREWARM_LIMIT_S = 900  # the compile caches' warming before a run (perfmodel/prewarm.py)
 _COMMIT_LINE = re.compile(r"For \S+ commit ([0-9a-f]{6,40})\b")
 
 
@@ -58,6 +59,10 @@ def add_parser(sub) -> None:
                    help="with --tier gpu: each chunk its own asv run, saved when it ends (for a "
                         "box whose time may run out); by default the gate's cells are one asv "
                         "run and the other chunks another, which saves asv's start per chunk")
+    p.add_argument("--prewarm", type=int, default=None, metavar="N",
+                   help="with --tier gpu: before asv measures them, compile the cells that "
+                        "compile (torch.compile, flash) N at a time, so that asv's processes "
+                        "find the caches warm (default: half this box's cores; 0: not at all)")
     p.add_argument("--bench", "-b", action="append", default=None,
                    help="asv -b regex (repeatable): only these benchmarks, instead of the tier; "
                         "the commits stay incomplete, and the next run measures them whole")
@@ -249,6 +254,10 @@ def main(args) -> int:
             say(f"  {h[:8]} {subjects[h]}: to measure again: {why[h]}")
         say(f"asv machine record for {name}: {json.dumps(machine_record(name, env))}")
         for label, extra in runs:
+            todo_warm = warming(root, tier, extra, args.prewarm)
+            if todo_warm:
+                say(f"warm first: {len(todo_warm)} cells whose first step compiles, "
+                    f"{_workers(args.prewarm)} at a time (perfmodel/prewarm.py)")
             if label:
                 say(f"# {label}")
             say("$ asv " + " ".join(run + extra) + "    # " + " ".join(h[:8] for h in todo))
@@ -265,7 +274,7 @@ def main(args) -> int:
     try:
         status, failed, pages = _run_and_publish(
             args, run, runs, publish, todo, subjects, why, root, child_env, log_path, results_dir, name,
-            hashes, done)
+            hashes, done, tier)
     except KeyboardInterrupt:
         say(f"perfmodel track: interrupted; asv and the processes it started are stopped; "
             f"{_kept(todo, results_dir, name, t_wall)}; asv's output: {log_path}",
@@ -325,6 +334,49 @@ def plan(root: str, tier: str | None, bench: list[str] | None, env: dict,
     return [("", extra)]
 
 
+def _workers(asked: int | None) -> int:
+    return (os.cpu_count() or 2) // prewarm.COMPILE_THREADS if asked is None else asked
+
+
+def warming(root: str, tier: str | None, extra: list[str], asked: int | None) -> list:
+    """The cells an asv run of the full GPU tier (its -b regexes in ``extra``) compiles, which
+    perfmodel/prewarm.py opens several at a time before it; none elsewhere (a CPU tier
+    compiles nothing; the quick tier and a -b choice are left as asv runs them)."""
+    if tier != "gpu" or _workers(asked) < 1:
+        return []
+    regexes = [a.split("=", 1)[1] for a in extra if a.startswith("--bench=")]
+    return prewarm.cells(load_tiers(root), tier, regexes)
+
+
+def _env_python(root: str) -> str:
+    """The Python of asv's newest environment (the commit asv installed last, the box's torch),
+    or this one before asv has made any."""
+    env_dir = os.path.join(root, ".asv", "env")
+    found = []
+    for name in os.listdir(env_dir) if os.path.isdir(env_dir) else []:
+        python = os.path.join(env_dir, name, "bin", "python")
+        if os.path.isfile(python):
+            found.append((os.path.getmtime(os.path.join(env_dir, name)), python))
+    return max(found)[1] if found else sys.executable
+
+
+def _warm(root, tier, extra, asked, warmed: set, env: dict, log) -> None:
+    """Warm the compile caches for one asv run's cells not warmed before in this job."""
+    todo = [c for c in warming(root, tier, extra, asked) if json.dumps(c) not in warmed]
+    if not todo:
+        return
+    warmed.update(json.dumps(c) for c in todo)
+    workers = _workers(asked)
+    say(f"  warming the compile caches: {len(todo)} cells, {workers} at a time", flush=True)
+    got = prewarm.warm(root, _env_python(root), todo, workers, PREWARM_LIMIT_S, env)
+    say(f"  warmed in {_minutes(got['s'])}: {got['warm']} warm, {got['n/a']} n/a, "
+        f"{got['error']} failed, {got['not run']} not run"
+        + (f"; slowest {got['slowest'][1]} {got['slowest'][0]:.0f} s" if got["slowest"] else ""),
+        flush=True)
+    log.write(log_text("perfmodel prewarm: " + json.dumps(got) + "\n"))
+    log.flush()
+
+
 # A chunk of the full GPU tier's plan (benchmarks/tiers.py gpu_plan): name, asv -b regexes,
 # rounds (None: the class's own)
 Chunk = tuple[str, list[str], int | None]
@@ -346,13 +398,15 @@ def merged(chunks: list[Chunk]) -> list[Chunk]:
 
 
 def _run_and_publish(args, run, runs, publish, todo, subjects, why, root, child_env, log_path,
-                     results_dir, name, hashes, done) -> tuple[int, int, list[str]]:
-    """asv run over ``todo`` (once per entry of ``runs``), then asv publish. Returns (status,
-    failed cells, pages written)."""
+                     results_dir, name, hashes, done, tier) -> tuple[int, int, list[str]]:
+    """asv run over ``todo`` (once per entry of ``runs``, the compile caches warmed before the
+    runs that compile), then asv publish. Returns (status, failed cells, pages written)."""
     status, failed, pages = 0, 0, []
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(log_text(f"perfmodel track: machine {name}, commits {' '.join(hashes)}\n"))
+        warmed: set = set()
         for label, extra in runs if todo else []:
+            _warm(root, tier, extra, args.prewarm, warmed, child_env, log)
             if label:
                 say(f"  {label}:", flush=True)
             code, _ = _run(run + extra, todo, subjects, why, root, child_env, log, results_dir,

@@ -1,0 +1,168 @@
+"""Warm the compile caches before asv measures: the cells that compile, several at a time.
+
+asv measures one benchmark process after another, so on a box whose caches are empty every
+compiled or flash cell compiles inside the run, one after the other: on the H200 the attention
+and model compiled chunks took 8.0 and 9.3 minutes cold (the model's 1.7 warm), nearly all of
+it Inductor and Triton compiling (notes/gpu-box.md). That work is the host's (tracing, code
+generation, Triton's compiler) and it fills on-disk caches (TORCHINDUCTOR_CACHE_DIR,
+TRITON_CACHE_DIR, the flash autotuner's choices) that later processes read. So before asv runs
+such cells, ``warm`` opens each of them once in ``workers`` processes at a time, through the
+suite's own benchmark classes (their ``setup``, then each ``time_`` method once): they compile
+exactly what asv's processes will ask for. Nothing here is measured or recorded; a cell that
+fails or runs out of memory here is compiled by asv's own process, as without this step.
+
+The workers run this file as a script under the Python of asv's environment (the commit's
+perfmodel, the box's torch) and import the suite from the repository, nothing of the package:
+a commit whose perfmodel predates this module is warmed the same way.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+# Per worker: Inductor compiles Triton kernels in a pool of its own (one process per core by
+# default); several workers at once share the cores instead.
+COMPILE_THREADS = 2
+# The benchmark processes' own logs: a warming step is not a measurement.
+UNLOGGED = ("PERFMODEL_COST_LOG", "PERFMODEL_ROUND_LOG")
+
+
+def cells(tiers, tier: str, regexes: list[str]) -> list[tuple[str, dict]]:
+    """The cells of ``tier`` whose first step compiles (``tiers.compiles``) and that one of the
+    asv -b ``regexes`` selects; torch.compile's first (a whole model compiles longest: 70 s a
+    cell on the H200), so that the last cells handed out are short ones."""
+    import re  # noqa: PLC0415
+
+    patterns = [re.compile(r) for r in regexes]
+    out = []
+    for kind in tiers.GRID:
+        module = tiers.GRID[kind][0]
+        for cell in tiers.tier_cells(tier, kind):
+            name = f"{module}.{kind}.time_forward{tiers.asv_params(kind, cell)}"
+            if tiers.compiles(kind, cell) and any(p.search(name) for p in patterns):
+                out.append((kind, cell))
+    return sorted(out, key=lambda kc: ("compiled" not in kc[1].values(), kc[0] != "Model"))
+
+
+def warm(root: str, python: str, todo: list[tuple[str, dict]], workers: int, limit_s: float,
+         env: dict | None = None) -> dict:
+    """Open each cell of ``todo`` once, ``workers`` at a time, each worker a ``python`` process
+    taking the next cell as it finishes one; none is handed out after ``limit_s`` seconds, and
+    the workers are stopped then. Returns {"warm", "n/a", "error", "not run": counts, "s":
+    wall seconds, "slowest": (seconds, cell label)}."""
+    python = os.path.abspath(python) if os.sep in python else python  # the workers run elsewhere
+    env = {k: v for k, v in (env or os.environ).items() if k not in UNLOGGED}
+    env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(COMPILE_THREADS))
+    pending: queue.Queue = queue.Queue()
+    for item in todo:
+        pending.put(item)
+    rows: list[dict] = []
+    lock = threading.Lock()
+    t0 = time.monotonic()
+    deadline = t0 + limit_s
+    workdir = tempfile.mkdtemp(prefix="perfmodel-prewarm-")  # the side files the suite writes
+
+    started: list[str] = []  # why a worker could not start, if one could not
+
+    def serve():
+        try:
+            child = subprocess.Popen([python, os.path.abspath(__file__), root], cwd=workdir,
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        except OSError as err:
+            started.append(f"{python}: {err.strerror}")
+            return
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    kind, cell = pending.get_nowait()
+                except queue.Empty:
+                    break
+                child.stdin.write(json.dumps([kind, cell]) + "\n")
+                child.stdin.flush()
+                line = child.stdout.readline()  # the worker's one line for this cell
+                row = json.loads(line) if line.startswith("{") else dict(
+                    kind=kind, cell=cell, status="error", error="the worker ended", s=0.0)
+                with lock:
+                    rows.append(row)
+                if not line:
+                    break
+        finally:
+            child.kill()
+            child.wait()
+
+    threads = [threading.Thread(target=serve, daemon=True) for _ in range(max(1, workers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        # a cell still compiling at the deadline is stopped with its worker (kill in serve)
+        t.join(max(0.0, deadline - time.monotonic()) + 30)
+    counts = {status: sum(r["status"] == status for r in rows) for status in ("warm", "n/a", "error")}
+    counts["not run"] = len(todo) - len(rows)
+    slowest = max(rows, key=lambda r: r["s"], default=None)
+    return dict(counts, s=round(time.monotonic() - t0, 1),
+                slowest=(slowest["s"], _label(slowest)) if slowest else None,
+                errors=[f"{_label(r)}: {r['error']}" for r in rows if r["status"] == "error"]
+                + sorted(set(started)))
+
+
+def _label(row: dict) -> str:
+    return f"{row['kind']}({', '.join(str(v) for v in row['cell'].values())})"
+
+
+def _open(kind: str, cell: dict) -> None:
+    """One cell, as asv's processes open it: the benchmark's setup, each timed method once."""
+    import importlib  # noqa: PLC0415
+
+    tiers = importlib.import_module("benchmarks.tiers")
+    bench = getattr(importlib.import_module(f"benchmarks.{tiers.GRID[kind][0]}"), kind)()
+    params = [cell[name] for name in tiers.param_names(kind)]
+    bench.setup(*params)  # NotImplementedError: n/a on this device or at this commit
+    try:
+        for name in sorted(dir(bench)):
+            if name.startswith("time_"):
+                getattr(bench, name)(*params)
+    finally:
+        if hasattr(bench, "teardown"):
+            bench.teardown(*params)
+
+
+def _worker(root: str) -> None:
+    """Read one cell a line from stdin, open it, answer one JSON line; stdout carries nothing
+    else (what the suite or torch prints goes to stderr)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here] + [root]
+    answer = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    import gc  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    for line in sys.stdin:
+        kind, cell = json.loads(line)
+        t0 = time.perf_counter()
+        status, error = "warm", ""
+        try:
+            _open(kind, cell)
+        except NotImplementedError as err:  # asv's SkipNotImplemented too
+            status, error = "n/a", str(err)
+        except Exception as err:  # noqa: BLE001 (asv's own process meets it again, and says so)
+            status, error = "error", f"{type(err).__name__}: {err}"
+        answer.write(json.dumps(dict(kind=kind, cell=cell, status=status, error=error[:300],
+                                     s=round(time.perf_counter() - t0, 2))) + "\n")
+        answer.flush()
+        torch._dynamo.reset()  # the next cell's graphs are compiled, not looked up in memory
+        gc.collect()
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1])

@@ -1,0 +1,74 @@
+"""perfmodel/prewarm.py: the cells that compile, opened several at a time before asv runs them."""
+import json
+import os
+import sys
+
+from benchmarks import tiers
+from perfmodel import prewarm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_full_gpu_tier_warms_exactly_its_compiling_cells_compiled_first():
+    plan = tiers.gpu_plan()
+    rest = [r for _, regexes, _ in plan[1:] for r in regexes]
+    todo = prewarm.cells(tiers, "gpu", rest)
+    expected = [(k, c) for k in tiers.GRID for c in tiers.tier_cells("gpu", k) if tiers.compiles(k, c)]
+    assert sorted(map(json.dumps, todo)) == sorted(map(json.dumps, expected))
+    assert {c.get("impl") or c.get("variant") for _, c in todo} == {"compiled", "flash"}
+    kinds = ["compiled" in c.values() for _, c in todo]
+    assert kinds == sorted(kinds, reverse=True)  # torch.compile's cells handed out first
+    assert todo[0][0] == "Model"
+    # the gate's cells compile nothing; a chunk's regexes select its own cells only
+    assert prewarm.cells(tiers, "gpu", plan[0][1]) == []
+    compiled = dict((name, regexes) for name, regexes, _ in plan)["attention compiled"]
+    assert {(k, c["impl"]) for k, c in prewarm.cells(tiers, "gpu", compiled)} == {
+        ("Attention", "compiled")}
+
+
+def test_workers_open_each_cell_through_the_suite_and_a_bad_cell_loses_no_other(tmp_path):
+    """On the CPU: a cell of the CPU tier is opened through its benchmark class (warm), one the
+    CPU's tier leaves out says n/a, a malformed one fails alone; nothing is written where the
+    job runs (the suite's side files go to the workers' own folder) and nothing is logged."""
+    ok = ("Attention", dict(impl="eager", dtype="float32", d=16, seq=256))
+    na = ("Attention", dict(impl="compiled", dtype="float32", d=128, seq=16384))
+    bad = ("Attention", dict(impl="eager", dtype="float32", d=16))  # no seq
+    cost_log = tmp_path / "cost.jsonl"
+    env = dict(os.environ, PERFMODEL_ASV_DEVICE="cpu", PERFMODEL_COST_LOG=str(cost_log))
+    before = set(os.listdir(os.getcwd()))
+    got = prewarm.warm(ROOT, sys.executable, [ok, na, bad, ok], workers=2, limit_s=240, env=env)
+    assert (got["warm"], got["n/a"], got["error"], got["not run"]) == (2, 1, 1, 0), got
+    assert len(got["errors"]) == 1 and "KeyError" in got["errors"][0], got["errors"]
+    assert set(os.listdir(os.getcwd())) == before
+    assert not cost_log.exists()  # a warming step is not a measurement
+
+
+def test_nothing_is_handed_out_after_the_limit_or_without_a_worker():
+    cell = ("Attention", dict(impl="eager", dtype="float32", d=16, seq=256))
+    got = prewarm.warm(ROOT, sys.executable, [cell] * 3, workers=2, limit_s=0)
+    assert got["not run"] == 3 and got["warm"] == 0
+    got = prewarm.warm(ROOT, "/nonexistent/python", [cell] * 3, workers=2, limit_s=60)
+    assert got["not run"] == 3 and got["errors"] == ["/nonexistent/python: No such file or directory"]
+
+
+def test_track_warms_a_gpu_run_once_and_logs_it(capsys):
+    """The live path of perfmodel track (on the CPU every compiling cell of the GPU tier is n/a
+    to its benchmark class, quickly): one line before the run, the counts in asv's log, and a
+    second run of the same job does not warm the same cells again."""
+    import io
+
+    from perfmodel.commands import track
+
+    plan = tiers.gpu_plan()
+    extra = [f"--bench={r}" for _, regexes, _ in plan[1:] for r in regexes]
+    log, warmed = io.StringIO(), set()
+    env = dict(os.environ, PERFMODEL_ASV_DEVICE="cpu")
+    track._warm(ROOT, "gpu", extra, 2, warmed, env, log)
+    n = len(prewarm.cells(tiers, "gpu", [e.split("=", 1)[1] for e in extra]))
+    out = capsys.readouterr().out
+    assert f"warming the compile caches: {n} cells, 2 at a time" in out
+    assert f": 0 warm, {n} n/a, 0 failed, 0 not run" in out
+    logged = json.loads(log.getvalue().split("perfmodel prewarm: ", 1)[1])
+    assert logged["n/a"] == n and len(warmed) == n
+    track._warm(ROOT, "gpu", extra, 2, warmed, env, log)
+    assert capsys.readouterr().out == ""
