@@ -289,28 +289,39 @@ def test_which_layouts_the_kernels_read_in_place():
     assert _dense(torch.randn(b, 1, s, d)) and _dense(torch.randn(1, h, 1, d).transpose(1, 2))
 
 
-def test_tuning_spaces_default_to_the_verified_ones(monkeypatch):
-    """Until the v3 candidates have passed on a GPU, the autotuner keeps to the v2 spaces where
-    there are some (bf16 at d <= 128, "ieee" float32)."""
+def test_tuning_spaces_default_to_the_ones_checked_on_the_h200(monkeypatch):
+    """The candidate spaces passed the H200's per-config check (bf16 and tf32x3), so the
+    autotuner takes them by default; PERFMODEL_FLASH_CANDIDATES=0 keeps bf16 to the v2 spaces;
+    "ieee" float32, never checked there, keeps to its v2 space unless the variable is 1."""
     from perfmodel import flash_triton as ft
-
-    monkeypatch.delenv("PERFMODEL_FLASH_CANDIDATES", raising=False)
 
     def fitting(name, configs, dtype, d):
         return [c for c in configs if ft.fits_smem(name, c, dtype, d)]
 
-    for name, space in ft.VERIFIED_SPACE.items():
-        for d in (16, 64, 80, 128):
-            assert ft.tuning_configs(name, torch.bfloat16, d) == space  # all of them fit
-        assert set(space) <= set(ft.TUNING_SPACE[name])  # the candidates extend them
-        monkeypatch.setattr(ft, "FP32_PRECISION", "ieee")
-        for d in (16, 64, 128):
-            assert ft.tuning_configs(name, torch.float32, d) == ft.VERIFIED_SPACE_FP32
-        monkeypatch.setattr(ft, "FP32_PRECISION", "tf32x3")
-        assert ft.tuning_configs(name, torch.float32, 128) == fitting(
-            name, ft.TUNING_SPACE_TF32X3[128][name], torch.float32, 128)
-        assert ft.tuning_configs(name, torch.bfloat16, 256) == fitting(
-            name, ft.TUNING_SPACE_D256[name], torch.bfloat16, 256)
+    def ieee(name, d):
+        return fitting(name, [c for c in ft.TUNING_SPACE_IEEE if ft._ieee_fits(c, d)],
+                       torch.float32, d)
+
+    for setting in (None, "0", "1"):
+        if setting is None:
+            monkeypatch.delenv("PERFMODEL_FLASH_CANDIDATES", raising=False)
+        else:
+            monkeypatch.setenv("PERFMODEL_FLASH_CANDIDATES", setting)
+        for name, space in ft.VERIFIED_SPACE.items():
+            for d in (16, 64, 80, 128):
+                want = space if setting == "0" else fitting(name, ft.TUNING_SPACE[name],
+                                                            torch.bfloat16, d)
+                assert ft.tuning_configs(name, torch.bfloat16, d) == want, (setting, name, d)
+            assert set(space) <= set(ft.TUNING_SPACE[name])  # the candidates extend them
+            monkeypatch.setattr(ft, "FP32_PRECISION", "ieee")
+            for d in (16, 64, 128):
+                want = ieee(name, d) if setting == "1" else ft.VERIFIED_SPACE_FP32
+                assert ft.tuning_configs(name, torch.float32, d) == want, (setting, name, d)
+            monkeypatch.setattr(ft, "FP32_PRECISION", "tf32x3")
+            assert ft.tuning_configs(name, torch.float32, 128) == fitting(
+                name, ft.TUNING_SPACE_TF32X3[128][name], torch.float32, 128)
+            assert ft.tuning_configs(name, torch.bfloat16, 256) == fitting(
+                name, ft.TUNING_SPACE_D256[name], torch.bfloat16, 256)
     assert set(ft.VERIFIED_SPACE_FP32) <= set(ft.TUNING_SPACE_IEEE)
     for name in set(ft.KERNELS) - set(ft.VERIFIED_SPACE):  # opt-in variants: their own space
         assert ft.tuning_configs(name, torch.bfloat16, 64) == ft.TUNING_SPACE[name]
