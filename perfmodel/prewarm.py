@@ -74,7 +74,7 @@ def warm(root: str, python: str, todo: list[tuple[str, dict]], workers: int, lim
         try:
             child = subprocess.Popen([python, os.path.abspath(__file__), root], cwd=workdir,
                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+                                     stderr=subprocess.DEVNULL, text=True)  # Ctrl-C reaches it too
         except OSError as err:
             started.append(f"{python}: {err.strerror}")
             return

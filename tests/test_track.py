@@ -417,6 +417,9 @@ def test_the_full_gpu_tier_warms_the_compile_caches_before_the_run_that_compiles
     assert warm_lines("--tier", "gpu", "--prewarm", "0") == []
     assert warm_lines("--tier", "gpu", "--chunk", "eager") == []
     assert warm_lines("--tier", "gpu-quick") == []
+    bad = perfmodel(repo, "track", "--dry-run", "--machine", MACHINE, "--tier", "gpu", "--prewarm", "-1")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "perfmodel: error: --prewarm must be 0 (no warming) or more workers, got -1"], bad.stderr
 
 
 def test_a_cpu_commit_without_the_gpu_only_methods_is_measured(tmp_path):

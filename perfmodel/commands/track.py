@@ -210,6 +210,8 @@ def main(args) -> int:
     results_dir = os.path.join(root, conf.get("results_dir", "results"))
     if args.commits < 1:
         raise UserError(f"--commits must be at least 1, got {args.commits}")
+    if args.prewarm is not None and args.prewarm < 0:
+        raise UserError(f"--prewarm must be 0 (no warming) or more workers, got {args.prewarm}")
     if branch.startswith("-"):
         raise UserError(f"branch {branch!r}: a branch name cannot start with '-'")
     if args.commit:
