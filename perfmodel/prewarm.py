@@ -29,8 +29,18 @@ import time
 # Per worker: Inductor compiles Triton kernels in a pool of its own (one process per core by
 # default); several workers at once share the cores instead.
 COMPILE_THREADS = 2
+# At most this many workers: each holds a CUDA context and its cell's tensors on the one GPU,
+# and a container may report its host's cores rather than its own.
+MAX_WORKERS = 8
 # The benchmark processes' own logs: a warming step is not a measurement.
 UNLOGGED = ("PERFMODEL_COST_LOG", "PERFMODEL_ROUND_LOG")
+
+
+def default_workers() -> int:
+    """Half the cores this process may run on (each worker compiles with COMPILE_THREADS), at
+    most MAX_WORKERS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_WORKERS, (cores or 2) // COMPILE_THREADS))
 
 
 def cells(tiers, tier: str, regexes: list[str]) -> list[tuple[str, dict]]:

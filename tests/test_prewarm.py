@@ -72,3 +72,12 @@ def test_track_warms_a_gpu_run_once_and_logs_it(capsys):
     assert logged["n/a"] == n and len(warmed) == n
     track._warm(ROOT, "gpu", extra, 2, warmed, env, log)
     assert capsys.readouterr().out == ""
+
+
+def test_default_workers_are_half_the_cores_at_most_eight(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert prewarm.default_workers() == 8
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(192)), raising=False)
+    assert prewarm.default_workers() == prewarm.MAX_WORKERS == 8
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert prewarm.default_workers() == 1

@@ -62,7 +62,8 @@ def add_parser(sub) -> None:
     p.add_argument("--prewarm", type=int, default=None, metavar="N",
                    help="with --tier gpu: before asv measures them, compile the cells that "
                         "compile (torch.compile, flash) N at a time, so that asv's processes "
-                        "find the caches warm (default: half this box's cores; 0: not at all)")
+                        "find the caches warm (default: half this box's cores, at most "
+                        f"{prewarm.MAX_WORKERS}; 0: not at all)")
     p.add_argument("--bench", "-b", action="append", default=None,
                    help="asv -b regex (repeatable): only these benchmarks, instead of the tier; "
                         "the commits stay incomplete, and the next run measures them whole")
@@ -337,7 +338,7 @@ def plan(root: str, tier: str | None, bench: list[str] | None, env: dict,
 
 
 def _workers(asked: int | None) -> int:
-    return (os.cpu_count() or 2) // prewarm.COMPILE_THREADS if asked is None else asked
+    return prewarm.default_workers() if asked is None else asked
 
 
 def warming(root: str, tier: str | None, extra: list[str], asked: int | None) -> list:
