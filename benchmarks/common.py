@@ -850,3 +850,10 @@ def facts(*methods) -> None:
     for method in methods:
         method.version = FACTS_VERSION
         method.rounds = 1
+
+
+def forget_cells() -> None:
+    """Drop the cells this process has opened (their models, inputs and compiled functions):
+    for a process that opens many cells in turn (perfmodel/prewarm.py), where each of asv's
+    opens one grid point."""
+    _HANDLES.clear()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,50 +70,69 @@ def warm(root: str, python: str, todo: list[tuple[str, dict]], workers: int, lim
     python = os.path.abspath(python) if os.sep in python else python  # the workers run elsewhere
     env = {k: v for k, v in (env or os.environ).items() if k not in UNLOGGED}
     env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(COMPILE_THREADS))
+    t0 = time.monotonic()
+    deadline = t0 + limit_s
+    workdir = tempfile.mkdtemp(prefix="perfmodel-prewarm-")  # the side files the suite writes
+    try:
+        return _serve(root, python, todo, workers, deadline, env, workdir, t0)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _serve(root, python, todo, workers, deadline, env, workdir, t0) -> dict:
     pending: queue.Queue = queue.Queue()
     for item in todo:
         pending.put(item)
     rows: list[dict] = []
     lock = threading.Lock()
-    t0 = time.monotonic()
-    deadline = t0 + limit_s
-    workdir = tempfile.mkdtemp(prefix="perfmodel-prewarm-")  # the side files the suite writes
-
     started: list[str] = []  # why a worker could not start, if one could not
+    children: list[subprocess.Popen] = []
 
-    def serve():
+    def start():
         try:
             child = subprocess.Popen([python, os.path.abspath(__file__), root], cwd=workdir,
                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)  # Ctrl-C reaches it too
         except OSError as err:
             started.append(f"{python}: {err.strerror}")
-            return
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    kind, cell = pending.get_nowait()
-                except queue.Empty:
-                    break
+            return None
+        with lock:
+            children.append(child)
+        return child
+
+    def serve():
+        child = start()
+        while child is not None and time.monotonic() < deadline:
+            try:
+                kind, cell = pending.get_nowait()
+            except queue.Empty:
+                break
+            try:
                 child.stdin.write(json.dumps([kind, cell]) + "\n")
                 child.stdin.flush()
                 line = child.stdout.readline()  # the worker's one line for this cell
-                row = json.loads(line) if line.startswith("{") else dict(
-                    kind=kind, cell=cell, status="error", error="the worker ended", s=0.0)
-                with lock:
-                    rows.append(row)
-                if not line:
-                    break
-        finally:
-            child.kill()
-            child.wait()
+            except OSError:
+                line = ""
+            if not line and time.monotonic() >= deadline:
+                break  # stopped at the deadline: the cell counts as not run
+            row = json.loads(line) if line.startswith("{") else dict(
+                kind=kind, cell=cell, status="error", error="its worker ended", s=0.0)
+            with lock:
+                rows.append(row)
+            if row["status"] == "error":  # a fault can leave the worker's CUDA context unusable
+                child.kill()
+                child = start()
 
     threads = [threading.Thread(target=serve, daemon=True) for _ in range(max(1, workers))]
     for t in threads:
         t.start()
     for t in threads:
-        # a cell still compiling at the deadline is stopped with its worker (kill in serve)
-        t.join(max(0.0, deadline - time.monotonic()) + 30)
+        t.join(max(0.0, deadline - time.monotonic()))
+    for child in children:  # at the deadline a cell still compiling is stopped with its worker
+        child.kill()
+        child.wait()
+    for t in threads:
+        t.join(5)
     counts = {status: sum(r["status"] == status for r in rows) for status in ("warm", "n/a", "error")}
     counts["not run"] = len(todo) - len(rows)
     slowest = max(rows, key=lambda r: r["s"], default=None)
@@ -168,6 +188,9 @@ def _worker(root: str) -> None:
         answer.write(json.dumps(dict(kind=kind, cell=cell, status=status, error=error[:300],
                                      s=round(time.perf_counter() - t0, 2))) + "\n")
         answer.flush()
+        # the suite keeps a process's opened cells (asv's processes open one grid point each):
+        # here each would hold its model and inputs on the GPU while the next cells compile
+        getattr(sys.modules.get("benchmarks.common"), "forget_cells", lambda: None)()
         torch._dynamo.reset()  # the next cell's graphs are compiled, not looked up in memory
         gc.collect()
         if torch.cuda.is_initialized():

@@ -2,6 +2,7 @@
 import json
 import os
 import sys
+import time
 
 from benchmarks import tiers
 from perfmodel import prewarm
@@ -81,3 +82,44 @@ def test_default_workers_are_half_the_cores_at_most_eight(monkeypatch):
     assert prewarm.default_workers() == prewarm.MAX_WORKERS == 8
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert prewarm.default_workers() == 1
+
+
+def test_a_failing_cell_restarts_its_worker_and_a_cell_past_the_limit_is_stopped(tmp_path):
+    """A stand-in suite: a cell that raises is one failure and its worker is replaced (a CUDA
+    fault leaves a process unusable), the cells after it are warmed; a cell still running at
+    the limit is stopped with its worker and counts as not run."""
+    suite = tmp_path / "benchmarks"
+    suite.mkdir()
+    (suite / "__init__.py").write_text("")
+    (suite / "tiers.py").write_text(
+        'GRID = {"Stub": ("bench_stub", {"x": ["ok", "raise", "exit", "hang"]})}\n'
+        "def param_names(kind):\n    return list(GRID[kind][1])\n")
+    (suite / "bench_stub.py").write_text(
+        "import os, time\n"
+        "class Stub:\n"
+        "    def setup(self, x):\n"
+        "        if x == 'raise':\n            raise RuntimeError('boom')\n"
+        "        if x == 'exit':\n            os._exit(3)\n"
+        "        if x == 'hang':\n            time.sleep(600)\n"
+        "    def time_it(self, x):\n        pass\n")
+    cells = [("Stub", {"x": x}) for x in ("raise", "ok", "exit", "ok")]
+    got = prewarm.warm(str(tmp_path), sys.executable, cells, workers=1, limit_s=120)
+    assert (got["warm"], got["error"], got["not run"]) == (2, 2, 0), got
+    assert sorted(e.split(": ", 1)[1] for e in got["errors"]) == [
+        "RuntimeError: boom", "its worker ended"]
+    t0 = time.monotonic()
+    got = prewarm.warm(str(tmp_path), sys.executable, [("Stub", {"x": "hang"})] * 2, workers=1,
+                       limit_s=8)
+    assert (got["warm"], got["error"], got["not run"]) == (0, 0, 2), got
+    assert time.monotonic() - t0 < 30
+
+
+def test_a_worker_forgets_each_cell_it_opened():
+    """asv's processes open one grid point each, so the suite keeps its opened cells; a worker
+    opens many in turn and drops each (its model and inputs) before the next."""
+    from benchmarks import common
+
+    common.handle("AttentionCell", dict(impl="eager", dtype="float32", d=16, seq=256, pass_="fwd"), "cpu")
+    assert common._HANDLES
+    common.forget_cells()
+    assert not common._HANDLES
