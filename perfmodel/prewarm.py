@@ -17,9 +17,9 @@ a commit whose perfmodel predates this module is warmed the same way.
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
-import queue
 import shutil
 import subprocess
 import sys
@@ -33,6 +33,9 @@ COMPILE_THREADS = 2
 # At most this many workers: each holds a CUDA context and its cell's tensors on the one GPU,
 # and a container may report its host's cores rather than its own.
 MAX_WORKERS = 8
+# A model of the two largest seed presets (xl and 2.7B) takes 30-60 GB of the GPU for its train
+# step: no more than this many such cells at once, beside the others.
+HEAVY_AT_ONCE = 1
 # The benchmark processes' own logs: a warming step is not a measurement.
 UNLOGGED = ("PERFMODEL_COST_LOG", "PERFMODEL_ROUND_LOG")
 
@@ -79,12 +82,43 @@ def warm(root: str, python: str, todo: list[tuple[str, dict]], workers: int, lim
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _heavy(root: str):
+    from .repo import load_tiers  # noqa: PLC0415 (the parent's side only: not in a worker)
+
+    largest = tuple(getattr(load_tiers(root), "SEED_PRESETS", ())[-2:])
+    return lambda kind, cell: kind == "Model" and cell.get("preset") in largest
+
+
 def _serve(root, python, todo, workers, deadline, env, workdir, t0) -> dict:
-    pending: queue.Queue = queue.Queue()
-    for item in todo:
-        pending.put(item)
+    heavy = _heavy(root)
+    pending = {True: collections.deque(), False: collections.deque()}  # heavy or not
+    for kind, cell in todo:
+        pending[heavy(kind, cell)].append((kind, cell))
+    heavy_slots = threading.Semaphore(HEAVY_AT_ONCE)
     rows: list[dict] = []
     lock = threading.Lock()
+
+    def take():
+        """(cell, whether it holds a heavy slot): a heavy cell when a slot is free, else a
+        light one, else wait for a slot while heavy cells are left; None when none is left."""
+        if heavy_slots.acquire(blocking=False):
+            with lock:
+                if pending[True]:
+                    return pending[True].popleft(), True
+            heavy_slots.release()
+        with lock:
+            if pending[False]:
+                return pending[False].popleft(), False
+        while time.monotonic() < deadline:
+            with lock:
+                if not pending[True]:
+                    return None
+            if heavy_slots.acquire(timeout=1):
+                with lock:
+                    if pending[True]:
+                        return pending[True].popleft(), True
+                heavy_slots.release()
+        return None
     started: list[str] = []  # why a worker could not start, if one could not
     children: list[subprocess.Popen] = []
 
@@ -103,16 +137,19 @@ def _serve(root, python, todo, workers, deadline, env, workdir, t0) -> dict:
     def serve():
         child = start()
         while child is not None and time.monotonic() < deadline:
-            try:
-                kind, cell = pending.get_nowait()
-            except queue.Empty:
+            taken = take()
+            if taken is None:
                 break
+            (kind, cell), holds_slot = taken
             try:
                 child.stdin.write(json.dumps([kind, cell]) + "\n")
                 child.stdin.flush()
                 line = child.stdout.readline()  # the worker's one line for this cell
             except OSError:
                 line = ""
+            finally:
+                if holds_slot:
+                    heavy_slots.release()
             if not line and time.monotonic() >= deadline:
                 break  # stopped at the deadline: the cell counts as not run
             row = json.loads(line) if line.startswith("{") else dict(

@@ -123,3 +123,34 @@ def test_a_worker_forgets_each_cell_it_opened():
     assert common._HANDLES
     common.forget_cells()
     assert not common._HANDLES
+
+
+def test_at_most_one_heavy_model_cell_at_a_time_beside_the_others(tmp_path):
+    """Cells of the two largest seed presets (30-60 GB of an H200 each for their train step)
+    are opened one at a time while the other workers go on with the light cells."""
+    suite = tmp_path / "benchmarks"
+    suite.mkdir()
+    (suite / "__init__.py").write_text("")
+    (suite / "tiers.py").write_text(
+        'SEED_PRESETS = ("small", "xl", "2.7B")\n'
+        'GRID = {"Model": ("bench_stub", {"preset": list(SEED_PRESETS), "i": [0, 1, 2, 3]})}\n'
+        "def param_names(kind):\n    return list(GRID[kind][1])\n")
+    (suite / "bench_stub.py").write_text(
+        "import os, time\n"
+        "class Model:\n"
+        "    def setup(self, preset, i):\n"
+        "        t0 = time.time()\n"
+        "        time.sleep(0.4)\n"
+        "        with open(os.path.join(os.environ['STUB_OUT'], f'{preset}-{i}'), 'w') as f:\n"
+        "            f.write(f'{t0} {time.time()}')\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    cells = [("Model", {"preset": p, "i": i}) for p in ("xl", "2.7B", "small") for i in range(4)]
+    got = prewarm.warm(str(tmp_path), sys.executable, cells, workers=4, limit_s=120,
+                       env=dict(os.environ, STUB_OUT=str(out)))
+    assert got["warm"] == 12, got
+    spans = {f.name: tuple(map(float, f.read_text().split())) for f in out.iterdir()}
+    heavy = sorted(v for k, v in spans.items() if not k.startswith("small"))
+    assert len(heavy) == 8 and all(a[1] <= b[0] for a, b in zip(heavy, heavy[1:])), heavy
+    light = [v for k, v in spans.items() if k.startswith("small")]
+    assert min(s for s, _ in light) < heavy[1][0]  # the light cells did not wait for them
