@@ -11,8 +11,9 @@
 # asv installs into each environment from .whl/house/, the project's history from
 # .whl/repo.bundle where the copy has no usable .git, and the box's torch reused by every
 # environment. A full run takes benchmarks/tiers.py's plan as two asv runs (the gate's cells,
-# then the rest); CHUNKS=REGEX keeps the chunks it names, EACH_CHUNK=1 runs each chunk as its
-# own asv run (each saved when it ends). A run longer than one command may last: DETACH=1
+# then the rest, the cells that compile warmed first several at a time); CHUNKS=REGEX keeps
+# the chunks it names, EACH_CHUNK=1 runs each chunk as its own asv run (each saved when it
+# ends). A run longer than one command may last: DETACH=1
 # starts it in its own process session (it survives the command while the machine stays held)
 # and waits up to WAIT seconds; each further `wait` waits again. Issue the next call at once:
 # an idle machine goes back.
