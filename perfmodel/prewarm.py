@@ -49,8 +49,9 @@ def default_workers() -> int:
 
 def cells(tiers, tier: str, regexes: list[str]) -> list[tuple[str, dict]]:
     """The cells of ``tier`` whose first step compiles (``tiers.compiles``) and that one of the
-    asv -b ``regexes`` selects; torch.compile's first (a whole model compiles longest: 70 s a
-    cell on the H200), so that the last cells handed out are short ones."""
+    asv -b ``regexes`` selects, in the reverse of the GPU plan's chunk order (compiles last
+    there): torch.compile's first (a whole model compiles longest, about 70 s a cell on the
+    H200), so that the last cells handed out are short ones."""
     import re  # noqa: PLC0415
 
     patterns = [re.compile(r) for r in regexes]
@@ -61,7 +62,9 @@ def cells(tiers, tier: str, regexes: list[str]) -> list[tuple[str, dict]]:
             name = f"{module}.{kind}.time_forward{tiers.asv_params(kind, cell)}"
             if tiers.compiles(kind, cell) and any(p.search(name) for p in patterns):
                 out.append((kind, cell))
-    return sorted(out, key=lambda kc: ("compiled" not in kc[1].values(), kc[0] != "Model"))
+    chunks = [keep for _, keep in tiers.GPU_CHUNKS]
+    return sorted(out, key=lambda kc: -next(
+        (i for i, keep in enumerate(chunks) if keep(*kc)), len(chunks)))
 
 
 def warm(root: str, python: str, todo: list[tuple[str, dict]], workers: int, limit_s: float,
