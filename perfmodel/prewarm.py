@@ -72,7 +72,8 @@ def warm(root: str, python: str, todo: list[tuple[str, dict]], workers: int, lim
     """Open each cell of ``todo`` once, ``workers`` at a time, each worker a ``python`` process
     taking the next cell as it finishes one; none is handed out after ``limit_s`` seconds, and
     the workers are stopped then. Returns {"warm", "n/a", "error", "not run": counts, "s":
-    wall seconds, "slowest": (seconds, cell label)}."""
+    wall seconds, "slowest": (seconds, cell label) or None, "errors": a line per failed cell
+    and per worker that could not start}."""
     python = os.path.abspath(python) if os.sep in python else python  # the workers run elsewhere
     env = {k: v for k, v in (env or os.environ).items() if k not in UNLOGGED}
     env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(COMPILE_THREADS))
@@ -122,6 +123,7 @@ def _serve(root, python, todo, workers, deadline, env, workdir, t0) -> dict:
                         return pending[True].popleft(), True
                 heavy_slots.release()
         return None
+
     started: list[str] = []  # why a worker could not start, if one could not
     children: list[subprocess.Popen] = []
 
