@@ -719,8 +719,12 @@ if triton is not None:
     # again (seconds per kernel), and could pick a different config from its neighbours, which
     # shows up as process-to-process noise. Triton keys the cached choice on its version, the
     # GPU target, the kernel source, the tuning key with dtypes, and the configs tried.
+    # PERFMODEL_FLASH_KEEP_TUNING=0 keeps the choice in memory only: the compile caches' warming
+    # (perfmodel/prewarm.py) runs several processes on the GPU at once, and a choice timed
+    # beside them must not be the one asv's lone process reads back.
     _CACHE_TUNING = ({"cache_results": True}
-                     if "cache_results" in inspect.signature(triton.autotune).parameters else {})
+                     if "cache_results" in inspect.signature(triton.autotune).parameters
+                     and os.environ.get("PERFMODEL_FLASH_KEEP_TUNING", "1") != "0" else {})
 
     # Triton times each candidate for 25 + 100 ms by default: with a few candidates per kernel
     # and a new key for every cell, that was most of a flash cell's cost in the GPU history

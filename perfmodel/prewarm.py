@@ -38,6 +38,11 @@ MAX_WORKERS = 8
 HEAVY_AT_ONCE = 1
 # The benchmark processes' own logs: a warming step is not a measurement.
 UNLOGGED = ("PERFMODEL_COST_LOG", "PERFMODEL_ROUND_LOG")
+# What a warming worker must not leave behind: autotuning choices timed while other workers
+# share the GPU. Flash's autotuner keeps its choice in memory only (perfmodel/flash_triton.py),
+# and Inductor's runtime autotuning of its own kernels is not cached either (in ``_worker``):
+# the compiled kernels are cached, and asv's lone process times the candidates again.
+WORKER_ENV = {"PERFMODEL_FLASH_KEEP_TUNING": "0"}
 
 
 def default_workers() -> int:
@@ -75,7 +80,7 @@ def warm(root: str, python: str, todo: list[tuple[str, dict]], workers: int, lim
     wall seconds, "slowest": (seconds, cell label) or None, "errors": a line per failed cell
     and per worker that could not start}."""
     python = os.path.abspath(python) if os.sep in python else python  # the workers run elsewhere
-    env = {k: v for k, v in (env or os.environ).items() if k not in UNLOGGED}
+    env = {k: v for k, v in (env or os.environ).items() if k not in UNLOGGED} | WORKER_ENV
     env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(COMPILE_THREADS))
     t0 = time.monotonic()
     deadline = t0 + limit_s
@@ -217,6 +222,12 @@ def _worker(root: str) -> None:
 
     import torch  # noqa: PLC0415
 
+    try:
+        import torch._inductor.config as inductor  # noqa: PLC0415
+
+        inductor.autotune_local_cache = False  # see WORKER_ENV
+    except ImportError:
+        pass
     for line in sys.stdin:
         kind, cell = json.loads(line)
         t0 = time.perf_counter()

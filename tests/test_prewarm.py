@@ -154,3 +154,50 @@ def test_at_most_one_heavy_model_cell_at_a_time_beside_the_others(tmp_path):
     assert len(heavy) == 8 and all(a[1] <= b[0] for a, b in zip(heavy, heavy[1:])), heavy
     light = [v for k, v in spans.items() if k.startswith("small")]
     assert min(s for s, _ in light) < heavy[1][0]  # the light cells did not wait for them
+
+
+def test_a_worker_leaves_no_autotuning_choice_timed_beside_the_others(tmp_path):
+    """The workers share the GPU, so a choice timed there is not what a lone asv process would
+    choose: flash's autotuner is told to keep its choice in memory, Inductor's local autotune
+    cache is off, and the compiled kernels themselves are still cached."""
+    suite = tmp_path / "benchmarks"
+    suite.mkdir()
+    (suite / "__init__.py").write_text("")
+    (suite / "tiers.py").write_text(
+        'GRID = {"Stub": ("bench_stub", {"x": [0]})}\n'
+        "def param_names(kind):\n    return list(GRID[kind][1])\n")
+    (suite / "bench_stub.py").write_text(
+        "import os, json\n"
+        "class Stub:\n"
+        "    def setup(self, x):\n"
+        "        import torch._inductor.config as c\n"
+        "        with open(os.environ['STUB_OUT'], 'w') as f:\n"
+        "            json.dump([os.environ.get('PERFMODEL_FLASH_KEEP_TUNING'),\n"
+        "                       c.autotune_local_cache, c.fx_graph_cache], f)\n")
+    out = tmp_path / "seen.json"
+    got = prewarm.warm(str(tmp_path), sys.executable, [("Stub", {"x": 0})], workers=1,
+                       limit_s=120, env=dict(os.environ, STUB_OUT=str(out)))
+    assert got["warm"] == 1, got
+    keep, autotune_cache, graph_cache = json.loads(out.read_text())
+    assert (keep, autotune_cache) == ("0", False)
+    assert graph_cache is not False  # the compiled graphs are what the warming is for
+
+
+def test_flash_keeps_its_tuning_choice_on_disk_unless_told_not_to():
+    import subprocess
+
+    probe = ("import perfmodel.flash_triton as f; "
+             "print(getattr(f, '_CACHE_TUNING', 'no triton'))")
+    seen = {}
+    for value in ("1", "0"):
+        env = dict(os.environ, PERFMODEL_FLASH_KEEP_TUNING=value)
+        seen[value] = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT,
+                                     capture_output=True, text=True, check=True).stdout.strip()
+    import inspect
+
+    import pytest
+
+    triton = pytest.importorskip("triton")
+    if "cache_results" not in inspect.signature(triton.autotune).parameters:
+        pytest.skip("this Triton's autotuner keeps no choice on disk")
+    assert seen == {"1": "{'cache_results': True}", "0": "{}"}
