@@ -10,6 +10,18 @@ from perfmodel import prewarm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def stand_in_suite(root, tiers_src: str, bench_src: str) -> str:
+    """A suite of one benchmark module (bench_stub) under ``root``, for the workers to open:
+    ``tiers_src`` above tiers.py's param_names. Returns ``root`` as a string."""
+    suite = root / "benchmarks"
+    suite.mkdir()
+    (suite / "__init__.py").write_text("")
+    (suite / "tiers.py").write_text(
+        tiers_src + "def param_names(kind):\n    return list(GRID[kind][1])\n")
+    (suite / "bench_stub.py").write_text(bench_src)
+    return str(root)
+
+
 def test_the_full_gpu_tier_warms_exactly_its_compiling_cells_compiled_first():
     plan = tiers.gpu_plan()
     rest = [r for _, regexes, _ in plan[1:] for r in regexes]
@@ -88,13 +100,9 @@ def test_a_failing_cell_restarts_its_worker_and_a_cell_past_the_limit_is_stopped
     """A stand-in suite: a cell that raises is one failure and its worker is replaced (a CUDA
     fault leaves a process unusable), the cells after it are warmed; a cell still running at
     the limit is stopped with its worker and counts as not run."""
-    suite = tmp_path / "benchmarks"
-    suite.mkdir()
-    (suite / "__init__.py").write_text("")
-    (suite / "tiers.py").write_text(
-        'GRID = {"Stub": ("bench_stub", {"x": ["ok", "raise", "exit", "hang"]})}\n'
-        "def param_names(kind):\n    return list(GRID[kind][1])\n")
-    (suite / "bench_stub.py").write_text(
+    suite = stand_in_suite(
+        tmp_path,
+        'GRID = {"Stub": ("bench_stub", {"x": ["ok", "raise", "exit", "hang"]})}\n',
         "import os, time\n"
         "class Stub:\n"
         "    def setup(self, x):\n"
@@ -103,12 +111,12 @@ def test_a_failing_cell_restarts_its_worker_and_a_cell_past_the_limit_is_stopped
         "        if x == 'hang':\n            time.sleep(600)\n"
         "    def time_it(self, x):\n        pass\n")
     cells = [("Stub", {"x": x}) for x in ("raise", "ok", "exit", "ok")]
-    got = prewarm.warm(str(tmp_path), sys.executable, cells, workers=1, limit_s=120)
+    got = prewarm.warm(suite, sys.executable, cells, workers=1, limit_s=120)
     assert (got["warm"], got["error"], got["not run"]) == (2, 2, 0), got
     assert sorted(e.split(": ", 1)[1] for e in got["errors"]) == [
         "RuntimeError: boom", "its worker ended"]
     t0 = time.monotonic()
-    got = prewarm.warm(str(tmp_path), sys.executable, [("Stub", {"x": "hang"})] * 2, workers=1,
+    got = prewarm.warm(suite, sys.executable, [("Stub", {"x": "hang"})] * 2, workers=1,
                        limit_s=8)
     assert (got["warm"], got["error"], got["not run"]) == (0, 0, 2), got
     assert time.monotonic() - t0 < 30
@@ -128,14 +136,10 @@ def test_a_worker_forgets_each_cell_it_opened():
 def test_at_most_one_heavy_model_cell_at_a_time_beside_the_others(tmp_path):
     """Cells of the two largest seed presets (30-60 GB of an H200 each for their train step)
     are opened one at a time while the other workers go on with the light cells."""
-    suite = tmp_path / "benchmarks"
-    suite.mkdir()
-    (suite / "__init__.py").write_text("")
-    (suite / "tiers.py").write_text(
+    suite = stand_in_suite(
+        tmp_path,
         'SEED_PRESETS = ("small", "xl", "2.7B")\n'
-        'GRID = {"Model": ("bench_stub", {"preset": list(SEED_PRESETS), "i": [0, 1, 2, 3]})}\n'
-        "def param_names(kind):\n    return list(GRID[kind][1])\n")
-    (suite / "bench_stub.py").write_text(
+        'GRID = {"Model": ("bench_stub", {"preset": list(SEED_PRESETS), "i": [0, 1, 2, 3]})}\n',
         "import os, time\n"
         "class Model:\n"
         "    def setup(self, preset, i):\n"
@@ -146,7 +150,7 @@ def test_at_most_one_heavy_model_cell_at_a_time_beside_the_others(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     cells = [("Model", {"preset": p, "i": i}) for p in ("xl", "2.7B", "small") for i in range(4)]
-    got = prewarm.warm(str(tmp_path), sys.executable, cells, workers=4, limit_s=120,
+    got = prewarm.warm(suite, sys.executable, cells, workers=4, limit_s=120,
                        env=dict(os.environ, STUB_OUT=str(out)))
     assert got["warm"] == 12, got
     spans = {f.name: tuple(map(float, f.read_text().split())) for f in out.iterdir()}
@@ -160,13 +164,9 @@ def test_a_worker_leaves_no_autotuning_choice_timed_beside_the_others(tmp_path):
     """The workers share the GPU, so a choice timed there is not what a lone asv process would
     choose: flash's autotuner is told to keep its choice in memory, Inductor's local autotune
     cache is off, and the compiled kernels themselves are still cached."""
-    suite = tmp_path / "benchmarks"
-    suite.mkdir()
-    (suite / "__init__.py").write_text("")
-    (suite / "tiers.py").write_text(
-        'GRID = {"Stub": ("bench_stub", {"x": [0]})}\n'
-        "def param_names(kind):\n    return list(GRID[kind][1])\n")
-    (suite / "bench_stub.py").write_text(
+    suite = stand_in_suite(
+        tmp_path,
+        'GRID = {"Stub": ("bench_stub", {"x": [0]})}\n',
         "import os, json\n"
         "class Stub:\n"
         "    def setup(self, x):\n"
@@ -175,7 +175,7 @@ def test_a_worker_leaves_no_autotuning_choice_timed_beside_the_others(tmp_path):
         "            json.dump([os.environ.get('PERFMODEL_FLASH_KEEP_TUNING'),\n"
         "                       c.autotune_local_cache, c.fx_graph_cache], f)\n")
     out = tmp_path / "seen.json"
-    got = prewarm.warm(str(tmp_path), sys.executable, [("Stub", {"x": 0})], workers=1,
+    got = prewarm.warm(suite, sys.executable, [("Stub", {"x": 0})], workers=1,
                        limit_s=120, env=dict(os.environ, STUB_OUT=str(out)))
     assert got["warm"] == 1, got
     keep, autotune_cache, graph_cache = json.loads(out.read_text())
