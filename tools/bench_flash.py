@@ -1007,6 +1007,14 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
             fn(q, k, v).backward(grad)
         return call
 
+    def one_thread(fn):
+        # the engine on the calling thread: on CUDA it otherwise hands the backward to its
+        # device thread, where a Python backward must take the GIL back
+        def call():
+            with torch.autograd.set_multithreading_enabled(False):
+                fn()
+        return call
+
     def fwd_grad(fn):
         # the same through torch.autograd.grad: no accumulation into the leaves' .grad
         def call():
@@ -1078,6 +1086,12 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
         ("flash forward+backward, autograd.grad", fwd_grad(lambda *t: attention(*t, True, impl="flash"))),
         ("an empty Python autograd.Function, forward+backward",
          lambda: Empty.apply(q).backward(grad)),
+        ("sdpa forward+backward, engine on the calling thread",
+         one_thread(fwd_bwd(lambda *t: torch.nn.functional.scaled_dot_product_attention(*t, is_causal=True)))),
+        ("flash forward+backward, engine on the calling thread",
+         one_thread(fwd_bwd(lambda *t: attention(*t, True, impl="flash")))),
+        ("an empty Python autograd.Function, engine on the calling thread",
+         one_thread(lambda: Empty.apply(q).backward(grad))),
         ("flash: FlashAttentionTriton.apply forward+backward (3D, contiguous)",
          lambda: flash_triton.FlashAttentionTriton.apply(q3g, k3g, v3g, True).backward(do3)),
         ("flash: FlashAttentionTriton.backward (no autograd engine)",
