@@ -1032,6 +1032,15 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
         def backward(ctx, g):
             return g
 
+    def sdpa_call(*t):
+        return torch.nn.functional.scaled_dot_product_attention(*t, is_causal=True)
+
+    def flash_call(*t):
+        return attention(*t, True, impl="flash")
+
+    def empty_fwd_bwd():
+        Empty.apply(q).backward(grad)
+
     def plain_launch():
         # the fwd kernel with the config the autotuner chose (or the fixed one), by Triton's JIT
         kernel, tuned = flash_triton.KERNEL_FUNCS["fwd"]
@@ -1079,19 +1088,17 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
         ("flash: fwd launch, perfmodel's (the autotuner's choice, looked up)",
          lambda: flash_triton.launch("fwd", args, rows, tile_key, b * h, const)),
         ("flash: fwd launch by Triton's JIT, chosen config", None),
-        ("sdpa forward+backward", fwd_bwd(lambda *t: torch.nn.functional.scaled_dot_product_attention(*t, is_causal=True))),
-        ("flash forward+backward", fwd_bwd(lambda *t: attention(*t, True, impl="flash"))),
-        ("sdpa forward+backward, autograd.grad",
-         fwd_grad(lambda *t: torch.nn.functional.scaled_dot_product_attention(*t, is_causal=True))),
-        ("flash forward+backward, autograd.grad", fwd_grad(lambda *t: attention(*t, True, impl="flash"))),
-        ("an empty Python autograd.Function, forward+backward",
-         lambda: Empty.apply(q).backward(grad)),
+        ("sdpa forward+backward", fwd_bwd(sdpa_call)),
+        ("flash forward+backward", fwd_bwd(flash_call)),
+        ("sdpa forward+backward, autograd.grad", fwd_grad(sdpa_call)),
+        ("flash forward+backward, autograd.grad", fwd_grad(flash_call)),
+        ("an empty Python autograd.Function, forward+backward", empty_fwd_bwd),
         ("sdpa forward+backward, engine on the calling thread",
-         one_thread(fwd_bwd(lambda *t: torch.nn.functional.scaled_dot_product_attention(*t, is_causal=True)))),
+         one_thread(fwd_bwd(sdpa_call))),
         ("flash forward+backward, engine on the calling thread",
-         one_thread(fwd_bwd(lambda *t: attention(*t, True, impl="flash")))),
+         one_thread(fwd_bwd(flash_call))),
         ("an empty Python autograd.Function, engine on the calling thread",
-         one_thread(lambda: Empty.apply(q).backward(grad))),
+         one_thread(empty_fwd_bwd)),
         ("flash: FlashAttentionTriton.apply forward+backward (3D, contiguous)",
          lambda: flash_triton.FlashAttentionTriton.apply(q3g, k3g, v3g, True).backward(do3)),
         ("flash: FlashAttentionTriton.backward (no autograd engine)",
