@@ -311,6 +311,12 @@ class CellHandle:
         except _pm("measure").MachineBusy as err:
             print(f"perfmodel: {self.label}: {err}", file=sys.stderr)
             raise SkipNotImplemented(str(err)) from None
+        except NotImplementedError:  # n/a, or not OK (_NotRunnable): said already
+            raise
+        except Exception as err:  # noqa: BLE001 (OOM or failed, never an asv failure: see
+            self._runnable = None  # notes/protocol.md; its track_status_ process reads which)
+            runnable.release()
+            raise SkipNotImplemented(Group._failed_sampling([self], err)) from None
         finally:
             self.costs["samples"] = self.costs.get("samples", 0) + 1
             self.costs["sampling_s"] = self.costs.get("sampling_s", 0.0) + time.perf_counter() - t0
@@ -529,6 +535,24 @@ class Group:
         _write_side_file(h.path, json.dumps(info))
 
     @staticmethod
+    def _failed_sampling(handles: list, err: Exception) -> str:
+        """A cell whose warm-up fitted but whose sampling raised: OOM when it ran out of device
+        memory (its peak sits at the card's edge, where the allocator's fragmentation decides),
+        else failed; its side file says so, without figures, and the error is one line. Returns
+        the reason asv's processes skip it with."""
+        names = _pm("names")
+        oom = isinstance(err, getattr(torch, "OutOfMemoryError", ()))
+        status = names.OOM if oom else names.FAILED
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        why = (f"{'ran out of memory' if oom else 'failed'} while sampling, after its warm-up "
+               f"steps had run: {type(err).__name__}: {first}")
+        for h in handles:
+            h.info = json.loads(_unopened(status, why))
+            _write_side_file(h.path, json.dumps(h.info))
+            print(f"perfmodel: {h.label}: {status}: {why}", file=sys.stderr)
+        return f"{status}: {why}"
+
+    @staticmethod
     def _given_back(measure, h: CellHandle, runnable, samples: int, t0: float) -> None:
         """After a cell's sampling: what it cost (the cost log), and its memory given back (the
         runnable's release drops its model and inputs, then the device's cache is emptied)."""
@@ -561,6 +585,8 @@ class Group:
             except measure.MachineBusy as err:
                 record["samples"], record["skip"] = [], str(err)
                 print(f"perfmodel: {h.label}: {err}", file=sys.stderr)
+            except Exception as err:  # noqa: BLE001 (the group's other cells go on)
+                record["samples"], record["skip"] = [], self._failed_sampling([h], err)
             finally:
                 self._given_back(measure, h, runnable, len(record["samples"]), t0)
         _write_side_file(self._record_path(h), json.dumps(record))
@@ -603,6 +629,9 @@ class Group:
                 taken = {mode: [] for mode in taken}
                 record["skip"] = str(err)
                 print(f"perfmodel: {first.label}: {err}", file=sys.stderr)
+            except Exception as err:  # noqa: BLE001 (the group's other cells go on)
+                taken, figures = {mode: [] for mode in taken}, {}
+                record["skip"] = self._failed_sampling([first], err)
             finally:
                 self._given_back(measure, first, runnable, len(taken[first.fields["mode"]]), t0)
         info = _read_side_file(first.path) or json.loads(_unopened(_pm("names").FAILED,
@@ -660,6 +689,8 @@ class Group:
                 steps = [series._runnable.sample() for _ in range(self.series)]
             except measure.MachineBusy as err:
                 record["skip"] = str(err)
+            except Exception as err:  # noqa: BLE001 (the study's other cells go on)
+                steps, record["skip"] = [], self._failed_sampling([first], err)
             finally:
                 series._runnable.release()
                 series._runnable = None
@@ -850,6 +881,16 @@ def facts(*methods) -> None:
     for method in methods:
         method.version = FACTS_VERSION
         method.rounds = 1
+
+
+def out_of_memory() -> str | None:
+    """Why a cell this process opened ran out of memory, if one did (None otherwise): for a
+    process that opens cells beside others on one GPU (perfmodel/prewarm.py), where an OOM may
+    be the others' doing and is worth a try alone."""
+    for h in _HANDLES.values():
+        if h.info is not None and h.info.get("status") == _pm("names").OOM:
+            return f"{h.label}: {h.info.get('error')}"
+    return None
 
 
 def forget_cells() -> None:

@@ -9,10 +9,11 @@ import json
 import os
 
 import pytest
+import torch
 
 from benchmarks import bench_attention, bench_model, common, tiers
 import perfmodel.measure as measure
-from perfmodel.names import FAILED, OK
+from perfmodel.names import FAILED, OK, OOM
 
 
 class FakeRunnable:
@@ -325,6 +326,92 @@ def test_a_split_train_step_that_is_not_ok_leaves_its_three_modes_na(split_suite
         with pytest.raises(NotImplementedError, match="OOM: planted"):
             getattr(model, f"time_{suffix}")()
     assert _asv_samples(model, "time_forward", 1) == pytest.approx([0.010])
+
+
+class RaisesAfter(PartsRunnable):
+    """A runnable whose warm-up fitted and whose ``fail_at``-th sample raises ``err``: a step at
+    the card's edge, where the allocator's fragmentation decides (2.7B ctx 1024 eager on an H100)."""
+
+    fail_at, err = 1, None
+
+    def sample(self):
+        if self.n == self.fail_at:
+            raise self.err
+        return super().sample()
+
+
+def _raising(monkeypatch, err, split_only=True):
+    """Cells opened as RaisesAfter(err) (the split train step's only, or every cell)."""
+    RaisesAfter.err = err
+    opener = common.CellHandle._open
+
+    def open_raising(self, history=False):
+        opener(self, history)
+        if self._runnable is not None and (self.fields.get("split") or not split_only):
+            self._runnable = RaisesAfter(0.020)
+    monkeypatch.setattr(common.CellHandle, "_open", open_raising)
+
+
+def test_a_train_step_that_runs_out_of_memory_while_sampled_is_oom_and_the_rest_measured(
+        split_suite, monkeypatch):
+    _raising(monkeypatch, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 160 MiB"))
+    model = bench_model.Model()
+    model.setup("nano", 128, "fp32", "eager")  # no traceback: the grid point's process goes on
+    for suffix in ("backward", "forward_backward", "train_step"):
+        assert getattr(model, f"track_status_{suffix}")() == 2  # OOM's code
+        with pytest.raises(NotImplementedError, match="OOM: ran out of memory while sampling"):
+            getattr(model, f"time_{suffix}")()
+        facts = common._read_side_file(model.cells[suffix].path)
+        assert facts["status"] == OOM and "160 MiB" in facts["error"]
+        assert facts["step_s"] is None  # no figure of a step that was not sampled to the end
+    assert _asv_samples(model, "time_forward", 1) == pytest.approx([0.010])
+    # a later process of the run reads the OOM; it does not claim the cells failed
+    common._HANDLES.clear()
+    again = bench_model.Model()
+    again.setup("nano", 128, "fp32", "eager")
+    assert again.track_status_train_step() == 2
+
+
+def test_a_cell_whose_sampling_raises_is_failed_in_one_line_and_the_others_measured(
+        suite, monkeypatch):
+    _raising(monkeypatch, RuntimeError("an illegal memory access\nwas encountered"),
+             split_only=False)
+    RaisesAfter.fail_at = 0
+    try:
+        attention = bench_attention.Attention()
+        attention.setup("eager", "float32", 16, 256)
+    finally:
+        RaisesAfter.fail_at = 1
+    assert attention.track_status_backward() == 3  # failed's code
+    facts = common._read_side_file(attention.bwd.path)
+    assert facts["status"] == FAILED and "\n" not in facts["error"]
+    assert "illegal memory access" in facts["error"]
+
+
+def test_a_warmup_study_that_runs_out_of_memory_is_oom(suite, monkeypatch):
+    _raising(monkeypatch, torch.OutOfMemoryError("CUDA out of memory"), split_only=False)
+    study = bench_model.Warmup()
+    study.setup("nano", 128, "fwd", 0)
+    assert study.track_status() == 2
+    with pytest.raises(NotImplementedError, match="OOM"):
+        study.time_step()
+
+
+def test_a_gate_cell_that_runs_out_of_memory_while_sampled_is_oom_not_an_asv_failure(
+        suite, monkeypatch):
+    # an asv failure would make `asv continuous` return before comparing (notes/protocol.md)
+    monkeypatch.delenv(tiers.HISTORY_RUN_ENV[0])
+    _raising(monkeypatch, torch.OutOfMemoryError("CUDA out of memory"), split_only=False)
+    attention = bench_attention.Attention()
+    attention.setup("eager", "float32", 16, 256)
+    assert attention.bwd.group is None  # its own process samples it
+    attention.time_backward()  # the first sample fits
+    with pytest.raises(NotImplementedError, match="OOM: ran out of memory while sampling"):
+        attention.time_backward()
+    assert attention.bwd._runnable is None  # its memory given back
+    with pytest.raises(NotImplementedError, match="OOM"):
+        attention.time_backward()
+    assert attention.track_status_backward() == 2
 
 
 def test_the_suites_split_modes_are_the_train_steps_parts_and_real_cells_agree(tmp_path,
