@@ -8,8 +8,10 @@ generation, Triton's compiler) and it fills on-disk caches (TORCHINDUCTOR_CACHE_
 TRITON_CACHE_DIR, the flash autotuner's choices) that later processes read. So before asv runs
 such cells, ``warm`` opens each of them once in ``workers`` processes at a time, through the
 suite's own benchmark classes (their ``setup``, then each ``time_`` method once): they compile
-exactly what asv's processes will ask for. Nothing here is measured or recorded; a cell that
-fails or runs out of memory here is compiled by asv's own process, as without this step.
+exactly what asv's processes will ask for. Nothing here is measured or recorded. A cell that
+runs out of memory beside the others (on an H100 a medium fp32 flash cell did, while a 2.7B one
+ran) is opened once more at the end, alone on the GPU; a cell that fails, or runs out of memory
+alone too, is compiled by asv's own process, as without this step.
 
 The workers run this file as a script under the Python of asv's environment (the commit's
 perfmodel, the box's torch) and import the suite from the repository, nothing of the package:
@@ -75,10 +77,11 @@ def cells(tiers, tier: str, regexes: list[str]) -> list[tuple[str, dict]]:
 def warm(root: str, python: str, todo: list[tuple[str, dict]], workers: int, limit_s: float,
          env: dict | None = None) -> dict:
     """Open each cell of ``todo`` once, ``workers`` at a time, each worker a ``python`` process
-    taking the next cell as it finishes one; none is handed out after ``limit_s`` seconds, and
-    the workers are stopped then. Returns {"warm", "n/a", "error", "not run": counts, "s":
-    wall seconds, "slowest": (seconds, cell label) or None, "errors": a line per failed cell
-    and per worker that could not start}."""
+    taking the next cell as it finishes one, then the cells that ran out of memory there once
+    more, one at a time; none is handed out after ``limit_s`` seconds, and the workers are
+    stopped then. Returns {"warm", "n/a", "oom", "error", "not run": counts, "s": wall seconds,
+    "slowest": (seconds, cell label) or None, "errors": a line per failed cell and per worker
+    that could not start, "oom alone": a line per cell that ran out of memory alone too}."""
     python = os.path.abspath(python) if os.sep in python else python  # the workers run elsewhere
     env = {k: v for k, v in (env or os.environ).items() if k not in UNLOGGED} | WORKER_ENV
     env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(COMPILE_THREADS))
@@ -170,23 +173,42 @@ def _serve(root, python, todo, workers, deadline, env, workdir, t0) -> dict:
                 child.kill()
                 child = start()
 
-    threads = [threading.Thread(target=serve, daemon=True) for _ in range(max(1, workers))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    for child in children:  # at the deadline a cell still compiling is stopped with its worker
-        child.kill()
-        child.wait()
-    for t in threads:
-        t.join(5)
-    counts = {status: sum(r["status"] == status for r in rows) for status in ("warm", "n/a", "error")}
+    def pool(n: int) -> None:
+        threads = [threading.Thread(target=serve, daemon=True) for _ in range(max(1, n))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        with lock:
+            done = list(children)
+            children.clear()
+        for child in done:  # idle now, or at the deadline still compiling: stopped either way
+            child.kill()
+            child.wait()
+        for t in threads:
+            t.join(5)
+
+    pool(workers)
+    crowded = [r for r in rows if r["status"] == "oom"]
+    if crowded and workers > 1 and time.monotonic() < deadline:
+        with lock:  # each alone on the GPU: the shared pool's workers are gone
+            rows[:] = [r for r in rows if r["status"] != "oom"]
+            for r in crowded:
+                pending[heavy(r["kind"], r["cell"])].append((r["kind"], r["cell"]))
+        pool(1)
+        with lock:  # past the deadline: the first try's answer stands
+            tried = {json.dumps([r["kind"], r["cell"]]) for r in rows}
+            rows.extend(r for r in crowded if json.dumps([r["kind"], r["cell"]]) not in tried)
+    counts = {status: sum(r["status"] == status for r in rows)
+              for status in ("warm", "n/a", "oom", "error")}
     counts["not run"] = len(todo) - len(rows)
     slowest = max(rows, key=lambda r: r["s"], default=None)
     return dict(counts, s=round(time.monotonic() - t0, 1),
                 slowest=(slowest["s"], _label(slowest)) if slowest else None,
                 errors=[f"{_label(r)}: {r['error']}" for r in rows if r["status"] == "error"]
-                + sorted(set(started)))
+                + sorted(set(started)),
+                **{"oom alone": [f"{_label(r)}: {r['error']}" for r in rows
+                                 if r["status"] == "oom"]})
 
 
 def _label(row: dict) -> str:
@@ -238,6 +260,10 @@ def _worker(root: str) -> None:
             status, error = "n/a", str(err)
         except Exception as err:  # noqa: BLE001 (asv's own process meets it again, and says so)
             status, error = "error", f"{type(err).__name__}: {err}"
+        else:  # the suite records an OOM as the cell's status, not as an error
+            oom = getattr(sys.modules.get("benchmarks.common"), "out_of_memory", lambda: None)()
+            if oom:
+                status, error = "oom", oom
         answer.write(json.dumps(dict(kind=kind, cell=cell, status=status, error=error[:300],
                                      s=round(time.perf_counter() - t0, 2))) + "\n")
         answer.flush()

@@ -80,7 +80,7 @@ def test_track_warms_a_gpu_run_once_and_logs_it(capsys):
     n = len(prewarm.cells(tiers, "gpu", [e.split("=", 1)[1] for e in extra]))
     out = capsys.readouterr().out
     assert f"warming the compile caches: {n} cells, 2 at a time" in out
-    assert f": 0 warm, {n} n/a, 0 failed, 0 not run" in out
+    assert f": 0 warm, {n} n/a, 0 OOM alone, 0 failed, 0 not run" in out
     logged = json.loads(log.getvalue().split("perfmodel prewarm: ", 1)[1])
     assert logged["n/a"] == n and len(warmed) == n
     track._warm(ROOT, "gpu", extra, 2, warmed, env, log)
@@ -158,6 +158,52 @@ def test_at_most_one_heavy_model_cell_at_a_time_beside_the_others(tmp_path):
     assert len(heavy) == 8 and all(a[1] <= b[0] for a, b in zip(heavy, heavy[1:])), heavy
     light = [v for k, v in spans.items() if k.startswith("small")]
     assert min(s for s, _ in light) < heavy[1][0]  # the light cells did not wait for them
+
+
+def test_a_cell_that_runs_out_of_memory_beside_others_is_tried_again_alone(tmp_path):
+    """The workers share one GPU: a cell may run out of memory only because another holds it.
+    Stand-ins: "big" holds the card for a while (a marker file), "edge" runs out of memory while
+    it does, "never" always does. "edge" is opened again alone at the end and is warm; "never"
+    is OOM alone too; each cell's OOM is the suite's status, not an exception."""
+    suite = stand_in_suite(
+        tmp_path,
+        'GRID = {"Stub": ("bench_stub", {"x": ["big", "edge", "never"]})}\n',
+        "import os, time\n"
+        "from benchmarks import common\n"
+        "class Stub:\n"
+        "    def setup(self, x):\n"
+        "        busy = os.path.join(os.environ['STUB_OUT'], 'busy')\n"
+        "        with open(os.path.join(os.environ['STUB_OUT'], 'tries'), 'a') as f:\n"
+        "            f.write(x + '\\n')\n"
+        "        common.OOM = None\n"
+        "        started = os.path.join(os.environ['STUB_OUT'], 'started')\n"
+        "        if x == 'big':\n"
+        "            open(busy, 'w').close(); open(started, 'w').close()\n"
+        "            time.sleep(3); os.remove(busy)\n"
+        "            return\n"
+        "        for _ in range(200):  # the pool hands the cells out together: big first\n"
+        "            if os.path.exists(started):\n"
+        "                break\n"
+        "            time.sleep(0.05)\n"
+        "        if x == 'never' or os.path.exists(busy):\n"
+        "            common.OOM = f'{x}: CUDA out of memory'\n")
+    (tmp_path / "benchmarks" / "common.py").write_text(
+        "OOM = None\n"
+        "def out_of_memory():\n    return OOM\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    cells = [("Stub", {"x": "big"}), ("Stub", {"x": "never"}), ("Stub", {"x": "edge"})]
+    got = prewarm.warm(suite, sys.executable, cells, workers=3, limit_s=120,
+                       env=dict(os.environ, STUB_OUT=str(out)))
+    assert (got["warm"], got["oom"], got["error"], got["not run"]) == (2, 1, 0, 0), got
+    assert got["oom alone"] == ["Stub(never): never: CUDA out of memory"]
+    assert sorted((out / "tries").read_text().split()) == [
+        "big", "edge", "edge", "never", "never"]
+    # one worker: every cell was alone already, none is opened twice
+    (out / "tries").unlink()
+    got = prewarm.warm(suite, sys.executable, cells[1:], workers=1, limit_s=120,
+                       env=dict(os.environ, STUB_OUT=str(out)))
+    assert (got["warm"], got["oom"]) == (1, 1) and len((out / "tries").read_text().split()) == 2
 
 
 def test_a_worker_leaves_no_autotuning_choice_timed_beside_the_others(tmp_path):

@@ -373,7 +373,7 @@ def _warm(root, tier, extra, asked, warmed: set, env: dict, log) -> None:
     say(f"  warming the compile caches: {len(todo)} cells, {workers} at a time", flush=True)
     got = prewarm.warm(root, _env_python(root), todo, workers, PREWARM_LIMIT_S, env)
     say(f"  warmed in {_minutes(got['s'])}: {got['warm']} warm, {got['n/a']} n/a, "
-        f"{got['error']} failed, {got['not run']} not run"
+        f"{got['oom']} OOM alone, {got['error']} failed, {got['not run']} not run"
         + (f"; slowest {got['slowest'][1]} {got['slowest'][0]:.0f} s" if got["slowest"] else ""),
         flush=True)
     log.write(log_text("perfmodel prewarm: " + json.dumps(got) + "\n"))
