@@ -37,14 +37,14 @@ collect() {  # what a run has so far, into $OUT
   cp $DIR/summary .asv/track.log "$OUT/" 2>/dev/null || true
   [ -f "$PERFMODEL_COST_LOG" ] && gzip -c "$PERFMODEL_COST_LOG" > "$OUT/cost.jsonl.gz"
   if [ -d .gpu-cache ]; then  # the compile caches, for the next box: xz (a tenth of gzip's size
-    # here: the kernels' many text forms repeat each other), in parts of 15 MiB, at most 3
+    # here: the kernels' many text forms repeat each other), in parts of 15 MiB, at most 4
     # (a run still writing to it makes tar warn and exit 1: what it has is enough)
     rm -f /tmp/gpu-cache.tar.xz
     XZ_OPT=-T0 tar cJf /tmp/gpu-cache.tar.xz .gpu-cache 2>/dev/null || true
     local size; size=$(stat -c %s /tmp/gpu-cache.tar.xz 2>/dev/null || echo 0)
     echo "compile caches: $(du -sh .gpu-cache | cut -f1), packed $((size / 1048576)) MiB"
     rm -f "$OUT"/gpu-cache.tar.xz.*
-    if [ "$size" -gt 0 ] && [ "$size" -lt 47000000 ]; then
+    if [ "$size" -gt 0 ] && [ "$size" -lt 62000000 ]; then
       split -b 15M -d /tmp/gpu-cache.tar.xz "$OUT/gpu-cache.tar.xz." || true
     fi
   fi

@@ -27,4 +27,15 @@ if [ -f .gpu-cache.tar.xz ] && [ ! -d "$PERFMODEL_GPU_CACHE" ]; then
 fi
 export TRITON_CACHE_DIR=$PERFMODEL_GPU_CACHE/triton TORCHINDUCTOR_CACHE_DIR=$PERFMODEL_GPU_CACHE/inductor
 mkdir -p "$TRITON_CACHE_DIR" "$TORCHINDUCTOR_CACHE_DIR"
+# The kernels are the same on every card of one architecture (an H100's serve an H200), but the
+# autotuning choices were timed on the card that made them, and their keys do not name it
+# (Triton's name the architecture only): a cache from another card, or from one not named,
+# keeps its kernels and drops its choices, so each machine's history is tuned on that machine.
+CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+if [ -n "$CARD" ] && [ "$(cat "$PERFMODEL_GPU_CACHE/card" 2>/dev/null)" != "$CARD" ]; then
+  dropped=$(find "$PERFMODEL_GPU_CACHE" \( -name '*.autotune.json' -o -name '*.best_config' \) \
+            -print -delete | wc -l)
+  [ "$dropped" -gt 0 ] && echo "gpu_env: $dropped autotuning choices made on another card dropped" >&2
+  printf '%s\n' "$CARD" > "$PERFMODEL_GPU_CACHE/card"
+fi
 git config user.email >/dev/null 2>&1 || { git config user.email gpu@box; git config user.name gpu; }
