@@ -31,10 +31,10 @@ mkdir -p "$TRITON_CACHE_DIR" "$TORCHINDUCTOR_CACHE_DIR"
 # autotuning choices were timed on the card that made them, and their keys do not name it
 # (Triton's name the architecture only): a cache from another card, or from one not named,
 # keeps its kernels and drops its choices, so each machine's history is tuned on that machine.
-CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)
 if [ -n "$CARD" ] && [ "$(cat "$PERFMODEL_GPU_CACHE/card" 2>/dev/null)" != "$CARD" ]; then
   dropped=$(find "$PERFMODEL_GPU_CACHE" \( -name '*.autotune.json' -o -name '*.best_config' \) \
-            -print -delete | wc -l)
+            -print -delete 2>/dev/null | wc -l || true)
   [ "$dropped" -gt 0 ] && echo "gpu_env: $dropped autotuning choices made on another card dropped" >&2
   printf '%s\n' "$CARD" > "$PERFMODEL_GPU_CACHE/card"
 fi

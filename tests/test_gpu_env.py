@@ -22,8 +22,14 @@ def _source(tmp_path: Path, card: str | None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{path}", HOME=str(tmp_path),
                PYTHON=sys.executable, PERFMODEL_GPU_CACHE=str(tmp_path / "cache"),
                GIT_CONFIG_NOSYSTEM="1")
-    return subprocess.run(["bash", "-c", f"source '{ROOT}/scripts/gpu_env.sh'"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=60)
+    if not (tmp_path / ".git").exists():  # the box's copy is a repository
+        subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, env=env)
+    # as scripts/gpu_asv.sh sources it: under set -euo pipefail
+    got = subprocess.run(["bash", "-c", f"set -euo pipefail; source '{ROOT}/scripts/gpu_env.sh'"
+                          "; echo sourced"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert got.stdout.strip().endswith("sourced"), got.stderr
+    return got
 
 
 def _cache(tmp_path: Path) -> dict:
