@@ -13,7 +13,7 @@
 # environment. A full run takes benchmarks/tiers.py's plan as two asv runs (the gate's cells,
 # then the rest, the cells that compile warmed first several at a time); CHUNKS=REGEX keeps
 # the chunks it names, EACH_CHUNK=1 runs each chunk as its own asv run (each saved when it
-# ends). A run longer than one command may last: DETACH=1
+# ends), PREWARM=N warms with N workers (0: not at all). A run longer than one command may last: DETACH=1
 # starts it in its own process session (it survives the command while the machine stays held)
 # and waits up to WAIT seconds; each further `wait` waits again. Issue the next call at once:
 # an idle machine goes back.
@@ -81,9 +81,9 @@ case "$tier" in
     refs=(); for c in "$@"; do refs+=(--commit "$c"); done
     [ "$tier" = quick ] && t=gpu-quick || t=gpu
     # CHUNKS=REGEX: only those chunks of a full run's plan (python3 -m benchmarks.tiers --plan);
-    # EACH_CHUNK=1: one asv run per chunk
+    # EACH_CHUNK=1: one asv run per chunk; PREWARM=N: the warming's workers (0: no warming)
     $PY -m perfmodel track --tier "$t" --no-publish ${CHUNKS:+--chunk "$CHUNKS"} \
-      ${EACH_CHUNK:+--each-chunk} "${refs[@]}" ;;
+      ${EACH_CHUNK:+--each-chunk} ${PREWARM:+--prewarm "$PREWARM"} "${refs[@]}" ;;
   *) echo "usage: scripts/gpu_asv.sh quick|full [COMMIT ...] | gate [BASE [HEAD]] | wait [S]" >&2
      exit 2 ;;
 esac
