@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from . import tiers
+from . import shared_dir, tiers
 
 try:  # raising it inside a benchmark body records NaN (skipped); it is a NotImplementedError
     from asv_runner.benchmarks.mark import SkipNotImplemented
@@ -405,6 +405,16 @@ RECORD_SUFFIX = ".samples.json"   # beside a cell's side file: its recorded samp
 CLAIM_SUFFIX = ".claim"           # written just before a cell is measured for its group
 
 
+def _poisoning(err: Exception, device) -> Exception | None:
+    """``err`` when it may have left this process's CUDA context unusable (any error on a GPU
+    but running out of memory: an illegal memory access poisons every later launch), so that
+    the process ends and the next one measures the group's other cells; None otherwise."""
+    if getattr(device, "type", device) != "cuda" or isinstance(
+            err, getattr(torch, "OutOfMemoryError", ())):
+        return None
+    return err
+
+
 class Group:
     """Cells of one grid point measured one after another by one process, in a history run.
 
@@ -573,6 +583,7 @@ class Group:
             record["skip"] = str(err)
             _write_side_file(h.path, _unopened(_pm("names").NA, str(err)))
         runnable, h._runnable = h._runnable, None
+        fatal = None
         if runnable is not None:
             t0 = time.perf_counter()
             first: dict = {}
@@ -587,9 +598,12 @@ class Group:
                 print(f"perfmodel: {h.label}: {err}", file=sys.stderr)
             except Exception as err:  # noqa: BLE001 (the group's other cells go on)
                 record["samples"], record["skip"] = [], self._failed_sampling([h], err)
+                fatal = _poisoning(err, h.device)
             finally:
                 self._given_back(measure, h, runnable, len(record["samples"]), t0)
         _write_side_file(self._record_path(h), json.dumps(record))
+        if fatal is not None:
+            raise fatal
 
     def _record_parts(self, measure, parts: list) -> None:
         """Cells that are parts of one marked train step (perfmodel.workloads.ModelCell
@@ -611,6 +625,7 @@ class Group:
         runnable, first._runnable = first._runnable, None
         taken: dict = {h.fields["mode"]: [] for h in parts}
         figures: dict = {}
+        fatal = None
         if runnable is not None:
             t0 = time.perf_counter()
 
@@ -632,6 +647,7 @@ class Group:
             except Exception as err:  # noqa: BLE001 (the group's other cells go on)
                 taken, figures = {mode: [] for mode in taken}, {}
                 record["skip"] = self._failed_sampling([first], err)
+                fatal = _poisoning(err, first.device)
             finally:
                 self._given_back(measure, first, runnable, len(taken[first.fields["mode"]]), t0)
         info = _read_side_file(first.path) or json.loads(_unopened(_pm("names").FAILED,
@@ -642,6 +658,8 @@ class Group:
             h.info = mine
             _write_side_file(h.path, json.dumps(mine))
             _write_side_file(self._record_path(h), json.dumps(dict(record, samples=taken[mode])))
+        if fatal is not None:
+            raise fatal
 
     @staticmethod
     def _free_parts(runnable, taken: dict, figures: dict) -> None:
@@ -684,6 +702,7 @@ class Group:
             record["skip"] = str(err)
             _write_side_file(first.path, _unopened(_pm("names").NA, str(err)))
         steps: list[float] = []
+        fatal = None
         if series._runnable is not None:
             try:
                 steps = [series._runnable.sample() for _ in range(self.series)]
@@ -691,6 +710,7 @@ class Group:
                 record["skip"] = str(err)
             except Exception as err:  # noqa: BLE001 (the study's other cells go on)
                 steps, record["skip"] = [], self._failed_sampling([first], err)
+                fatal = _poisoning(err, first.device)
             finally:
                 series._runnable.release()
                 series._runnable = None
@@ -703,6 +723,8 @@ class Group:
             if h is not first:
                 _write_side_file(h.path, json.dumps(info))
             _write_side_file(self._record_path(h), json.dumps(mine))
+        if fatal is not None:
+            raise fatal
 
 
 def handle(kind: str, fields: dict, device: str, warmup: int | None = None) -> CellHandle:
@@ -842,10 +864,7 @@ class SuiteBase:
     repeat = (6, 10, 0.8)
     timeout = 600.0
 
-    def setup_cache(self):
-        """Nothing to cache: it only gives this commit's benchmarks one shared working
-        directory, where CellHandle leaves each cell's status and memory figures."""
-        return None
+    setup_cache = shared_dir.setup_cache  # one working directory per commit's run
 
     def enter(self, kind: str, cell: dict) -> str:
         """Start of every setup: the device, and n/a (with the tier's reason) when the device's

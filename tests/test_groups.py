@@ -32,6 +32,9 @@ class FakeRunnable:
         self.released = True
 
 
+_FAKE_OPEN: list = []  # the suite fixture's opener, for a test that stops raising midway
+
+
 @pytest.fixture
 def suite(tmp_path, monkeypatch):
     """A history run's process in an empty working directory, cells opened as FakeRunnables."""
@@ -57,6 +60,7 @@ def suite(tmp_path, monkeypatch):
         opened.append((self.kind, dict(self.fields), self.warmup))
 
     monkeypatch.setattr(common.CellHandle, "_open", fake_open)
+    _FAKE_OPEN[:] = [fake_open]
     common._HANDLES.clear()
     yield opened
     common._HANDLES.clear()
@@ -386,6 +390,32 @@ def test_a_cell_whose_sampling_raises_is_failed_in_one_line_and_the_others_measu
     facts = common._read_side_file(attention.bwd.path)
     assert facts["status"] == FAILED and "\n" not in facts["error"]
     assert "illegal memory access" in facts["error"]
+
+
+def test_a_fault_on_a_gpu_ends_the_process_and_the_next_measures_the_rest(suite, monkeypatch):
+    """An error other than OOM on a GPU may have poisoned the CUDA context (an illegal memory
+    access fails every later launch): the cell is recorded failed with its reason and the
+    process ends, as a crash would; the next process measures the group's other cells."""
+    monkeypatch.setenv("PERFMODEL_ASV_DEVICE", "cuda")  # the stand-in cells never touch it
+    monkeypatch.setattr(measure, "free_device_memory", lambda device: None)
+    _raising(monkeypatch, RuntimeError("an illegal memory access was encountered"),
+             split_only=False)
+    RaisesAfter.fail_at = 0
+    attention = bench_attention.Attention()
+    try:
+        with pytest.raises(RuntimeError, match="illegal memory access"):
+            attention.setup("eager", "float32", 16, 256)
+    finally:
+        RaisesAfter.fail_at = 1
+    assert [f["pass_"] for _, f, _ in suite] == ["fwd"]  # the backward never began here
+    common._HANDLES.clear()
+    monkeypatch.setattr(common.CellHandle, "_open", _FAKE_OPEN[0])
+    again = bench_attention.Attention()
+    again.setup("eager", "float32", 16, 256)
+    assert again.track_status_forward() == 3  # its own reason, not "ended while measuring it"
+    assert "illegal memory access" in common._read_side_file(again.fwd.path)["error"]
+    assert again.track_status_backward() == 1
+    assert [f["pass_"] for _, f, _ in suite] == ["fwd", "bwd"]
 
 
 def test_a_warmup_study_that_runs_out_of_memory_is_oom(suite, monkeypatch):
