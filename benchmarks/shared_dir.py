@@ -1,8 +1,8 @@
 """The suite's asv ``setup_cache``, in a module of its own.
 
-asv names a setup_cache by its module and line (``setup_cache_key`` in results/benchmarks.json,
-which the repository ships), so kept in benchmarks/common.py every edit above it changed the
-committed suite description. Here it stays put.
+asv records a setup_cache's module, line and source (results/benchmarks.json, which the
+repository ships), so kept in benchmarks/common.py every edit above it changed the committed
+suite description. Here it stays put: leave it, and the lines above it, as they are.
 """
 
 
