@@ -405,12 +405,15 @@ RECORD_SUFFIX = ".samples.json"   # beside a cell's side file: its recorded samp
 CLAIM_SUFFIX = ".claim"           # written just before a cell is measured for its group
 
 
+def _is_oom(err: Exception) -> bool:
+    return isinstance(err, getattr(torch, "OutOfMemoryError", ()))
+
+
 def _poisoning(err: Exception, device) -> Exception | None:
     """``err`` when it may have left this process's CUDA context unusable (any error on a GPU
     but running out of memory: an illegal memory access poisons every later launch), so that
     the process ends and the next one measures the group's other cells; None otherwise."""
-    if getattr(device, "type", device) != "cuda" or isinstance(
-            err, getattr(torch, "OutOfMemoryError", ())):
+    if getattr(device, "type", device) != "cuda" or _is_oom(err):
         return None
     return err
 
@@ -550,12 +553,10 @@ class Group:
         memory (its peak sits at the card's edge, where the allocator's fragmentation decides),
         else failed; its side file says so, without figures, and the error is one line. Returns
         the reason asv's processes skip it with."""
-        names = _pm("names")
-        oom = isinstance(err, getattr(torch, "OutOfMemoryError", ()))
+        names, oom = _pm("names"), _is_oom(err)
         status = names.OOM if oom else names.FAILED
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
         why = (f"{'ran out of memory' if oom else 'failed'} while sampling, after its warm-up "
-               f"steps had run: {type(err).__name__}: {first}")
+               f"steps had run: {_pm('measure').one_line(err)}")
         for h in handles:
             h.info = json.loads(_unopened(status, why))
             _write_side_file(h.path, json.dumps(h.info))
