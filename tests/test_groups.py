@@ -32,9 +32,6 @@ class FakeRunnable:
         self.released = True
 
 
-_FAKE_OPEN: list = []  # the suite fixture's opener, for a test that stops raising midway
-
-
 @pytest.fixture
 def suite(tmp_path, monkeypatch):
     """A history run's process in an empty working directory, cells opened as FakeRunnables."""
@@ -60,7 +57,6 @@ def suite(tmp_path, monkeypatch):
         opened.append((self.kind, dict(self.fields), self.warmup))
 
     monkeypatch.setattr(common.CellHandle, "_open", fake_open)
-    _FAKE_OPEN[:] = [fake_open]
     common._HANDLES.clear()
     yield opened
     common._HANDLES.clear()
@@ -398,6 +394,7 @@ def test_a_fault_on_a_gpu_ends_the_process_and_the_next_measures_the_rest(suite,
     process ends, as a crash would; the next process measures the group's other cells."""
     monkeypatch.setenv("PERFMODEL_ASV_DEVICE", "cuda")  # the stand-in cells never touch it
     monkeypatch.setattr(measure, "free_device_memory", lambda device: None)
+    fake_open = common.CellHandle._open  # the fixture's, restored once the fault has happened
     _raising(monkeypatch, RuntimeError("an illegal memory access was encountered"),
              split_only=False)
     RaisesAfter.fail_at = 0
@@ -409,7 +406,7 @@ def test_a_fault_on_a_gpu_ends_the_process_and_the_next_measures_the_rest(suite,
         RaisesAfter.fail_at = 1
     assert [f["pass_"] for _, f, _ in suite] == ["fwd"]  # the backward never began here
     common._HANDLES.clear()
-    monkeypatch.setattr(common.CellHandle, "_open", _FAKE_OPEN[0])
+    monkeypatch.setattr(common.CellHandle, "_open", fake_open)
     again = bench_attention.Attention()
     again.setup("eager", "float32", 16, 256)
     assert again.track_status_forward() == 3  # its own reason, not "ended while measuring it"
