@@ -94,6 +94,18 @@ TRIAL_WARMUP_MS, TRIAL_REP_MS = 5, 25
 KERNELS = ("fwd", "dkdv", "dq", "dkdv_atomic", "bwd_fused")
 BWD_VARIANTS = {"split": ("dkdv", "dq"), "atomic": ("dkdv_atomic",), "fused": ("bwd_fused",)}
 BWD_VARIANT = os.environ.get("PERFMODEL_FLASH_BWD", "split")
+# The forward's variants (env PERFMODEL_FLASH_FWD), each its own kernel with the forward's
+# tuning space: "pointer" (plain tl.load of each tile), "tma" (Hopper's tensor memory
+# accelerator through device-side tensor descriptors: one copy engine request per tile, out of
+# range rows and padded head-dim columns read as zeros, the output stored clipped) and "ws"
+# ("tma" with the key loop warp-specialized: producer warps issue the loads while the others
+# compute). Experimental: the tracked default stays "pointer" until the GPU shows a gain.
+FWD_VARIANTS = {"pointer": "fwd", "tma": "fwd_tma", "ws": "fwd_ws"}
+FWD_VARIANT = os.environ.get("PERFMODEL_FLASH_FWD", "pointer")
+# "split_tma": the split backward with its streamed tiles read through descriptors too
+BWD_VARIANTS["split_tma"] = ("dkdv_tma", "dq_tma")
+# kernels that read through tensor descriptors -> the kernel whose tuning space they share
+DESC_TWINS = {"fwd_tma": "fwd", "fwd_ws": "fwd", "dkdv_tma": "dkdv", "dq_tma": "dq"}
 
 # Autotuning spaces for Hopper, (BLOCK_M, BLOCK_N, num_warps, num_stages).  BLOCK_M is always
 # the query tile and BLOCK_N the key tile.  bf16/fp16 use wgmma: a 128-row tile is two
@@ -262,6 +274,7 @@ def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int = 64) -> list[
     """The (BLOCK_M, BLOCK_N, num_warps, num_stages) tuples autotuned for a kernel, dtype and d:
     the space for the dtype, precision and BLOCK_D, less the configs whose shared memory
     (:func:`smem_bytes`) would not fit on the H200."""
+    kernel = DESC_TWINS.get(kernel, kernel)
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}: one of {KERNELS}")
     bd = block_d(head_dim)
@@ -297,22 +310,26 @@ FORCE_CONFIG: dict[str, tuple] = {}
 
 
 @contextlib.contextmanager
-def forced(configs: dict | None = None, variant: str | None = None):
-    """Pin configs per kernel name and/or the backward variant inside a ``with`` block."""
-    global BWD_VARIANT
-    old_cfg, old_var = dict(FORCE_CONFIG), BWD_VARIANT
+def forced(configs: dict | None = None, variant: str | None = None, fwd: str | None = None):
+    """Pin configs per kernel name, the backward variant and/or the forward's inside a
+    ``with`` block."""
+    global BWD_VARIANT, FWD_VARIANT
+    old_cfg, old_var, old_fwd = dict(FORCE_CONFIG), BWD_VARIANT, FWD_VARIANT
     try:
         FORCE_CONFIG.update(configs or {})
         if variant is not None:
             BWD_VARIANT = variant
+        if fwd is not None:
+            FWD_VARIANT = fwd
         yield
     finally:
         FORCE_CONFIG.clear()
         FORCE_CONFIG.update(old_cfg)
-        BWD_VARIANT = old_var
+        BWD_VARIANT, FWD_VARIANT = old_var, old_fwd
 
 
 def _triton_configs(kernel):
+    kernel = DESC_TWINS.get(kernel, kernel)
     space = set(TUNING_SPACE[kernel]) | set(TUNING_SPACE_D256[kernel]) | set(TUNING_SPACE_IEEE)
     for by_kernel in TUNING_SPACE_TF32X3.values():
         space |= set(by_kernel.get(kernel, by_kernel["dkdv"]))
@@ -366,6 +383,26 @@ if triton is not None:
             tl.store(ptrs, x, mask=(rows[:, None] < n_rows) & (offs_d[None, :] < HEAD_DIM))
 
     @triton.jit
+    def _softmax_step(qk, l_i, m_i, cols, offs_m, seq_k, qk_scale, MASK: tl.constexpr,
+                      IS_CAUSAL: tl.constexpr):
+        # one key tile of the online softmax, in exp2's domain: the tile's probabilities (not yet
+        # normalized), the factor that rescales what was summed before, the new row sums and maxima
+        if MASK:
+            valid = cols[None, :] < seq_k
+            if IS_CAUSAL:
+                valid = valid & (cols[None, :] <= offs_m[:, None])
+            qk = tl.where(valid, qk * qk_scale, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            qk = qk - m_new[:, None]
+        else:
+            m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+            qk = qk * qk_scale - m_new[:, None]
+        p = tl.math.exp2(qk)
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        return p, alpha, l_i, m_new
+
+    @triton.jit
     def _fwd_inner(acc, l_i, m_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn, offs_m, offs_n, offs_d,
                    lo, hi, seq_k, qk_scale,
                    BLOCK_N: tl.constexpr, MASK: tl.constexpr, IS_CAUSAL: tl.constexpr,
@@ -377,25 +414,30 @@ if triton is not None:
             cols = start_n + offs_n
             k = _load(k_ptrs, cols, seq_k, offs_d, MASK, HEAD_DIM, BLOCK_D)
             qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-            if MASK:
-                valid = cols[None, :] < seq_k
-                if IS_CAUSAL:
-                    valid = valid & (cols[None, :] <= offs_m[:, None])
-                qk = tl.where(valid, qk * qk_scale, float("-inf"))
-                m_new = tl.maximum(m_i, tl.max(qk, 1))
-                qk = qk - m_new[:, None]
-            else:
-                m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-                qk = qk * qk_scale - m_new[:, None]
-            p = tl.math.exp2(qk)
-            alpha = tl.math.exp2(m_i - m_new)
-            l_i = l_i * alpha + tl.sum(p, 1)
+            p, alpha, l_i, m_i = _softmax_step(qk, l_i, m_i, cols, offs_m, seq_k, qk_scale,
+                                               MASK, IS_CAUSAL)
             acc = acc * alpha[:, None]
             v = _load(v_ptrs, cols, seq_k, offs_d, MASK, HEAD_DIM, BLOCK_D)
             acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
-            m_i = m_new
             k_ptrs += BLOCK_N * stride_kn
             v_ptrs += BLOCK_N * stride_vn
+        return acc, l_i, m_i
+
+    @triton.jit
+    def _fwd_desc_inner(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, lo, hi, seq_k,
+                        qk_scale, BLOCK_N: tl.constexpr, MASK: tl.constexpr,
+                        IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, WARP_SPEC: tl.constexpr):
+        # _fwd_inner with the tiles fetched through tensor descriptors (rows past seq_k and
+        # padded head-dim columns arrive as zeros, so no load needs a mask)
+        for start_n in tl.range(lo, hi, BLOCK_N, warp_specialize=WARP_SPEC):
+            start_n = tl.multiple_of(start_n, BLOCK_N)
+            k = k_desc.load([start_n, 0])
+            qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
+            p, alpha, l_i, m_i = _softmax_step(qk, l_i, m_i, start_n + offs_n, offs_m, seq_k,
+                                               qk_scale, MASK, IS_CAUSAL)
+            acc = acc * alpha[:, None]
+            v = v_desc.load([start_n, 0])
+            acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
         return acc, l_i, m_i
 
     @triton.jit
@@ -443,6 +485,75 @@ if triton is not None:
                acc.to(O.dtype.element_ty), offs_m, seq_q, offs_d, HEAD_DIM, BLOCK_D)
 
     @triton.jit
+    def _fwd_desc(Q, K, V, O, LSE, qk_scale,
+                  stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                  stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, H,
+                  seq_q, seq_k, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                  BLOCK_N: tl.constexpr, IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr,
+                  BLOCK_D: tl.constexpr, WARP_SPEC: tl.constexpr):
+        # _fwd_kernel's program, its Q, K and V read through one descriptor each per head
+        # (device-side: Triton writes them into scratch from triton.set_allocator); needs 16-byte
+        # aligned heads and row strides (_tma_ok)
+        pid_m = tl.program_id(0)
+        if IS_CAUSAL:
+            pid_m = tl.num_programs(0) - 1 - pid_m
+        bh = tl.program_id(1).to(tl.int64)
+        start_m = pid_m * BLOCK_M
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        offs_n = tl.arange(0, BLOCK_N)
+        offs_d = tl.arange(0, BLOCK_D)
+        q_desc = tl.make_tensor_descriptor(Q + _head(bh, H, stride_qb, stride_qh), shape=[seq_q, HEAD_DIM],
+                                           strides=[stride_qm, 1], block_shape=[BLOCK_M, BLOCK_D])
+        k_desc = tl.make_tensor_descriptor(K + _head(bh, H, stride_kb, stride_kh), shape=[seq_k, HEAD_DIM],
+                                           strides=[stride_kn, 1], block_shape=[BLOCK_N, BLOCK_D])
+        v_desc = tl.make_tensor_descriptor(V + _head(bh, H, stride_vb, stride_vh), shape=[seq_k, HEAD_DIM],
+                                           strides=[stride_vn, 1], block_shape=[BLOCK_N, BLOCK_D])
+        q = q_desc.load([start_m, 0])
+        m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+        if IS_CAUSAL:
+            hi = tl.minimum(start_m + BLOCK_M, seq_k)
+            mid = tl.minimum(start_m, seq_k) // BLOCK_N * BLOCK_N
+        else:
+            hi = seq_k
+            mid = seq_k // BLOCK_N * BLOCK_N
+        acc, l_i, m_i = _fwd_desc_inner(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, 0, mid,
+                                        seq_k, qk_scale, BLOCK_N, False, IS_CAUSAL, DOT_PREC,
+                                        WARP_SPEC)
+        acc, l_i, m_i = _fwd_desc_inner(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, mid, hi,
+                                        seq_k, qk_scale, BLOCK_N, True, IS_CAUSAL, DOT_PREC,
+                                        WARP_SPEC)
+        acc = acc / l_i[:, None]
+        lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453
+        tl.store(LSE + bh * seq_q + offs_m, lse, mask=offs_m < seq_q)
+        # a plain store: a descriptor's would stage the tile in shared memory the loop needs
+        _store(O + _head(bh, H, stride_ob, stride_oh) + offs_m[:, None] * stride_om + offs_d[None, :],
+               acc.to(O.dtype.element_ty), offs_m, seq_q, offs_d, HEAD_DIM, BLOCK_D)
+
+    @triton.jit
+    def _fwd_tma_kernel(Q, K, V, O, LSE, qk_scale,
+                        stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                        stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, H,
+                        seq_q, seq_k,
+                        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                        IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
+        _fwd_desc(Q, K, V, O, LSE, qk_scale, stride_qb, stride_qh, stride_qm, stride_kb, stride_kh,
+                  stride_kn, stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, H,
+                  seq_q, seq_k, HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, BLOCK_D, False)
+
+    @triton.jit
+    def _fwd_ws_kernel(Q, K, V, O, LSE, qk_scale,
+                       stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                       stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, H,
+                       seq_q, seq_k,
+                       HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                       IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
+        _fwd_desc(Q, K, V, O, LSE, qk_scale, stride_qb, stride_qh, stride_qm, stride_kb, stride_kh,
+                  stride_kn, stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, H,
+                  seq_q, seq_k, HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, BLOCK_D, True)
+
+    @triton.jit
     def _bwd_preprocess_kernel(O, DO, Delta, stride_ob, stride_oh, stride_om, stride_dob,
                                stride_doh, stride_dom, H, seq_q, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
         bh = tl.program_id(1).to(tl.int64)
@@ -454,6 +565,23 @@ if triton is not None:
         do = _load(DO + _head(bh, H, stride_dob, stride_doh) + offs_m[:, None] * stride_dom
                    + offs_d[None, :], offs_m, seq_q, offs_d, True, HEAD_DIM, BLOCK_D).to(tl.float32)
         tl.store(Delta + bh * seq_q + offs_m, tl.sum(o * do, 1), mask=row_ok)
+
+    @triton.jit
+    def _dkdv_step(dk, dv, k, v, q, do, lse, delta, rows, offs_n, qk_scale, MASK: tl.constexpr,
+                   IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+        # one query tile against the held key tile: dV += P^T dO, dK += dS^T Q (unscaled);
+        # returns dS^T too (the atomic variant's dQ)
+        # both products first: dP^T can run on the tensor cores while the exp2s run
+        qkT = tl.dot(k, tl.trans(q), input_precision=DOT_PREC)  # (BLOCK_N, BLOCK_M)
+        dpT = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)
+        pT = tl.math.exp2(qkT * qk_scale - (lse * 1.4426950408889634)[None, :])
+        if MASK:
+            if IS_CAUSAL:
+                pT = tl.where(rows[None, :] >= offs_n[:, None], pT, 0.0)
+        dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=DOT_PREC)
+        dsT = (pT * (dpT - delta[None, :])).to(q.dtype)
+        dk = tl.dot(dsT, q, dk, input_precision=DOT_PREC)
+        return dk, dv, dsT
 
     @triton.jit
     def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs,
@@ -480,16 +608,8 @@ if triton is not None:
             else:
                 lse = tl.load(lse_ptrs)
                 delta = tl.load(delta_ptrs)
-            # both products first: dP^T can run on the tensor cores while the exp2s run
-            qkT = tl.dot(k, tl.trans(q), input_precision=DOT_PREC)  # (BLOCK_N, BLOCK_M)
-            dpT = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)
-            pT = tl.math.exp2(qkT * qk_scale - (lse * 1.4426950408889634)[None, :])
-            if MASK:
-                if IS_CAUSAL:
-                    pT = tl.where(rows[None, :] >= offs_n[:, None], pT, 0.0)
-            dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=DOT_PREC)
-            dsT = (pT * (dpT - delta[None, :])).to(q.dtype)
-            dk = tl.dot(dsT, q, dk, input_precision=DOT_PREC)
+            dk, dv, dsT = _dkdv_step(dk, dv, k, v, q, do, lse, delta, rows, offs_n, qk_scale,
+                                     MASK, IS_CAUSAL, DOT_PREC)
             if ATOMIC_DQ:
                 # dQ rows of this query tile += dS K (unscaled; padded keys have k = 0)
                 dq = tl.dot(tl.trans(dsT), k, input_precision=DOT_PREC)  # (BLOCK_M, BLOCK_D)
@@ -606,6 +726,21 @@ if triton is not None:
         tl.store(OUT + offs, (x * scale).to(OUT.dtype.element_ty), mask=ok)
 
     @triton.jit
+    def _dq_step(dq, q, do, lse2, delta, k, v, cols, offs_m, seq_k, qk_scale, MASK: tl.constexpr,
+                 IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+        # one key tile against the held query tile: dQ += dS K (unscaled)
+        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
+        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)  # before the exp2s, as above
+        p = tl.math.exp2(qk * qk_scale - lse2[:, None])
+        if MASK:
+            valid = cols[None, :] < seq_k
+            if IS_CAUSAL:
+                valid = valid & (cols[None, :] <= offs_m[:, None])
+            p = tl.where(valid, p, 0.0)
+        ds = p * (dp - delta[:, None])
+        return tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PREC)
+
+    @triton.jit
     def _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kn, stride_vn,
                       offs_m, offs_n, offs_d, lo, hi, seq_k, qk_scale,
                       BLOCK_N: tl.constexpr, MASK: tl.constexpr, IS_CAUSAL: tl.constexpr,
@@ -617,16 +752,8 @@ if triton is not None:
             cols = start_n + offs_n
             k = _load(k_ptrs, cols, seq_k, offs_d, MASK, HEAD_DIM, BLOCK_D)
             v = _load(v_ptrs, cols, seq_k, offs_d, MASK, HEAD_DIM, BLOCK_D)
-            qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-            dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)  # before the exp2s, as above
-            p = tl.math.exp2(qk * qk_scale - lse2[:, None])
-            if MASK:
-                valid = cols[None, :] < seq_k
-                if IS_CAUSAL:
-                    valid = valid & (cols[None, :] <= offs_m[:, None])
-                p = tl.where(valid, p, 0.0)
-            ds = p * (dp - delta[:, None])
-            dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PREC)
+            dq = _dq_step(dq, q, do, lse2, delta, k, v, cols, offs_m, seq_k, qk_scale, MASK,
+                          IS_CAUSAL, DOT_PREC)
             k_ptrs += BLOCK_N * stride_kn
             v_ptrs += BLOCK_N * stride_vn
         return dq
@@ -688,6 +815,127 @@ if triton is not None:
                  HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, BLOCK_D)
 
     @triton.jit
+    def _desc(X, bh, H, stride_b, stride_h, stride_row, n_rows, HEAD_DIM: tl.constexpr,
+              ROWS: tl.constexpr, BLOCK_D: tl.constexpr):
+        # one head of a (batch, head, seq, d) tensor as a tensor descriptor of (ROWS x BLOCK_D)
+        # tiles: rows past n_rows and columns past HEAD_DIM read as zeros
+        return tl.make_tensor_descriptor(X + _head(bh, H, stride_b, stride_h), shape=[n_rows, HEAD_DIM],
+                                         strides=[stride_row, 1], block_shape=[ROWS, BLOCK_D])
+
+    @triton.jit
+    def _dkdv_desc_inner(dk, dv, k, v, q_desc, do_desc, LSE, Delta, offs_n, offs_m, lo, hi, seq_q,
+                         qk_scale, BLOCK_M: tl.constexpr, MASK: tl.constexpr,
+                         IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+        for start_m in range(lo, hi, BLOCK_M):
+            start_m = tl.multiple_of(start_m, BLOCK_M)
+            rows = start_m + offs_m
+            q = q_desc.load([start_m, 0])
+            do = do_desc.load([start_m, 0])
+            if MASK:
+                row_ok = rows < seq_q
+                lse = tl.load(LSE + rows, mask=row_ok, other=float("inf"))
+                delta = tl.load(Delta + rows, mask=row_ok, other=0.0)
+            else:
+                lse = tl.load(LSE + rows)
+                delta = tl.load(Delta + rows)
+            dk, dv, _ = _dkdv_step(dk, dv, k, v, q, do, lse, delta, rows, offs_n, qk_scale,
+                                   MASK, IS_CAUSAL, DOT_PREC)
+        return dk, dv
+
+    @triton.jit
+    def _bwd_dkdv_tma_kernel(Q, K, V, DO, DK, DV, LSE, Delta, qk_scale, sm_scale,
+                             stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                             stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom,
+                             H, seq_q, seq_k,
+                             HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                             IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
+        # _bwd_dkdv_kernel with the query tiles streamed through tensor descriptors: no tensor
+        # of pointers is carried through the loop
+        bh = tl.program_id(1).to(tl.int64)
+        start_n = tl.program_id(0) * BLOCK_N
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        offs_m = tl.arange(0, BLOCK_M)
+        offs_d = tl.arange(0, BLOCK_D)
+        k = _desc(K, bh, H, stride_kb, stride_kh, stride_kn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D).load([start_n, 0])
+        v = _desc(V, bh, H, stride_vb, stride_vh, stride_vn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D).load([start_n, 0])
+        q_desc = _desc(Q, bh, H, stride_qb, stride_qh, stride_qm, seq_q, HEAD_DIM, BLOCK_M, BLOCK_D)
+        do_desc = _desc(DO, bh, H, stride_dob, stride_doh, stride_dom, seq_q, HEAD_DIM, BLOCK_M, BLOCK_D)
+        dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+        dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+        LSE += bh * seq_q
+        Delta += bh * seq_q
+        full_end = seq_q // BLOCK_M * BLOCK_M
+        if IS_CAUSAL:  # as _dkdv_tile: diagonal tiles masked, the rest below them not
+            lo = start_n // BLOCK_M * BLOCK_M
+            mid = tl.cdiv(start_n + BLOCK_N, BLOCK_M) * BLOCK_M
+        else:
+            lo = 0
+            mid = 0
+        dk, dv = _dkdv_desc_inner(dk, dv, k, v, q_desc, do_desc, LSE, Delta, offs_n, offs_m, lo,
+                                  tl.minimum(mid, seq_q), seq_q, qk_scale, BLOCK_M, True,
+                                  IS_CAUSAL, DOT_PREC)
+        dk, dv = _dkdv_desc_inner(dk, dv, k, v, q_desc, do_desc, LSE, Delta, offs_n, offs_m, mid,
+                                  full_end, seq_q, qk_scale, BLOCK_M, False, IS_CAUSAL, DOT_PREC)
+        dk, dv = _dkdv_desc_inner(dk, dv, k, v, q_desc, do_desc, LSE, Delta, offs_n, offs_m,
+                                  tl.maximum(mid, full_end), seq_q, seq_q, qk_scale, BLOCK_M, True,
+                                  IS_CAUSAL, DOT_PREC)
+        dk = dk * sm_scale
+        _store(DK + _head(bh, H, stride_kb, stride_kh) + offs_n[:, None] * stride_kn + offs_d[None, :],
+               dk.to(DK.dtype.element_ty), offs_n, seq_k, offs_d, HEAD_DIM, BLOCK_D)
+        _store(DV + _head(bh, H, stride_vb, stride_vh) + offs_n[:, None] * stride_vn + offs_d[None, :],
+               dv.to(DV.dtype.element_ty), offs_n, seq_k, offs_d, HEAD_DIM, BLOCK_D)
+
+    @triton.jit
+    def _dq_desc_inner(dq, q, do, lse2, delta, k_desc, v_desc, offs_m, offs_n, lo, hi, seq_k,
+                       qk_scale, BLOCK_N: tl.constexpr, MASK: tl.constexpr,
+                       IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+        for start_n in range(lo, hi, BLOCK_N):
+            start_n = tl.multiple_of(start_n, BLOCK_N)
+            k = k_desc.load([start_n, 0])
+            v = v_desc.load([start_n, 0])
+            dq = _dq_step(dq, q, do, lse2, delta, k, v, start_n + offs_n, offs_m, seq_k, qk_scale,
+                          MASK, IS_CAUSAL, DOT_PREC)
+        return dq
+
+    @triton.jit
+    def _bwd_dq_tma_kernel(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
+                           stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                           stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom, H,
+                           seq_q, seq_k,
+                           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                           IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
+        # _bwd_dq_kernel with the key tiles streamed through tensor descriptors
+        pid_m = tl.program_id(0)
+        if IS_CAUSAL:  # the last query tiles have the most key tiles: start them first
+            pid_m = tl.num_programs(0) - 1 - pid_m
+        bh = tl.program_id(1).to(tl.int64)
+        start_m = pid_m * BLOCK_M
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        offs_n = tl.arange(0, BLOCK_N)
+        offs_d = tl.arange(0, BLOCK_D)
+        row_ok = offs_m < seq_q
+        q = _desc(Q, bh, H, stride_qb, stride_qh, stride_qm, seq_q, HEAD_DIM, BLOCK_M, BLOCK_D).load([start_m, 0])
+        do = _desc(DO, bh, H, stride_dob, stride_doh, stride_dom, seq_q, HEAD_DIM, BLOCK_M, BLOCK_D).load([start_m, 0])
+        lse2 = tl.load(LSE + bh * seq_q + offs_m, mask=row_ok, other=0.0) * 1.4426950408889634
+        delta = tl.load(Delta + bh * seq_q + offs_m, mask=row_ok, other=0.0)
+        k_desc = _desc(K, bh, H, stride_kb, stride_kh, stride_kn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D)
+        v_desc = _desc(V, bh, H, stride_vb, stride_vh, stride_vn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D)
+        dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+        if IS_CAUSAL:
+            hi = tl.minimum(start_m + BLOCK_M, seq_k)
+            mid = tl.minimum(start_m, seq_k) // BLOCK_N * BLOCK_N
+        else:
+            hi = seq_k
+            mid = seq_k // BLOCK_N * BLOCK_N
+        dq = _dq_desc_inner(dq, q, do, lse2, delta, k_desc, v_desc, offs_m, offs_n, 0, mid, seq_k,
+                            qk_scale, BLOCK_N, False, IS_CAUSAL, DOT_PREC)
+        dq = _dq_desc_inner(dq, q, do, lse2, delta, k_desc, v_desc, offs_m, offs_n, mid, hi, seq_k,
+                            qk_scale, BLOCK_N, True, IS_CAUSAL, DOT_PREC)
+        dq = dq * sm_scale
+        _store(DQ + _head(bh, H, stride_qb, stride_qh) + offs_m[:, None] * stride_qm + offs_d[None, :],
+               dq.to(DQ.dtype.element_ty), offs_m, seq_q, offs_d, HEAD_DIM, BLOCK_D)
+
+    @triton.jit
     def _bwd_fused_kernel(Q, K, V, DO, DQ, DK, DV, LSE, Delta, qk_scale, sm_scale,
                           stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
                           stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom, H,
@@ -740,20 +988,28 @@ if triton is not None:
                                prune_configs_by={"early_config_prune": _pruner(name)})(kernel)
 
     _fwd_tuned = _tuned(_fwd_kernel, "fwd")
+    _fwd_tma_tuned = _tuned(_fwd_tma_kernel, "fwd_tma")
+    _fwd_ws_tuned = _tuned(_fwd_ws_kernel, "fwd_ws")
     _dkdv_tuned = _tuned(_bwd_dkdv_kernel, "dkdv")
     _dq_tuned = _tuned(_bwd_dq_kernel, "dq")
     # its trial runs add into DQ: the autotuner zeroes it before each trial and before the launch
     # that follows a tuning run (a cached choice launches once, into the fresh zeros)
     _dkdv_atomic_tuned = _tuned(_bwd_dkdv_atomic_kernel, "dkdv_atomic", reset_to_zero=["DQ"])
     _fused_tuned = _tuned(_bwd_fused_kernel, "bwd_fused")
+    _dkdv_tma_tuned = _tuned(_bwd_dkdv_tma_kernel, "dkdv_tma")
+    _dq_tma_tuned = _tuned(_bwd_dq_tma_kernel, "dq_tma")
 
     # kernel name -> (plain kernel, autotuned kernel)
     KERNEL_FUNCS = {
         "fwd": (_fwd_kernel, _fwd_tuned),
+        "fwd_tma": (_fwd_tma_kernel, _fwd_tma_tuned),
+        "fwd_ws": (_fwd_ws_kernel, _fwd_ws_tuned),
         "dkdv": (_bwd_dkdv_kernel, _dkdv_tuned),
         "dq": (_bwd_dq_kernel, _dq_tuned),
         "dkdv_atomic": (_bwd_dkdv_atomic_kernel, _dkdv_atomic_tuned),
         "bwd_fused": (_bwd_fused_kernel, _fused_tuned),
+        "dkdv_tma": (_bwd_dkdv_tma_kernel, _dkdv_tma_tuned),
+        "dq_tma": (_bwd_dq_tma_kernel, _dq_tma_tuned),
     }
 
 
@@ -831,12 +1087,12 @@ def kernel_args(name, q, k, v, o=None, lse=None, do=None, delta=None, dq=None, d
     sm_scale = 1.0 / math.sqrt(d)
     qk_scale = sm_scale * LOG2E
     qkv = _strides(q) + _strides(k) + _strides(v)
-    if name == "fwd":
+    if name in FWD_VARIANTS.values():
         return (q, k, v, o, lse, qk_scale, *qkv, *_strides(o), h, sq, sk), sq, "BLOCK_M"
     st = qkv + _strides(do)
-    if name == "dkdv":
+    if name in ("dkdv", "dkdv_tma"):
         return (q, k, v, do, dk, dv, lse, delta, qk_scale, sm_scale, *st, h, sq, sk), sk, "BLOCK_N"
-    if name == "dq":
+    if name in ("dq", "dq_tma"):
         return (q, k, v, do, dq, lse, delta, qk_scale, sm_scale, *st, h, sq, sk), sq, "BLOCK_M"
     if name == "dkdv_atomic":
         return ((q, k, v, do, dk, dv, dq_acc, lse, delta, qk_scale, sm_scale, *st,
@@ -882,13 +1138,46 @@ def _tuning_key(name, args, const) -> tuple:
             args[0].dtype)
 
 
+def _scratch(size: int, alignment: int, stream):
+    """Global scratch for the tensor descriptors a kernel builds on the device (Triton asks
+    for it at each launch of such a kernel): on the current CUDA device, or the CPU when
+    interpreting."""
+    device = "cpu" if _interpreting() else torch.device("cuda", torch.cuda.current_device())
+    return torch.empty(size, dtype=torch.int8, device=device)
+
+
+def _tma_ok(*xs) -> bool:
+    """Whether the descriptor kernels should read these (batch, head, seq, d) tensors: 16-bit
+    (float32's tf32x3 products spill more from descriptor tiles: the offline sm_90 compile), and
+    the copy engine's 16-byte aligned starts and batch, head and row strides."""
+    for x in xs:
+        if x.element_size() != 2:
+            return False
+        size = x.element_size()
+        if x.data_ptr() % 16 or any(stride * size % 16 for stride in x.stride()[:3]):
+            return False
+    return True
+
+
+def _fwd_name(q, k, v) -> str:
+    """The forward kernel to launch: FWD_VARIANT's, or the plain one where descriptors cannot
+    read the inputs."""
+    if FWD_VARIANT not in FWD_VARIANTS:
+        raise ValueError(f"unknown forward variant {FWD_VARIANT!r} (PERFMODEL_FLASH_FWD): "
+                         f"one of {tuple(FWD_VARIANTS)}")
+    name = FWD_VARIANTS[FWD_VARIANT]
+    return name if name == "fwd" or _tma_ok(q, k, v) else "fwd"
+
+
 def launch(name, args, rows, tile_key, batch, const, cfg=None):
     """Launch kernel ``name`` over (cdiv(rows, tile), batch) programs: with ``cfg`` if given,
     else FORCE_CONFIG's entry, else the fixed config (interpreter, PERFMODEL_FLASH_AUTOTUNE=0),
     else the autotuner's choice for this key (the autotuner itself the first time)."""
     kernel, tuned = KERNEL_FUNCS[name]
-    if cfg is None:
-        cfg = FORCE_CONFIG.get(name)
+    if name in DESC_TWINS:
+        triton.set_allocator(_scratch)  # per thread (a context variable): set at each launch
+    if cfg is None:  # a descriptor twin takes its kernel's pinned config
+        cfg = FORCE_CONFIG.get(name, FORCE_CONFIG.get(DESC_TWINS.get(name)))
     if cfg is None and _use_fixed_config():
         space = tuning_configs(name, args[0].dtype, const["HEAD_DIM"])
         cfg = INTERPRET_CONFIG if _interpreting() else (FIXED_CONFIG if FIXED_CONFIG in space else space[0])
@@ -938,7 +1227,8 @@ class FlashAttentionTriton(torch.autograd.Function):
         o = torch.empty((b, sq, h, d), dtype=q.dtype, device=q.device).transpose(1, 2)
         lse = torch.empty((b, h, sq), dtype=torch.float32, device=q.device)
         const = constants(d, is_causal, q.dtype)
-        launch("fwd", *kernel_args("fwd", q, k, v, o=o, lse=lse), b * h, const)
+        name = _fwd_name(q, k, v)
+        launch(name, *kernel_args(name, q, k, v, o=o, lse=lse), b * h, const)
         ctx.save_for_backward(q, k, v, o, lse)
         ctx.is_causal = bool(is_causal)
         return o.squeeze(1) if ctx.three else o
@@ -968,6 +1258,8 @@ class FlashAttentionTriton(torch.autograd.Function):
             n = dq_acc.numel()
             _dq_cast_kernel[(triton.cdiv(n, 1024),)](dq_acc, dq, 1.0 / math.sqrt(d), n, BLOCK=1024)
         else:
+            if variant == "split_tma" and not _tma_ok(q, k, v, do):
+                variant = "split"  # descriptors cannot read these: the plain loads
             for name in BWD_VARIANTS[variant]:
                 launch(name, *kernel_args(name, q, k, v, **tensors), b * h, const)
         if ctx.three:

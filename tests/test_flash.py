@@ -223,9 +223,12 @@ HEAD_DIM_CASES = [
 # run for real in test_triton_cuda_*, and the GPU image's older Triton interpreter fails on
 # 0-d values that Triton 3.9's handles.  One subprocess per backward variant.
 @pytest.mark.skipif(torch.cuda.is_available(), reason="GPU present: the compiled kernels are tested")
-@pytest.mark.parametrize("variant", ["split", "atomic", "fused"])
+@pytest.mark.parametrize("variant", ["split", "atomic", "fused", "split_tma"])
 def test_triton_interpreter_matches_reference(variant):
-    env = dict(os.environ, TRITON_INTERPRET="1")
+    # split_tma: the descriptor kernels, forward ("tma") and backward, read the float16 cases
+    # (float32 keeps the pointer kernels: test_descriptor_kernels_only_where_they_can_read)
+    env = dict(os.environ, TRITON_INTERPRET="1",
+               PERFMODEL_FLASH_FWD="tma" if variant == "split_tma" else "pointer")
     script = _INTERPRETER_SCRIPT.format()
     groups = ([(INTERPRETER_CASES, cfg) for cfg in INTERPRETER_CONFIGS]
               + [(HEAD_DIM_CASES, cfg) for cfg in INTERPRETER_CONFIGS[1::2]])
@@ -593,6 +596,33 @@ def test_a_tuned_choice_is_launched_directly_after_the_first_call(monkeypatch):
         ft.launch("fwd", (q, seq, seq), seq, "BLOCK_M", 6, const)
     assert calls == [("tuned", (16, 6), None), ("plain", (16, 6), 64), ("plain", (16, 6), 64),
                      ("tuned", (32, 6), None)]
+
+
+def test_descriptor_kernels_only_where_they_can_read():
+    """The descriptor (TMA) kernels take 16-bit inputs whose starts and batch, head and row
+    strides are 16-byte aligned; anything else goes to the pointer kernels (float32 among them:
+    its tf32x3 products spill more from descriptor tiles)."""
+    from perfmodel import flash_triton as ft
+
+    def name(x):
+        with ft.forced(fwd="tma"):
+            return ft._fwd_name(x, x, x)
+
+    half = torch.zeros(2, 3, 40, 32, dtype=torch.float16)
+    assert name(half) == "fwd_tma"
+    assert name(torch.zeros(2, 3, 40, 32)) == "fwd"  # float32
+    assert name(torch.zeros(1 + 2 * 40 * 32, dtype=torch.float16)[1:].view(1, 2, 40, 32)) == "fwd"  # 2-byte offset
+    # heads as a transposed view (the model's layout): head stride 64 and row stride 192
+    # elements are 128 and 384 bytes; with heads 36 elements apart (72 bytes) they are not
+    assert name(torch.zeros(1, 40, 3, 64, dtype=torch.float16)[..., :32].transpose(1, 2)) == "fwd_tma"
+    assert name(torch.zeros(1, 40, 3, 36, dtype=torch.float16)[..., :32].transpose(1, 2)) == "fwd"
+    with ft.forced(fwd="pointer"):
+        assert ft._fwd_name(half, half, half) == "fwd"
+    with ft.forced(fwd="nope"), pytest.raises(ValueError, match="pointer"):
+        ft._fwd_name(half, half, half)
+    # the descriptor twins tune over their kernel's space
+    for twin, base in ft.DESC_TWINS.items():
+        assert ft.tuning_configs(twin, torch.bfloat16, 128) == ft.tuning_configs(base, torch.bfloat16, 128)
 
 
 def test_unknown_backward_variant_raises():

@@ -187,7 +187,8 @@ def kernel_tasks(cells, names, extra=None):
         dt = dtype_name(dtype)
         more = extra if extra and dtype != torch.float32 else {}
         for name in names:
-            for cfg in flash_triton.tuning_configs(name, dtype, d) + list(more.get(name, [])):
+            extra_cfgs = more.get(flash_triton.DESC_TWINS.get(name, name), [])
+            for cfg in flash_triton.tuning_configs(name, dtype, d) + list(extra_cfgs):
                 out.append((name, dt, d, causal, tuple(cfg)))
         out += [("pre", dt, d, False, None), ("cast", dt, 64, False, None)]
     return out
@@ -237,11 +238,17 @@ EXPLORE = {
 PRODUCTS = {"fwd": 2, "dkdv": 4, "dq": 3, "dkdv_atomic": 5, "bwd_fused": 7}
 
 
+def fwd_variant(variant):
+    """The forward variant a backward variant is timed with: the descriptor kernels together."""
+    return "tma" if variant and variant.endswith("_tma") else "pointer"
+
+
 def variant_kernels(variants):
-    names = ["fwd"]
+    names = []
     for v in variants:
-        names += [n for n in flash_triton.BWD_VARIANTS[v] if n not in names]
-    return names
+        fwd = flash_triton.FWD_VARIANTS[fwd_variant(v)]
+        names += [n for n in (fwd,) + flash_triton.BWD_VARIANTS[v] if n not in names]
+    return names or ["fwd"]
 
 
 def explore(shape, dtype, names, gen, warmup, rep, deadline):
@@ -268,9 +275,10 @@ def explore(shape, dtype, names, gen, warmup, rep, deadline):
     rows = []
     for name in names:
         space = ft.tuning_configs(name, dtype, d)
-        more = EXPLORE.get(name, []) if dtype != torch.float32 else []
-        if name == "fwd":
-            args, nrows, key = ft.kernel_args("fwd", q, k, v, o=o2, lse=lse2)
+        base = flash_triton.DESC_TWINS.get(name, name)
+        more = EXPLORE.get(base, []) if dtype != torch.float32 else []
+        if base == "fwd":
+            args, nrows, key = ft.kernel_args(name, q, k, v, o=o2, lse=lse2)
         else:
             args, nrows, key = ft.kernel_args(name, q, k, v, lse=lse, do=do, delta=delta, dq=dq,
                                               dk=dk, dv=dv, dq_acc=acc)
@@ -283,7 +291,7 @@ def explore(shape, dtype, names, gen, warmup, rep, deadline):
             try:
                 row["ms"] = do_bench(lambda: ft.launch(name, args, nrows, key, b, const, cfg=cfg),
                                      warmup=warmup, rep=rep, return_mode="median")
-                row["tflops"] = PRODUCTS[name] * per_product / row["ms"] * 1e-9
+                row["tflops"] = PRODUCTS[base] * per_product / row["ms"] * 1e-9
             except Exception as exc:  # e.g. out of shared memory
                 row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
         timed = sorted((r["ms"], tuple(r["cfg"]), r) for r in rows if r["kernel"] == name and "ms" in r)
@@ -312,8 +320,9 @@ def variant_sums(best):
     """Kernel-only fwd+bwd per variant from the best configs (no preprocess, memset, cast)."""
     out = {}
     for v, names in flash_triton.BWD_VARIANTS.items():
-        if "fwd" in best and all(n in best for n in names):
-            out[v] = best["fwd"][0] + sum(best[n][0] for n in names)
+        fwd = "fwd_tma" if v.endswith("_tma") and "fwd_tma" in best else "fwd"
+        if fwd in best and all(n in best for n in names):
+            out[v] = best[fwd][0] + sum(best[n][0] for n in names)
     return out
 
 
@@ -413,12 +422,16 @@ def fmt_table(rows):
     return "\n".join(lines)
 
 
-def bench_cell(impl, shape, dtype, causal, gen, warmup, rep, variant=None):
-    """As _bench_cell; ``variant``: the flash backward variant (None: the module default)."""
-    with flash_triton.forced(variant=variant) if variant else contextlib.nullcontext():
+def bench_cell(impl, shape, dtype, causal, gen, warmup, rep, variant=None, fwd=None):
+    """As _bench_cell; ``variant``: the flash backward variant, ``fwd`` the forward's (None:
+    the module default)."""
+    with flash_triton.forced(variant=variant, fwd=fwd or (fwd_variant(variant) if variant else None)):
         row = _bench_cell(impl, shape, dtype, causal, gen, warmup, rep)
     if variant:
-        row["impl"], row["variant"] = f"{impl}[{variant}]", variant
+        label = f"{fwd}/{variant}" if fwd else variant
+        row["impl"], row["variant"] = f"{impl}[{label}]", variant
+        if fwd:
+            row["fwd_variant"] = fwd
     return row
 
 
@@ -454,16 +467,19 @@ def target_line(shape, dtype, rows, limit):
     return txt + (f" | others: {others}" if others else "")
 
 
-def run_e2e(shapes, dtype, variants, gen, args, rows, deadline, save):
-    """fwd / bwd / fwd+bwd of SDPA and of flash with each backward variant (autotuned)."""
+def run_e2e(shapes, dtype, variants, gen, args, rows, deadline, save, fwd_variants=(None,)):
+    """fwd / bwd / fwd+bwd of SDPA and of flash with each backward variant (autotuned), under
+    each forward variant (None: the module's)."""
     for shape, limit in shapes:
-        for impl, variant in [("sdpa", None)] + [("flash", v) for v in variants]:
+        for impl, variant, fwd in [("sdpa", None, None)] + [("flash", v, f) for f in fwd_variants
+                                                            for v in variants]:
             if time.time() > deadline:
-                rows.append(dict(impl=impl if not variant else f"flash[{variant}]", shape="x".join(map(str, shape)),
+                label = f"{fwd}/{variant}" if fwd else variant
+                rows.append(dict(impl=impl if not variant else f"flash[{label}]", shape="x".join(map(str, shape)),
                                  dtype=dtype_name(dtype), causal=True, error="not run: --budget used up"))
                 continue
             t = time.time()
-            r = bench_cell(impl, shape, dtype, True, gen, args.warmup, args.rep, variant)
+            r = bench_cell(impl, shape, dtype, True, gen, args.warmup, args.rep, variant, fwd)
             rows.append(r)
             print(row_line(r, time.time() - t), flush=True)
             save()
@@ -624,9 +640,12 @@ def summary(rows, explored, checks, pre):
         if any(r["shape"] == "x".join(map(str, shape)) for r in rows):
             out.append(target_line(shape, torch.float32, rows, None).replace("TARGET", "fp32"))
     if explored:
+        kernels = list(flash_triton.KERNELS) + [n for n in flash_triton.DESC_TWINS
+                                                if any(r["kernel"] == n for r in explored)]
+        variants = list(flash_triton.BWD_VARIANTS)
         out += ["", "## kernels alone, best config each (ms, TFLOP/s of its products); kernel sums per variant",
-                "| shape | dtype | " + " | ".join(flash_triton.KERNELS) + " | split | atomic | fused |",
-                "|---|---|" + "---:|" * (len(flash_triton.KERNELS) + 3)]
+                "| shape | dtype | " + " | ".join(kernels) + " | " + " | ".join(variants) + " |",
+                "|---|---|" + "---:|" * (len(kernels) + len(variants))]
         for (shape_s, dt) in dict.fromkeys((r["shape"], r["dtype"]) for r in explored):
             rs = [r for r in explored if r["shape"] == shape_s and r["dtype"] == dt]
             best = best_by_kernel(rs)
@@ -634,8 +653,8 @@ def summary(rows, explored, checks, pre):
             sums = variant_sums(best)
             out.append(f"| {shape_s} | {dt} | " + " | ".join(
                 f"{best[n][0]:.3f} {cfg_str(best[n][1])} ({tfl[n]:.0f})" if n in best else "-"
-                for n in flash_triton.KERNELS) + " | " + " | ".join(
-                f"{sums[v]:.3f}" if v in sums else "-" for v in ("split", "atomic", "fused")) + " |")
+                for n in kernels) + " | " + " | ".join(
+                f"{sums[v]:.3f}" if v in sums else "-" for v in variants) + " |")
         # space configs never within 15% of their kernel's best on any bf16 shape explored:
         # candidates to drop (compile time); EXPLORE configs within 3% of the best: to add
         bf = [r for r in explored if r["dtype"] == "bfloat16" and "ms" in r]
@@ -669,12 +688,12 @@ def summary(rows, explored, checks, pre):
 ISSUE_ROWS = [
     ("fp32 d128", (8, 16384, 128), torch.float32, ("split",)),
     ("fp32 d64", (8, 16384, 64), torch.float32, ("split",)),
-    ("bf16 h16 d64", (1, 16, 16384, 64), torch.bfloat16, ("split", "atomic")),
-    ("bf16 d128", (8, 16384, 128), torch.bfloat16, ("split", "atomic")),
-    ("bf16 long", (1, 65536, 128), torch.bfloat16, ("split",)),
+    ("bf16 h16 d64", (1, 16, 16384, 64), torch.bfloat16, ("split", "atomic", "split_tma")),
+    ("bf16 d128", (8, 16384, 128), torch.bfloat16, ("split", "atomic", "split_tma")),
+    ("bf16 long", (1, 65536, 128), torch.bfloat16, ("split", "split_tma")),
     ("fp32 long", (1, 65536, 128), torch.float32, ("split",)),
-    ("bf16 d80", (8, 16384, 80), torch.bfloat16, ("split",)),
-    ("bf16 d256", (2, 16384, 256), torch.bfloat16, ("split",)),
+    ("bf16 d80", (8, 16384, 80), torch.bfloat16, ("split", "split_tma")),
+    ("bf16 d256", (2, 16384, 256), torch.bfloat16, ("split", "split_tma")),
     ("fp32 d80", (8, 4096, 80), torch.float32, ("split",)),
     ("fp32 d256", (2, 4096, 256), torch.float32, ("split",)),
 ]
@@ -739,7 +758,7 @@ def check_against_reference(configs, variant, d, dtype, gen, device):
     """The chosen configs, pinned, on small ragged shapes against perfmodel's float64 reference:
     output, logsumexp, dq, dk, dv.  Returns the worst relative error per quantity."""
     worst = {}
-    with flash_triton.forced(configs, variant=variant):
+    with flash_triton.forced(configs, variant=variant, fwd=fwd_variant(variant)):
         for b, sq, sk, causal in CHECK_SHAPES:
             q, k, v = (torch.randn(b, n, d, generator=gen, device=device).to(dtype).requires_grad_()
                        for n in (sq, sk, sk))
@@ -779,7 +798,8 @@ def attention_row(label, shape, dtype, variants, gen, device, args):
             q, k, v, do = inputs
             q.grad = k.grad = v.grad = None
             fn = IMPLS[impl]
-            ctx = flash_triton.forced(variant=variant) if variant else contextlib.nullcontext()
+            ctx = (flash_triton.forced(variant=variant, fwd=fwd_variant(variant)) if variant
+                   else contextlib.nullcontext())
             with ctx:
                 # first pass: compiles and autotunes at this shape (flash), gives the peak memory
                 if device.type == "cuda":
@@ -1310,7 +1330,9 @@ def issue_main(args):
             for causal in (True, False):
                 cells.append(((shape[-1], dtype, causal), variant_kernels(variants)))
         if not smoke:
-            cells += [((d, torch.bfloat16, True), ["fwd", "dkdv", "dq"]) for d in (64, 80)]  # the presets
+            model_kernels = ([flash_triton.FWD_VARIANTS.get(flash_triton.FWD_VARIANT, "fwd")]
+                             + list(flash_triton.BWD_VARIANTS.get(flash_triton.BWD_VARIANT, ())))
+            cells += [((d, torch.bfloat16, True), model_kernels) for d in (64, 80)]  # the presets
         tasks = []
         for cell, names in cells:
             tasks += kernel_tasks([cell], names)
@@ -1366,6 +1388,9 @@ def main():
     ap.add_argument("--long", action="store_true")
     ap.add_argument("--variants", default=",".join(flash_triton.BWD_VARIANTS),
                     help="backward variants timed by --targets/--explore(-fp32)")
+    ap.add_argument("--fwd-variants", default="",
+                    help="with --targets/--explore: the forward variants too (e.g. pointer,tma,ws); "
+                         "their kernels join --explore")
     ap.add_argument("--impls", default="flash,sdpa", help="for --grid/--long")
     ap.add_argument("--dtypes", default="bfloat16,float32", help="for --grid/--long")
     ap.add_argument("--ds", default="16,32,64,128")
@@ -1453,6 +1478,12 @@ def main():
     os.environ["PERFMODEL_FLASH_AUTOTUNE"] = "0" if args.fixed else "1"
     bf16 = torch.bfloat16
     names = variant_kernels(variants)
+    fwd_variants = [f for f in args.fwd_variants.split(",") if f]
+    for f in fwd_variants:
+        if f not in flash_triton.FWD_VARIANTS:
+            ap.error(f"unknown forward variant {f!r}: one of {tuple(flash_triton.FWD_VARIANTS)}")
+        if flash_triton.FWD_VARIANTS[f] not in names:
+            names.insert(1, flash_triton.FWD_VARIANTS[f])
     target_cells = [(shape[-1], bf16, True) for shape, _ in TARGETS]
 
     # 1) precompile what the targets need (autotuning spaces + EXPLORE), print the targets
@@ -1461,7 +1492,7 @@ def main():
         pre.append(precompile(tasks, args.jobs, min(args.precompile_timeout, left() - 60), "targets"))
         save()
     if args.targets:
-        run_e2e(TARGETS, bf16, variants, gen, args, rows, deadline, save)
+        run_e2e(TARGETS, bf16, variants, gen, args, rows, deadline, save, fwd_variants or (None,))
         for line in autotuned_choices():
             print("autotuned " + line, flush=True)
         save()
