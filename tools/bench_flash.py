@@ -1350,10 +1350,10 @@ def issue_main(args):
         if i == 1:  # after the two fp32 target rows: is tf32x3 as accurate as SDPA's float32?
             shapes = [(1, 40, d) for _, _, d in PRECISION_SHAPES] if smoke else PRECISION_SHAPES
             stage("precision", lambda: precision.extend(precision_study(shapes, gen, device)))
-        if i == 5:  # the model before the extra head-dim rows
+        if i == 5 and not args.skip_model:  # the model before the extra head-dim rows
             presets = ["nano"] if smoke else list(SEED_PRESETS)
             stage("model", lambda: models.extend(model_check(presets, device, smoke)), reserve=-30)
-    if not any(k == "model" for k in stages):
+    if not any(k == "model" for k in stages) and not args.skip_model:
         presets = ["nano"] if smoke else list(SEED_PRESETS)
         stage("model", lambda: models.extend(model_check(presets, device, smoke)))
     if not smoke:
@@ -1372,6 +1372,7 @@ def main():
     ap.add_argument("--issue", action="store_true",
                     help="issue 17's table: each row checked against float64 then timed, fp32 accuracy, "
                          "the model presets; tables printed last (--budget, --jobs, --json)")
+    ap.add_argument("--skip-model", action="store_true", help="with --issue: no model stage")
     ap.add_argument("--smoke", action="store_true",
                     help="with --issue: every stage at tiny sizes on the CPU through Triton's interpreter "
                          "(no GPU: catches mistakes before a GPU run)")
