@@ -12,6 +12,7 @@ float64 attention on fresh random inputs.  A fault then names its config; the pa
 one status per config and prints a compact table.
 
     python -m perfmodel.flash_check --workers 14 --json $OUT/configs.json   # on a GPU
+    python -m perfmodel.flash_check --dtypes bfloat16 --twins               # + the TMA kernels
     tools/bench_flash.py --check-configs                                  # the same
 
 Children run in parallel (``--workers``): they share Triton's on-disk kernel cache, and the GPU
@@ -34,7 +35,13 @@ DTYPES = ("float32", "bfloat16")
 # 128: the 2.7B preset's, with the masked loads): the spaces and the compiled kernels differ
 HEAD_DIMS = (16, 32, 64, 80, 128, 256)
 BATCH, SEQ = 2, 1024
-VARIANT_OF = {"dkdv_atomic": "atomic", "bwd_fused": "fused"}  # the others run with "split"
+VARIANT_OF = {"dkdv_atomic": "atomic", "bwd_fused": "fused",  # the others run with "split"
+              "dkdv_tma": "split_tma", "dq_tma": "split_tma"}
+# the descriptor (TMA) kernels, checked with --twins: 16-bit only (float32 inputs take the
+# pointer kernels), each with the descriptor forward (fwd_ws is left out: Triton 3.6 does not
+# compile its 4-warp configs for sm_90)
+TWINS = ("fwd_tma", "dkdv_tma", "dq_tma")
+FWD_OF = {name: "tma" for name in TWINS}
 # relative-norm error bounds against float64 (as tests/test_flash.py's): float32 is tf32x3,
 # ~1e-6; plain TF32 products would show as ~1e-3
 TOL = {"float32": 1e-4, "bfloat16": 1e-2, "float16": 5e-3}
@@ -52,13 +59,22 @@ def cases(dtypes=DTYPES, head_dims=HEAD_DIMS, kernels=None, seq=SEQ, batch=BATCH
     for dt in dtypes:
         dtype = getattr(torch, dt)
         for d in sorted(head_dims, reverse=True):
-            base = {n: list(ft.tuning_configs(n, dtype, d)[0]) for n in ft.KERNELS}
+            base = {n: list(ft.tuning_configs(n, dtype, d)[0])
+                    for n in ft.KERNELS + tuple(t for t in kernels or () if t in TWINS)}
             for name in kernels or ft.KERNELS:
+                if name in TWINS and dtype.itemsize != 2:
+                    continue  # would run the pointer kernels
                 for cfg in ft.tuning_configs(name, dtype, d):
                     out.append(dict(kernel=name, dtype=dt, d=d, cfg=list(cfg), base=base,
-                                    variant=VARIANT_OF.get(name, "split"), batch=batch, seq=seq,
+                                    variant=VARIANT_OF.get(name, "split"),
+                                    fwd=FWD_OF.get(name, "pointer"), batch=batch, seq=seq,
                                     device=device))
     return out
+
+
+def _kernels():
+    from .flash_triton import KERNELS
+    return KERNELS
 
 
 def case_id(c):
@@ -83,10 +99,20 @@ def run_one(case) -> dict:
     q, k, v, do = (torch.randn(b, s, d, generator=g).to(dtype).to(device) for _ in range(4))
     for x in (q, k, v):
         x.requires_grad_()
-    with ft.forced(configs, variant=case["variant"]):
+    launched = []
+    launch = ft.launch
+
+    def recording(name, *a, **kw):
+        launched.append(name)
+        return launch(name, *a, **kw)
+
+    ft.launch = recording
+    with ft.forced(configs, variant=case["variant"], fwd=case.get("fwd", "pointer")):
         out = ft.FlashAttentionTriton.apply(q, k, v, True)
         lse = saved_logsumexp(out).detach()
         out.backward(do)
+    if case["kernel"] not in launched:  # e.g. a descriptor kernel the inputs did not allow
+        raise RuntimeError(f"{case['kernel']} was not launched (launched: {launched})")
     if device.type == "cuda":
         torch.cuda.synchronize()  # a fault surfaces here at the latest
     ran = time.time() - t0
@@ -226,6 +252,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dtypes", default=",".join(DTYPES))
     ap.add_argument("--ds", default=",".join(map(str, HEAD_DIMS)))
     ap.add_argument("--kernels", default="", help="comma-separated kernel names (default: all)")
+    ap.add_argument("--twins", action="store_true", help="the descriptor kernels too (16-bit dtypes)")
     ap.add_argument("--seq", type=int, default=SEQ)
     ap.add_argument("--device", default="cuda", help="cuda, or cpu (Triton's interpreter: small --seq)")
     # budget + timeout + the table stay under 9 minutes: a device call that is cut off prints nothing
@@ -239,8 +266,11 @@ def main(argv=None) -> int:
         return 0
     os.environ.setdefault("PERFMODEL_FLASH_CANDIDATES", "1")  # the candidate spaces, as the bench
     t0 = time.time()
+    kernels = [x for x in args.kernels.split(",") if x]
+    if args.twins:
+        kernels = (kernels or list(_kernels())) + [t for t in TWINS if t not in kernels]
     all_cases = cases([x for x in args.dtypes.split(",") if x], [int(x) for x in args.ds.split(",") if x],
-                      [x for x in args.kernels.split(",") if x] or None, seq=args.seq, device=args.device)
+                      kernels or None, seq=args.seq, device=args.device)
     print(f"flash configs: {len(all_cases)} cases, {args.workers} workers, b{BATCH} x s{args.seq} causal, "
           f"fwd+bwd once each in its own process", flush=True)
     rows = check_all(all_cases, workers=args.workers, timeout=args.timeout, deadline=t0 + args.budget)
