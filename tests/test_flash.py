@@ -575,6 +575,31 @@ def test_config_check_covers_the_descriptor_kernels():
     assert wrong["status"] == "error" and "dkdv_tma was not launched" in wrong["note"]
 
 
+def test_host_probe_tells_a_lasting_thread_state_from_a_fresh_one():
+    """tools/bench_flash.py --host's probe of the engine's Python backward: on the CPU the engine
+    runs it on the calling thread, whose thread-local state lasts (fresh once); made from a new
+    thread each call, every call finds it fresh, which is what the probe is there to reveal on
+    the GPU box."""
+    import threading
+
+    from tools.bench_flash import probe_line, thread_state_probe
+
+    x, grad = torch.randn(3, requires_grad=True), torch.ones(3)
+    same = thread_state_probe(x, grad, 5, lambda: None)
+    assert (same["calls"], same["threads"], same["on_calling_thread"]) == (5, 1, True)
+    assert (same["fresh_local"], same["fresh_context"]) == (1, 1)
+
+    def new_thread(f):
+        t = threading.Thread(target=f)
+        t.start()
+        t.join()
+
+    fresh = thread_state_probe(x, grad, 4, lambda: None, run=new_thread)
+    assert fresh["calls"] == 4 and not fresh["on_calling_thread"]
+    assert fresh["fresh_local"] == fresh["fresh_context"] == 4
+    assert "a fresh threading.local in 4" in probe_line(fresh)
+
+
 def test_autotuner_trials_are_short():
     """Every autotuned kernel times its candidates with the short trial, not Triton's 125 ms."""
     from perfmodel import flash_triton as ft

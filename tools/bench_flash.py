@@ -1149,14 +1149,71 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
             out.append(dict(step=label, error=f"{type(exc).__name__}: {str(exc)[:160]}"))
         print(f"host {label}: " + (out[-1]["error"] if "error" in out[-1] else
                                    f"{out[-1]['us']:.1f} us per call"), flush=True)
+    probe = thread_state_probe(q, grad, n_calls * n_rep, sync)
+    out.append(probe)
+    print("host " + probe["step"] + ": " + probe_line(probe), flush=True)
     lines = ["", f"## the host's time per call (b{b} h{h} s{s} d{d} {dtype_name(dtype)}, causal; "
                  f"median of {n_rep} x {n_calls} calls, no synchronize inside)",
              "| layer | us per call | fastest us |", "|---|---:|---:|"]
     for r in out:
-        lines.append(f"| {r['step']} | " + (f"{r['error'][:60]} | |" if "error" in r else
-                                           f"{r['us']:.1f} | {r['min_us']:.1f} |"))
+        if "us" in r or "error" in r:
+            lines.append(f"| {r['step']} | " + (f"{r['error'][:60]} | |" if "error" in r else
+                                               f"{r['us']:.1f} | {r['min_us']:.1f} |"))
+    lines.append(f"{probe['step']}: {probe_line(probe)}")
     print("\n".join(lines), flush=True)
     return out
+
+
+def thread_state_probe(x, grad, calls, sync, run=None):
+    """Where the autograd engine runs a Python backward, and whether the Python thread state it
+    runs under lasts from one call to the next. On CUDA the engine hands the backward to its
+    device thread, which has no Python thread state of its own: if one is made for each call,
+    every threading.local and context variable in the launch path (caches, Triton's allocator)
+    starts empty each time, a cost on every layer's backward that no kernel change removes."""
+    import contextvars
+    import threading
+
+    tls = threading.local()
+    var = contextvars.ContextVar("perfmodel_probe", default=False)
+    seen = dict(calls=0, fresh_local=0, fresh_context=0, threads=set())
+
+    class Probe(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return t.view_as(t)
+
+        @staticmethod
+        def backward(ctx, g):
+            seen["calls"] += 1
+            seen["threads"].add(threading.get_ident())
+            if not getattr(tls, "mark", False):
+                seen["fresh_local"] += 1
+                tls.mark = True
+            if not var.get():
+                seen["fresh_context"] += 1
+                var.set(True)
+            return g
+
+    def one():
+        Probe.apply(x).backward(grad)
+
+    try:
+        for _ in range(calls):
+            (run or (lambda f: f()))(one)  # run: how a call is made (tests: a new thread each)
+        sync()
+    except Exception as exc:
+        return dict(step="the engine's Python backward", error=f"{type(exc).__name__}: {str(exc)[:160]}")
+    return dict(step="the engine's Python backward", calls=seen["calls"], threads=len(seen["threads"]),
+                on_calling_thread=threading.get_ident() in seen["threads"],
+                fresh_local=seen["fresh_local"], fresh_context=seen["fresh_context"])
+
+
+def probe_line(p):
+    if "error" in p:
+        return p["error"]
+    return (f"{p['calls']} calls on {p['threads']} thread(s) "
+            f"({'the calling thread' if p['on_calling_thread'] else 'not the calling thread'}); "
+            f"a fresh threading.local in {p['fresh_local']}, a fresh context in {p['fresh_context']}")
 
 
 def issue_table(rows, precision, models):
