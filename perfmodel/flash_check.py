@@ -38,8 +38,7 @@ BATCH, SEQ = 2, 1024
 VARIANT_OF = {"dkdv_atomic": "atomic", "bwd_fused": "fused",  # the others run with "split"
               "dkdv_tma": "split_tma", "dq_tma": "split_tma"}
 # the descriptor (TMA) kernels, checked with --twins: 16-bit only (float32 inputs take the
-# pointer kernels), each with the descriptor forward (fwd_ws is left out: Triton 3.6 does not
-# compile its 4-warp configs for sm_90)
+# pointer kernels), each with the descriptor forward
 TWINS = ("fwd_tma", "dkdv_tma", "dq_tma")
 FWD_OF = {name: "tma" for name in TWINS}
 # relative-norm error bounds against float64 (as tests/test_flash.py's): float32 is tf32x3,

@@ -97,15 +97,15 @@ BWD_VARIANT = os.environ.get("PERFMODEL_FLASH_BWD", "split")
 # The forward's variants (env PERFMODEL_FLASH_FWD), each its own kernel with the forward's
 # tuning space: "pointer" (plain tl.load of each tile), "tma" (Hopper's tensor memory
 # accelerator through device-side tensor descriptors: one copy engine request per tile, out of
-# range rows and padded head-dim columns read as zeros, the output stored clipped) and "ws"
-# ("tma" with the key loop warp-specialized: producer warps issue the loads while the others
-# compute). Experimental: the tracked default stays "pointer" until the GPU shows a gain.
-FWD_VARIANTS = {"pointer": "fwd", "tma": "fwd_tma", "ws": "fwd_ws"}
+# range rows and padded head-dim columns read as zeros). Experimental: the tracked default stays
+# "pointer" until the GPU shows a gain. (Triton's warp specialization of the key loop was tried
+# too: for sm_90 Triton 3.6 compiled it only with 8 warps, to the same registers as without.)
+FWD_VARIANTS = {"pointer": "fwd", "tma": "fwd_tma"}
 FWD_VARIANT = os.environ.get("PERFMODEL_FLASH_FWD", "pointer")
 # "split_tma": the split backward with its streamed tiles read through descriptors too
 BWD_VARIANTS["split_tma"] = ("dkdv_tma", "dq_tma")
 # kernels that read through tensor descriptors -> the kernel whose tuning space they share
-DESC_TWINS = {"fwd_tma": "fwd", "fwd_ws": "fwd", "dkdv_tma": "dkdv", "dq_tma": "dq"}
+DESC_TWINS = {"fwd_tma": "fwd", "dkdv_tma": "dkdv", "dq_tma": "dq"}
 
 # Autotuning spaces for Hopper, (BLOCK_M, BLOCK_N, num_warps, num_stages).  BLOCK_M is always
 # the query tile and BLOCK_N the key tile.  bf16/fp16 use wgmma: a 128-row tile is two
@@ -431,10 +431,10 @@ if triton is not None:
     @triton.jit
     def _fwd_desc_inner(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, lo, hi, seq_k,
                         qk_scale, BLOCK_N: tl.constexpr, MASK: tl.constexpr,
-                        IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, WARP_SPEC: tl.constexpr):
+                        IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
         # _fwd_inner with the tiles fetched through tensor descriptors (rows past seq_k and
         # padded head-dim columns arrive as zeros, so no load needs a mask)
-        for start_n in tl.range(lo, hi, BLOCK_N, warp_specialize=WARP_SPEC):
+        for start_n in range(lo, hi, BLOCK_N):
             start_n = tl.multiple_of(start_n, BLOCK_N)
             k = k_desc.load([start_n, 0])
             qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
@@ -490,12 +490,12 @@ if triton is not None:
                acc.to(O.dtype.element_ty), offs_m, seq_q, offs_d, HEAD_DIM, BLOCK_D)
 
     @triton.jit
-    def _fwd_desc(Q, K, V, O, LSE, qk_scale,
-                  stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
-                  stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, H,
-                  seq_q, seq_k, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                  BLOCK_N: tl.constexpr, IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr,
-                  BLOCK_D: tl.constexpr, WARP_SPEC: tl.constexpr):
+    def _fwd_tma_kernel(Q, K, V, O, LSE, qk_scale,
+                        stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                        stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, H,
+                        seq_q, seq_k,
+                        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                        IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
         # _fwd_kernel's program, its Q, K and V read through one descriptor each per head
         # (device-side: Triton writes them into scratch from triton.set_allocator); needs 16-byte
         # aligned heads and row strides (_tma_ok)
@@ -524,39 +524,15 @@ if triton is not None:
             hi = seq_k
             mid = seq_k // BLOCK_N * BLOCK_N
         acc, l_i, m_i = _fwd_desc_inner(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, 0, mid,
-                                        seq_k, qk_scale, BLOCK_N, False, IS_CAUSAL, DOT_PREC,
-                                        WARP_SPEC)
+                                        seq_k, qk_scale, BLOCK_N, False, IS_CAUSAL, DOT_PREC)
         acc, l_i, m_i = _fwd_desc_inner(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, mid, hi,
-                                        seq_k, qk_scale, BLOCK_N, True, IS_CAUSAL, DOT_PREC,
-                                        WARP_SPEC)
+                                        seq_k, qk_scale, BLOCK_N, True, IS_CAUSAL, DOT_PREC)
         acc = acc / l_i[:, None]
         lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453
         tl.store(LSE + bh * seq_q + offs_m, lse, mask=offs_m < seq_q)
         # a plain store: a descriptor's would stage the tile in shared memory the loop needs
         _store(O + _head(bh, H, stride_ob, stride_oh) + offs_m[:, None] * stride_om + offs_d[None, :],
                acc.to(O.dtype.element_ty), offs_m, seq_q, offs_d, HEAD_DIM, BLOCK_D)
-
-    @triton.jit
-    def _fwd_tma_kernel(Q, K, V, O, LSE, qk_scale,
-                        stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
-                        stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, H,
-                        seq_q, seq_k,
-                        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                        IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
-        _fwd_desc(Q, K, V, O, LSE, qk_scale, stride_qb, stride_qh, stride_qm, stride_kb, stride_kh,
-                  stride_kn, stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, H,
-                  seq_q, seq_k, HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, BLOCK_D, False)
-
-    @triton.jit
-    def _fwd_ws_kernel(Q, K, V, O, LSE, qk_scale,
-                       stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
-                       stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, H,
-                       seq_q, seq_k,
-                       HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                       IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
-        _fwd_desc(Q, K, V, O, LSE, qk_scale, stride_qb, stride_qh, stride_qm, stride_kb, stride_kh,
-                  stride_kn, stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_om, H,
-                  seq_q, seq_k, HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, BLOCK_D, True)
 
     @triton.jit
     def _bwd_preprocess_kernel(O, DO, Delta, stride_ob, stride_oh, stride_om, stride_dob,
@@ -994,7 +970,6 @@ if triton is not None:
 
     _fwd_tuned = _tuned(_fwd_kernel, "fwd")
     _fwd_tma_tuned = _tuned(_fwd_tma_kernel, "fwd_tma")
-    _fwd_ws_tuned = _tuned(_fwd_ws_kernel, "fwd_ws")
     _dkdv_tuned = _tuned(_bwd_dkdv_kernel, "dkdv")
     _dq_tuned = _tuned(_bwd_dq_kernel, "dq")
     # its trial runs add into DQ: the autotuner zeroes it before each trial and before the launch
@@ -1008,7 +983,6 @@ if triton is not None:
     KERNEL_FUNCS = {
         "fwd": (_fwd_kernel, _fwd_tuned),
         "fwd_tma": (_fwd_tma_kernel, _fwd_tma_tuned),
-        "fwd_ws": (_fwd_ws_kernel, _fwd_ws_tuned),
         "dkdv": (_bwd_dkdv_kernel, _dkdv_tuned),
         "dq": (_bwd_dq_kernel, _dq_tuned),
         "dkdv_atomic": (_bwd_dkdv_atomic_kernel, _dkdv_atomic_tuned),

@@ -1447,7 +1447,7 @@ def main():
     ap.add_argument("--variants", default=",".join(flash_triton.BWD_VARIANTS),
                     help="backward variants timed by --targets/--explore(-fp32)")
     ap.add_argument("--fwd-variants", default="",
-                    help="with --targets/--explore: the forward variants too (e.g. pointer,tma,ws); "
+                    help="with --targets/--explore: the forward variants too (e.g. pointer,tma); "
                          "their kernels join --explore")
     ap.add_argument("--impls", default="flash,sdpa", help="for --grid/--long")
     ap.add_argument("--dtypes", default="bfloat16,float32", help="for --grid/--long")
