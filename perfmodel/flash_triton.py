@@ -381,6 +381,61 @@ if triton is not None:
         return (bh // H) * stride_b + (bh % H) * stride_h
 
     @triton.jit
+    def _desc(X, bh, H, stride_b, stride_h, stride_row, n_rows, HEAD_DIM: tl.constexpr,
+              ROWS: tl.constexpr, BLOCK_D: tl.constexpr):
+        # one head of a (batch, head, seq, d) tensor as a tensor descriptor of (ROWS x BLOCK_D)
+        # tiles: rows past n_rows and columns past HEAD_DIM read as zeros
+        return tl.make_tensor_descriptor(X + _head(bh, H, stride_b, stride_h), shape=[n_rows, HEAD_DIM],
+                                         strides=[stride_row, 1], block_shape=[ROWS, BLOCK_D])
+
+    @triton.jit
+    def _query_tile_id(IS_CAUSAL: tl.constexpr):
+        # a program's query tile; causal: the last query tiles have the most key tiles, so they
+        # start first
+        pid_m = tl.program_id(0)
+        if IS_CAUSAL:
+            pid_m = tl.num_programs(0) - 1 - pid_m
+        return pid_m
+
+    @triton.jit
+    def _key_bounds(start_m, seq_k, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                    IS_CAUSAL: tl.constexpr):
+        # a query tile's keys: [0, mid) need no mask (causal: the key tiles wholly before the
+        # query tile, and inside seq_k), [mid, hi) do
+        if IS_CAUSAL:
+            hi = tl.minimum(start_m + BLOCK_M, seq_k)
+            mid = tl.minimum(start_m, seq_k) // BLOCK_N * BLOCK_N
+        else:
+            hi = seq_k
+            mid = seq_k // BLOCK_N * BLOCK_N
+        return mid, hi
+
+    @triton.jit
+    def _query_bounds(start_n, seq_q, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                      IS_CAUSAL: tl.constexpr):
+        # a key tile's queries: [lo, mid) the diagonal tiles, masked (causal: queries i >=
+        # start_n see this tile; tiles from start_n + BLOCK_N on see all of it); [mid,
+        # full_end) full tiles, no mask; [max(mid, full_end), seq_q) the ragged last one, masked
+        full_end = seq_q // BLOCK_M * BLOCK_M
+        if IS_CAUSAL:
+            lo = start_n // BLOCK_M * BLOCK_M
+            mid = tl.cdiv(start_n + BLOCK_N, BLOCK_M) * BLOCK_M
+        else:
+            lo = 0
+            mid = 0
+        return lo, mid, full_end
+
+    @triton.jit
+    def _fwd_store(acc, l_i, m_i, O, LSE, bh, H, stride_ob, stride_oh, stride_om, offs_m, offs_d,
+                   seq_q, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
+        # every row sees key 0 (top-left causal alignment, seq_k >= 1), so l_i > 0
+        acc = acc / l_i[:, None]
+        lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453  # back to natural log
+        tl.store(LSE + bh * seq_q + offs_m, lse, mask=offs_m < seq_q)
+        _store(O + _head(bh, H, stride_ob, stride_oh) + offs_m[:, None] * stride_om + offs_d[None, :],
+               acc.to(O.dtype.element_ty), offs_m, seq_q, offs_d, HEAD_DIM, BLOCK_D)
+
+    @triton.jit
     def _store(ptrs, x, rows, n_rows, offs_d, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
         if HEAD_DIM == BLOCK_D:
             tl.store(ptrs, x, mask=rows[:, None] < n_rows)
@@ -452,12 +507,8 @@ if triton is not None:
                     seq_q, seq_k,
                     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                     IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
-        pid_m = tl.program_id(0)
-        if IS_CAUSAL:
-            # the last query tiles have the most key tiles: start them first
-            pid_m = tl.num_programs(0) - 1 - pid_m
         bh = tl.program_id(1).to(tl.int64)
-        start_m = pid_m * BLOCK_M
+        start_m = _query_tile_id(IS_CAUSAL) * BLOCK_M
         offs_m = start_m + tl.arange(0, BLOCK_M)
         offs_n = tl.arange(0, BLOCK_N)
         offs_d = tl.arange(0, BLOCK_D)
@@ -468,26 +519,15 @@ if triton is not None:
         m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
         acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-        if IS_CAUSAL:
-            hi = tl.minimum(start_m + BLOCK_M, seq_k)
-            # key tiles wholly before this query tile (and inside seq_k) need no mask
-            mid = tl.minimum(start_m, seq_k) // BLOCK_N * BLOCK_N
-        else:
-            hi = seq_k
-            mid = seq_k // BLOCK_N * BLOCK_N
+        mid, hi = _key_bounds(start_m, seq_k, BLOCK_M, BLOCK_N, IS_CAUSAL)
         acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn,
                                    offs_m, offs_n, offs_d, 0, mid, seq_k, qk_scale,
                                    BLOCK_N, False, IS_CAUSAL, DOT_PREC, HEAD_DIM, BLOCK_D)
         acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_ptrs, v_ptrs, stride_kn, stride_vn,
                                    offs_m, offs_n, offs_d, mid, hi, seq_k, qk_scale,
                                    BLOCK_N, True, IS_CAUSAL, DOT_PREC, HEAD_DIM, BLOCK_D)
-        # every row sees key 0 (top-left causal alignment, seq_k >= 1), so l_i > 0
-        acc = acc / l_i[:, None]
-        lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453  # back to natural log
-        row_ok = offs_m < seq_q
-        tl.store(LSE + bh * seq_q + offs_m, lse, mask=row_ok)
-        _store(O + _head(bh, H, stride_ob, stride_oh) + offs_m[:, None] * stride_om + offs_d[None, :],
-               acc.to(O.dtype.element_ty), offs_m, seq_q, offs_d, HEAD_DIM, BLOCK_D)
+        _fwd_store(acc, l_i, m_i, O, LSE, bh, H, stride_ob, stride_oh, stride_om, offs_m, offs_d,
+                   seq_q, HEAD_DIM, BLOCK_D)
 
     @triton.jit
     def _fwd_tma_kernel(Q, K, V, O, LSE, qk_scale,
@@ -499,40 +539,25 @@ if triton is not None:
         # _fwd_kernel's program, its Q, K and V read through one descriptor each per head
         # (device-side: Triton writes them into scratch from triton.set_allocator); needs 16-byte
         # aligned heads and row strides (_tma_ok)
-        pid_m = tl.program_id(0)
-        if IS_CAUSAL:
-            pid_m = tl.num_programs(0) - 1 - pid_m
         bh = tl.program_id(1).to(tl.int64)
-        start_m = pid_m * BLOCK_M
+        start_m = _query_tile_id(IS_CAUSAL) * BLOCK_M
         offs_m = start_m + tl.arange(0, BLOCK_M)
         offs_n = tl.arange(0, BLOCK_N)
         offs_d = tl.arange(0, BLOCK_D)
-        q_desc = tl.make_tensor_descriptor(Q + _head(bh, H, stride_qb, stride_qh), shape=[seq_q, HEAD_DIM],
-                                           strides=[stride_qm, 1], block_shape=[BLOCK_M, BLOCK_D])
-        k_desc = tl.make_tensor_descriptor(K + _head(bh, H, stride_kb, stride_kh), shape=[seq_k, HEAD_DIM],
-                                           strides=[stride_kn, 1], block_shape=[BLOCK_N, BLOCK_D])
-        v_desc = tl.make_tensor_descriptor(V + _head(bh, H, stride_vb, stride_vh), shape=[seq_k, HEAD_DIM],
-                                           strides=[stride_vn, 1], block_shape=[BLOCK_N, BLOCK_D])
-        q = q_desc.load([start_m, 0])
+        q = _desc(Q, bh, H, stride_qb, stride_qh, stride_qm, seq_q, HEAD_DIM, BLOCK_M, BLOCK_D).load([start_m, 0])
+        k_desc = _desc(K, bh, H, stride_kb, stride_kh, stride_kn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D)
+        v_desc = _desc(V, bh, H, stride_vb, stride_vh, stride_vn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D)
         m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
         acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-        if IS_CAUSAL:
-            hi = tl.minimum(start_m + BLOCK_M, seq_k)
-            mid = tl.minimum(start_m, seq_k) // BLOCK_N * BLOCK_N
-        else:
-            hi = seq_k
-            mid = seq_k // BLOCK_N * BLOCK_N
+        mid, hi = _key_bounds(start_m, seq_k, BLOCK_M, BLOCK_N, IS_CAUSAL)
         acc, l_i, m_i = _fwd_desc_inner(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, 0, mid,
                                         seq_k, qk_scale, BLOCK_N, False, IS_CAUSAL, DOT_PREC)
         acc, l_i, m_i = _fwd_desc_inner(acc, l_i, m_i, q, k_desc, v_desc, offs_m, offs_n, mid, hi,
                                         seq_k, qk_scale, BLOCK_N, True, IS_CAUSAL, DOT_PREC)
-        acc = acc / l_i[:, None]
-        lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453
-        tl.store(LSE + bh * seq_q + offs_m, lse, mask=offs_m < seq_q)
         # a plain store: a descriptor's would stage the tile in shared memory the loop needs
-        _store(O + _head(bh, H, stride_ob, stride_oh) + offs_m[:, None] * stride_om + offs_d[None, :],
-               acc.to(O.dtype.element_ty), offs_m, seq_q, offs_d, HEAD_DIM, BLOCK_D)
+        _fwd_store(acc, l_i, m_i, O, LSE, bh, H, stride_ob, stride_oh, stride_om, offs_m, offs_d,
+                   seq_q, HEAD_DIM, BLOCK_D)
 
     @triton.jit
     def _bwd_preprocess_kernel(O, DO, Delta, stride_ob, stride_oh, stride_om, stride_dob,
@@ -638,15 +663,7 @@ if triton is not None:
         dq_ptrs = DQ + _head(bh, H, stride_dqb, stride_dqh) + offs_m[:, None] * stride_dqm + offs_d[None, :]
         lse_ptrs = LSE + bh * seq_q + offs_m
         delta_ptrs = Delta + bh * seq_q + offs_m
-        full_end = seq_q // BLOCK_M * BLOCK_M
-        if IS_CAUSAL:
-            # queries i >= start_n see this tile; tiles starting at or after
-            # start_n + BLOCK_N see all of it (no causal mask)
-            lo = start_n // BLOCK_M * BLOCK_M
-            mid = tl.cdiv(start_n + BLOCK_N, BLOCK_M) * BLOCK_M
-        else:
-            lo = 0
-            mid = 0
+        lo, mid, full_end = _query_bounds(start_n, seq_q, BLOCK_M, BLOCK_N, IS_CAUSAL)
         # 1) diagonal tiles, masked
         dk, dv = _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs,
                                  stride_qm, stride_dom, stride_dqm, offs_n, offs_m, offs_d,
@@ -763,12 +780,7 @@ if triton is not None:
         k_ptrs = K + _head(bh, H, stride_kb, stride_kh) + offs_n[:, None] * stride_kn + offs_d[None, :]
         v_ptrs = V + _head(bh, H, stride_vb, stride_vh) + offs_n[:, None] * stride_vn + offs_d[None, :]
         dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-        if IS_CAUSAL:
-            hi = tl.minimum(start_m + BLOCK_M, seq_k)
-            mid = tl.minimum(start_m, seq_k) // BLOCK_N * BLOCK_N
-        else:
-            hi = seq_k
-            mid = seq_k // BLOCK_N * BLOCK_N
+        mid, hi = _key_bounds(start_m, seq_k, BLOCK_M, BLOCK_N, IS_CAUSAL)
         dq = _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kn, stride_vn,
                            offs_m, offs_n, offs_d, 0, mid, seq_k, qk_scale,
                            BLOCK_N, False, IS_CAUSAL, DOT_PREC, HEAD_DIM, BLOCK_D)
@@ -786,22 +798,11 @@ if triton is not None:
                        seq_q, seq_k,
                        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                        IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
-        pid_m = tl.program_id(0)
-        if IS_CAUSAL:  # the last query tiles have the most key tiles: start them first
-            pid_m = tl.num_programs(0) - 1 - pid_m
         _dq_tile(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
                  stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
                  stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom, H,
-                 seq_q, seq_k, pid_m, tl.program_id(1).to(tl.int64),
+                 seq_q, seq_k, _query_tile_id(IS_CAUSAL), tl.program_id(1).to(tl.int64),
                  HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, BLOCK_D)
-
-    @triton.jit
-    def _desc(X, bh, H, stride_b, stride_h, stride_row, n_rows, HEAD_DIM: tl.constexpr,
-              ROWS: tl.constexpr, BLOCK_D: tl.constexpr):
-        # one head of a (batch, head, seq, d) tensor as a tensor descriptor of (ROWS x BLOCK_D)
-        # tiles: rows past n_rows and columns past HEAD_DIM read as zeros
-        return tl.make_tensor_descriptor(X + _head(bh, H, stride_b, stride_h), shape=[n_rows, HEAD_DIM],
-                                         strides=[stride_row, 1], block_shape=[ROWS, BLOCK_D])
 
     @triton.jit
     def _dkdv_desc_inner(dk, dv, k, v, q_desc, do_desc, LSE, Delta, offs_n, offs_m, lo, hi, seq_q,
@@ -845,13 +846,7 @@ if triton is not None:
         dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
         LSE += bh * seq_q
         Delta += bh * seq_q
-        full_end = seq_q // BLOCK_M * BLOCK_M
-        if IS_CAUSAL:  # as _dkdv_tile: diagonal tiles masked, the rest below them not
-            lo = start_n // BLOCK_M * BLOCK_M
-            mid = tl.cdiv(start_n + BLOCK_N, BLOCK_M) * BLOCK_M
-        else:
-            lo = 0
-            mid = 0
+        lo, mid, full_end = _query_bounds(start_n, seq_q, BLOCK_M, BLOCK_N, IS_CAUSAL)
         dk, dv = _dkdv_desc_inner(dk, dv, k, v, q_desc, do_desc, LSE, Delta, offs_n, offs_m, lo,
                                   tl.minimum(mid, seq_q), seq_q, qk_scale, BLOCK_M, True,
                                   IS_CAUSAL, DOT_PREC)
@@ -886,11 +881,8 @@ if triton is not None:
                            HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                            IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
         # _bwd_dq_kernel with the key tiles streamed through tensor descriptors
-        pid_m = tl.program_id(0)
-        if IS_CAUSAL:  # the last query tiles have the most key tiles: start them first
-            pid_m = tl.num_programs(0) - 1 - pid_m
         bh = tl.program_id(1).to(tl.int64)
-        start_m = pid_m * BLOCK_M
+        start_m = _query_tile_id(IS_CAUSAL) * BLOCK_M
         offs_m = start_m + tl.arange(0, BLOCK_M)
         offs_n = tl.arange(0, BLOCK_N)
         offs_d = tl.arange(0, BLOCK_D)
@@ -902,12 +894,7 @@ if triton is not None:
         k_desc = _desc(K, bh, H, stride_kb, stride_kh, stride_kn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D)
         v_desc = _desc(V, bh, H, stride_vb, stride_vh, stride_vn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D)
         dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-        if IS_CAUSAL:
-            hi = tl.minimum(start_m + BLOCK_M, seq_k)
-            mid = tl.minimum(start_m, seq_k) // BLOCK_N * BLOCK_N
-        else:
-            hi = seq_k
-            mid = seq_k // BLOCK_N * BLOCK_N
+        mid, hi = _key_bounds(start_m, seq_k, BLOCK_M, BLOCK_N, IS_CAUSAL)
         dq = _dq_desc_inner(dq, q, do, lse2, delta, k_desc, v_desc, offs_m, offs_n, 0, mid, seq_k,
                             qk_scale, BLOCK_N, False, IS_CAUSAL, DOT_PREC)
         dq = _dq_desc_inner(dq, q, do, lse2, delta, k_desc, v_desc, offs_m, offs_n, mid, hi, seq_k,
