@@ -35,12 +35,6 @@ DTYPES = ("float32", "bfloat16")
 # 128: the 2.7B preset's, with the masked loads): the spaces and the compiled kernels differ
 HEAD_DIMS = (16, 32, 64, 80, 128, 256)
 BATCH, SEQ = 2, 1024
-VARIANT_OF = {"dkdv_atomic": "atomic", "bwd_fused": "fused",  # the others run with "split"
-              "dkdv_tma": "split_tma", "dq_tma": "split_tma"}
-# the descriptor (TMA) kernels, checked with --twins: 16-bit only (float32 inputs take the
-# pointer kernels), each with the descriptor forward
-TWINS = ("fwd_tma", "dkdv_tma", "dq_tma")
-FWD_OF = {name: "tma" for name in TWINS}
 # relative-norm error bounds against float64 (as tests/test_flash.py's): float32 is tf32x3,
 # ~1e-6; plain TF32 products would show as ~1e-3
 TOL = {"float32": 1e-4, "bfloat16": 1e-2, "float16": 5e-3}
@@ -59,21 +53,20 @@ def cases(dtypes=DTYPES, head_dims=HEAD_DIMS, kernels=None, seq=SEQ, batch=BATCH
         dtype = getattr(torch, dt)
         for d in sorted(head_dims, reverse=True):
             base = {n: list(ft.tuning_configs(n, dtype, d)[0])
-                    for n in ft.KERNELS + tuple(t for t in kernels or () if t in TWINS)}
+                    for n in ft.KERNELS + tuple(t for t in kernels or () if t in ft.DESC_TWINS)}
             for name in kernels or ft.KERNELS:
-                if name in TWINS and dtype.itemsize != 2:
-                    continue  # would run the pointer kernels
+                # the descriptor (TMA) kernels read 16-bit inputs only (float32 takes the pointer
+                # kernels), each with the descriptor forward
+                twin = name in ft.DESC_TWINS
+                if twin and dtype.itemsize != 2:
+                    continue
                 for cfg in ft.tuning_configs(name, dtype, d):
                     out.append(dict(kernel=name, dtype=dt, d=d, cfg=list(cfg), base=base,
-                                    variant=VARIANT_OF.get(name, "split"),
-                                    fwd=FWD_OF.get(name, "pointer"), batch=batch, seq=seq,
+                                    variant=next((v for v, names in ft.BWD_VARIANTS.items()
+                                                  if name in names), "split"),
+                                    fwd="tma" if twin else "pointer", batch=batch, seq=seq,
                                     device=device))
     return out
-
-
-def _kernels():
-    from .flash_triton import KERNELS
-    return KERNELS
 
 
 def case_id(c):
@@ -267,7 +260,9 @@ def main(argv=None) -> int:
     t0 = time.time()
     kernels = [x for x in args.kernels.split(",") if x]
     if args.twins:
-        kernels = (kernels or list(_kernels())) + [t for t in TWINS if t not in kernels]
+        from .flash_triton import DESC_TWINS, KERNELS
+
+        kernels = (kernels or list(KERNELS)) + [t for t in DESC_TWINS if t not in kernels]
     all_cases = cases([x for x in args.dtypes.split(",") if x], [int(x) for x in args.ds.split(",") if x],
                       kernels or None, seq=args.seq, device=args.device)
     print(f"flash configs: {len(all_cases)} cases, {args.workers} workers, b{BATCH} x s{args.seq} causal, "

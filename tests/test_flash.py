@@ -557,18 +557,19 @@ def test_config_check_covers_the_descriptor_kernels():
     from perfmodel import flash_check
     from perfmodel import flash_triton as ft
 
-    names = ("dq",) + flash_check.TWINS
+    twins = tuple(ft.DESC_TWINS)
+    names = ("dq",) + twins
     cases = flash_check.cases(("float32", "float16"), (24,), names, seq=40, batch=2, device="cpu")
     assert {(c["dtype"], c["kernel"], c["variant"], c["fwd"]) for c in cases} == {
         ("float32", "dq", "split", "pointer"), ("float16", "dq", "split", "pointer"),
         ("float16", "fwd_tma", "split", "tma"), ("float16", "dkdv_tma", "split_tma", "tma"),
         ("float16", "dq_tma", "split_tma", "tma")}
-    for twin in flash_check.TWINS:
+    for twin in twins:
         got = [tuple(c["cfg"]) for c in cases if c["kernel"] == twin]
         assert got == ft.tuning_configs(twin, torch.float16, 24)
     assert sorted(i for w in flash_check.waves(cases) for i in w) == list(range(len(cases)))
-    small = [c for c in cases if c["kernel"] in flash_check.TWINS and c["cfg"][0] * c["cfg"][1] <= 64 * 64]
-    pick = [next(c for c in small if c["kernel"] == k) for k in flash_check.TWINS]
+    small = [c for c in cases if c["kernel"] in twins and c["cfg"][0] * c["cfg"][1] <= 64 * 64]
+    pick = [next(c for c in small if c["kernel"] == k) for k in twins]
     rows = flash_check.check_all(pick, workers=2, timeout=240, log=None)
     assert [r["status"] for r in rows] == ["ok"] * 3, rows
     wrong = flash_check.check(dict(pick[1], dtype="float32"), timeout=240)
