@@ -422,6 +422,91 @@ def test_the_full_gpu_tier_warms_the_compile_caches_before_the_run_that_compiles
         "perfmodel: error: --prewarm must be 0 (no warming) or more workers, got -1"], bad.stderr
 
 
+def write_chunks(results: Path, commit: str, value_of) -> None:
+    """A result file of the shipped suite (results/benchmarks.json) for ``commit``, every cell
+    ``value_of(cell name)`` (NaN: n/a or left out; None: failed), by asv's own writer."""
+    import itertools
+
+    from asv.results import Results
+    from asv.runner import BenchmarkResult
+
+    suite = json.loads((ROOT / "results" / "benchmarks.json").read_text())
+    r = Results({"machine": MACHINE, "python": "3.12"}, {}, commit, 1_700_000_000_000, "3.12",
+                "virtualenv-py3.12", {})
+    for name, bench in suite.items():
+        if not isinstance(bench, dict) or not bench.get("params"):
+            continue
+        vals = [value_of(f"{name}({', '.join(c)})") for c in itertools.product(*bench["params"])]
+        r.add_result(bench, BenchmarkResult(result=vals, samples=[None] * len(vals),
+                                            number=[None] * len(vals), errcode=0, stderr="",
+                                            profile=None))
+    r.save(str(results))
+
+
+def test_the_full_gpu_tier_resumes_a_commit_at_the_chunks_it_never_measured(tmp_path):
+    """A full GPU run that lost chunks (cut off: asv saves a chunk only when it ends) leaves
+    their cells NaN, as n/a cells are: the commit is measured again, only at those chunks, and
+    says which. A chunk with one number, or one failed cell, was measured."""
+    from benchmarks import tiers
+
+    repo, (newest, middle, oldest) = fake_project(tmp_path)
+    results = repo / "results"
+    results.mkdir()
+    shutil.copy(ROOT / "results" / "benchmarks.json", results / "benchmarks.json")
+    plan = tiers.gpu_plan()
+    regexes = {name: [re.compile(r) for r in rs] for name, rs, _ in plan}
+
+    def chunk_of(cell):
+        return next((n for n, rs in regexes.items() if any(r.search(cell) for r in rs)), None)
+
+    first = [n for n, _, _ in plan[:3]]  # the gate's cells, attention and model eager/sdpa
+    hit = set()
+
+    def value_of(cell):  # one number per measured chunk, every other cell n/a
+        chunk = chunk_of(cell)
+        if chunk in first and chunk not in hit:
+            hit.add(chunk)
+            return 0.01
+        return float("nan")
+
+    write_chunks(results, oldest, value_of)
+    assert hit == set(first)
+    # every chunk measured, one of them only by a failed cell
+    seen = set()
+
+    def all_of(cell):
+        chunk = chunk_of(cell)
+        if chunk is None or chunk in seen:
+            return float("nan")
+        seen.add(chunk)
+        return None if chunk == "model compiled" else 0.02
+
+    write_chunks(results, middle, all_of)
+
+    def dry(*extra):
+        out = perfmodel(repo, "track", "--dry-run", "--machine", MACHINE, "--tier", "gpu",
+                        "--each-chunk", *extra)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        return out.stdout, [label[2:] for label in lines if label.startswith("# ")]
+
+    text, labels = dry("--commit", oldest, "--commit", middle)
+    assert "2 commit(s) given, 1 already measured here, 1 to measure again" in text, text
+    rest = [n for n, _, _ in plan[3:]]
+    assert labels == rest
+    assert f"{oldest[:8]} change 0: to measure again: never measured here: {'; '.join(rest)}" \
+        in text, text
+    # the chunks asked for are measured already: nothing to do; --rerun measures them again
+    text, labels = dry("--commit", oldest, "--chunk", "eager")
+    assert "1 already measured here" in text and labels == [] and "$ asv run" not in text
+    text, labels = dry("--commit", oldest, "--chunk", "eager", "--rerun")
+    assert "1 to measure again" in text and labels == [n for n in first if "eager" in n]
+    # a commit with no results here: every chunk
+    assert dry("--commit", newest)[1] == [n for n, _, _ in plan]
+    # with a commit that has nothing, the one that lacks some chunks gets them all too
+    assert dry("--commit", newest, "--commit", oldest)[1] == [n for n, _, _ in plan]
+
+
 def test_a_cpu_commit_without_the_gpu_only_methods_is_measured(tmp_path):
     """The CPU tier never runs a memory figure or a host figure (benchmarks/tiers.py
     GPU_ONLY_METHODS): a commit whose results lack only those counts as measured on a CPU."""

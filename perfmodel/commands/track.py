@@ -8,6 +8,7 @@ the terminal gets one line per commit and a summary. Every child process has a t
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -140,20 +141,29 @@ def load_suite(results_dir: str) -> dict | None:
             for name, b in data.items() if isinstance(b, dict)}
 
 
-def _lacks(path: str, suite: dict) -> str | None:
-    """What one result file lacks of the suite (None: nothing, every benchmark has a row taken
-    at its current version over its current parameters)."""
+def _rows(path: str) -> dict | None:
+    """One result file's rows: benchmark name -> {column: value} (None: unreadable)."""
     try:
         data = read_json(path)
         columns = data["result_columns"]
-        rows = {name: dict(zip(columns, row)) for name, row in data["results"].items()
+        return {name: dict(zip(columns, row)) for name, row in data["results"].items()
                 if isinstance(row, list)}
     except (Unreadable, MemoryError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _lacks(path: str, suite: dict, by_chunk: bool = False) -> str | None:
+    """What one result file lacks of the suite (None: nothing, every benchmark has a row taken
+    at its current version over its current parameters). ``by_chunk``: a missing row is left
+    to the chunks' count (unmeasured_chunks), which sees it as cells never measured."""
+    rows = _rows(path)
+    if rows is None:
         return f"its result file is unreadable ({_printable(os.path.basename(path))})"
     missing = [n for n in suite if n not in rows]
-    if missing:
+    if missing and not by_chunk:
         return (f"its results here lack {len(missing)} of {len(suite)} benchmarks, e.g. "
                 f"{_printable(missing[0], 70)} (asv find, a -b selection or an interrupted run)")
+    suite = {n: b for n, b in suite.items() if n in rows}
     old = [n for n in suite if rows[n].get("version") != suite[n]["version"]]
     if old:
         return (f"{len(old)} of its benchmarks here were measured at an older version "
@@ -166,22 +176,58 @@ def _lacks(path: str, suite: dict) -> str | None:
     return None
 
 
-def why_measure(results_dir: str, machine: str, commit: str, suite: dict | None) -> str | None:
+def why_measure(results_dir: str, machine: str, commit: str, suite: dict | None,
+                by_chunk: bool = False) -> str | None:
     """None when this machine has measured the commit's whole tier; otherwise why it is measured:
     "" when it has no results here, else what its results lack.
 
     Complete means: one result file of the commit (one per asv environment) has a row for every
     benchmark of the suite, at the suite's version and over its parameters. A cell that is n/a
     here is a row like any other (asv writes NaN). What this cannot see: a -b regex that picked
-    some parameters of every benchmark, since asv writes the cells it left out as NaN too.
+    some parameters of every benchmark, since asv writes the cells it left out as NaN too; for
+    the full GPU tier, which runs as such regexes, ``by_chunk`` leaves missing rows out of the
+    reasons and unmeasured_chunks says which of its chunks never ran.
     """
     paths = result_files(results_dir, machine, commit)
     if not paths:
         return ""
     if suite is None:
         return "no readable results/benchmarks.json to check its results against"
-    reasons = [_lacks(path, suite) for path in paths]
+    reasons = [_lacks(path, suite, by_chunk) for path in paths]
     return None if None in reasons else reasons[0]
+
+
+def _cells(row: dict, name: str):
+    """(cell name as asv's -b regexes see it, result) for each cell of one result row."""
+    values, params = row.get("result"), row.get("params") or []
+    if not isinstance(values, list) or not all(isinstance(p, list) for p in params):
+        return
+    combos = itertools.product(*params) if params else [()]
+    for combo, value in zip(combos, values):
+        yield (f"{name}({', '.join(map(str, combo))})" if combo else name), value
+
+
+def unmeasured_chunks(results_dir: str, machine: str, commit: str,
+                      chunks: list[tuple[str, list[str], int | None]]) -> list[str]:
+    """The chunks of the full GPU tier's plan (name, asv -b regexes, rounds) that this machine
+    never measured for the commit, in plan order.
+
+    A chunk counts as measured when a cell of it holds a number, or failed (asv's null), in a
+    result file of the commit. asv writes NaN both for a cell that is n/a here and for one its
+    -b regexes left out, and a run cut off saves nothing of its chunk, so a chunk whose every
+    cell is NaN was not measured; one that is n/a as a whole here is measured again (quickly:
+    its cells' setups say n/a)."""
+    pending = {name: [re.compile(r) for r in regexes] for name, regexes, _ in chunks}
+    for path in result_files(results_dir, machine, commit):
+        for bench, row in (_rows(path) or {}).items():
+            for cell, value in _cells(row, bench):
+                if not pending:
+                    break
+                if isinstance(value, float) and math.isnan(value):
+                    continue
+                for chunk in [c for c, res in pending.items() if any(r.search(cell) for r in res)]:
+                    del pending[chunk]
+    return [name for name, _, _ in chunks if name in pending]
 
 
 def _kept(todo: list[str], results_dir: str, name: str, since: float) -> str:
@@ -228,7 +274,19 @@ def main(args) -> int:
     if suite is not None and tier is not None:  # what the tier never runs is not missing
         tiers = load_tiers(root)
         suite = {n: b for n, b in suite.items() if tiers.measures(tier, n)}
-    why = {h: why_measure(results_dir, name, h, suite) for h in hashes}
+    chunked = tier == "gpu"  # the full GPU tier runs as chunks: a commit may have some of them
+    why = {h: why_measure(results_dir, name, h, suite, chunked) for h in hashes}
+    chunks_todo = None  # the chunks to run: all of the plan's (chosen by --chunk)
+    if chunked and not args.rerun:
+        chosen = [c for c in load_tiers(root).gpu_plan() if _chunk_regex(args.chunk).search(c[0])]
+        lacking = {h: unmeasured_chunks(results_dir, name, h, chosen)
+                   for h in hashes if why[h] is None}
+        for h, names in lacking.items():
+            if names:
+                why[h] = "never measured here: " + "; ".join(names)
+        if not any(why[h] is not None and h not in lacking for h in hashes):
+            # every commit to measure has results at the suite's versions: only what it lacks
+            chunks_todo = {n for names in lacking.values() for n in names}
     if args.rerun:
         why = {h: "--rerun" if w is None else w for h, w in why.items()}
     done = {h for h in hashes if why[h] is None}
@@ -242,7 +300,7 @@ def main(args) -> int:
     run = ["run", f"HASHFILE:{hashfile}", f"--machine={name}", "--record-samples",
            "--show-stderr"]
     child_env = asv_env()
-    runs = plan(root, tier, args.bench, env, child_env, args.chunk, args.each_chunk)
+    runs = plan(root, tier, args.bench, env, child_env, args.chunk, args.each_chunk, chunks_todo)
     publish = ["publish", "--no-pull"]
     log_path = os.path.abspath(args.log or os.path.join(root, ".asv", "track.log"))
 
@@ -300,13 +358,21 @@ def main(args) -> int:
     return status
 
 
+def _chunk_regex(chunk: str | None) -> re.Pattern:
+    try:
+        return re.compile(chunk or "")
+    except re.error as err:
+        raise UserError(f"--chunk {chunk!r} is not a regular expression: {err}") from None
+
+
 def plan(root: str, tier: str | None, bench: list[str] | None, env: dict,
-         child_env: dict, chunk: str | None = None,
-         each_chunk: bool = False) -> list[tuple[str, list[str]]]:
+         child_env: dict, chunk: str | None = None, each_chunk: bool = False,
+         only: set[str] | None = None) -> list[tuple[str, list[str]]]:
     """The asv runs of a tracking job, as (label, asv run arguments beyond the common ones):
     the user's -b regexes; or the tier's cells in one run; or, for the full GPU tier, its plan
     (benchmarks/tiers.py gpu_plan: the gate's cells in their 2 rounds, then the rest in one
-    round: one asv run, or with ``each_chunk`` one asv run per chunk, each saved when it ends).
+    round: one asv run, or with ``each_chunk`` one asv run per chunk, each saved when it ends;
+    ``only``: of those, the chunks named, the ones the commits lack, unmeasured_chunks).
     A CPU's history is history, not a verdict (perfmodel gate measures its own two commits):
     one round of history sampling a cell, asked of the suite through ``child_env``, as the full
     GPU tier's chunks are; a history run measures each grid point's cells in one process
@@ -315,14 +381,12 @@ def plan(root: str, tier: str | None, bench: list[str] | None, env: dict,
         return [("", [f"--bench={pattern}" for pattern in bench])]
     tiers = load_tiers(root)
     if tier == "gpu":
-        try:
-            wanted = re.compile(chunk or "")
-        except re.error as err:
-            raise UserError(f"--chunk {chunk!r} is not a regular expression: {err}") from None
-        chunks = [c for c in tiers.gpu_plan() if wanted.search(c[0])]
+        chunks = [c for c in tiers.gpu_plan() if _chunk_regex(chunk).search(c[0])]
         if not chunks:
             raise UserError(f"--chunk {chunk!r} names no chunk; the chunks: "
                             + ", ".join(name for name, _, _ in tiers.gpu_plan()))
+        if only is not None:
+            chunks = [c for c in chunks if c[0] in only]
         runs = [(name, [f"--bench={r}" for r in regexes]
                  + (["-a", f"rounds={rounds}"] if rounds else []))
                 for name, regexes, rounds in (chunks if each_chunk else merged(chunks))]
@@ -423,8 +487,9 @@ def _run_and_publish(args, run, runs, publish, todo, subjects, why, root, child_
             status = EXIT_LEFT_OUT
         for h in hashes:
             if h in done:
-                say(f"  {h[:8]} {subjects[h]}: already measured on this machine, its whole "
-                    "tier (--rerun measures it again)", flush=True)
+                say(f"  {h[:8]} {subjects[h]}: already measured on this machine, "
+                    + ("the chunks asked for" if args.chunk else "its whole tier")
+                    + " (--rerun measures it again)", flush=True)
         if not args.no_publish and status in (EXIT_CLEAN, EXIT_LEFT_OUT):
             t0 = time.monotonic()
             with AsvChild(asvchild.asv_argv(*publish), root, child_env, log,
