@@ -260,13 +260,25 @@ GPU_CHUNKS = [
 ]
 
 
+GATE_CHUNK = "gate cells"  # the full GPU run's first chunk: the GPU gate's cells, its rounds
+
+
 def gpu_plan() -> list[tuple[str, list[str], int | None]]:
     """The full GPU run as (chunk name, asv -b regexes, rounds or None for the class's)."""
-    plan = [("gate cells", selection("gpu-quick"), None)]
+    plan = [(GATE_CHUNK, selection("gpu-quick"), None)]
     for name, keep in GPU_CHUNKS:
         plan.append((name, selection("gpu", lambda k, c, keep=keep: _not_gated(k, c) and keep(k, c)),
                      HISTORY["rounds"]))
     return plan
+
+
+def gpu_chunk(kind: str, cell: dict) -> str | None:
+    """The chunk of gpu_plan that measures the cell (None: the GPU tier leaves it out)."""
+    if why_not("gpu", kind, cell) is not None:
+        return None
+    if not _not_gated(kind, cell):
+        return GATE_CHUNK
+    return next((name for name, keep in GPU_CHUNKS if keep(kind, cell)), None)
 
 
 def main(argv=None) -> int:

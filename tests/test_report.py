@@ -496,6 +496,57 @@ def test_why_na_on_the_shipped_gpu_history(shipped_h200):
                    for r in got.values())
 
 
+def test_why_na_tells_a_gpu_chunk_never_run_from_a_cell_the_suite_skipped(tmp_path):
+    """On a GPU, whose full tier runs in chunks each saved when it ends (benchmarks/tiers.py
+    gpu_plan): an n/a cell of a chunk with no time at the commit says that chunk never ran here,
+    by name; an n/a cell of a chunk that ran says the suite skipped it (or an older version)."""
+    import json  # noqa: PLC0415
+
+    from asv.runner import BenchmarkResult  # noqa: PLC0415
+
+    from perfmodel.repo import load_tiers  # noqa: PLC0415
+    from perfmodel.report.why_na import CHUNK_NEVER, CHUNK_RAN  # noqa: PLC0415
+
+    tiers = load_tiers(str(REPO))
+    shipped = next(p for p in (REPO / "results").iterdir() if p.name.startswith("nvidia-"))
+    machine = tmp_path / "results" / shipped.name
+    machine.mkdir(parents=True)
+    shutil.copy(shipped / "machine.json", machine / "machine.json")
+    shutil.copy(REPO / "results" / "benchmarks.json", tmp_path / "results" / "benchmarks.json")
+    suite = json.loads((REPO / "results" / "benchmarks.json").read_text())
+    commit = asv_util.check_output(["git", "rev-parse", "HEAD"], cwd=str(REPO)).strip()
+    skipped = ("bench_model.Model.time_forward", ("'small'", "128", "'bf16'", "'eager'"))
+
+    def value(name, cell):  # the model's eager/sdpa chunk ran (but one cell); nothing else did
+        params = {k: ast.literal_eval(v) for k, v in zip(suite[name]["param_names"], cell)}
+        kind = name.split(".")[1]
+        if (name, cell) == skipped or tiers.gpu_chunk(kind, params) != "model eager, sdpa":
+            return float("nan")
+        return 0.01
+
+    r = asv_results.Results({"machine": shipped.name, "python": "3.12"}, {}, commit,
+                            1_700_000_000_000, "3.12", "virtualenv-py3.12", {})
+    for name, bench in suite.items():
+        if not isinstance(bench, dict) or not bench.get("params"):
+            continue
+        vals = [value(name, c) for c in itertools.product(*bench["params"])]
+        r.add_result(bench, BenchmarkResult(result=vals, samples=[None] * len(vals),
+                                            number=[None] * len(vals), errcode=0, stderr="",
+                                            profile=None))
+    r.save(str(tmp_path / "results"))
+    out = build_report(results_dir=str(tmp_path / "results"), machine=shipped.name, repo=str(REPO))
+    got = {(r["class"], r["why n/a"]): r["which"] for r in rows(out.table("why_na"))}
+    assert got[("Model", CHUNK_RAN)] == "preset small (context 128 (precision bf16 (variant eager)))"
+    never = {(cls, why) for cls, why in got if why.startswith(CHUNK_NEVER.split("{")[0])}
+    assert ("Model", CHUNK_NEVER.format(chunk="model flash")) in never
+    assert ("Model", CHUNK_NEVER.format(chunk="gate cells")) in never
+    assert ("Warmup", CHUNK_NEVER.format(chunk="warm-up study")) in never
+    assert ("Attention", CHUNK_NEVER.format(chunk="attention compiled")) in never
+    assert not any("model eager, sdpa" in why for _, why in got)
+    # the tier's own reasons stay where the tier leaves a cell out
+    assert any("CPU tier only" in why for _, why in got)
+
+
 def test_why_na_describes_its_cells_exactly():
     """The 'which' column names exactly the cells counted: a parameter that every value takes
     alike is left out, and a set is said as every cell but the rest when that is shorter."""

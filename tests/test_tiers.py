@@ -115,6 +115,12 @@ def test_the_full_gpu_plan_covers_the_gpu_tier_once_gate_cells_first():
             assert pair not in seen, f"{pair} in chunks {seen[pair]!r} and {name!r}"
             seen[pair] = name
     assert set(seen) == _expected("gpu", suite)
+    # gpu_chunk names the same chunk for each cell (the report's why-n/a goes by it)
+    for kind in tiers.GRID:
+        for cell in tiers.cells(kind):
+            name = f"{tiers.GRID[kind][0]}.{kind}.time_x{tiers.asv_params(kind, cell)}"
+            by_regex = [c for c, regexes, _ in plan if any(re.search(r, name) for r in regexes)]
+            assert [tiers.gpu_chunk(kind, cell)] == (by_regex or [None]), (kind, cell)
 
 
 def test_gated_cells_keep_the_gate_sampling():

@@ -3,11 +3,12 @@
 n/a is one mark for several things (legend.txt). A reader who meets it in a table finds here
 which of them it is, for that cell: the machine's tier leaves the cell out (the reason is the
 tier's own, benchmarks/tiers.py ``why_not_on``, from the clone the report runs in, as the change
-table's gate settings are), or the tier holds it and this commit has no time for it. That one
-cannot be told apart further from the results: asv writes NaN for every parameter cell a run
-did not time, whether the run did not select it (a part of the tier still to run) or the suite
-skipped it (asv's log of the run says why), and drops a time taken by an older version of its
-benchmark (the notes name it).
+table's gate settings are), or the tier holds it and this commit has no time for it. asv writes
+NaN for every parameter cell a run did not time, whether the run did not select it (a part of
+the tier still to run) or the suite skipped it (asv's log of the run says why), and drops a time
+taken by an older version of its benchmark (the notes name it). On a GPU, whose full tier runs
+in chunks each saved when it ends (``gpu_chunk``), the first is told from the others: a chunk
+with no time of its class at the commit never ran there (or was cut short).
 
 The grid is benchmarks.json's (every parameter cell of every ``time_`` method of the tables'
 classes), so a whole class this commit has no result for still gets its line.
@@ -28,6 +29,15 @@ IN_TIER = ("in this machine's tier, no time at this commit: not measured here ye
            "tier still to run, or a run cut short), skipped by the suite (its run's log, "
            ".asv/track.log for perfmodel track, says why: e.g. a commit without the feature), "
            "or timed by an older version of its benchmark (the notes name it)")
+# the full GPU tier runs in chunks (benchmarks/tiers.py gpu_plan), each saved when it ends: a chunk
+# without one time at the commit never ran (or was cut short), and a NaN in a chunk that ran is
+# the suite's skip or an older version
+CHUNK_NEVER = ("in this machine's tier, in a chunk of it ({chunk}) with no time at this commit: "
+               "not run here yet, or cut short (perfmodel track --tier gpu measures that chunk "
+               "next)")
+CHUNK_RAN = ("in this machine's tier, in a chunk of it that ran at this commit: skipped by the "
+             "suite (its run's log, .asv/track.log for perfmodel track, says why), or timed by an "
+             "older version of its benchmark (the notes name it)")
 WHICH_MAX = 400  # characters of the cells' description before it is cut
 GRID_MAX = 20_000  # cells of one class's grid (the suite's largest, Model, has 640)
 
@@ -42,12 +52,17 @@ def why_na(norm: pd.DataFrame, benchmarks: dict, commits: dict, device: str,
     for cls, grid, methods in _grids(benchmarks):
         grids[cls] = grid
         seen = _statuses(norm, cls.lower(), commits.get(cls.lower(), ""), list(grid))
-        for cell in itertools.product(*grid.values()):
+        cells = list(itertools.product(*grid.values()))
+        chunk = {cell: _chunk(tiers, device, cls, dict(zip(grid, cell))) for cell in cells}
+        ran = {chunk.get(cell) for (_, cell), s in seen.items() if s is not None and s != NA}
+        for cell in cells:
             statuses = [seen.get((m, cell)) for m in methods]
             if all(s is not None and s != NA for s in statuses):
                 continue  # every time of the cell ran (OK, OOM or failed: the tables say which)
-            why = _tier_reason(tiers, device, cls, dict(zip(grid, cell))) or IN_TIER
-            reasons.setdefault((cls, why), []).append(cell)
+            why = _tier_reason(tiers, device, cls, dict(zip(grid, cell)))
+            if why is None and chunk[cell] is not None:
+                why = CHUNK_RAN if chunk[cell] in ran else CHUNK_NEVER.format(chunk=chunk[cell])
+            reasons.setdefault((cls, why or IN_TIER), []).append(cell)
     rows = []
     for (cls, why), cells in reasons.items():
         which = which_cells(set(cells), list(grids[cls]), list(grids[cls].values()))
@@ -122,6 +137,16 @@ def _statuses(norm: pd.DataFrame, kind: str, commit: str, keys: list[str]) -> di
                 & norm["method"].str.startswith("time_")]
     return {(r["benchmark"], tuple(r["params"].get(k) for k in keys)): r["status"]
             for r in part.to_dict("records")}
+
+
+def _chunk(tiers, device: str, cls: str, params: dict) -> str | None:
+    """The chunk of the full GPU run that measures the cell (None: not a GPU's, or unknown)."""
+    if tiers is None or device != "cuda" or not hasattr(tiers, "gpu_chunk"):
+        return None
+    try:
+        return tiers.gpu_chunk(cls, params)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def _tier_reason(tiers, device: str, cls: str, params: dict) -> str | None:
