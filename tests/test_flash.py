@@ -601,6 +601,35 @@ def test_host_probe_tells_a_lasting_thread_state_from_a_fresh_one():
     assert "a fresh threading.local in 4" in probe_line(fresh)
 
 
+def test_host_profile_splits_a_call_per_function():
+    """--host's last table: the functions with the most own time per call of what it profiles,
+    here a Python backward whose one helper does all the work."""
+    from tools.bench_flash import host_profile
+
+    def heavy_helper(n):  # the work in its own frame: its own time
+        total = 0
+        for i in range(n):
+            total += i * i
+        return total
+
+    class Slow(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            heavy_helper(20000)
+            return g * 2
+
+    x = torch.randn(4, requires_grad=True)
+    prof = host_profile(lambda: Slow.apply(x).sum().backward(), 5, lambda: None)
+    assert prof["calls"] == 5
+    helper = prof["top"][0]  # the most own time
+    assert helper["function"].endswith(" heavy_helper") and helper["calls"] == 1.0
+    assert helper["own_us"] > 0.5 * prof["total_us"]
+
+
 def test_autotuner_trials_are_short():
     """Every autotuned kernel times its candidates with the short trial, not Triton's 125 ms."""
     from perfmodel import flash_triton as ft

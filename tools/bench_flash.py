@@ -1160,8 +1160,51 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
             lines.append(f"| {r['step']} | " + (f"{r['error'][:60]} | |" if "error" in r else
                                                f"{r['us']:.1f} | {r['min_us']:.1f} |"))
     lines.append(f"{probe['step']}: {probe_line(probe)}")
+    # where the host's time of one forward+backward goes, function by function: the engine on
+    # the calling thread, so that the profiler (a per-thread hook) sees the Python backward too
+    try:
+        prof = host_profile(one_thread(fwd_bwd(flash_call)), 3 if smoke else 200, sync)
+    except Exception as exc:  # the table above stands without it
+        prof = dict(step="profile", error=f"{type(exc).__name__}: {str(exc)[:160]}")
+    out.append(prof)
+    lines += ["", "## flash forward+backward, engine on the calling thread, under cProfile "
+                  f"({prof.get('calls', 0)} calls; us per call; own time first)",
+              "| function | calls per call | own us | with callees us |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['function']} | {r['calls']:.1f} | {r['own_us']:.1f} | {r['cum_us']:.1f} |"
+              for r in prof.get("top", [])]
+    if "error" in prof:
+        lines.append(f"profile: {prof['error']}")
+    else:
+        lines.append(f"total under the profiler: {prof['total_us']:.1f} us per call")
     print("\n".join(lines), flush=True)
     return out
+
+
+def host_profile(fn, calls, sync, top=14):
+    """``fn`` called ``calls`` times (after 3 warm-up calls) under cProfile: the functions with
+    the most own time, per call, and the total. cProfile adds its own cost to every Python
+    call, so the total reads above the unprofiled figure: the split is what it is for."""
+    import cProfile  # noqa: PLC0415
+    import pstats  # noqa: PLC0415
+
+    for _ in range(3):
+        fn()
+    sync()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        fn()
+    prof.disable()
+    sync()
+    stats = pstats.Stats(prof).stats
+    rows = []
+    for (path, line, name), (_, ncalls, own, cum, _) in stats.items():
+        where = f"{os.path.basename(path)}:{line} {name}" if line else name
+        rows.append(dict(function=where, calls=ncalls / calls, own_us=own / calls * 1e6,
+                         cum_us=cum / calls * 1e6))
+    rows.sort(key=lambda r: -r["own_us"])
+    return dict(step="profile", calls=calls, total_us=sum(r["own_us"] for r in rows),
+                top=rows[:top])
 
 
 def thread_state_probe(x, grad, calls, sync, run=None):
