@@ -13,7 +13,8 @@
 # environment. A full run takes benchmarks/tiers.py's plan as two asv runs (the gate's cells,
 # then the rest, the cells that compile warmed first several at a time); CHUNKS=REGEX keeps
 # the chunks it names, EACH_CHUNK=1 runs each chunk as its own asv run (each saved when it
-# ends), PREWARM=N warms with N workers (0: not at all). A run longer than one command may
+# ends), PREWARM=N warms with N workers (0: not at all); a commit some of whose chunks never
+# ran here (cut off, or not chosen) gets only those (perfmodel track's resume). A run longer than one command may
 # last: DETACH=1 starts it in its own process session (it survives the command while the
 # machine stays held) and waits up to WAIT seconds; each further `wait` waits again. Issue the
 # next call at once: an idle machine goes back.
