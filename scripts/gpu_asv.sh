@@ -14,10 +14,10 @@
 # then the rest, the cells that compile warmed first several at a time); CHUNKS=REGEX keeps
 # the chunks it names, EACH_CHUNK=1 runs each chunk as its own asv run (each saved when it
 # ends), PREWARM=N warms with N workers (0: not at all); a commit some of whose chunks never
-# ran here (cut off, or not chosen) gets only those (perfmodel track's resume). A run longer than one command may
-# last: DETACH=1 starts it in its own process session (it survives the command while the
-# machine stays held) and waits up to WAIT seconds; each further `wait` waits again. Issue the
-# next call at once: an idle machine goes back.
+# ran here (cut off, or not chosen) gets only those (perfmodel track's resume). A run longer
+# than one command may last: DETACH=1 starts it in its own process session (it survives the
+# command while the machine stays held) and waits up to WAIT seconds; each further `wait` waits
+# again. Issue the next call at once: an idle machine goes back.
 # When $OUT is set, what the run has so far comes back there on every return: the results
 # (results.tar.gz, the whole results/: commit the box's new files, the GPU history ships in the
 # repository), asv's log, Triton's and Inductor's caches (gpu-cache.tar.xz.NN: `cat` them into
