@@ -40,23 +40,35 @@ NAN = float("nan")
 
 def _preimport() -> None:
     """Import, once in asv's forkserver, what every benchmark process would otherwise import by
-    itself, measured on the H200 box (notes/gpu-box.md):
+    itself, measured on the GPU boxes (notes/gpu-box.md):
 
     - torch._dynamo (4.7 s there): AdamW's first step imports it (every train-step cell), and so
       does torch.fx's symbolic-shapes module with sympy, which the first ``backward(grad)`` with
       an explicit gradient imports (every attention backward cell: its first step took 2-3 s in
       every process there; the same backward without that import took 0.01 s);
+    - Inductor's compiler (compile_fx, graph, the Triton heuristics: 3.8 + 2.5 + 0.9 s in a fresh
+      interpreter on the H100 box), which every compiled cell imports on its first call;
     - this commit's perfmodel, with Triton.
 
-    Each was checked on the GPU box to leave CUDA untouched: a child forked after the import
-    still starts CUDA. Inductor's compiler is left out: importing it asks the driver for its
-    devices, after which no forked child can use CUDA ("Cannot re-initialize CUDA in forked
-    subprocess"). ``PERFMODEL_ASV_PREIMPORT=0`` turns this off (to compare costs). A module this
-    commit lacks is skipped: the benchmark process then says n/a as before."""
+    A CUDA context, or even the driver's answer to "is CUDA there?", must never exist in the
+    forking server: after it no forked child can use CUDA ("Cannot re-initialize CUDA in forked
+    subprocess"). Importing Inductor asks ``torch.cuda.is_available()``, which by default asks
+    the driver; with ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` torch asks NVML instead, which leaves
+    the driver alone, and every child then ran a CUDA op (``tools/fork_safe.py --nvml``, H100,
+    torch 2.11). So Inductor is imported only under that setting, which is made the default
+    here and which the children inherit. ``PERFMODEL_ASV_PREIMPORT_INDUCTOR=0`` leaves Inductor
+    out, ``PERFMODEL_ASV_PREIMPORT=0`` all of it (to compare costs). A module this commit lacks is
+    skipped: the benchmark process then says n/a as before."""
     if os.environ.get("PERFMODEL_ASV_PREIMPORT", "1") == "0":
         return
-    for name in ("torch._dynamo", "perfmodel.workloads", "perfmodel.flash_triton",
-                 "perfmodel.flash_torch"):
+    names = ["torch._dynamo", "perfmodel.workloads", "perfmodel.flash_triton",
+             "perfmodel.flash_torch"]
+    if os.environ.get("PERFMODEL_ASV_PREIMPORT_INDUCTOR", "1") != "0":
+        os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+        if os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1":  # never with the driver's check
+            names += ["torch._inductor.compile_fx", "torch._inductor.graph",
+                      "torch._inductor.runtime.triton_heuristics"]
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 (an older commit, or no triton: the child decides)

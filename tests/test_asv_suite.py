@@ -224,3 +224,32 @@ def test_importing_the_package_and_the_publisher_plugin_needs_no_torch():
             "from perfmodel import TransformerLM, run_cell; assert 'torch' in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def _import_suite(**env):
+    """Import the suite's shared module in a fresh interpreter, as asv's forkserver does, then
+    fork a child that computes: what the server imported, and whether its children still work."""
+    code = ("import os, sys, torch; import benchmarks.common\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os._exit(0 if float(torch.ones(3).sum()) == 3.0 else 1)\n"
+            "_, status = os.waitpid(pid, 0)\n"
+            "print(os.environ.get('PYTORCH_NVML_BASED_CUDA_CHECK'),"
+            " 'torch._inductor.compile_fx' in sys.modules, 'torch._dynamo' in sys.modules,"
+            " torch.cuda.is_initialized(), os.waitstatus_to_exitcode(status))\n")
+    full = {k: v for k, v in os.environ.items()
+            if not k.startswith(("PERFMODEL_ASV_PREIMPORT", "PYTORCH_NVML"))}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**full, **env},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_the_forkserver_imports_inductor_only_with_torchs_nvml_check():
+    # By default: the NVML check is set (the children inherit it) and Inductor is imported.
+    assert _import_suite() == ["1", "True", "True", "False", "0"]
+    # A user who asks for the driver's check keeps it, and then Inductor is left to the children.
+    assert _import_suite(PYTORCH_NVML_BASED_CUDA_CHECK="0") == ["0", "False", "True", "False", "0"]
+    assert _import_suite(PERFMODEL_ASV_PREIMPORT_INDUCTOR="0") == ["None", "False", "True",
+                                                                   "False", "0"]
+    assert _import_suite(PERFMODEL_ASV_PREIMPORT="0")[:3] == ["None", "False", "False"]
