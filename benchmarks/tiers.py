@@ -233,11 +233,16 @@ def selection(tier: str, keep=None) -> list[str]:
 
 
 def compiles(kind: str, c: dict) -> bool:
-    """Whether the cell's first step compiles (torch.compile's graphs; the flash kernels and
-    their autotuning): what perfmodel track warms several at a time before asv measures
-    (perfmodel/prewarm.py)."""
-    return ((kind == "Attention" and c["impl"] in ("compiled", "flash"))
-            or (kind == "Model" and c["variant"] in ("compiled", "flash")))
+    """Whether the cell's first step runs torch.compile (Inductor's graphs and kernels): what
+    perfmodel track warms several at a time before asv measures (perfmodel/prewarm.py).
+
+    Flash's cells compile too (Triton kernels, their autotuning) but are left to asv: warming
+    them cost more wall than it saved on a cold box, every time it was measured (notes/gpu-box.md:
+    H100 attention flash 2.8 min warming for 2.2 saved; H200 attention flash 2.6 for 2.5, model
+    flash 3.8 for 2.5). A flash kernel compiles in seconds and its tuning must be timed alone
+    anyway; a compiled model takes Inductor about 70 s."""
+    return ((kind == "Attention" and c["impl"] == "compiled")
+            or (kind == "Model" and c["variant"] == "compiled"))
 
 
 def _not_gated(kind, c):

@@ -1,13 +1,14 @@
 """Warm the compile caches before asv measures: the cells that compile, several at a time.
 
 asv measures one benchmark process after another, so on a box whose caches are empty every
-compiled or flash cell compiles inside the run, one after the other: on the H200 the attention
+compiled cell compiles inside the run, one after the other: on the H200 the attention
 and model compiled chunks took 8.0 and 9.3 minutes cold (the model's 1.7 warm), nearly all of
 it Inductor and Triton compiling (notes/gpu-box.md). That work is the host's (tracing, code
 generation, Triton's compiler) and it fills on-disk caches (TORCHINDUCTOR_CACHE_DIR,
-TRITON_CACHE_DIR, the flash autotuner's choices) that later processes read. So before asv runs
-such cells, ``warm`` opens each of them once in ``workers`` processes at a time, through the
-suite's own benchmark classes (their ``setup``, then each ``time_`` method once): they compile
+TRITON_CACHE_DIR) that later processes read. So before asv runs such cells (``tiers.compiles``:
+torch.compile's; flash's were warmed here too until it showed no gain on either card), ``warm``
+opens each of them once in ``workers`` processes at a time, through the suite's own benchmark
+classes (their ``setup``, then each ``time_`` method once): they compile
 exactly what asv's processes will ask for. Nothing here is measured or recorded. A cell that
 runs out of memory beside the others (on an H100 a medium fp32 flash cell did, while a 2.7B one
 ran) is opened once more at the end, alone on the GPU; a cell that fails, or runs out of memory

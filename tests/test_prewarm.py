@@ -28,10 +28,9 @@ def test_the_full_gpu_tier_warms_exactly_its_compiling_cells_compiled_first():
     todo = prewarm.cells(tiers, "gpu", rest)
     expected = [(k, c) for k in tiers.GRID for c in tiers.tier_cells("gpu", k) if tiers.compiles(k, c)]
     assert sorted(map(json.dumps, todo)) == sorted(map(json.dumps, expected))
-    assert {c.get("impl") or c.get("variant") for _, c in todo} == {"compiled", "flash"}
-    kinds = ["compiled" in c.values() for _, c in todo]
-    assert kinds == sorted(kinds, reverse=True)  # torch.compile's cells handed out first
-    assert todo[0][0] == "Model"
+    # torch.compile's cells only (flash's are left to asv: warming them did not pay)
+    assert {c.get("impl") or c.get("variant") for _, c in todo} == {"compiled"}
+    assert len(todo) == 48 and todo[0][0] == "Model"  # a whole model first: it compiles longest
     # the gate's cells compile nothing; a chunk's regexes select its own cells only
     assert prewarm.cells(tiers, "gpu", plan[0][1]) == []
     compiled = dict((name, regexes) for name, regexes, _ in plan)["attention compiled"]

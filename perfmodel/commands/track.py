@@ -62,7 +62,7 @@ def add_parser(sub) -> None:
                         "run and the other chunks another, which saves asv's start per chunk")
     p.add_argument("--prewarm", type=int, default=None, metavar="N",
                    help="with --tier gpu: before asv measures them, compile the cells that "
-                        "compile (torch.compile, flash) N at a time, so that asv's processes "
+                        "run torch.compile N at a time, so that asv's processes "
                         "find the caches warm (default: half this box's cores, at most "
                         f"{prewarm.MAX_WORKERS}; 0: not at all)")
     p.add_argument("--bench", "-b", action="append", default=None,
