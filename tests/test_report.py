@@ -676,3 +676,17 @@ def test_shipped_gpu_summary_fills_the_warmup_form(shipped_h200):
            if r["Status FWD"] == "OK" and r["Status FWD+BWD"] == "OK"}
     assert got >= {(p, w) for p in ("small", "medium", "large", "xl", "2.7B")
                    for w in ("0", "1", "5")}
+
+
+def test_shipped_gpu_history_follows_headlines_with_a_line(shipped_h200):
+    """The H200 box runs its whole tier at few commits and the quick tier at the others: the
+    headlines are the cells with the longest history (the gate's), so each draws a line of 6 or
+    more commits instead of a point, and every kind keeps a headline."""
+    out = shipped_h200
+    per = {}
+    for r in rows(out.table("history")):
+        per.setdefault(r["benchmark"], []).append(r["value"])
+    assert any("Model.time_train_step" in b for b in per)
+    assert any("Attention.time_backward('sdpa'" in b.replace("\\", "") for b in per)
+    for bench, values in per.items():
+        assert sum(v != "n/a" for v in values) >= 6, (bench, values)

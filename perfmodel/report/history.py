@@ -11,30 +11,47 @@ from ..verdict import NOT_COMPARABLE, STATUS, UNCHANGED, Measured, confirm_comma
 from .cells import HOST_BOUND_MARK, Table, div, human, param_order, pct, ratio
 
 
-def headline_cells(norm: pd.DataFrame, commit: str) -> list[dict]:
+def headline_cells(norm: pd.DataFrame, commit: str, cover: dict | None = None) -> list[dict]:
     """The benchmarks the history follows: per kind, one representative cell that ran OK at
-    ``commit`` (model: the training step of the largest preset run, smallest context, fp32,
-    sdpa; attention: forward and backward of eager and sdpa, float32, the middle d, longest seq;
-    eager's memory before backward)."""
+    ``commit`` (model: the training step of fp32, sdpa, the largest preset run, smallest
+    context; attention: forward and backward of eager and sdpa, float32, the middle d, longest
+    seq; eager's memory before backward).
+
+    ``cover`` ((benchmark, cell) -> how many commits of the history ran it OK) puts the cells
+    with the longest history first: a GPU box runs its whole tier at a few commits and the
+    quick tier (the gate's cells) at the others, and a headline measured at one commit draws a
+    point, not a line. Among equally covered cells the rule above decides (on the CPU, whose
+    every commit runs the whole tier, it alone does)."""
+    cover = cover or {}
+
+    def covered(rows: pd.DataFrame) -> pd.Series:
+        return pd.Series([cover.get((b, c), 0) for b, c in zip(rows["benchmark"], rows["cell"])],
+                         index=rows.index, dtype=float)
+
     out = []
     at = norm[(norm["commit"] == commit) & (norm["status"] == OK) & (norm["role"] == "value")]
     model = at[(at["kind"] == "model") & (at["measure"] == "train")]
     if not model.empty:
         presets = param_order(norm, "model", "preset")  # benchmarks.json's order: small to large
         pick = model.assign(p=model["preset"].map(lambda p: presets.index(p)
-                                                  if p in presets else -1))
+                                                  if p in presets else -1),
+                            n=covered(model))
         pick = pick[(pick["precision"] == "fp32")] if (pick["precision"] == "fp32").any() else pick
         pick = pick[pick["variant"] == "sdpa"] if (pick["variant"] == "sdpa").any() else pick
-        pick = pick.sort_values(["p", "context"], ascending=[False, True]).iloc[0]
+        pick = pick.sort_values(["n", "p", "context"], ascending=[False, False, True]).iloc[0]
         out.append({"benchmark": pick["benchmark"], "cell": pick["cell"]})
     att = at[at["kind"] == "attention"]
     if not att.empty:
         f32 = att[att["dtype"] == "float32"] if (att["dtype"] == "float32").any() else att
+        f32 = f32[f32["impl"].isin(["eager", "sdpa"])] if f32["impl"].isin(
+            ["eager", "sdpa"]).any() else f32
         ds = sorted(set(f32["d"]))
-        d = ds[len(ds) // 2]
-        sub = f32[f32["d"] == d]
-        seq = max(sub["seq"])
-        sub = sub[sub["seq"] == seq]
+        middle = ds[len(ds) // 2]
+        # (d, seq): the most covered first, then the d nearest the middle, then the longest seq
+        n = f32.assign(n=covered(f32)).groupby(["d", "seq"])["n"].sum()
+        d, seq = max(n.index, key=lambda ds_: (n[ds_], -abs(ds.index(ds_[0]) - ds.index(middle)),
+                                               ds_[1]))
+        sub = f32[(f32["d"] == d) & (f32["seq"] == seq)]
         for impl in ("eager", "sdpa"):
             for measure in ("fwd", "bwd", "mem_before_bwd"):
                 if measure == "mem_before_bwd" and impl != "eager":
@@ -43,6 +60,12 @@ def headline_cells(norm: pd.DataFrame, commit: str) -> list[dict]:
                 if not hit.empty:
                     out.append({"benchmark": hit.iloc[0]["benchmark"], "cell": hit.iloc[0]["cell"]})
     return out
+
+
+def coverage(frame: pd.DataFrame, commits: list[str]) -> dict:
+    """(benchmark, cell) -> how many of ``commits`` ran it OK (headline_cells' ``cover``)."""
+    ok = frame[frame["commit"].isin(commits) & (frame["status"] == OK)]
+    return ok.groupby(["benchmark", "cell"]).size().to_dict() if not ok.empty else {}
 
 
 def _label(rec) -> str:
