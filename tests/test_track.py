@@ -98,7 +98,7 @@ def write_results(results: Path, commit: str, names, version=None, values=None,
             bench["version"] = version
         n = len(bench["params"][0]) * len(bench["params"][-1]) if len(bench["params"]) > 1 \
             else len(bench["params"][0])
-        vals = values if values is not None else [0.01] * n
+        vals = (values if values is not None else [0.01] * n)[:n]  # one per cell
         r.add_result(bench, BenchmarkResult(result=vals, samples=[None] * n, number=[None] * n,
                                             errcode=0, stderr="", profile=None))
     r.save(str(results))
@@ -237,7 +237,9 @@ if args[0] == "run":
     hashes = open(args[1].split(":", 1)[1]).read().split()
     for i, h in enumerate(hashes):
         print(f"For perfmodel commit {h[:8]} <main>:", flush=True)
-        staged = glob.glob(os.path.join(fake, "staged", machine, h[:8] + "-*.json"))
+        again = "track-again" in args[1] and os.path.isdir(os.path.join(fake, "staged-again"))
+        staged = glob.glob(os.path.join(fake, "staged-again" if again else "staged", machine,
+                                        h[:8] + "-*.json"))
         if not staged:
             hang()
         os.makedirs(os.path.join("results", machine), exist_ok=True)
@@ -525,3 +527,40 @@ def test_a_cpu_commit_without_the_gpu_only_methods_is_measured(tmp_path):
     # asked for the GPU tier, the same commit lacks that benchmark
     out = perfmodel(repo, "track", "--dry-run", "--machine", MACHINE, "--tier", "gpu-quick")
     assert "0 already measured here, 1 to measure again" in out.stdout, out.stdout
+
+
+def test_a_cell_that_failed_is_measured_once_more_and_only_it(tmp_path):
+    """A cell asv recorded as failed (null) is measured again, once, by an asv run of its own
+    for that commit and that cell alone: a passing fault of the box (on the H200, asv_runner
+    once failed to find a benchmark every other process found) costs no cell. One that fails
+    again stays failed, and says so."""
+    repo, (newest,) = fake_project(tmp_path, commits=1)
+    fake, _ = fake_asv(tmp_path)
+    write_suite(repo / "results")
+    write_results(fake / "staged", newest, SUITE, values=[0.01, None])  # 'tiny' failed
+    write_results(fake / "staged-again", newest, SUITE)  # ... and ran when measured again
+    proc = start(repo, fake, "track", "--machine", MACHINE, "--no-publish")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    runs = [line for line in (fake / "argv.txt").read_text().splitlines()
+            if line.startswith("run ")]
+    assert len(runs) == 2 and runs[1].split()[1].endswith("track-again.txt")
+    # one -b regex (its spaces escaped), then the run's rounds, as the tier's run had them
+    assert runs[1].count("--bench=") == 1 and runs[1].endswith(" -a rounds=1")
+    # the two failed cells: each benchmark with params at 'tiny'
+    pattern = re.compile(runs[1].split("--bench=", 1)[1].rsplit(" -a ", 1)[0])
+    assert pattern.search("bench_model.Model.time_forward('tiny', 128)")
+    assert not pattern.search("bench_model.Model.time_forward('nano', 128)")
+    assert pattern.search("bench_model.Model.track_status_forward('tiny', 128)")
+    assert "measuring again, once, the 2 cell(s) that failed" in out, out
+    assert out.count(", 0 failed") == 1 and out.count(", 2 failed") == 1, out
+
+    # a cell that fails again stays failed: exit 1, and no third run
+    shutil.rmtree(fake / "staged-again")
+    write_results(fake / "staged-again", newest, SUITE, values=[0.01, None])
+    (fake / "argv.txt").unlink()
+    proc = start(repo, fake, "track", "--machine", MACHINE, "--no-publish", "--rerun")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out + err
+    assert len([x for x in (fake / "argv.txt").read_text().splitlines() if x.startswith("run ")]) == 2
+    assert out.count(", 2 failed") == 2 and "2 cell(s) failed" in out, out

@@ -207,6 +207,14 @@ def _cells(row: dict, name: str):
         yield (f"{name}({', '.join(map(str, combo))})" if combo else name), value
 
 
+def failed_cells(results_dir: str, machine: str, commit: str) -> set[str]:
+    """The cells of the commit that failed here (asv's null), named as asv's -b regexes see
+    them."""
+    return {cell for path in result_files(results_dir, machine, commit)
+            for bench, row in (_rows(path) or {}).items()
+            for cell, value in _cells(row, bench) if value is None}
+
+
 def unmeasured_chunks(results_dir: str, machine: str, commit: str,
                       chunks: list[tuple[str, list[str], int | None]]) -> list[str]:
     """The chunks of the full GPU tier's plan (name, asv -b regexes, rounds) that this machine
@@ -476,15 +484,21 @@ def _run_and_publish(args, run, runs, publish, todo, subjects, why, root, child_
             _warm(root, tier, extra, args.prewarm, warmed, child_env, log)
             if label:
                 say(f"  {label}:", flush=True)
+            before = {h: failed_cells(results_dir, name, h) for h in todo}
             code, _ = _run(run + extra, todo, subjects, why, root, child_env, log, results_dir,
                            name, args.limit_per_commit * 60 * len(todo))
             if code not in (EXIT_CLEAN, EXIT_LEFT_OUT):
                 status = code
                 break  # a time limit or asv's own failure: what ran is kept, the rest waits
             status = max(status, code)
+            code = _again(run, extra, todo, before, subjects, root, child_env, log, results_dir,
+                          name, args.limit_per_commit * 60)
+            if code not in (EXIT_CLEAN, EXIT_LEFT_OUT):
+                status = code
+                break
         failed = sum((cell_counts(results_dir, name, h) or {}).get("failed", 0) for h in todo)
-        if failed and status == EXIT_CLEAN:
-            status = EXIT_LEFT_OUT
+        if status in (EXIT_CLEAN, EXIT_LEFT_OUT):  # asv's "some failed" counts as the cells do,
+            status = EXIT_LEFT_OUT if failed else EXIT_CLEAN  # after they were measured again
         for h in hashes:
             if h in done:
                 say(f"  {h[:8]} {subjects[h]}: already measured on this machine, "
@@ -505,6 +519,37 @@ def _run_and_publish(args, run, runs, publish, todo, subjects, why, root, child_
             else:
                 say(f"  asv publish: {_minutes(time.monotonic() - t0)}", flush=True)
     return status, failed, pages
+
+
+AGAIN_AT_MOST = 20  # more failed cells in one run than this: not a passing fault, left as they are
+
+
+def _again(run, extra, todo, before, subjects, root, env, log, results_dir, name, limit) -> int:
+    """Measure once more, each commit in an asv run of its own, the cells that failed in the
+    run just ended (``before``: each commit's failed cells before it). A failure can be the
+    box's rather than the cell's: on the H200 two of 8038 processes died in asv_runner's own
+    lookup of a benchmark every other process found ("Could not find benchmark", 2026-12-06),
+    and a cell's results then lacked a status that one more process records. A cell that
+    fails again stays failed, its errors in the log twice; the retry's own line says so.
+    Returns asv's status (EXIT_CLEAN when nothing was measured again)."""
+    status = EXIT_CLEAN
+    for h in todo:
+        cells = sorted(failed_cells(results_dir, name, h) - before.get(h, set()))
+        if not cells or len(cells) > AGAIN_AT_MOST:
+            continue
+        say(f"  measuring again, once, the {len(cells)} cell(s) that failed at {h[:8]}:",
+            flush=True)
+        hashfile = os.path.join(root, ".asv", "track-again.txt")
+        with open(hashfile, "w") as f:
+            f.write(h + "\n")
+        pick = "^(?:" + "|".join(re.escape(c) for c in cells) + ")$"
+        rest = [a for a in extra if not a.startswith("--bench=")]
+        code, _ = _run([run[0], f"HASHFILE:{hashfile}", *run[2:], f"--bench={pick}", *rest],
+                       [h], subjects, {h: None}, root, env, log, results_dir, name, limit)
+        if code not in (EXIT_CLEAN, EXIT_LEFT_OUT):
+            return code
+        status = max(status, code)
+    return status
 
 
 def _run(run, todo, subjects, why, root, env, log, results_dir, name, limit) -> tuple[int, int]:
