@@ -68,6 +68,11 @@ def coverage(frame: pd.DataFrame, commits: list[str]) -> dict:
     return ok.groupby(["benchmark", "cell"]).size().to_dict() if not ok.empty else {}
 
 
+def history_window(order: list[str], commit: str, n: int) -> list[str]:
+    """The last ``n`` commits of ``order`` up to ``commit``: the commits the history shows."""
+    return order[:order.index(commit) + 1][-n:]
+
+
 def _label(rec) -> str:
     return f"{rec['benchmark']}({rec['cell']})" if rec.get("cell") else rec["benchmark"]
 
@@ -76,7 +81,7 @@ def history_table(rs, norm, commit, order, n, info, heads) -> tuple[list[Table],
     """Each headline benchmark over the last n commits up to ``commit``; a time whose step was
     host-bound at that commit (its track_issue_, track_backlog_ and track_free_seconds_* beside
     it, names.host_bound) is marked."""
-    upto = order[:order.index(commit) + 1][-n:]
+    upto = history_window(order, commit, n)
     rows, frame = [], []
     f = rs.frame
     for h in heads:

@@ -24,7 +24,8 @@ from .commits import base, commit_order, continued, git_log, resolve, tables_com
 from .comparisons import model_comparisons
 from .fold import fold
 from .gaterule import clone_tiers, gate_rule
-from .history import compare_table, coverage, headline_cells, history_table
+from .history import (compare_table, coverage, headline_cells, history_table,
+                      history_window)
 from .load import STALE_NOTE, load
 from .model_tables import model_tables
 from .pivot import pivot
@@ -146,9 +147,8 @@ def build_report(results_dir="results", machine=None, commit=None, history=10, c
     if not tables:
         notes.info(f"no attention or model results at {', '.join(c[:8] for c in read)} on "
                    f"{rs.machine}")
-    window = order[:order.index(last) + 1][-history:]
     heads = (guarded(notes, "headline_cells", headline_cells, norm_last, last,
-                     coverage(rs.frame, window))
+                     coverage(rs.frame, history_window(order, last, history)))
              if not norm_last.empty else [])
     hist_tables, hist = guarded(notes, "history_table", history_table, rs, norm_last, last,
                                 order, history, info, heads or []) or ([], pd.DataFrame())
