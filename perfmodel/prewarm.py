@@ -84,7 +84,13 @@ def warm(root: str, python: str, todo: list[tuple[str, dict]], workers: int, lim
     "slowest": (seconds, cell label) or None, "errors": a line per failed cell and per worker
     that could not start, "oom alone": a line per cell that ran out of memory alone too}."""
     python = os.path.abspath(python) if os.sep in python else python  # the workers run elsewhere
-    env = {k: v for k, v in (env or os.environ).items() if k not in UNLOGGED} | WORKER_ENV
+    # A worker opens its cell as a gate's run would, never as a history run's: there the suite's
+    # setup measures the cell's whole group first (its samples; a compiled cell's span of grid
+    # points, benchmarks/tiers.py SPANS), where only the compiles are wanted, and workers that
+    # share a span would read each other's claims as crashes.
+    history = _history_variable(root)
+    env = {k: v for k, v in (env or os.environ).items()
+           if k not in UNLOGGED and k != history} | WORKER_ENV
     env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(COMPILE_THREADS))
     t0 = time.monotonic()
     deadline = t0 + limit_s
@@ -93,6 +99,13 @@ def warm(root: str, python: str, todo: list[tuple[str, dict]], workers: int, lim
         return _serve(root, python, todo, workers, deadline, env, workdir, t0)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _history_variable(root: str) -> str | None:
+    """The variable that makes asv's run a history run (a suite before them has none)."""
+    from .repo import load_tiers  # noqa: PLC0415 (the parent's side only: not in a worker)
+
+    return getattr(load_tiers(root), "HISTORY_RUN_ENV", (None,))[0]
 
 
 def _heavy(root: str):

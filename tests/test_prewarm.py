@@ -246,3 +246,23 @@ def test_flash_keeps_its_tuning_choice_on_disk_unless_told_not_to():
     if "cache_results" not in inspect.signature(triton.autotune).parameters:
         pytest.skip("this Triton's autotuner keeps no choice on disk")
     assert seen == {"1": "{'cache_results': True}", "0": "{}"}
+
+
+def test_a_worker_opens_its_cell_outside_the_history_run(tmp_path):
+    """perfmodel track runs asv as a history run (tiers.HISTORY_RUN_ENV), and its environment
+    reaches the warming: a worker must not see it, or the suite's setup would measure the cell's
+    whole group (a compiled cell's span of grid points) where only its compiles are wanted."""
+    suite = stand_in_suite(
+        tmp_path,
+        'GRID = {"Stub": ("bench_stub", {"x": [0]})}\nHISTORY_RUN_ENV = ("STUB_SAMPLING", "h")\n',
+        "import os\n"
+        "class Stub:\n"
+        "    def setup(self, x):\n"
+        "        with open(os.environ['STUB_OUT'], 'w') as f:\n"
+        "            f.write(repr((os.environ.get('STUB_SAMPLING'), os.environ.get('STUB_KEEP'))))\n")
+    out = tmp_path / "seen.txt"
+    env = dict(os.environ, STUB_OUT=str(out), STUB_SAMPLING="h", STUB_KEEP="kept")
+    got = prewarm.warm(suite, sys.executable, [("Stub", {"x": 0})], workers=1, limit_s=120,
+                       env=env)
+    assert got["warm"] == 1, got
+    assert out.read_text() == repr((None, "kept"))
