@@ -3,6 +3,11 @@ from . import tiers
 from .common import SuiteBase, facts, handle, timing_attrs
 
 
+def _passes(cell: dict, device: str) -> list:
+    """A grid point's cells: its forward and its backward."""
+    return [handle("AttentionCell", dict(cell, pass_=p), device) for p in ("fwd", "bwd")]
+
+
 class Attention(SuiteBase):
     """impl x dtype x head size d x sequence length; forward and backward timed separately."""
 
@@ -12,9 +17,9 @@ class Attention(SuiteBase):
     def setup(self, impl, dtype, d, seq):
         cell = dict(impl=impl, dtype=dtype, d=d, seq=seq)
         device = self.enter("Attention", cell)  # n/a here: skipped before anything is built
-        self.fwd = handle("AttentionCell", dict(cell, pass_="fwd"), device)
-        self.bwd = handle("AttentionCell", dict(cell, pass_="bwd"), device)
-        timing_attrs(self, device, "Attention", cell, handles=[self.fwd, self.bwd])
+        self.fwd, self.bwd = _passes(cell, device)
+        timing_attrs(self, device, "Attention", cell, handles=[self.fwd, self.bwd],
+                     handles_of=lambda point: _passes(point, device))
 
     def time_forward(self, *_):
         self.fwd.sample()

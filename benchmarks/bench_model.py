@@ -5,6 +5,18 @@ from .common import SuiteBase, facts, handle, modes, split_lines, timing_attrs
 STUDY_STEPS = 10  # the warm-up study's timed single steps (the seeds' Avg/Step over 10)
 
 
+def _modes(grid_cell: dict, device: str) -> dict:
+    """A grid point's cells, by mode: forward, backward, forward+backward, train step (the
+    middle two as parts of the train step where tiers.SPLIT_TRAIN_STEP says)."""
+    attention, compile_ = tiers.MODEL_VARIANTS[grid_cell["variant"]]
+    cell = dict(preset=grid_cell["preset"], context=grid_cell["context"],
+                precision=grid_cell["precision"], attention=attention, compile=compile_, tf32=False)
+    split = {"split": True} if tiers.SPLIT_TRAIN_STEP else {}
+    return {name: handle("ModelCell", dict(cell, mode=mode,
+                                           **(split if mode in tiers.SPLIT_MODES else {})), device)
+            for name, mode in modes().items()}
+
+
 class Model(SuiteBase):
     """preset x context x precision x variant; forward, backward, forward+backward, train step."""
 
@@ -14,15 +26,9 @@ class Model(SuiteBase):
     def setup(self, preset, context, precision, variant):
         grid_cell = dict(preset=preset, context=context, precision=precision, variant=variant)
         device = self.enter("Model", grid_cell)
-        attention, compile_ = tiers.MODEL_VARIANTS[variant]
-        cell = dict(preset=preset, context=context, precision=precision, attention=attention,
-                    compile=compile_, tf32=False)
-        split = {"split": True} if tiers.SPLIT_TRAIN_STEP else {}
-        self.cells = {name: handle("ModelCell", dict(cell, mode=mode,
-                                                     **(split if mode in tiers.SPLIT_MODES else {})),
-                                   device)
-                      for name, mode in modes().items()}
-        timing_attrs(self, device, "Model", grid_cell, handles=list(self.cells.values()))
+        self.cells = _modes(grid_cell, device)
+        timing_attrs(self, device, "Model", grid_cell, handles=list(self.cells.values()),
+                     handles_of=lambda point: list(_modes(point, device).values()))
 
     def time_forward(self, *_):
         self.cells["forward"].sample()

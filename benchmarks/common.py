@@ -431,7 +431,8 @@ def _poisoning(err: Exception, device) -> Exception | None:
 
 
 class Group:
-    """Cells of one grid point measured one after another by one process, in a history run.
+    """Cells of one grid point (of a span of grid points for torch.compile's cells: tiers.SPANS)
+    measured one after another by one process, in a history run.
 
     A history cell (a graph's point, a seed form's cell: not a cell the gate compares) needs its
     samples, not a process of its own: building, warming up and forking cost more than sampling
@@ -472,11 +473,12 @@ class Group:
             self._records[h.path] = found
         return self._records[h.path]
 
-    def count(self) -> int | None:
-        """How many samples asv takes of each cell: the fewest that an OK cell of the group
-        recorded (one ``repeat`` for the benchmark class; every cell recorded at least asv's
-        minimum). None when no cell of the group has samples."""
-        counts = [len(r["samples"]) for r in (self.samples(h) for h in self.handles)
+    def count(self, of: list | None = None) -> int | None:
+        """How many samples asv takes of each cell of one grid point (``of``, its handles; by
+        default the whole group): the fewest that an OK cell of it recorded (one ``repeat`` for
+        the benchmark class; every cell recorded at least asv's minimum). None when none of
+        them has samples."""
+        counts = [len(r["samples"]) for r in (self.samples(h) for h in (of or self.handles))
                   if r.get("samples")]
         return min(counts) if counts else None
 
@@ -488,12 +490,16 @@ class Group:
             if self.series is not None:
                 self._record_series(measure)
             else:
-                parts = [h for h in self.handles if h.fields.get("split")]
-                for h in self.handles:  # in order; the parts at the first of them
-                    if h not in parts:
+                parts: dict = {}  # a grid point's parts of one train step (a span has several)
+                for h in self.handles:
+                    if h.fields.get("split"):
+                        parts.setdefault(_point(h), []).append(h)
+                for h in self.handles:  # in order; each point's parts at the first of them
+                    mine = parts.get(_point(h)) if h.fields.get("split") else None
+                    if mine is None:
                         self._record_one(measure, h)
-                    elif h is parts[0]:
-                        self._record_parts(measure, parts)
+                    elif h is mine[0]:
+                        self._record_parts(measure, mine)
         finally:
             measure.DEVICE_CLOCK.total = clock  # the group's samples are replayed, not timed here
 
@@ -740,6 +746,11 @@ class Group:
             raise fatal
 
 
+def _point(h: CellHandle) -> tuple:
+    """The grid point a handle's cell belongs to: its fields but its mode."""
+    return tuple(sorted((k, str(v)) for k, v in h.fields.items() if k != "mode"))
+
+
 def handle(kind: str, fields: dict, device: str, warmup: int | None = None) -> CellHandle:
     """The process's handle for a cell (``warmup``: a warm-up study cell, opened by the study's
     protocol: exactly that many untimed steps, then single steps, nothing metered in between, so
@@ -759,7 +770,7 @@ def history_run() -> bool:
 
 
 def timing_attrs(obj, device: str, kind: str, cell: dict, handles: list | None = None,
-                 series: int | None = None) -> None:
+                 series: int | None = None, handles_of=None) -> None:
     """asv sampling per cell, set on the instance in setup (asv re-reads them after setup).
 
     A sample is one ``Runnable.sample()`` (a burst of steps, perfmodel.measure.Protocol), so
@@ -774,15 +785,21 @@ def timing_attrs(obj, device: str, kind: str, cell: dict, handles: list | None =
 
     In a history run the ``handles`` of one grid point (its modes or passes; the warm-up study's
     warm-ups, one run of ``series`` single steps) are measured as one Group, and asv takes exactly
-    the samples recorded for each (``tiers.grouped`` says which cells).
+    the samples recorded for each (``tiers.grouped`` says which cells). Where ``tiers.span``
+    spans the group over several grid points (torch.compile's cells), ``handles_of(point)``
+    gives another point's handles, and the group measures the points in grid order.
     """
     obj.number = 1
     obj.warmup_time = 0.0
     history = history_run()
     obj.repeat = tiers.repeat(device, kind, cell, history_run=history)
     if handles and tiers.grouped(device, kind, cell, history_run=history):
-        group = handles[0].group or Group(handles, obj.repeat, series=series)
-        count = group.count()  # the group is measured here if no process has yet
+        members = handles
+        if handles_of is not None:
+            members = [h for point in tiers.span(device, kind, cell, history_run=history)
+                       for h in (handles if point == cell else handles_of(point))]
+        group = handles[0].group or Group(members, obj.repeat, series=series)
+        count = group.count(handles)  # the group is measured here if no process has yet
         if count:
             obj.repeat = (count, count, 0.0)  # exactly the recorded samples, replayed
 

@@ -186,6 +186,29 @@ def grouped(device: str, kind: str, cell: dict, history_run: bool = False) -> bo
     return device != "cuda" or not gated(device, kind, cell)
 
 
+# A torch.compile cell's group spans one parameter more: in a fresh process its first step pays
+# Dynamo's tracing and AOTAutograd's set-up even with warm caches (3.6 s an attention process
+# and 5.3 s a model process on the H100, 2026-12-06, notes/gpu-box.md), where a further shape in
+# the same process costs a fraction of that (on the CPU, caches warm: the first shape 1.5 s, the
+# next ones 0.1-0.2 s). So one process measures a compiled (impl, dtype, d)'s sequence lengths,
+# or a compiled (preset, precision)'s contexts, one grid point after another.
+# class -> (parameter, value that spans, the parameter spanned); PERFMODEL_ASV_SPAN=0: none.
+SPANS = {"Attention": ("impl", "compiled", "seq"), "Model": ("variant", "compiled", "context")}
+
+
+def span(device: str, kind: str, cell: dict, history_run: bool = False) -> list[dict]:
+    """The grid points whose cells one process measures together with ``cell``'s in a history
+    run, in grid order, ``cell`` among them: its own alone unless SPANS names it, and then only
+    those the device measures and groups."""
+    rule = SPANS.get(kind)
+    if (rule is None or cell.get(rule[0]) != rule[1] or os.environ.get("PERFMODEL_ASV_SPAN") == "0"
+            or not grouped(device, kind, cell, history_run)):
+        return [cell]
+    points = [dict(cell, **{rule[2]: value}) for value in GRID[kind][1][rule[2]]]
+    return [c for c in points if c == cell or (why_not_on(device, kind, c) is None
+                                               and grouped(device, kind, c, history_run))]
+
+
 def tier_cells(tier: str, kind: str) -> list[dict]:
     return [c for c in cells(kind) if why_not(tier, kind, c) is None]
 

@@ -483,3 +483,72 @@ def test_split_modes_file_their_numbers_on_lines_of_their_own(monkeypatch):
         importlib.reload(bench_model)
     assert not hasattr(plain.time_backward, "version")
     assert plain.track_before_backward_bytes.version == common.FACTS_VERSION
+
+
+@pytest.fixture
+def gpu_run(monkeypatch):
+    """A history run's process that takes its device for a GPU (the cells are stand-ins, and
+    giving memory back is a no-op here)."""
+    monkeypatch.setenv("PERFMODEL_ASV_DEVICE", "cuda")
+    monkeypatch.setattr(measure, "free_device_memory", lambda device: None, raising=False)
+
+
+def test_a_compiled_cells_process_measures_its_span_of_grid_points(suite, gpu_run):
+    """torch.compile's cells (tiers.SPANS): the first process that needs a compiled attention
+    cell measures the cells of every sequence length of its (dtype, d), in grid order; a
+    process of another length measures nothing and replays its own cells' samples."""
+    seqs = tiers.GRID["Attention"][1]["seq"]
+    attention = bench_attention.Attention()
+    attention.setup("compiled", "float32", 16, seqs[1])
+    assert [(f["seq"], f["pass_"]) for _, f, _ in suite] == [(s, p) for s in seqs
+                                                            for p in ("fwd", "bwd")]
+    least, most, _ = tiers.HISTORY["repeat_gpu"]
+    assert least <= attention.repeat[0] <= most
+    common._HANDLES.clear()
+    other = bench_attention.Attention()
+    other.setup("compiled", "float32", 16, seqs[-1])
+    assert len(suite) == 2 * len(seqs)  # nothing measured again
+    got = _asv_samples(other, "time_backward", other.repeat[0])
+    assert got == pytest.approx([0.020 * (1 + n / 100) for n in range(other.repeat[0])])
+    # another (dtype, d) is a span of its own; an eager cell's group is its own grid point
+    other.setup("compiled", "float32", 32, seqs[0])
+    assert len(suite) == 4 * len(seqs)
+    bench_attention.Attention().setup("eager", "float32", 32, seqs[0])
+    assert len(suite) == 4 * len(seqs) + 2
+
+
+def test_a_compiled_model_span_keeps_each_contexts_train_step_apart(split_suite, gpu_run):
+    """The compiled model's span over contexts: each context's split train step is opened and
+    sampled once for its three parts, its forward on its own, and every context's cells get
+    their own records."""
+    contexts = tiers.GRID["Model"][1]["context"]
+    model = bench_model.Model()
+    model.setup("small", contexts[0], "bf16", "compiled")
+    assert [(f["context"], f["mode"]) for _, f, _ in split_suite] == [
+        (c, m) for c in contexts for m in ("fwd", "bwd")]
+    for context in contexts:
+        common._HANDLES.clear()
+        again = bench_model.Model()
+        again.setup("small", context, "bf16", "compiled")
+        assert again.track_status_train_step() == 1
+        n = again.repeat[0]
+        got = {m: _asv_samples(again, f"time_{m}", n)
+               for m in ("backward", "forward_backward", "train_step")}
+        assert all(b < fb < t for b, fb, t in zip(*got.values()))
+    assert len(split_suite) == 2 * len(contexts)
+
+
+def test_spans_follow_the_tier_and_can_be_turned_off(monkeypatch):
+    compiled = dict(impl="compiled", dtype="bfloat16", d=64, seq=4096)
+    points = tiers.span("cuda", "Attention", compiled, history_run=True)
+    assert [c["seq"] for c in points] == tiers.GRID["Attention"][1]["seq"] and compiled in points
+    assert tiers.span("cuda", "Attention", compiled) == [compiled]  # not a history run
+    eager = dict(compiled, impl="eager")
+    assert tiers.span("cuda", "Attention", eager, history_run=True) == [eager]
+    small = dict(preset="small", context=512, precision="fp32", variant="compiled")
+    assert [c["context"] for c in tiers.span("cuda", "Model", small, history_run=True)] == \
+        tiers.GRID["Model"][1]["context"]
+    big = dict(small, preset="xl")  # outside the GPU tier: no span of cells nobody measures
+    assert tiers.span("cuda", "Model", big, history_run=True) == [big]
+    monkeypatch.setenv("PERFMODEL_ASV_SPAN", "0")
+    assert tiers.span("cuda", "Attention", compiled, history_run=True) == [compiled]
