@@ -88,7 +88,10 @@ def warm(root: str, python: str, todo: list[tuple[str, dict]], workers: int, lim
     # setup measures the cell's whole group first (its samples; a compiled cell's span of grid
     # points, benchmarks/tiers.py SPANS), where only the compiles are wanted, and workers that
     # share a span would read each other's claims as crashes.
-    history = _history_variable(root)
+    from .repo import load_tiers  # noqa: PLC0415 (the parent's side only: not in a worker)
+
+    suite = load_tiers(root)
+    history = getattr(suite, "HISTORY_RUN_ENV", (None,))[0]  # a suite before it has none
     env = {k: v for k, v in (env or os.environ).items()
            if k not in UNLOGGED and k != history} | WORKER_ENV
     env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(COMPILE_THREADS))
@@ -96,27 +99,17 @@ def warm(root: str, python: str, todo: list[tuple[str, dict]], workers: int, lim
     deadline = t0 + limit_s
     workdir = tempfile.mkdtemp(prefix="perfmodel-prewarm-")  # the side files the suite writes
     try:
-        return _serve(root, python, todo, workers, deadline, env, workdir, t0)
+        return _serve(root, python, todo, workers, deadline, env, workdir, t0, _heavy(suite))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _history_variable(root: str) -> str | None:
-    """The variable that makes asv's run a history run (a suite before them has none)."""
-    from .repo import load_tiers  # noqa: PLC0415 (the parent's side only: not in a worker)
-
-    return getattr(load_tiers(root), "HISTORY_RUN_ENV", (None,))[0]
-
-
-def _heavy(root: str):
-    from .repo import load_tiers  # noqa: PLC0415 (the parent's side only: not in a worker)
-
-    largest = tuple(getattr(load_tiers(root), "SEED_PRESETS", ())[-2:])
+def _heavy(suite):
+    largest = tuple(getattr(suite, "SEED_PRESETS", ())[-2:])
     return lambda kind, cell: kind == "Model" and cell.get("preset") in largest
 
 
-def _serve(root, python, todo, workers, deadline, env, workdir, t0) -> dict:
-    heavy = _heavy(root)
+def _serve(root, python, todo, workers, deadline, env, workdir, t0, heavy) -> dict:
     pending = {True: collections.deque(), False: collections.deque()}  # heavy or not
     for kind, cell in todo:
         pending[heavy(kind, cell)].append((kind, cell))
