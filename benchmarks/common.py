@@ -248,6 +248,7 @@ class CellHandle:
         self.path = side_path(kind, fields if warmup is None else dict(fields, _warmup=warmup),
                               device)
         self.group: Group | None = None   # set by Group: measured with its siblings, replayed
+        self.point: list | None = None    # another grid point's asv params, in a span (cost log)
         self.replayed = 0                 # recorded samples handed to asv so far
         self.taken: list[float] = []      # this process's own samples, in order (round log)
 
@@ -796,8 +797,15 @@ def timing_attrs(obj, device: str, kind: str, cell: dict, handles: list | None =
     if handles and tiers.grouped(device, kind, cell, history_run=history):
         members = handles
         if handles_of is not None:
-            members = [h for point in tiers.span(device, kind, cell, history_run=history)
-                       for h in (handles if point == cell else handles_of(point))]
+            members = []
+            for point in tiers.span(device, kind, cell, history_run=history):
+                if point == cell:
+                    members += handles
+                    continue
+                others = handles_of(point)
+                for h in others:
+                    h.point = [str(point[name]) for name in tiers.param_names(kind)]
+                members += others
         group = handles[0].group or Group(members, obj.repeat, series=series)
         count = group.count(handles)  # the group is measured here if no process has yet
         if count:
@@ -833,7 +841,8 @@ def log_cost(benchmark: str, params: tuple, na: str | None) -> None:
         return
     line = {"benchmark": benchmark, "params": [str(p) for p in params], "pid": os.getpid(),
             "age_s": _process_age(), "na": na,
-            "cells": [dict(h.costs, mode=h.fields.get("mode", h.fields.get("pass_")))
+            "cells": [dict(h.costs, mode=h.fields.get("mode", h.fields.get("pass_")),
+                           **({"params": h.point} if h.point else {}))
                       for h in _HANDLES.values() if h.costs]}
     try:
         with open(path, "a") as f:  # one short write in append mode: lines never interleave

@@ -9,7 +9,8 @@ the rest of the warm-up, the metered step and the samples. This module adds them
 - per kind of process (a timed cell, a status/memory read, n/a) and benchmark class;
 - per phase, over the timed processes;
 - per group of cells (attention implementation, model variant and preset, warm-up preset);
-- the costliest cells.
+- the costliest cells (a cell that a span's process measured for another grid point, its own
+  phases under its own point, benchmarks/tiers.py SPANS).
 
 ``--wall`` (the run's wall seconds) adds the share spent outside benchmark processes (asv's
 discovery, environment builds, process start-up in asv itself).
@@ -85,6 +86,14 @@ def group_of(rec: dict) -> str:
     return name
 
 
+# a cell's own phases in a cost-log line (warmup_s includes its first step)
+MEASURED = ("cuda_init_s", "build_s", "warmup_s", "meter_s", "sampling_s")
+
+
+def _cell_label(rec: dict, params) -> str:
+    return f"{rec.get('benchmark')}({', '.join(str(p) for p in params or [])})"
+
+
 def _table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
@@ -131,8 +140,13 @@ def summary(records: list[dict], wall: float | None = None, top: int = 12) -> st
                        sorted(groups.items(), key=lambda kv: -kv[1][1])]))
     cells = defaultdict(float)
     for r in records:
-        cells[f"{r.get('benchmark')}({', '.join(r.get('params') or [])})"] += \
-            float(r.get("age_s") or 0.0)
+        own = float(r.get("age_s") or 0.0)
+        for c in r["cells"]:  # a cell of another grid point, measured here (a span): its own
+            if isinstance(c.get("params"), list):
+                spent = sum(float(c.get(key) or 0.0) for key in MEASURED)
+                cells[_cell_label(r, c["params"])] += spent
+                own -= spent
+        cells[_cell_label(r, r.get("params"))] += max(0.0, own)
     out.append("")
     out.append(f"The {top} costliest cells (all their processes):")
     out.append(_table(["cell", "seconds"], [[c, f"{s:.1f}"] for c, s in

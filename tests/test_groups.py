@@ -552,3 +552,18 @@ def test_spans_follow_the_tier_and_can_be_turned_off(monkeypatch):
     assert tiers.span("cuda", "Model", big, history_run=True) == [big]
     monkeypatch.setenv("PERFMODEL_ASV_SPAN", "0")
     assert tiers.span("cuda", "Attention", compiled, history_run=True) == [compiled]
+
+
+def test_a_spans_process_logs_each_cell_under_its_own_grid_point(suite, gpu_run, tmp_path,
+                                                                  monkeypatch):
+    log = tmp_path / "cost.jsonl"
+    monkeypatch.setenv(common.COST_LOG, str(log))
+    attention = bench_attention.Attention()
+    attention.setup("compiled", "bfloat16", 64, 256)
+    attention.teardown("compiled", "bfloat16", 64, 256)
+    line = json.loads(log.read_text().splitlines()[-1])
+    points = [c.get("params") for c in line["cells"]]
+    seqs = tiers.GRID["Attention"][1]["seq"]
+    assert points.count(None) == 2  # its own forward and backward
+    assert sorted({tuple(p) for p in points if p}) == sorted(
+        ("compiled", "bfloat16", "64", str(s)) for s in seqs[1:])

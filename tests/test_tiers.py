@@ -207,3 +207,19 @@ def test_every_host_figure_the_report_reads_is_a_method_of_the_suite():
     assert all(verdict.judged(n) for n in methods - figures)
     with pytest.raises(ValueError, match="valid: issue, backlog, free"):
         names.host_figure_method("launch", "forward")
+
+
+def test_a_spans_cells_are_costed_under_their_own_grid_points():
+    """A process that measured a compiled row (benchmarks/tiers.py SPANS) writes the other
+    points' cells with their own params; the costliest-cells table moves their phases there
+    and leaves the rest of the process's time with its own point."""
+    from perfmodel.suite_cost import summary  # noqa: PLC0415
+
+    cell = {"build_s": 0.5, "first_step_s": 2.0, "warmup_s": 2.5, "samples": 3, "sampling_s": 1.0}
+    rec = {"benchmark": "Attention", "params": ["compiled", "float32", "16", "256"], "pid": 9,
+           "age_s": 10.0, "na": None,
+           "cells": [dict(cell, mode="fwd"),
+                     dict(cell, mode="fwd", params=["compiled", "float32", "16", "1024"])]}
+    text = summary([rec], top=5)
+    assert "| Attention(compiled, float32, 16, 1024) | 4.0 |" in text
+    assert "| Attention(compiled, float32, 16, 256) | 6.0 |" in text
