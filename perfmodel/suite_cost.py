@@ -61,13 +61,19 @@ def kind_of(rec: dict) -> str:
     return "read"
 
 
+def cell_phases(c: dict) -> dict:
+    """One cell's own seconds in a cost-log line, by phase (PHASES)."""
+    out = {key: float(c.get(key) or 0.0)
+           for key in ("cuda_init_s", "build_s", "first_step_s", "meter_s", "sampling_s")}
+    out["warmup_rest_s"] = max(0.0, float(c.get("warmup_s") or 0.0) - out["first_step_s"])
+    return out
+
+
 def phases(rec: dict) -> dict:
     out = dict.fromkeys(PHASES, 0.0)
     for c in rec["cells"]:
-        for key in ("cuda_init_s", "build_s", "first_step_s", "meter_s", "sampling_s"):
-            out[key] += float(c.get(key) or 0.0)
-        out["warmup_rest_s"] += max(0.0, float(c.get("warmup_s") or 0.0)
-                                    - float(c.get("first_step_s") or 0.0))
+        for key, value in cell_phases(c).items():
+            out[key] += value
     age = float(rec.get("age_s") or 0.0)
     out["other_s"] = max(0.0, age - sum(out.values()))
     return out
@@ -84,10 +90,6 @@ def group_of(rec: dict) -> str:
     if name == "Warmup" and len(p) >= 1:
         return f"Warmup {p[0].strip(chr(39))}"
     return name
-
-
-# a cell's own phases in a cost-log line (warmup_s includes its first step)
-MEASURED = ("cuda_init_s", "build_s", "warmup_s", "meter_s", "sampling_s")
 
 
 def _cell_label(rec: dict, params) -> str:
@@ -143,7 +145,7 @@ def summary(records: list[dict], wall: float | None = None, top: int = 12) -> st
         own = float(r.get("age_s") or 0.0)
         for c in r["cells"]:  # a cell of another grid point, measured here (a span): its own
             if isinstance(c.get("params"), list):
-                spent = sum(float(c.get(key) or 0.0) for key in MEASURED)
+                spent = sum(cell_phases(c).values())
                 cells[_cell_label(r, c["params"])] += spent
                 own -= spent
         cells[_cell_label(r, r.get("params"))] += max(0.0, own)
