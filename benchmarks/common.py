@@ -833,14 +833,15 @@ def _process_age() -> float | None:
 def log_cost(benchmark: str, params: tuple, na: str | None) -> None:
     """A line into $PERFMODEL_COST_LOG at every teardown (asv tears down and sets up again
     around each sample, so a process writes several; its last one counts): which cell, how long
-    the process has lived, and where its time went (the driver's start, building, first step, warm-up,
-    metering, samples), so a run's cost can be taken apart per class and per cell
+    the process has lived, the wall clock (``t``: with the age, when it was forked, so the
+    gaps between processes are asv's own time), and where its time went (the driver's start,
+    building, first step, warm-up, metering, samples), so a run's cost can be taken apart per class and per cell
     (``python -m perfmodel.suite_cost``). Nothing is written when the variable is unset."""
     path = os.environ.get(COST_LOG)
     if not path:
         return
     line = {"benchmark": benchmark, "params": [str(p) for p in params], "pid": os.getpid(),
-            "age_s": _process_age(), "na": na,
+            "t": round(time.time(), 3), "age_s": _process_age(), "na": na,
             "cells": [dict(h.costs, mode=h.fields.get("mode", h.fields.get("pass_")),
                            **({"params": h.point} if h.point else {}))
                       for h in _HANDLES.values() if h.costs]}

@@ -12,6 +12,11 @@ the rest of the warm-up, the metered step and the samples. This module adds them
 - the costliest cells (a cell that a span's process measured for another grid point, its own
   phases under its own point, benchmarks/tiers.py SPANS).
 
+Where the lines carry the wall clock (``t``, since 2026-12-07), it also says how long asv took
+between one process's last teardown and the next one's fork (its own bookkeeping, the
+process's exit and the fork: what ``other`` in the phases does not see), per class, with the long
+pauses (asv's start of a run, the warming between chunks) apart.
+
 ``--wall`` (the run's wall seconds) adds the share spent outside benchmark processes (asv's
 discovery, environment builds, process start-up in asv itself).
 """
@@ -92,6 +97,44 @@ def group_of(rec: dict) -> str:
     return name
 
 
+LONG_GAP_S = 5.0  # a pause longer than this is not one process's hand-over: asv's start, the warming
+
+
+def gaps(records: list[dict]) -> list[tuple[str, float]]:
+    """(class of the next process, seconds) between consecutive processes of one log: from a
+    process's last line to the next one's fork (its clock less its age). Lines without a clock
+    (before 2026-12-07) give none; processes that overlap (the warming's workers) give 0."""
+    spans = sorted((float(r["t"]) - float(r.get("age_s") or 0.0), float(r["t"]),
+                    r.get("benchmark", "?")) for r in records
+                   if isinstance(r.get("t"), (int, float)) and r.get("age_s") is not None)
+    out, end = [], None
+    for start, stop, name in spans:
+        if end is not None:
+            out.append((name, max(0.0, start - end)))
+        end = stop if end is None else max(end, stop)
+    return out
+
+
+def gap_table(records: list[dict]) -> str:
+    """asv's own time between processes, per class: the hand-overs and the long pauses."""
+    by = defaultdict(list)
+    for name, g in gaps(records):
+        by[name].append(g)
+    if not by:
+        return ""
+    rows = []
+    for name, gs in sorted(by.items()):
+        short = sorted(g for g in gs if g < LONG_GAP_S)
+        long_ = [g for g in gs if g >= LONG_GAP_S]
+        median = short[len(short) // 2] * 1000 if short else 0.0
+        rows.append([name, len(short), f"{sum(short):.1f}", f"{median:.0f}",
+                     len(long_), f"{sum(long_):.1f}"])
+    return ("Between processes (asv's hand-over: a process's last line to the next one's fork; "
+            f"pauses of {LONG_GAP_S:.0f} s and more apart):\n"
+            + _table(["class", "hand-overs", "seconds", "median ms", "pauses", "pause seconds"],
+                     rows))
+
+
 def _cell_label(rec: dict, params) -> str:
     return f"{rec.get('benchmark')}({', '.join(str(p) for p in params or [])})"
 
@@ -140,6 +183,10 @@ def summary(records: list[dict], wall: float | None = None, top: int = 12) -> st
     out.append(_table(["group", "processes", "seconds", "of which first steps"],
                       [[g, n, f"{s:.1f}", f"{f:.1f}"] for g, (n, s, f) in
                        sorted(groups.items(), key=lambda kv: -kv[1][1])]))
+    between = gap_table(records)
+    if between:
+        out.append("")
+        out.append(between)
     cells = defaultdict(float)
     for r in records:
         own = float(r.get("age_s") or 0.0)

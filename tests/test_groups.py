@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 import torch
@@ -562,6 +563,7 @@ def test_a_spans_process_logs_each_cell_under_its_own_grid_point(suite, gpu_run,
     attention.setup("compiled", "bfloat16", 64, 256)
     attention.teardown("compiled", "bfloat16", 64, 256)
     line = json.loads(log.read_text().splitlines()[-1])
+    assert abs(line["t"] - time.time()) < 600  # the wall clock: the gaps between processes
     points = [c.get("params") for c in line["cells"]]
     seqs = tiers.GRID["Attention"][1]["seq"]
     assert points.count(None) == 2  # its own forward and backward

@@ -223,3 +223,27 @@ def test_a_spans_cells_are_costed_under_their_own_grid_points():
     text = summary([rec], top=5)
     assert "| Attention(compiled, float32, 16, 1024) | 4.0 |" in text
     assert "| Attention(compiled, float32, 16, 256) | 6.0 |" in text
+
+
+def test_the_gaps_between_processes_are_asvs_time_and_long_pauses_stand_apart():
+    """With the wall clock on each line, the time from one process's last line to the next
+    one's fork is asv's hand-over; a pause of 5 s or more (a run's start, the warming) is
+    counted apart, and lines without a clock (older logs) give no table."""
+    from perfmodel.suite_cost import gaps, summary  # noqa: PLC0415
+
+    def rec(pid, name, forked, age):
+        return {"benchmark": name, "params": [], "pid": pid, "t": forked + age, "age_s": age,
+                "na": None, "cells": []}
+
+    records = [rec(1, "Model", 100.0, 2.0), rec(2, "Model", 102.03, 1.0),  # 30 ms hand-over
+               rec(3, "Attention", 103.05, 0.5),  # 20 ms
+               rec(4, "Attention", 160.0, 0.5)]  # a pause of 56.45 s
+    got = gaps(records)
+    assert [name for name, _ in got] == ["Model", "Attention", "Attention"]
+    assert [round(g, 3) for _, g in got] == [0.03, 0.02, 56.45]
+    text = summary(records)
+    assert "| Attention | 1 | 0.0 | 20 | 1 | 56.5 |" in text
+    assert "| Model | 1 | 0.0 | 30 | 0 | 0.0 |" in text
+    for r in records:
+        del r["t"]
+    assert gaps(records) == [] and "Between processes" not in summary(records)
