@@ -38,6 +38,19 @@ except ImportError:  # pragma: no cover (asv_runner is always there when asv run
 NAN = float("nan")
 
 
+_ASV_IMPORT_ONLY = ("discover", "setup_cache")  # asv's commands that run no benchmark
+
+
+def _asv_command() -> str | None:
+    """The command of asv's benchmark script this process runs (``python .../asv/benchmark.py
+    COMMAND ...``: discover, setup_cache, run, run_server; a forked child keeps its server's),
+    None outside asv."""
+    argv = sys.argv
+    if len(argv) > 1 and os.path.basename(str(argv[0])) == "benchmark.py":
+        return str(argv[1])
+    return None
+
+
 def _preimport() -> None:
     """Import, once in asv's forkserver, what every benchmark process would otherwise import by
     itself, measured on the GPU boxes (notes/gpu-box.md):
@@ -58,8 +71,14 @@ def _preimport() -> None:
     torch 2.11). So Inductor is imported only under that setting, which is made the default
     here and which the children inherit. ``PERFMODEL_ASV_PREIMPORT_INDUCTOR=0`` leaves Inductor
     out, ``PERFMODEL_ASV_PREIMPORT=0`` all of it (to compare costs). A module this commit lacks is
-    skipped: the benchmark process then says n/a as before."""
-    if os.environ.get("PERFMODEL_ASV_PREIMPORT", "1") == "0":
+    skipped: the benchmark process then says n/a as before.
+
+    Only a process whose children run benchmarks gains from it: asv's discovery and its
+    setup_cache process import the suite too, at the start of every ``asv run`` (and of each
+    commit's setup_cache), and run no cell, so they leave it out (``_ASV_IMPORT_ONLY``). On the
+    H100 box an asv run's start, those two and the forkserver each importing the suite, took
+    32-73 s between one chunk's last process and the next one's first (2026-12-07)."""
+    if os.environ.get("PERFMODEL_ASV_PREIMPORT", "1") == "0" or _asv_command() in _ASV_IMPORT_ONLY:
         return
     names = ["torch._dynamo", "perfmodel.workloads", "perfmodel.flash_triton",
              "perfmodel.flash_torch"]

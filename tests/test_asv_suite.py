@@ -226,10 +226,12 @@ def test_importing_the_package_and_the_publisher_plugin_needs_no_torch():
     assert proc.returncode == 0, proc.stderr
 
 
-def _import_suite(**env):
-    """Import the suite's shared module in a fresh interpreter, as asv's forkserver does, then
-    fork a child that computes: what the server imported, and whether its children still work."""
-    code = ("import os, sys, torch; import benchmarks.common\n"
+def _import_suite(command="run_server", **env):
+    """Import the suite's shared module in a fresh interpreter, as asv's forkserver does (or
+    another command of asv's benchmark script), then fork a child that computes: what the
+    server imported, and whether its children still work."""
+    code = (f"import os, sys; sys.argv = ['/asv/benchmark.py', {command!r}, 'benchmarks']\n"
+            "import torch; import benchmarks.common\n"
             "pid = os.fork()\n"
             "if pid == 0:\n"
             "    os._exit(0 if float(torch.ones(3).sum()) == 3.0 else 1)\n"
@@ -253,3 +255,10 @@ def test_the_forkserver_imports_inductor_only_with_torchs_nvml_check():
     assert _import_suite(PERFMODEL_ASV_PREIMPORT_INDUCTOR="0") == ["None", "False", "True",
                                                                    "False", "0"]
     assert _import_suite(PERFMODEL_ASV_PREIMPORT="0")[:3] == ["None", "False", "False"]
+
+
+def test_asvs_discovery_and_setup_cache_processes_import_the_suite_without_the_preimports():
+    """They run no cell: what the forkserver takes ahead would only delay every asv run's start."""
+    for command in ("discover", "setup_cache"):
+        assert _import_suite(command)[:3] == ["None", "False", "False"]
+    assert _import_suite("run")[:3] == ["1", "True", "True"]  # a process that runs a benchmark
