@@ -35,6 +35,10 @@ export PERFMODEL_COST_LOG=${PERFMODEL_COST_LOG:-/tmp/perfmodel-cost.jsonl}
 collect() {  # what a run has so far, into $OUT
   [ -n "${OUT:-}" ] || return 0
   tar czf "$OUT/results.tar.gz" results
+  # and a copy beside the run: a lent box's copy of the caller's tree, laid over it again at each
+  # follow-up call, drops result files the caller does not have yet (seen 2026-12-07: a commit's
+  # file vanished mid-run; the asv run in flight had it in memory, the next one would not)
+  rm -rf $DIR/results-copy && cp -a results $DIR/results-copy 2>/dev/null || true
   cp $DIR/summary .asv/track.log "$OUT/" 2>/dev/null || true
   [ -f "$PERFMODEL_COST_LOG" ] && gzip -c "$PERFMODEL_COST_LOG" > "$OUT/cost.jsonl.gz"
   if [ -d .gpu-cache ]; then  # the compile caches, for the next box: xz (a tenth of gzip's size
@@ -53,6 +57,9 @@ collect() {  # what a run has so far, into $OUT
 }
 wait_detached() {  # wait_detached SECONDS: until the detached run ends or SECONDS pass
   local end=$(( $(date +%s) + $1 ))
+  # results the box had written before this call, back where the copy of the tree dropped them
+  # or laid an older file over them (-u: only a missing or older file is replaced)
+  [ -d $DIR/results-copy ] && cp -a -u $DIR/results-copy/. results/ 2>/dev/null || true
   while [ ! -f $DIR/done ] && [ "$(date +%s)" -lt $end ]; do sleep 5; done
   collect
   if [ -f $DIR/done ]; then
