@@ -97,7 +97,7 @@ def group_of(rec: dict) -> str:
     return name
 
 
-LONG_GAP_S = 5.0  # a pause longer than this is not one process's hand-over: asv's start, the warming
+LONG_GAP_S = 5.0  # longer is not one process's hand-over: asv's start, the warming
 
 
 def gaps(records: list[dict]) -> list[tuple[str, float]]:

@@ -284,6 +284,20 @@ def split_suite(suite, monkeypatch):
     return suite
 
 
+def test_a_parts_doubt_is_not_cleared_by_the_whole_steps_backlog(split_suite, monkeypatch):
+    """A backlog of a tenth of the backward's step or more would clear a step of its own, but
+    the burst's backlog is the train step's: the backward, issued in most of its span, still
+    takes the head-start step, and the train step (issued in little of its time) does not."""
+    monkeypatch.setattr(PartsRunnable, "backlog", 0.01)
+    model = bench_model.Model()
+    model.setup("nano", 128, "fp32", "eager")
+    assert PartsRunnable.free_steps == [0.0195]
+    bwd = common._read_side_file(model.cells["backward"].path)
+    train = common._read_side_file(model.cells["train_step"].path)
+    assert (bwd["backlog_s"], bwd["free_s"]) == (None, 0.011)
+    assert (train["backlog_s"], train.get("free_s")) == (0.01, None)
+
+
 def test_a_split_train_step_is_sampled_once_for_its_three_modes(split_suite):
     model = bench_model.Model()
     model.setup("nano", 128, "fp32", "eager")
@@ -300,6 +314,8 @@ def test_a_split_train_step_is_sampled_once_for_its_three_modes(split_suite):
     train = common._read_side_file(model.cells["train_step"].path)
     assert (bwd["step_s"], bwd["issue_s"], bwd["free_s"]) == (0.019, 0.0195, 0.011)
     assert (train["step_s"], train["issue_s"], train.get("free_s")) == (0.039, 0.003, None)
+    # the burst's backlog is the train step's: the parts that end inside it record none
+    assert (bwd["backlog_s"], train["backlog_s"]) == (None, 0.0001)
     assert bwd["peak_bytes"] == train["peak_bytes"] == 8192  # the train step's memory
     fwd_bwd = common._read_side_file(model.cells["forward_backward"].path)
     assert fwd_bwd["before_backward_bytes"] == 5

@@ -690,3 +690,31 @@ def test_shipped_gpu_history_follows_headlines_with_a_line(shipped_h200):
     assert any("Attention.time_backward('sdpa'" in b.replace("\\", "") for b in per)
     for bench, values in per.items():
         assert sum(v != "n/a" for v in values) >= 6, (bench, values)
+
+
+def test_a_split_parts_host_bound_mark_ignores_the_whole_steps_backlog():
+    """A backward timed as part of a train step carried the step's backlog (ce03f94 and
+    before): issued in all of its time, it read "not host-bound" from a queue left at the end
+    of the optimizer. The report reads such a part by its issue time and head-start step only:
+    unknown without the latter, host-bound with it; a backward of its own keeps its backlog."""
+    import pandas as pd  # noqa: PLC0415
+
+    from perfmodel.names import NA, OK  # noqa: PLC0415
+    from perfmodel.report.cells import cells  # noqa: PLC0415
+
+    def frame(split, free):
+        rows = [dict(kind="Model", commit="c", params={"preset": "large"}, measure="bwd",
+                     role=role, value=value, status=OK if value == value else NA)
+                for role, value in (("issue", 0.1075), ("backlog", 0.0204), ("free", free))]
+        rows.append(dict(kind="Model", commit="c", params={"preset": "large"}, measure="bwd",
+                         role="value", value=0.0778, status=OK, mean=0.0778, std=0.0,
+                         n_samples=3, repeat=3, number=1))
+        norm = pd.DataFrame(rows)
+        norm.attrs.update(keys={"Model": ["preset"]}, split=split)
+        row = cells(norm, "Model", "c").iloc[0]
+        return bool(row["bwd_host_bound"]), bool(row["bwd_host_unknown"])
+
+    nan = float("nan")
+    assert frame((), nan) == (False, False)  # its own backlog: the device had a queue
+    assert frame(("bwd", "fwd_bwd"), nan) == (False, True)  # the step's backlog: not told
+    assert frame(("bwd", "fwd_bwd"), 0.0524) == (True, False)  # 77.8 ms against 52.4 alone

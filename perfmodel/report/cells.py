@@ -145,6 +145,15 @@ def split_modes(benchmarks: dict) -> tuple[str, ...]:
     return tuple(out)
 
 
+def own_backlog(split: tuple, measure: str) -> bool:
+    """Whether a measure's recorded backlog is its own: not for a part of a split train step
+    (``split_modes``: the backward, the forward+backward, whose spans end inside the step),
+    whose results before 2026-12-07 carry the whole step's backlog (benchmarks/common.py
+    ``_own_backlog``); for them only the issue time and the head-start step tell
+    (names.host_bound)."""
+    return measure not in split
+
+
 # how the tables' captions and the plots' axes name the model's modes
 MODE_LABELS = {"fwd": "forward", "bwd": "backward", "fwd_bwd": "forward+backward",
                "train": "training step"}
@@ -223,6 +232,8 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
         if f"{m}_issue" in df and f"{m}_value" in df:
             backlog, free = (df[f"{m}_{k}"] if f"{m}_{k}" in df else [None] * len(df)
                              for k in ("backlog", "free"))
+            if not own_backlog(norm.attrs.get("split", ()), m):
+                backlog = [None] * len(df)
             told = [host_bound(v, i, b, f) for v, i, b, f in
                     zip(df[f"{m}_value"], df[f"{m}_issue"], backlog, free)]
             df[f"{m}_host_bound"] = [bool(t) for t in told]

@@ -8,7 +8,8 @@ import pandas as pd
 
 from ..names import FAILED, NA, OK, STATUS_OF_CODE, host_bound, host_figure_method
 from ..verdict import NOT_COMPARABLE, STATUS, UNCHANGED, Measured, confirm_command, judge
-from .cells import HOST_BOUND_MARK, Table, div, human, param_order, pct, ratio
+from .cells import (HOST_BOUND_MARK, Table, classify, div, human, own_backlog, param_order, pct,
+                    ratio)
 
 
 def headline_cells(norm: pd.DataFrame, commit: str, cover: dict | None = None) -> list[dict]:
@@ -88,6 +89,9 @@ def history_table(rs, norm, commit, order, n, info, heads) -> tuple[list[Table],
         sel = f[(f["benchmark"] == h["benchmark"]) & (f["cell"] == h["cell"])]
         isel = _beside(f, h, "issue")
         bsel, fsel = _beside(f, h, "backlog"), _beside(f, h, "free")
+        what = classify(h["benchmark"].rpartition(".")[2])
+        if what is not None and not own_backlog(norm.attrs.get("split", ()), what[0]):
+            bsel = bsel.iloc[0:0]  # the whole train step's, not this part's
         prev = math.nan
         for c in upto:
             hit = sel[sel["commit"] == c]
