@@ -63,11 +63,11 @@ wait_detached() {  # wait_detached SECONDS: until the detached run ends or SECON
   while [ ! -f $DIR/done ] && [ "$(date +%s)" -lt $end ]; do sleep 5; done
   collect
   if [ -f $DIR/done ]; then
-    cat $DIR/summary 2>/dev/null; echo "detached run over: exit $(cat $DIR/done)"
+    cat $DIR/summary 2>/dev/null || true; echo "detached run over: exit $(cat $DIR/done)"
     return 0
   fi
   echo "detached run still going after $(( $(date +%s) - $(cat $DIR/start) )) s; so far:"
-  cat $DIR/summary 2>/dev/null
+  cat $DIR/summary 2>/dev/null || true
   return 3
 }
 if [ "$tier" = wait ]; then
