@@ -77,8 +77,9 @@ def _preimport() -> None:
     setup_cache process import the suite too, at the start of every ``asv run`` (and of each
     commit's setup_cache), and run no cell, so they leave it out (``_ASV_IMPORT_ONLY``). On the
     H100 box an asv run's start, those two and the forkserver each importing the suite, took
-    32-73 s between one chunk's last process and the next one's first (2026-12-07)."""
-    if os.environ.get("PERFMODEL_ASV_PREIMPORT", "1") == "0" or _asv_command() in _ASV_IMPORT_ONLY:
+    32-40 s between one chunk's last process and the next one's first (2026-12-07)."""
+    if (os.environ.get("PERFMODEL_ASV_PREIMPORT", "1") == "0"
+            or _asv_command() in _ASV_IMPORT_ONLY):
         return
     names = ["torch._dynamo", "perfmodel.workloads", "perfmodel.flash_triton",
              "perfmodel.flash_torch"]
@@ -450,20 +451,20 @@ def _poisoning(err: Exception, device) -> Exception | None:
     return err
 
 
-# Of a split train step's parts, only the train step's own span ends where the step does: the
-# burst's backlog (the device's work left at the final synchronize) is its own. The backward's
-# and the forward+backward's spans end inside the step, so that figure says nothing about them:
-# on the H100 (ce03f94) the `large` bf16 ctx 512 backward, issued in 107.5 of its 77.8 ms, read
-# "not host-bound" from the train step's 20.4 ms backlog, where before the split (d4be7bd, H200)
-# its own backlog was 0.1 ms and its head-start step 52.4 of 67.6 ms: host-bound. Such a part
-# records no backlog and takes the head-start step whenever its issue time leaves it in doubt
-# (the report reads such a part's older results the same way: perfmodel.report.cells
-# own_backlog).
 def _step_end_part() -> str:
+    """The split train step's part whose span ends where the step does (the train step's)."""
     return modes()["train_step"]
 
 
 def _own_backlog(mode: str, backlog):
+    """A split part's backlog: the burst's (the device's work left at the final synchronize) for
+    the part that ends with the step, None for the backward and the forward+backward, whose
+    spans end inside it, so that figure says nothing about them. On the H100 (ce03f94) the
+    `large` bf16 ctx 512 backward, issued in 107.5 of its 77.8 ms, read "not host-bound" from
+    the train step's 20.4 ms backlog, where before the split (d4be7bd, H200) its own backlog was
+    0.1 ms and its head-start step 52.4 of 67.6 ms: host-bound. Such a part takes the
+    head-start step whenever its issue time leaves it in doubt (``_free_parts``); the report
+    reads such a part's older results the same way (perfmodel.report.cells.own_backlog)."""
     return backlog if mode == _step_end_part() else None
 
 
@@ -875,8 +876,9 @@ def log_cost(benchmark: str, params: tuple, na: str | None) -> None:
     around each sample, so a process writes several; its last one counts): which cell, how long
     the process has lived, the wall clock (``t``: with the age, when it was forked, so the
     gaps between processes are asv's own time), and where its time went (the driver's start,
-    building, first step, warm-up, metering, samples), so a run's cost can be taken apart per class and per cell
-    (``python -m perfmodel.suite_cost``). Nothing is written when the variable is unset."""
+    building, first step, warm-up, metering, samples), so a run's cost can be taken apart per
+    class and per cell (``python -m perfmodel.suite_cost``). Nothing is written when the
+    variable is unset."""
     path = os.environ.get(COST_LOG)
     if not path:
         return
