@@ -30,15 +30,18 @@ shift || true
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 DIR=/tmp/perfmodel-gpu-asv  # the detached run's summary and exit status
+# A detached run works in a copy of the tree, there: on a lent box each further call lays the
+# caller's tree over this one again, which dropped a result file the run had written (2026-12-07:
+# the asv run in flight had it in memory, the next chunk's would have started without it), and
+# which is the likeliest cause of the two processes a session that could not find their
+# benchmark (asv_runner's lookup stats and lists the suite's files; 2026-12-06 twice, each at
+# 2.7B ctx 1024, the model chunk's last cells, running when the second call began)
+RUN=$DIR/tree
 export PERFMODEL_COST_LOG=${PERFMODEL_COST_LOG:-/tmp/perfmodel-cost.jsonl}
 
-collect() {  # what a run has so far, into $OUT
+collect() {  # what a run has so far, into $OUT (from the tree it runs in: here, or $RUN)
   [ -n "${OUT:-}" ] || return 0
   tar czf "$OUT/results.tar.gz" results
-  # and a copy beside the run: a lent box's copy of the caller's tree, laid over it again at each
-  # follow-up call, drops result files the caller does not have yet (seen 2026-12-07: a commit's
-  # file vanished mid-run; the asv run in flight had it in memory, the next one would not)
-  rm -rf $DIR/results-copy && cp -a results $DIR/results-copy 2>/dev/null || true
   cp $DIR/summary .asv/track.log "$OUT/" 2>/dev/null || true
   [ -f "$PERFMODEL_COST_LOG" ] && gzip -c "$PERFMODEL_COST_LOG" > "$OUT/cost.jsonl.gz"
   if [ -d .gpu-cache ]; then  # the compile caches, for the next box: xz (a tenth of gzip's size
@@ -57,11 +60,8 @@ collect() {  # what a run has so far, into $OUT
 }
 wait_detached() {  # wait_detached SECONDS: until the detached run ends or SECONDS pass
   local end=$(( $(date +%s) + $1 ))
-  # results the box had written before this call, back where the copy of the tree dropped them
-  # or laid an older file over them (-u: only a missing or older file is replaced)
-  [ -d $DIR/results-copy ] && cp -a -u $DIR/results-copy/. results/ 2>/dev/null || true
   while [ ! -f $DIR/done ] && [ "$(date +%s)" -lt $end ]; do sleep 5; done
-  collect
+  if [ -d $RUN ]; then (cd $RUN && collect); else collect; fi
   if [ -f $DIR/done ]; then
     cat $DIR/summary 2>/dev/null || true; echo "detached run over: exit $(cat $DIR/done)"
     return 0
@@ -74,9 +74,10 @@ if [ "$tier" = wait ]; then
   wait_detached "${1:-560}"; exit $?
 fi
 if [ -n "${DETACH:-}" ]; then
-  rm -rf $DIR && mkdir -p $DIR && date +%s > $DIR/start
-  DETACH= setsid nohup bash -c "'$0' '$tier' $* > $DIR/summary 2>&1; echo \$? > $DIR/done" \
-    > /dev/null 2>&1 < /dev/null &
+  rm -rf $DIR && mkdir -p $RUN && date +%s > $DIR/start
+  tar cf - --exclude=./.asv --exclude=./.gpu-cache . | tar xf - -C $RUN
+  DETACH= OUT= setsid nohup bash -c "cd '$RUN' && bash scripts/gpu_asv.sh '$tier' $* \
+    > $DIR/summary 2>&1; echo \$? > $DIR/done" > /dev/null 2>&1 < /dev/null &
   wait_detached "${WAIT:-560}"; exit $?
 fi
 
