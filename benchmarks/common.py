@@ -451,11 +451,6 @@ def _poisoning(err: Exception, device) -> Exception | None:
     return err
 
 
-def _step_end_part() -> str:
-    """The split train step's part whose span ends where the step does (the train step's)."""
-    return modes()["train_step"]
-
-
 def _own_backlog(mode: str, backlog):
     """A split part's backlog: the burst's (the device's work left at the final synchronize) for
     the part that ends with the step, None for the backward and the forward+backward, whose
@@ -465,7 +460,7 @@ def _own_backlog(mode: str, backlog):
     0.1 ms and its head-start step 52.4 of 67.6 ms: host-bound. Such a part takes the
     head-start step whenever its issue time leaves it in doubt (``_free_parts``); the report
     reads such a part's older results the same way (perfmodel.report.cells.own_backlog)."""
-    return backlog if mode == _step_end_part() else None
+    return backlog if mode == modes()["train_step"] else None
 
 
 class Group:
@@ -726,10 +721,10 @@ class Group:
         (perfmodel.names.in_doubt), as _free_step takes for a cell of its own; each doubtful
         part gets its own span of that step."""
         doubt = getattr(_pm("names"), "in_doubt", None)
-        # a part with no backlog of its own: only its issue time can clear it (a backlog of 0)
+        # a part with no backlog of its own (_own_backlog): only its issue time can clear it
         doubtful = [m for m, f in figures.items() if taken[m] and doubt is not None and
                     doubt(statistics.median(taken[m]), f.get("issue_s"),
-                          f.get("backlog_s") if m == _step_end_part() else 0.0)]
+                          0.0 if f.get("backlog_s") is None else f["backlog_s"])]
         if doubtful:
             runnable.free_step(max(figures[m]["issue_s"] for m in doubtful))
             for m in doubtful:
