@@ -451,6 +451,13 @@ def _poisoning(err: Exception, device) -> Exception | None:
     return err
 
 
+def _kept_free(runnable, step_s: float, free_s: float):
+    """The head-start step's time as recorded: whole when its head start took, else only when it
+    shows the step host-bound (perfmodel.names.kept_free; a commit without it records it whole)."""
+    kept = getattr(_pm("names"), "kept_free", None)
+    return free_s if kept is None else kept(step_s, free_s, getattr(runnable, "free_took", True))
+
+
 def _own_backlog(mode: str, backlog):
     """A split part's backlog: the burst's (the device's work left at the final synchronize) for
     the part that ends with the step, None for the backward and the forward+backward, whose
@@ -579,8 +586,9 @@ class Group:
         free = getattr(runnable, "free_step", None)
         if doubt is None or free is None or not samples:
             return
-        if doubt(statistics.median(samples), first.get("issue_s"), first.get("backlog_s")):
-            first["free_s"] = free(first["issue_s"])
+        step_s = statistics.median(samples)
+        if doubt(step_s, first.get("issue_s"), first.get("backlog_s")):
+            first["free_s"] = _kept_free(runnable, step_s, free(first["issue_s"]))
 
     @staticmethod
     def _facts_over_samples(h: CellHandle, runnable, first: dict) -> None:
@@ -728,7 +736,8 @@ class Group:
         if doubtful:
             runnable.free_step(max(figures[m]["issue_s"] for m in doubtful))
             for m in doubtful:
-                figures[m]["free_s"] = runnable.parts_free[m]
+                figures[m]["free_s"] = _kept_free(runnable, statistics.median(taken[m]),
+                                                  runnable.parts_free[m])
 
     def _copy_record(self, first: CellHandle, others: list) -> None:
         """Cells recorded with ``first`` (its claim): where the process that claimed it died

@@ -33,7 +33,7 @@ from .flops import stated_peak
 from .machine import environment
 from .memory import HOST_MEMORY_FRACTION, MemoryMeter, available_host_bytes, free_device_memory
 from .names import (BACKLOG_SHARE, BUSY, FAILED, HOST_BOUND_SHARE, NA, OK, OOM,  # noqa: F401
-                    WAIT_SHARE, host_bound, in_doubt)  # (measure's names)
+                    WAIT_SHARE, host_bound, in_doubt, kept_free)  # (measure's names)
 
 
 # What one sample means. Bump it whenever a change to this module changes what a number means
@@ -194,6 +194,7 @@ class Runnable:
         self.parts_sample: dict[str, float] = {}  # each part's median over the last sample's burst
         self.parts_first: dict[str, tuple[float, float | None]] = {}  # ``first``, each part
         self.parts_free: dict[str, float] = {}    # each part's seconds in the last free step
+        self.free_took = True                     # whether the last free step's head start took
         self.step = step
         self.prepare = prepare or (lambda: None)
         self.meter = meter or MemoryMeter(device)
@@ -354,6 +355,10 @@ class Runnable:
         the stream is held for HEAD_START_FACTOR x ``issue_s`` (at most HEAD_START_MAX_S) while
         the host queues the step, so the device runs it without waiting on the host. A step
         that runs notably faster this way than as sampled was paced by its host (names.host_bound).
+        ``free_took`` says whether the head start took: False when the device had reached the
+        step before the host finished queuing it (a step of more launches than the launch queue
+        holds blocks its host until the device makes room), so the device may still have waited
+        on the host (names.kept_free: then the time can show a host-bound step, not clear one).
         GPU only; costs one step and the hold, so the suite takes it only for a step that its
         issue time and backlog leave in doubt. With parts, the hold covers the whole step's
         issue and every part's seconds go to ``parts_free``."""
@@ -361,6 +366,7 @@ class Runnable:
             issue_s = max(issue_s, self.launch)  # the whole step is queued, not only the part
         hold = min(HEAD_START_MAX_S, max(self.protocol.hold_min_s, HEAD_START_FACTOR * issue_s))
         bound, launch = self._queue_step(hold)
+        self.free_took = not bound[0].query()  # its start event not yet passed: still held
         torch.cuda.synchronize(self.device)
         whole = bound[0].elapsed_time(bound[1]) / 1e3
         if self.marks is None:
@@ -472,7 +478,8 @@ def open_cell(cell, device: torch.device, protocol: Protocol | None = None) -> O
             runnable.last = opened.step_s = runnable.timed_steps(1)[0]
             opened.issue_s, opened.backlog_s = runnable.issued, runnable.backlog
             if in_doubt(opened.step_s, opened.issue_s, opened.backlog_s):
-                opened.free_s = runnable.free_step(opened.issue_s)
+                opened.free_s = kept_free(opened.step_s, runnable.free_step(opened.issue_s),
+                                          runnable.free_took)
             opened.peak_bytes = runnable.meter.peak()
             opened.before_backward_bytes = runnable.meter.before_backward
             costs["meter_s"] = time.perf_counter() - t0

@@ -30,11 +30,21 @@ STATUS_OF_CODE = {code: name for name, code in CODES.items()}
 #   sampled took at least WAIT_SHARE times that. The backlog alone cannot settle it: a train
 #   step's tail is a burst of short optimizer kernels, so a queue of them is little work (2.7B fp32
 #   train at ctx 1024: backlog 45 of 2150 ms, with the device busy throughout).
+#   The head start takes only when the host queues the whole step while the stream is held; a
+#   step of more launches than the queue holds blocks its host there, and the device starts on
+#   a queue of about 1024 launches with the host still issuing. Such a free step can show a
+#   host-bound step (faster with even that head start) but not clear one (``kept_free``): on two
+#   H100 boxes (857a580, ce03f94) flash_torch float32 d16 s4096's forward read 546 and 283 ms,
+#   its "free" steps 540 and 279, both the host's pace.
 # A figure not recorded (results of a suite before it) leaves a doubtful step unknown (None).
 # Here, not in perfmodel.measure, so the report can mark cells without importing torch.
 HOST_BOUND_SHARE = 0.8
 BACKLOG_SHARE = 0.1
 WAIT_SHARE = 1.1
+# A free step whose head start did not take is kept only when the step as sampled took this many
+# times as long: it can only convict, and the margin over WAIT_SHARE keeps the report's verdict
+# (from asv's median, not the first burst's) on the same side.
+PARTIAL_WAIT_SHARE = 1.2
 
 # The figures themselves: the suite records each as ``track_<figure>_seconds_<suffix>`` beside
 # ``time_<suffix>`` (its side-file key ``<figure>_s``); the report reads them back by that name,
@@ -58,6 +68,27 @@ def in_doubt(step_s, issue_s, backlog_s) -> bool:
     """Whether the issue time and backlog leave a step possibly host-bound (worth a free step)."""
     return (bool(step_s) and _known(step_s) and _known(issue_s) and _known(backlog_s)
             and issue_s >= HOST_BOUND_SHARE * step_s and backlog_s < BACKLOG_SHARE * step_s)
+
+
+def kept_free(step_s, free_s, took: bool):
+    """The free step's time to record: as measured when its head start took (the host had queued
+    the whole step before the device reached it), else only when it shows the step host-bound
+    (the step as sampled at least PARTIAL_WAIT_SHARE times as long), else None (not told)."""
+    if took or not _known(free_s) or not _known(step_s):
+        return free_s
+    return free_s if step_s >= PARTIAL_WAIT_SHARE * free_s else None
+
+
+def with_body(own, body):
+    """A train step's verdict joined with its forward+backward's (the split step's body): host-
+    bound when either is, not when both are not, else unknown. Its own figures cannot clear a
+    host-paced body: the optimizer's kernels come last and run long, so the step leaves the
+    device a queue of work (its backlog) and its host idle for part of it (its issue time) while
+    the device waited during the body (on two H100 boxes, 857a580 and ce03f94, 20 bf16 train
+    steps read "not" from their backlog, 37-65 ms, and moved 0.61-1.17 between the boxes with
+    their forward+backward's verdict unknown)."""
+    told = [bool(v) for v in (own, body) if v is not None]  # numpy's booleans are not True
+    return True if any(told) else (False if len(told) == 2 else None)
 
 
 def host_bound(step_s: float | None, issue_s: float | None, backlog_s: float | None = None,

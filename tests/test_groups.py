@@ -585,3 +585,29 @@ def test_a_spans_process_logs_each_cell_under_its_own_grid_point(suite, gpu_run,
     assert points.count(None) == 2  # its own forward and backward
     assert sorted({tuple(p) for p in points if p}) == sorted(
         ("compiled", "bfloat16", "64", str(s)) for s in seqs[1:])
+
+
+def test_a_head_start_that_did_not_take_is_kept_only_to_convict(split_suite, monkeypatch):
+    """When the device reached the step before its host had queued all of it (a step of more
+    launches than the launch queue holds), the head-start step's time can show the step
+    host-bound but not clear it: recorded when the step as sampled took PARTIAL_WAIT_SHARE
+    times as long, else left out (unknown)."""
+    from perfmodel.names import PARTIAL_WAIT_SHARE  # noqa: PLC0415
+
+    monkeypatch.setattr(PartsRunnable, "free_took", False, raising=False)
+    model = bench_model.Model()
+    model.setup("nano", 128, "fp32", "eager")  # the backward's step about 0.020, free 0.011
+    assert 0.020 > PARTIAL_WAIT_SHARE * 0.011
+    assert common._read_side_file(model.cells["backward"].path)["free_s"] == 0.011
+
+    def barely_faster(self, issue_s):
+        self.parts_free = {"bwd": 0.019, "fwd_bwd": 0.029, "train": 0.039}
+        return self.parts_free["bwd"]
+    monkeypatch.setattr(PartsRunnable, "free_step", barely_faster)
+    model = bench_model.Model()
+    model.setup("nano", 256, "fp32", "eager")
+    assert common._read_side_file(model.cells["backward"].path)["free_s"] is None
+    monkeypatch.setattr(PartsRunnable, "free_took", True)  # had it taken: kept as measured
+    model = bench_model.Model()
+    model.setup("tiny", 128, "fp32", "eager")
+    assert common._read_side_file(model.cells["backward"].path)["free_s"] == 0.019

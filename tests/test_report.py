@@ -718,3 +718,72 @@ def test_a_split_parts_host_bound_mark_ignores_the_whole_steps_backlog():
     assert frame((), nan) == (False, False)  # its own backlog: the device had a queue
     assert frame(("bwd", "fwd_bwd"), nan) == (False, True)  # the step's backlog: not told
     assert frame(("bwd", "fwd_bwd"), 0.0524) == (True, False)  # 77.8 ms against 52.4 alone
+
+
+def test_a_split_train_step_is_marked_by_its_forward_backward_too():
+    """A train step's own figures cannot clear a host-paced body: the optimizer's long kernels
+    come last, leaving the device a queue (2.7B bf16 flash ctx 128 on an H100: issue 221.1 of
+    294.0 ms, backlog 61.4) while it waited on the host before. Split, the step takes its
+    forward+backward's verdict too: host-bound when that is, unknown when that is not told,
+    not host-bound only when both say so; unsplit, its own figures alone."""
+    import pandas as pd  # noqa: PLC0415
+
+    from perfmodel.names import NA, OK  # noqa: PLC0415
+    from perfmodel.report.cells import cells  # noqa: PLC0415
+
+    def frame(split, body_free, body_issue=0.2010):
+        figures = {"train": (0.2940, (("issue", 0.2211), ("backlog", 0.0614))),
+                   "fwd_bwd": (0.2100, (("issue", body_issue), ("free", body_free)))}
+        rows = []
+        for measure, (value, roles) in figures.items():
+            rows += [dict(kind="Model", commit="c", params={"preset": "2.7B"}, measure=measure,
+                          role=role, value=v, status=OK if v == v else NA) for role, v in roles]
+            rows.append(dict(kind="Model", commit="c", params={"preset": "2.7B"}, measure=measure,
+                             role="value", value=value, status=OK, mean=value, std=0.0,
+                             n_samples=3, repeat=3, number=1))
+        norm = pd.DataFrame(rows)
+        norm.attrs.update(keys={"Model": ["preset"]}, split=split)
+        row = cells(norm, "Model", "c").iloc[0]
+        return bool(row["train_host_bound"]), bool(row["train_host_unknown"])
+
+    nan, split = float("nan"), ("bwd", "fwd_bwd")
+    assert frame((), nan) == (False, False)            # unsplit: the backlog clears it
+    assert frame(split, nan) == (False, True)          # its body not told: neither is the step
+    assert frame(split, 0.1200) == (True, False)       # its body ran 1.75x faster queued ahead
+    assert frame(split, 0.2050) == (False, False)      # both say the device did not wait
+    assert frame(split, nan, body_issue=0.0500) == (False, False)  # a body with host to spare
+
+
+def test_the_history_marks_a_split_train_step_by_its_forward_backward_too():
+    """The history's mark is the tables' verdict (names.with_body): a train step that its own
+    backlog would clear is marked when its forward+backward ran faster queued ahead, and
+    unmarked when the suite does not split it."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    import pandas as pd  # noqa: PLC0415
+
+    from perfmodel.names import OK  # noqa: PLC0415
+    from perfmodel.report.cells import HOST_BOUND_MARK  # noqa: PLC0415
+    from perfmodel.report.history import history_table  # noqa: PLC0415
+
+    model, cell = "bench_model.Model.", "'2.7B', 128, 'bf16', 'flash'"
+    figures = {"time_train_step": 0.294, "track_issue_seconds_train_step": 0.2211,
+               "track_backlog_seconds_train_step": 0.0614, "time_forward_backward": 0.210,
+               "track_issue_seconds_forward_backward": 0.201,
+               "track_free_seconds_forward_backward": 0.120}
+    frame = pd.DataFrame([dict(benchmark=model + k, cell=cell, commit="c" * 40, status=OK,
+                               value=v, unit="seconds") for k, v in figures.items()])
+    rs = SimpleNamespace(frame=frame, commits=pd.DataFrame(dict(commit=["c" * 40],
+                                                                date=[pd.Timestamp("2026-12-07")])))
+    heads = [dict(benchmark=model + "time_train_step", cell=cell)]
+
+    def mark(split):
+        norm = pd.DataFrame()
+        norm.attrs["split"] = split
+        tables, h = history_table(rs, norm, "c" * 40, ["c" * 40], 10,
+                                  {"c" * 40: dict(subject="s")}, heads)
+        assert tables[0].rows[0][4].endswith(HOST_BOUND_MARK) == bool(h.iloc[0]["host_bound"])
+        return bool(h.iloc[0]["host_bound"])
+
+    assert mark(("bwd", "fwd_bwd")) is True
+    assert mark(()) is False

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..names import (FAILED, HOST_FIGURE_METHOD, HOST_FIGURES, MODES, NA, OK, OOM, SPLIT_SUFFIX,
-                     STATUS_OF_CODE, host_bound)
+                     STATUS_OF_CODE, host_bound, with_body)
 
 MiB = 2**20
 KINDS = ("attention", "model", "warmup")  # the suite's classes the tables read
@@ -145,6 +145,10 @@ def split_modes(benchmarks: dict) -> tuple[str, ...]:
     return tuple(out)
 
 
+# A split train step's body, the part whose verdict its own joins (names.with_body)
+BODY = "fwd_bwd"
+
+
 def own_backlog(split: tuple, measure: str) -> bool:
     """Whether a measure's recorded backlog is its own: not for a part of a split train step
     (``split_modes``: the backward, the forward+backward, whose spans end inside the step),
@@ -228,18 +232,23 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
         code = df[f"{m}_code"] if f"{m}_code" in df else pd.Series([None] * len(df))
         asv = df[f"{m}_asv_status"] if f"{m}_asv_status" in df else pd.Series([None] * len(df))
         df[f"{m}_status"] = [_status(c, a) for c, a in zip(code, asv)]
+    split = norm.attrs.get("split", ())
+    told = {}
     for m in measures:  # the step measured the host rather than the model (names.host_bound)
         if f"{m}_issue" in df and f"{m}_value" in df:
             backlog, free = (df[f"{m}_{k}"] if f"{m}_{k}" in df else [None] * len(df)
                              for k in ("backlog", "free"))
-            if not own_backlog(norm.attrs.get("split", ()), m):
+            if not own_backlog(split, m):
                 backlog = [None] * len(df)
-            told = [host_bound(v, i, b, f) for v, i, b, f in
-                    zip(df[f"{m}_value"], df[f"{m}_issue"], backlog, free)]
-            df[f"{m}_host_bound"] = [bool(t) for t in told]
-            # issued in most of its time, without the figures that tell: unknown either way
-            df[f"{m}_host_unknown"] = [t is None and not nan(i)
-                                       for t, i in zip(told, df[f"{m}_issue"])]
+            told[m] = [host_bound(v, i, b, f) for v, i, b, f in
+                       zip(df[f"{m}_value"], df[f"{m}_issue"], backlog, free)]
+    if BODY in split and "train" in told and BODY in told:
+        told["train"] = [with_body(t, b) for t, b in zip(told["train"], told[BODY])]
+    for m, verdicts in told.items():
+        df[f"{m}_host_bound"] = [bool(t) for t in verdicts]
+        # issued in most of its time, without the figures that tell: unknown either way
+        df[f"{m}_host_unknown"] = [t is None and not nan(i)
+                                   for t, i in zip(verdicts, df[f"{m}_issue"])]
     return df
 
 

@@ -6,10 +6,10 @@ import math
 
 import pandas as pd
 
-from ..names import FAILED, NA, OK, STATUS_OF_CODE, host_bound, host_figure_method
+from ..names import FAILED, NA, OK, STATUS_OF_CODE, host_bound, host_figure_method, with_body
 from ..verdict import NOT_COMPARABLE, STATUS, UNCHANGED, Measured, confirm_command, judge
-from .cells import (HOST_BOUND_MARK, Table, classify, div, human, own_backlog, param_order, pct,
-                    ratio)
+from .cells import (BODY, HOST_BOUND_MARK, Table, classify, div, human, own_backlog, param_order,
+                    pct, ratio)
 
 
 def headline_cells(norm: pd.DataFrame, commit: str, cover: dict | None = None) -> list[dict]:
@@ -90,8 +90,10 @@ def history_table(rs, norm, commit, order, n, info, heads) -> tuple[list[Table],
         isel = _beside(f, h, "issue")
         bsel, fsel = _beside(f, h, "backlog"), _beside(f, h, "free")
         what = classify(h["benchmark"].rpartition(".")[2])
-        if what is not None and not own_backlog(norm.attrs.get("split", ()), what[0]):
+        split = norm.attrs.get("split", ())
+        if what is not None and not own_backlog(split, what[0]):
             bsel = bsel.iloc[0:0]  # the whole train step's, not this part's
+        body = _body(f, h) if what is not None and what[0] == "train" and BODY in split else None
         prev = math.nan
         for c in upto:
             hit = sel[sel["commit"] == c]
@@ -99,8 +101,10 @@ def history_table(rs, norm, commit, order, n, info, heads) -> tuple[list[Table],
             value = hit.iloc[0]["value"] if not hit.empty else math.nan
             unit = hit.iloc[0]["unit"] if not hit.empty else None
             change = div(value, prev) - 1 if status == OK else math.nan
-            bound = status == OK and bool(host_bound(value, _at(isel, c), _at(bsel, c),
-                                                     _at(fsel, c)))
+            told = host_bound(value, _at(isel, c), _at(bsel, c), _at(fsel, c))
+            if body is not None:  # a split train step: with its forward+backward's verdict
+                told = with_body(told, host_bound(*(_at(x, c) for x in body)))
+            bound = status == OK and bool(told)
             g = info.get(c, {})
             date = g.get("date") or _asv_date(rs, c)
             frame.append(dict(benchmark=_label(h), commit=c, date=date, subject=g.get("subject"),
@@ -129,6 +133,15 @@ def _beside(f, h, figure: str):
         return f.iloc[0:0]
     name = f"{head}.{host_figure_method(figure, method[5:])}"
     return f[(f["benchmark"] == name) & (f["cell"] == h["cell"]) & (f["status"] == OK)]
+
+
+def _body(f, h) -> tuple:
+    """A headline train step's forward+backward part: the OK rows of its time, issue time and
+    head-start step, for names.host_bound (a part records no backlog of its own)."""
+    head = h["benchmark"].rpartition(".")[0]
+    part = dict(h, benchmark=f"{head}.time_forward_backward")
+    sel = f[(f["benchmark"] == part["benchmark"]) & (f["cell"] == h["cell"]) & (f["status"] == OK)]
+    return sel, _beside(f, part, "issue"), sel.iloc[0:0], _beside(f, part, "free")
 
 
 def _at(sel, commit):
