@@ -8,7 +8,9 @@ NaN for every parameter cell a run did not time, whether the run did not select 
 the tier still to run) or the suite skipped it (asv's log of the run says why), and drops a time
 taken by an older version of its benchmark (the notes name it). On a GPU, whose full tier runs
 in chunks each saved when it ends (``gpu_chunk``), the first is told from the others: a chunk
-with no time of its class at the commit never ran there (or was cut short).
+with no time of its class at the commit never ran there (or was cut short). A cell the suite ran
+and recorded as out of memory or failed (its track_status code) says that instead: the tables
+show the status, and this table does not send the reader to the run's log for it.
 
 The grid is benchmarks.json's (every parameter cell of every ``time_`` method of the tables'
 classes), so a whole class this commit has no result for still gets its line.
@@ -19,8 +21,8 @@ import itertools
 
 import pandas as pd
 
-from ..names import NA
-from .cells import KINDS, Table, kind_problem
+from ..names import FAILED, NA, OK, OOM, STATUS_OF_CODE
+from .cells import KINDS, Table, classify, kind_problem
 from .load import literal
 
 # asv writes NaN for every parameter cell of a benchmark that a run did not time: one it did not
@@ -38,6 +40,13 @@ CHUNK_NEVER = ("in this machine's tier, in a chunk of it ({chunk}) with no time 
 CHUNK_RAN = ("in this machine's tier, in a chunk of it that ran at this commit: skipped by the "
              "suite (its run's log, .asv/track.log for perfmodel track, says why), or timed by an "
              "older version of its benchmark (the notes name it)")
+# the suite ran the cell and recorded why it has no time (its track_status code): the tables show
+# the status beside the n/a
+STATUS_REASONS = {
+    OOM: "out of memory on this machine: the suite ran the cell and it did not fit (the tables "
+         "show OOM)",
+    FAILED: "failed on this machine: the suite ran the cell and it raised (the tables show "
+            "failed; its run's log, .asv/track.log for perfmodel track, says why)"}
 WHICH_MAX = 400  # characters of the cells' description before it is cut
 GRID_MAX = 20_000  # cells of one class's grid (the suite's largest, Model, has 640)
 
@@ -52,6 +61,7 @@ def why_na(norm: pd.DataFrame, benchmarks: dict, commits: dict, device: str,
     for cls, grid, methods in _grids(benchmarks):
         grids[cls] = grid
         seen = _statuses(norm, cls.lower(), commits.get(cls.lower(), ""), list(grid))
+        codes = _codes(norm, cls.lower(), commits.get(cls.lower(), ""), list(grid))
         cells = list(itertools.product(*grid.values()))
         chunk = {cell: _chunk(tiers, device, cls, dict(zip(grid, cell))) for cell in cells}
         ran = {chunk.get(cell) for (_, cell), s in seen.items() if s is not None and s != NA}
@@ -60,6 +70,9 @@ def why_na(norm: pd.DataFrame, benchmarks: dict, commits: dict, device: str,
             if all(s is not None and s != NA for s in statuses):
                 continue  # every time of the cell ran (OK, OOM or failed: the tables say which)
             why = _tier_reason(tiers, device, cls, dict(zip(grid, cell)))
+            told = {codes.get((_measure(m), cell)) for m, s in zip(methods, statuses)
+                    if s is None or s == NA}
+            why = why or next((STATUS_REASONS[c] for c in STATUS_REASONS if c in told), None)
             if why is None and chunk[cell] is not None:
                 why = CHUNK_RAN if chunk[cell] in ran else CHUNK_NEVER.format(chunk=chunk[cell])
             reasons.setdefault((cls, why or IN_TIER), []).append(cell)
@@ -127,6 +140,22 @@ def _grids(benchmarks: dict):
             continue  # a method with other parameters is not a cell of the class's grid
         out.setdefault(cls, (grid, []))[1].append(name)
     return [(c, g, ms) for c, (g, ms) in out.items()]
+
+
+def _measure(benchmark: str) -> str | None:
+    what = classify(benchmark.rpartition(".")[2])
+    return what[0] if what else None
+
+
+def _codes(norm: pd.DataFrame, kind: str, commit: str, keys: list[str]) -> dict:
+    """(measure, cell) -> the status the suite recorded for it at the commit (its track_status_*
+    code: OK, OOM, failed), where it recorded one."""
+    if norm.empty or "kind" not in norm:
+        return {}
+    part = norm[(norm["kind"] == kind) & (norm["commit"] == commit) & (norm["role"] == "status")
+                & (norm["status"] == OK)]
+    return {(r["measure"], tuple(r["params"].get(k) for k in keys)):
+            STATUS_OF_CODE.get(float(r["value"])) for r in part.to_dict("records")}
 
 
 def _statuses(norm: pd.DataFrame, kind: str, commit: str, keys: list[str]) -> dict:
