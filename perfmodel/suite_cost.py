@@ -15,7 +15,9 @@ the rest of the warm-up, the metered step and the samples. This module adds them
 Where the lines carry the wall clock (``t``, since 2026-12-07), it also says how long asv took
 between one process's last teardown and the next one's fork (its own bookkeeping, the
 process's exit and the fork: what ``other`` in the phases does not see), per class, with the long
-pauses (asv's start of a run, the warming between chunks) apart.
+pauses (asv's start of a run, the warming between chunks) apart. perfmodel track writes a line of
+its own for each warming (``WARMING``, since 2026-12-07): the pause after it is then the next
+asv run's start alone.
 
 ``--wall`` (the run's wall seconds) adds the share spent outside benchmark processes (asv's
 discovery, environment builds, process start-up in asv itself).
@@ -31,10 +33,16 @@ from collections import defaultdict
 PHASES = ("cuda_init_s", "build_s", "first_step_s", "warmup_rest_s", "meter_s", "sampling_s")
 
 
+# perfmodel track's line for the compile caches' warming before an asv run (perfmodel/prewarm.py):
+# {"event": WARMING, "t": its end on the wall clock, "age_s": its seconds, "cells": how many}
+WARMING = "warming"
+
+
 def read(paths: list[str]) -> tuple[list[dict], int]:
-    """One record per benchmark process, and how many lines could not be read (a process
-    killed mid-write). asv tears a cell down and sets it up again around every sample, so a
-    process writes a line each time, each with its costs so far: its last line counts."""
+    """One record per benchmark process (and per warming, ``event``), and how many lines could
+    not be read (a process killed mid-write). asv tears a cell down and sets it up again around
+    every sample, so a process writes a line each time, each with its costs so far: its last
+    line counts."""
     last, bad = {}, 0
     for path in paths:
         opener = gzip.open if path.endswith(".gz") else open
@@ -45,7 +53,9 @@ def read(paths: list[str]) -> tuple[list[dict], int]:
                 except ValueError:
                     bad += 1
                     continue
-                if isinstance(rec, dict) and isinstance(rec.get("cells"), list):
+                if isinstance(rec, dict) and rec.get("event") == WARMING:
+                    last[(path, WARMING, rec.get("t"))] = rec  # perfmodel track's, once a warming
+                elif isinstance(rec, dict) and isinstance(rec.get("cells"), list):
                     key = (path, rec.get("pid"), rec.get("benchmark"), str(rec.get("params")))
                     if float(rec.get("age_s") or 0) >= float(last.get(key, {}).get("age_s") or 0):
                         last[key] = rec
@@ -103,9 +113,10 @@ LONG_GAP_S = 5.0  # longer is not one process's hand-over: asv's start, the warm
 def gaps(records: list[dict]) -> list[tuple[str, float]]:
     """(class of the next process, seconds) between consecutive processes of one log: from a
     process's last line to the next one's fork (its clock less its age). Lines without a clock
-    (before 2026-12-07) give none; processes that overlap (the warming's workers) give 0."""
+    (before 2026-12-07) give none; processes that overlap give 0. A warming (perfmodel track's
+    line) is a span of its own, named WARMING: the pause after it is the next asv run's start."""
     spans = sorted((float(r["t"]) - float(r.get("age_s") or 0.0), float(r["t"]),
-                    r.get("benchmark", "?")) for r in records
+                    r.get("event") or r.get("benchmark", "?")) for r in records
                    if isinstance(r.get("t"), (int, float)) and r.get("age_s") is not None)
     out, end = [], None
     for start, stop, name in spans:
@@ -122,6 +133,7 @@ def gap_table(records: list[dict]) -> str:
         by[name].append(g)
     if not by:
         return ""
+    warmed = [float(r.get("age_s") or 0.0) for r in records if r.get("event") == WARMING]
     rows = []
     for name, gs in sorted(by.items()):
         short = sorted(g for g in gs if g < LONG_GAP_S)
@@ -130,9 +142,12 @@ def gap_table(records: list[dict]) -> str:
         rows.append([name, len(short), f"{sum(short):.1f}", f"{median:.0f}",
                      len(long_), f"{sum(long_):.1f}"])
     return ("Between processes (asv's hand-over: a process's last line to the next one's fork; "
-            f"pauses of {LONG_GAP_S:.0f} s and more apart):\n"
+            f"pauses of {LONG_GAP_S:.0f} s and more apart; a class's pause after the warming is "
+            "its asv run's start):\n"
             + _table(["class", "hand-overs", "seconds", "median ms", "pauses", "pause seconds"],
-                     rows))
+                     rows)
+            + (f"\nThe warming (perfmodel track, before an asv run): {len(warmed)} time(s), "
+               f"{sum(warmed):.1f} s" if warmed else ""))
 
 
 def _cell_label(rec: dict, params) -> str:
@@ -146,6 +161,8 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def summary(records: list[dict], wall: float | None = None, top: int = 12) -> str:
+    between = gap_table(records)  # the warming's lines too; the tables below are processes'
+    records = [r for r in records if not r.get("event")]
     out = []
     total = sum(float(r.get("age_s") or 0.0) for r in records)
     by_kind = defaultdict(lambda: [0, 0.0])
@@ -183,7 +200,6 @@ def summary(records: list[dict], wall: float | None = None, top: int = 12) -> st
     out.append(_table(["group", "processes", "seconds", "of which first steps"],
                       [[g, n, f"{s:.1f}", f"{f:.1f}"] for g, (n, s, f) in
                        sorted(groups.items(), key=lambda kv: -kv[1][1])]))
-    between = gap_table(records)
     if between:
         out.append("")
         out.append(between)

@@ -63,10 +63,11 @@ def test_nothing_is_handed_out_after_the_limit_or_without_a_worker():
     assert got["not run"] == 3 and got["errors"] == ["/nonexistent/python: No such file or directory"]
 
 
-def test_track_warms_a_gpu_run_once_and_logs_it(capsys):
+def test_track_warms_a_gpu_run_once_and_logs_it(capsys, tmp_path):
     """The live path of perfmodel track (on the CPU every compiling cell of the GPU tier is n/a
-    to its benchmark class, quickly): one line before the run, the counts in asv's log, and a
-    second run of the same job does not warm the same cells again."""
+    to its benchmark class, quickly): one line before the run, the counts in asv's log, one line
+    in the cost log (its span, so that suite_cost tells the next asv run's start from it), and
+    a second run of the same job does not warm the same cells again."""
     import io
 
     from perfmodel.commands import track
@@ -74,9 +75,12 @@ def test_track_warms_a_gpu_run_once_and_logs_it(capsys):
     plan = tiers.gpu_plan()
     extra = [f"--bench={r}" for _, regexes, _ in plan[1:] for r in regexes]
     log, warmed = io.StringIO(), set()
-    env = dict(os.environ, PERFMODEL_ASV_DEVICE="cpu")
+    cost_log = tmp_path / "cost.jsonl"
+    env = dict(os.environ, PERFMODEL_ASV_DEVICE="cpu", PERFMODEL_COST_LOG=str(cost_log))
     track._warm(ROOT, "gpu", extra, 2, warmed, env, log)
     n = len(prewarm.cells(tiers, "gpu", [e.split("=", 1)[1] for e in extra]))
+    (line,) = [json.loads(x) for x in cost_log.read_text().splitlines()]  # the workers log none
+    assert line["event"] == "warming" and line["cells"] == n and line["age_s"] > 0
     out = capsys.readouterr().out
     assert f"warming the compile caches: {n} cells, 2 at a time" in out
     assert f": 0 warm, {n} n/a, 0 OOM alone, 0 failed, 0 not run" in out

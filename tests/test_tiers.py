@@ -225,11 +225,11 @@ def test_a_spans_cells_are_costed_under_their_own_grid_points():
     assert "| Attention(compiled, float32, 16, 256) | 6.0 |" in text
 
 
-def test_the_gaps_between_processes_are_asvs_time_and_long_pauses_stand_apart():
+def test_the_gaps_between_processes_are_asvs_time_and_long_pauses_stand_apart(tmp_path):
     """With the wall clock on each line, the time from one process's last line to the next
     one's fork is asv's hand-over; a pause of 5 s or more (a run's start, the warming) is
     counted apart, and lines without a clock (older logs) give no table."""
-    from perfmodel.suite_cost import gaps, summary  # noqa: PLC0415
+    from perfmodel.suite_cost import gaps, read, summary  # noqa: PLC0415
 
     def rec(pid, name, forked, age):
         return {"benchmark": name, "params": [], "pid": pid, "t": forked + age, "age_s": age,
@@ -244,6 +244,17 @@ def test_the_gaps_between_processes_are_asvs_time_and_long_pauses_stand_apart():
     text = summary(records)
     assert "| Attention | 1 | 0.0 | 20 | 1 | 56.5 |" in text
     assert "| Model | 1 | 0.0 | 30 | 0 | 0.0 |" in text
+    # perfmodel track's line for a warming of 40 s in that pause: the run's start is what follows
+    warming = {"event": "warming", "t": 150.0, "age_s": 40.0, "cells": 8}
+    got = gaps(records + [warming])
+    assert [(n, round(g, 2)) for n, g in got][2:] == [("warming", 6.45), ("Attention", 10.0)]
+    text = summary(records + [warming])
+    assert "| Attention | 1 | 0.0 | 20 | 1 | 10.0 |" in text and "| warming | 0 |" in text
+    assert "The warming (perfmodel track, before an asv run): 1 time(s), 40.0 s" in text
+    assert "benchmark processes" in text and "| warming | timed" not in text
+    log = tmp_path / "cost.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records + [warming]))
+    assert read([str(log)]) == (records + [warming], 0)  # the warming's line is no bad line
     for r in records:
         del r["t"]
     assert gaps(records) == [] and "Between processes" not in summary(records)

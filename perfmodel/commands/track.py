@@ -16,7 +16,7 @@ import re
 import sys
 import time
 
-from .. import asvchild, prewarm
+from .. import asvchild, prewarm, suite_cost
 from ..asvchild import AsvChild, asv_env
 from ..errors import UserError
 from ..identity import machine_record, print_machine, register_machine, this_machine
@@ -450,6 +450,14 @@ def _warm(root, tier, extra, asked, warmed: set, env: dict, log) -> None:
         flush=True)
     log.write(log_text("perfmodel prewarm: " + json.dumps(got) + "\n"))
     log.flush()
+    cost_log = (env or os.environ).get("PERFMODEL_COST_LOG")
+    if cost_log:  # beside the benchmark processes' lines: suite_cost tells asv's starts from it
+        try:
+            with open(cost_log, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"event": suite_cost.WARMING, "t": time.time(),
+                                    "age_s": got["s"], "cells": len(todo)}) + "\n")
+        except OSError:
+            pass  # the cost log is a diagnostic: the run goes on without this line
 
 
 # A chunk of the full GPU tier's plan (benchmarks/tiers.py gpu_plan): name, asv -b regexes,
