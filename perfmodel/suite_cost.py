@@ -33,6 +33,8 @@ from collections import defaultdict
 PHASES = ("cuda_init_s", "build_s", "first_step_s", "warmup_rest_s", "meter_s", "sampling_s")
 
 
+COST_LOG = "PERFMODEL_COST_LOG"  # the environment variable naming the log (benchmarks/common.py)
+
 # perfmodel track's line for the compile caches' warming before an asv run (perfmodel/prewarm.py):
 # {"event": WARMING, "t": its end on the wall clock, "age_s": its seconds, "cells": how many}
 WARMING = "warming"

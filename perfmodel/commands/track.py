@@ -450,7 +450,7 @@ def _warm(root, tier, extra, asked, warmed: set, env: dict, log) -> None:
         flush=True)
     log.write(log_text("perfmodel prewarm: " + json.dumps(got) + "\n"))
     log.flush()
-    cost_log = (env or os.environ).get("PERFMODEL_COST_LOG")
+    cost_log = (env or os.environ).get(suite_cost.COST_LOG)
     if cost_log:  # beside the benchmark processes' lines: suite_cost tells asv's starts from it
         try:
             with open(cost_log, "a", encoding="utf-8") as f:

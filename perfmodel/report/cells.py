@@ -145,8 +145,10 @@ def split_modes(benchmarks: dict) -> tuple[str, ...]:
     return tuple(out)
 
 
-# A split train step's body, the part whose verdict its own joins (names.with_body)
-BODY = "fwd_bwd"
+# A split train step and its body, the part whose verdict the step's own joins (names.with_body),
+# by MODES: its keys are the suite's method suffixes, its values the report's measures
+BODY_SUFFIX = "forward_backward"
+BODY, TRAIN = MODES[BODY_SUFFIX], MODES["train_step"]
 
 
 def own_backlog(split: tuple, measure: str) -> bool:
@@ -242,8 +244,8 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
                 backlog = [None] * len(df)
             told[m] = [host_bound(v, i, b, f) for v, i, b, f in
                        zip(df[f"{m}_value"], df[f"{m}_issue"], backlog, free)]
-    if BODY in split and "train" in told and BODY in told:
-        told["train"] = [with_body(t, b) for t, b in zip(told["train"], told[BODY])]
+    if BODY in split and TRAIN in told and BODY in told:
+        told[TRAIN] = [with_body(t, b) for t, b in zip(told[TRAIN], told[BODY])]
     for m, verdicts in told.items():
         df[f"{m}_host_bound"] = [bool(t) for t in verdicts]
         # issued in most of its time, without the figures that tell: unknown either way

@@ -8,8 +8,8 @@ import pandas as pd
 
 from ..names import FAILED, NA, OK, STATUS_OF_CODE, host_bound, host_figure_method, with_body
 from ..verdict import NOT_COMPARABLE, STATUS, UNCHANGED, Measured, confirm_command, judge
-from .cells import (BODY, HOST_BOUND_MARK, Table, classify, div, human, own_backlog, param_order,
-                    pct, ratio)
+from .cells import (BODY, BODY_SUFFIX, HOST_BOUND_MARK, TRAIN, Table, classify, div, human,
+                    own_backlog, param_order, pct, ratio)
 
 
 def headline_cells(norm: pd.DataFrame, commit: str, cover: dict | None = None) -> list[dict]:
@@ -93,7 +93,7 @@ def history_table(rs, norm, commit, order, n, info, heads) -> tuple[list[Table],
         split = norm.attrs.get("split", ())
         if what is not None and not own_backlog(split, what[0]):
             bsel = bsel.iloc[0:0]  # the whole train step's, not this part's
-        body = _body(f, h) if what is not None and what[0] == "train" and BODY in split else None
+        body = _body(f, h) if what is not None and what[0] == TRAIN and BODY in split else None
         prev = math.nan
         for c in upto:
             hit = sel[sel["commit"] == c]
@@ -139,7 +139,7 @@ def _body(f, h) -> tuple:
     """A headline train step's forward+backward part: the OK rows of its time, issue time and
     head-start step, for names.host_bound (a part records no backlog of its own)."""
     head = h["benchmark"].rpartition(".")[0]
-    part = dict(h, benchmark=f"{head}.time_forward_backward")
+    part = dict(h, benchmark=f"{head}.time_{BODY_SUFFIX}")
     sel = f[(f["benchmark"] == part["benchmark"]) & (f["cell"] == h["cell"]) & (f["status"] == OK)]
     return sel, _beside(f, part, "issue"), sel.iloc[0:0], _beside(f, part, "free")
 
