@@ -116,7 +116,17 @@ class AsvChild:
                 time.sleep(0.05)
         except KeyboardInterrupt:  # Ctrl-C again: no more grace, but asv is still stopped
             pass
-        _signal_session(sid, signal.SIGKILL)
+        # SIGKILL is delivered, not yet acted on, when kill() returns: wait until the session
+        # is empty (zombies aside), sending it again to whatever started meanwhile
+        deadline = time.monotonic() + STOP_GRACE_S
+        try:
+            while True:
+                _signal_session(sid, signal.SIGKILL)
+                if not self._running() or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass
         try:
             self.proc.wait(STOP_GRACE_S)
         except subprocess.TimeoutExpired:
@@ -135,7 +145,10 @@ class AsvChild:
     def wait(self) -> int:
         """asv's exit status, 124 when the time limit stopped it."""
         code = self.proc.wait()
+        # asv's output ends when its last process closes it, which a child stopped by the time
+        # limit may do before it exits: the stop the timer began must end first
         self.timer.cancel()
+        self.timer.join()
         self.proc.stdout.close()
         return 124 if self.timed_out else code
 

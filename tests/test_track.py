@@ -224,9 +224,19 @@ args = sys.argv[1:]
 with open(os.path.join(fake, "argv.txt"), "a") as f:
     f.write(" ".join(args) + "\n")
 
+LINGER = """
+import os, signal, sys, time
+def linger(*_):  # a benchmark process tidying up: its output closed, itself not gone yet
+    os.close(1), os.close(2)
+    time.sleep(1)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, linger)
+time.sleep(300)
+"""
+
 def hang():
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
-                             preexec_fn=lambda: os.setpgid(0, 0))
+    code = LINGER if os.path.exists(os.path.join(fake, "linger")) else "import time; time.sleep(300)"
+    child = subprocess.Popen([sys.executable, "-c", code], preexec_fn=lambda: os.setpgid(0, 0))
     with open(os.path.join(fake, "pids.tmp"), "w") as f:
         f.write(f"{os.getpid()} {child.pid}")
     os.replace(os.path.join(fake, "pids.tmp"), os.path.join(fake, "pids"))
@@ -351,11 +361,16 @@ def test_ctrl_c_during_track_stops_asv_and_says_what_was_kept(tmp_path):
     assert f"not measured: {middle[:8]}" in said[0]
 
 
-def test_the_time_limit_stops_asv_and_its_children(tmp_path):
+@pytest.mark.parametrize("linger", [False, True])
+def test_the_time_limit_stops_asv_and_its_children(tmp_path, linger):
+    """asv and its children are gone when the run returns, even a child that closes its output
+    on SIGTERM and takes a second to exit (the output's end must not pass for the stop's)."""
     from perfmodel import asvchild
 
     fake, script = fake_asv(tmp_path)
     (fake / "hang").touch()
+    if linger:
+        (fake / "linger").touch()
     env = dict(asvchild.asv_env(), FAKE_DIR=str(fake))
     with open(tmp_path / "log", "w") as log:
         code, _ = asvchild.run([sys.executable, str(script), "continuous"], str(tmp_path), env,
