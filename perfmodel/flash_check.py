@@ -52,19 +52,22 @@ def cases(dtypes=DTYPES, head_dims=HEAD_DIMS, kernels=None, seq=SEQ, batch=BATCH
     for dt in dtypes:
         dtype = getattr(torch, dt)
         for d in sorted(head_dims, reverse=True):
-            base = {n: list(ft.tuning_configs(n, dtype, d)[0])
-                    for n in ft.KERNELS + tuple(t for t in kernels or () if t in ft.DESC_TWINS)}
+            spaces = {n: ft.tuning_configs(n, dtype, d)
+                      for n in ft.KERNELS + tuple(t for t in kernels or () if t in ft.DESC_TWINS)}
+            base = {n: list(space[0]) for n, space in spaces.items() if space}
             for name in kernels or ft.KERNELS:
-                # the descriptor (TMA) kernels read 16-bit inputs only (float32 takes the pointer
-                # kernels), each with the descriptor forward
+                # the descriptor (TMA) kernels read 16-bit inputs, each with the descriptor
+                # forward; and the backward's two read float32 as TF32 parts split beforehand
+                # (PRE_SPLIT, d <= 128: an empty space elsewhere), with the pointer forward
                 twin = name in ft.DESC_TWINS
-                if twin and dtype.itemsize != 2:
+                if twin and dtype.itemsize != 2 and name not in ft.BWD_VARIANTS["split_tma"]:
                     continue
-                for cfg in ft.tuning_configs(name, dtype, d):
+                for cfg in spaces.get(name) or ft.tuning_configs(name, dtype, d):
                     out.append(dict(kernel=name, dtype=dt, d=d, cfg=list(cfg), base=base,
                                     variant=next((v for v, names in ft.BWD_VARIANTS.items()
                                                   if name in names), "split"),
-                                    fwd="tma" if twin else "pointer", batch=batch, seq=seq,
+                                    fwd="tma" if twin and dtype.itemsize == 2 else "pointer",
+                                    batch=batch, seq=seq,
                                     device=device))
     return out
 
@@ -244,7 +247,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dtypes", default=",".join(DTYPES))
     ap.add_argument("--ds", default=",".join(map(str, HEAD_DIMS)))
     ap.add_argument("--kernels", default="", help="comma-separated kernel names (default: all)")
-    ap.add_argument("--twins", action="store_true", help="the descriptor kernels too (16-bit dtypes)")
+    ap.add_argument("--twins", action="store_true",
+                    help="the descriptor kernels too (16-bit dtypes; float32's backward pair, d <= 128)")
     ap.add_argument("--seq", type=int, default=SEQ)
     ap.add_argument("--device", default="cuda", help="cuda, or cpu (Triton's interpreter: small --seq)")
     # budget + timeout + the table stay under 9 minutes: a device call that is cut off prints nothing

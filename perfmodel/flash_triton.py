@@ -230,7 +230,8 @@ SMEM_LIMIT = 232448
 SMEM_MARGIN = 2048
 
 
-def smem_bytes(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int) -> int:
+def smem_bytes(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int,
+               pre_split: bool = False) -> int:
     """Estimated shared memory of one config (bytes): the operand tiles a kernel keeps for its
     whole loop plus one buffer per pipeline stage of the tiles it streams.
 
@@ -238,18 +239,22 @@ def smem_bytes(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int) -> in
     twice (TF32 high part and remainder); the streamed ones are split on the fly.  With one
     stage Triton may reuse a buffer (fwd: K and V share one), so this is an upper bound there.
     Checked against the offline sm_90 compile with Triton 3.6 (exact on the issue's datapoint:
-    fwd bf16 d=80 128x128 w8 s4 needs 294912 bytes)."""
+    fwd bf16 d=80 128x128 w8 s4 needs 294912 bytes).  ``pre_split``: the descriptor backward's
+    float32 path, which streams both TF32 parts of each tile too (PRE_SPLIT)."""
     bm, bn, _, stages = cfg
     bd = block_d(head_dim)
     elem = torch.empty((), dtype=dtype).element_size()
     split = 2 if dtype == torch.float32 and dot_precision(dtype) == "tf32x3" else 1
-    buffers = max(1, stages)
+    # the descriptor loads of PRE_SPLIT keep two buffers even at one stage (Triton 3.6, sm_90)
+    buffers = max(2 if pre_split else 1, stages)
 
     def loop(resident_rows, step_rows, row_vectors):
         # two resident tiles (K, V or Q, dO); per stage two streamed tiles, and float32 row
         # vectors (the dK/dV loop streams the logsumexp and D with Q and dO: counted with one
         # buffer more than the stages, which covers what Triton 3.6 gives them)
-        return (split * 2 * resident_rows * bd * elem + buffers * 2 * step_rows * bd * elem
+        streamed = 2 if pre_split else 1
+        return (split * 2 * resident_rows * bd * elem
+                + streamed * buffers * 2 * step_rows * bd * elem
                 + (buffers + 1) * row_vectors * step_rows * 4)
 
     if kernel == "fwd":  # Q resident, K and V streamed
@@ -271,14 +276,18 @@ def smem_bytes(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int) -> in
     raise ValueError(f"unknown kernel {kernel!r}: one of {KERNELS}")
 
 
-def fits_smem(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int) -> bool:
-    return smem_bytes(kernel, cfg, dtype, head_dim) <= SMEM_LIMIT - SMEM_MARGIN
+def fits_smem(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int,
+              pre_split: bool = False) -> bool:
+    return smem_bytes(kernel, cfg, dtype, head_dim, pre_split) <= SMEM_LIMIT - SMEM_MARGIN
 
 
 def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int = 64) -> list[tuple]:
     """The (BLOCK_M, BLOCK_N, num_warps, num_stages) tuples autotuned for a kernel, dtype and d:
     the space for the dtype, precision and BLOCK_D, less the configs whose shared memory
-    (:func:`smem_bytes`) would not fit on the H200."""
+    (:func:`smem_bytes`) would not fit on the H200 (for the descriptor backward kernels on
+    float32, with both TF32 parts of each streamed tile: PRE_SPLIT)."""
+    pre_split = (kernel in ("dkdv_tma", "dq_tma") and dtype == torch.float32
+                 and dot_precision(dtype) == "tf32x3")
     kernel = DESC_TWINS.get(kernel, kernel)
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}: one of {KERNELS}")
@@ -301,7 +310,7 @@ def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int = 64) -> list[
     # one space serves several BLOCK_D (bf16 d 8..128): a tile that fits at d=64 may not at
     # d=128, and Triton refuses such a launch (the autotuner would skip it, a forced launch
     # fails), so it is left out here
-    return [c for c in space if fits_smem(kernel, c, dtype, head_dim)]
+    return [c for c in space if fits_smem(kernel, c, dtype, head_dim, pre_split)]
 
 
 def config_meta(cfg: tuple) -> dict:
@@ -379,6 +388,25 @@ if triton is not None:
         # program (batch * H + head)'s first element in a (batch, head, seq, d) tensor of any
         # batch, head and row strides: the model's q, k, v and gradients need no copy
         return (bh // H) * stride_b + (bh % H) * stride_h
+
+    @triton.jit
+    def _tf32_split(x):
+        # x = hi + lo exactly: hi keeps TF32's 10 mantissa bits, rounded to nearest (ties away,
+        # as cvt.rna.tf32: half a unit added to the magnitude, the dropped bits cleared);
+        # tf32_split() is the same on the host
+        hi = ((x.to(tl.int32, bitcast=True) + 0x1000) & -8192).to(tl.float32, bitcast=True)
+        return hi, x - hi
+
+    @triton.jit
+    def _dot3(a, a_lo, b, b_lo, acc):
+        # acc + a @ b in about float32's precision from three TF32 products, a and b given as
+        # their TF32 high parts and remainders (PRE_SPLIT): chained into acc itself, small ones
+        # first, every operand a tile as loaded (Triton's own tf32x3 splits inside the kernel,
+        # and a split tile held through the loop lives in registers: its float32 d=128 dK/dV
+        # kernel spilled about 1 KB a thread, offline sm_90 compile)
+        acc = tl.dot(a_lo, b, acc, input_precision="tf32")
+        acc = tl.dot(a, b_lo, acc, input_precision="tf32")
+        return tl.dot(a, b, acc, input_precision="tf32")
 
     @triton.jit
     def _desc(X, bh, H, stride_b, stride_h, stride_row, n_rows, HEAD_DIM: tl.constexpr,
@@ -590,6 +618,23 @@ if triton is not None:
         return dk, dv, dsT
 
     @triton.jit
+    def _dkdv_step_pre(dk, dv, k, k_lo, v, v_lo, q, q_lo, do, do_lo, lse, delta, rows, offs_n,
+                       qk_scale, MASK: tl.constexpr, IS_CAUSAL: tl.constexpr):
+        # _dkdv_step on float32 operands given as TF32 parts (PRE_SPLIT)
+        zero = tl.zeros([k.shape[0], q.shape[0]], dtype=tl.float32)
+        qkT = _dot3(k, k_lo, tl.trans(q), tl.trans(q_lo), zero)
+        dpT = _dot3(v, v_lo, tl.trans(do), tl.trans(do_lo), zero)
+        pT = tl.math.exp2(qkT * qk_scale - (lse * 1.4426950408889634)[None, :])
+        if MASK:
+            if IS_CAUSAL:
+                pT = tl.where(rows[None, :] >= offs_n[:, None], pT, 0.0)
+        p_hi, p_lo = _tf32_split(pT)
+        dv = _dot3(p_hi, p_lo, do, do_lo, dv)
+        ds_hi, ds_lo = _tf32_split(pT * (dpT - delta[None, :]))
+        dk = _dot3(ds_hi, ds_lo, q, q_lo, dk)
+        return dk, dv
+
+    @triton.jit
     def _bwd_dkdv_inner(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, dq_ptrs,
                         stride_qm, stride_dom, stride_dqm, offs_n, offs_m, offs_d, lo, hi, seq_q,
                         qk_scale, BLOCK_M: tl.constexpr, MASK: tl.constexpr, IS_CAUSAL: tl.constexpr,
@@ -739,6 +784,22 @@ if triton is not None:
         return tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PREC)
 
     @triton.jit
+    def _dq_step_pre(dq, q, q_lo, do, do_lo, lse2, delta, k, k_lo, v, v_lo, cols, offs_m, seq_k,
+                     qk_scale, MASK: tl.constexpr, IS_CAUSAL: tl.constexpr):
+        # _dq_step on float32 operands given as TF32 parts (PRE_SPLIT)
+        zero = tl.zeros([q.shape[0], k.shape[0]], dtype=tl.float32)
+        qk = _dot3(q, q_lo, tl.trans(k), tl.trans(k_lo), zero)
+        dp = _dot3(do, do_lo, tl.trans(v), tl.trans(v_lo), zero)
+        p = tl.math.exp2(qk * qk_scale - lse2[:, None])
+        if MASK:
+            valid = cols[None, :] < seq_k
+            if IS_CAUSAL:
+                valid = valid & (cols[None, :] <= offs_m[:, None])
+            p = tl.where(valid, p, 0.0)
+        ds_hi, ds_lo = _tf32_split(p * (dp - delta[:, None]))
+        return _dot3(ds_hi, ds_lo, k, k_lo, dq)
+
+    @triton.jit
     def _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kn, stride_vn,
                       offs_m, offs_n, offs_d, lo, hi, seq_k, qk_scale,
                       BLOCK_N: tl.constexpr, MASK: tl.constexpr, IS_CAUSAL: tl.constexpr,
@@ -805,9 +866,10 @@ if triton is not None:
                  HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, BLOCK_D)
 
     @triton.jit
-    def _dkdv_desc_inner(dk, dv, k, v, q_desc, do_desc, LSE, Delta, offs_n, offs_m, lo, hi, seq_q,
-                         qk_scale, BLOCK_M: tl.constexpr, MASK: tl.constexpr,
-                         IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+    def _dkdv_desc_inner(dk, dv, k, k_lo, v, v_lo, q_desc, ql_desc, do_desc, dol_desc, LSE, Delta,
+                         offs_n, offs_m, lo, hi, seq_q, qk_scale, BLOCK_M: tl.constexpr,
+                         MASK: tl.constexpr, IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr,
+                         PRE_SPLIT: tl.constexpr):
         for start_m in range(lo, hi, BLOCK_M):
             start_m = tl.multiple_of(start_m, BLOCK_M)
             rows = start_m + offs_m
@@ -820,19 +882,27 @@ if triton is not None:
             else:
                 lse = tl.load(LSE + rows)
                 delta = tl.load(Delta + rows)
-            dk, dv, _ = _dkdv_step(dk, dv, k, v, q, do, lse, delta, rows, offs_n, qk_scale,
-                                   MASK, IS_CAUSAL, DOT_PREC)
+            if PRE_SPLIT:
+                dk, dv = _dkdv_step_pre(dk, dv, k, k_lo, v, v_lo, q, ql_desc.load([start_m, 0]),
+                                        do, dol_desc.load([start_m, 0]), lse, delta, rows, offs_n,
+                                        qk_scale, MASK, IS_CAUSAL)
+            else:
+                dk, dv, _ = _dkdv_step(dk, dv, k, v, q, do, lse, delta, rows, offs_n, qk_scale,
+                                       MASK, IS_CAUSAL, DOT_PREC)
         return dk, dv
 
     @triton.jit
     def _bwd_dkdv_tma_kernel(Q, K, V, DO, DK, DV, LSE, Delta, qk_scale, sm_scale,
                              stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
                              stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom,
-                             H, seq_q, seq_k,
+                             QL, KL, VL, DOL, H, seq_q, seq_k,
                              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                             IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
+                             IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr,
+                             PRE_SPLIT: tl.constexpr = False):
         # _bwd_dkdv_kernel with the query tiles streamed through tensor descriptors: no tensor
-        # of pointers is carried through the loop
+        # of pointers is carried through the loop. PRE_SPLIT: float32 inputs as their TF32 high
+        # parts (Q, K, V, DO) and remainders (QL, KL, VL, DOL, the same strides), three TF32
+        # products each (_dot3)
         bh = tl.program_id(1).to(tl.int64)
         start_n = tl.program_id(0) * BLOCK_N
         offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -842,19 +912,27 @@ if triton is not None:
         v = _desc(V, bh, H, stride_vb, stride_vh, stride_vn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D).load([start_n, 0])
         q_desc = _desc(Q, bh, H, stride_qb, stride_qh, stride_qm, seq_q, HEAD_DIM, BLOCK_M, BLOCK_D)
         do_desc = _desc(DO, bh, H, stride_dob, stride_doh, stride_dom, seq_q, HEAD_DIM, BLOCK_M, BLOCK_D)
+        if PRE_SPLIT:
+            k_lo = _desc(KL, bh, H, stride_kb, stride_kh, stride_kn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D).load([start_n, 0])
+            v_lo = _desc(VL, bh, H, stride_vb, stride_vh, stride_vn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D).load([start_n, 0])
+            ql_desc = _desc(QL, bh, H, stride_qb, stride_qh, stride_qm, seq_q, HEAD_DIM, BLOCK_M, BLOCK_D)
+            dol_desc = _desc(DOL, bh, H, stride_dob, stride_doh, stride_dom, seq_q, HEAD_DIM, BLOCK_M, BLOCK_D)
+        else:
+            k_lo, v_lo, ql_desc, dol_desc = k, v, q_desc, do_desc
         dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
         dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
         LSE += bh * seq_q
         Delta += bh * seq_q
         lo, mid, full_end = _query_bounds(start_n, seq_q, BLOCK_M, BLOCK_N, IS_CAUSAL)
-        dk, dv = _dkdv_desc_inner(dk, dv, k, v, q_desc, do_desc, LSE, Delta, offs_n, offs_m, lo,
-                                  tl.minimum(mid, seq_q), seq_q, qk_scale, BLOCK_M, True,
-                                  IS_CAUSAL, DOT_PREC)
-        dk, dv = _dkdv_desc_inner(dk, dv, k, v, q_desc, do_desc, LSE, Delta, offs_n, offs_m, mid,
-                                  full_end, seq_q, qk_scale, BLOCK_M, False, IS_CAUSAL, DOT_PREC)
-        dk, dv = _dkdv_desc_inner(dk, dv, k, v, q_desc, do_desc, LSE, Delta, offs_n, offs_m,
-                                  tl.maximum(mid, full_end), seq_q, seq_q, qk_scale, BLOCK_M, True,
-                                  IS_CAUSAL, DOT_PREC)
+        dk, dv = _dkdv_desc_inner(dk, dv, k, k_lo, v, v_lo, q_desc, ql_desc, do_desc, dol_desc, LSE,
+                                  Delta, offs_n, offs_m, lo, tl.minimum(mid, seq_q), seq_q,
+                                  qk_scale, BLOCK_M, True, IS_CAUSAL, DOT_PREC, PRE_SPLIT)
+        dk, dv = _dkdv_desc_inner(dk, dv, k, k_lo, v, v_lo, q_desc, ql_desc, do_desc, dol_desc, LSE,
+                                  Delta, offs_n, offs_m, mid, full_end, seq_q, qk_scale, BLOCK_M,
+                                  False, IS_CAUSAL, DOT_PREC, PRE_SPLIT)
+        dk, dv = _dkdv_desc_inner(dk, dv, k, k_lo, v, v_lo, q_desc, ql_desc, do_desc, dol_desc, LSE,
+                                  Delta, offs_n, offs_m, tl.maximum(mid, full_end), seq_q, seq_q,
+                                  qk_scale, BLOCK_M, True, IS_CAUSAL, DOT_PREC, PRE_SPLIT)
         dk = dk * sm_scale
         _store(DK + _head(bh, H, stride_kb, stride_kh) + offs_n[:, None] * stride_kn + offs_d[None, :],
                dk.to(DK.dtype.element_ty), offs_n, seq_k, offs_d, HEAD_DIM, BLOCK_D)
@@ -862,25 +940,33 @@ if triton is not None:
                dv.to(DV.dtype.element_ty), offs_n, seq_k, offs_d, HEAD_DIM, BLOCK_D)
 
     @triton.jit
-    def _dq_desc_inner(dq, q, do, lse2, delta, k_desc, v_desc, offs_m, offs_n, lo, hi, seq_k,
-                       qk_scale, BLOCK_N: tl.constexpr, MASK: tl.constexpr,
-                       IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+    def _dq_desc_inner(dq, q, q_lo, do, do_lo, lse2, delta, k_desc, kl_desc, v_desc, vl_desc,
+                       offs_m, offs_n, lo, hi, seq_k, qk_scale, BLOCK_N: tl.constexpr,
+                       MASK: tl.constexpr, IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr,
+                       PRE_SPLIT: tl.constexpr):
         for start_n in range(lo, hi, BLOCK_N):
             start_n = tl.multiple_of(start_n, BLOCK_N)
             k = k_desc.load([start_n, 0])
             v = v_desc.load([start_n, 0])
-            dq = _dq_step(dq, q, do, lse2, delta, k, v, start_n + offs_n, offs_m, seq_k, qk_scale,
-                          MASK, IS_CAUSAL, DOT_PREC)
+            if PRE_SPLIT:
+                dq = _dq_step_pre(dq, q, q_lo, do, do_lo, lse2, delta, k, kl_desc.load([start_n, 0]),
+                                  v, vl_desc.load([start_n, 0]), start_n + offs_n, offs_m, seq_k,
+                                  qk_scale, MASK, IS_CAUSAL)
+            else:
+                dq = _dq_step(dq, q, do, lse2, delta, k, v, start_n + offs_n, offs_m, seq_k,
+                              qk_scale, MASK, IS_CAUSAL, DOT_PREC)
         return dq
 
     @triton.jit
     def _bwd_dq_tma_kernel(Q, K, V, DO, DQ, LSE, Delta, qk_scale, sm_scale,
                            stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
-                           stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom, H,
-                           seq_q, seq_k,
+                           stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom,
+                           QL, KL, VL, DOL, H, seq_q, seq_k,
                            HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                           IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
-        # _bwd_dq_kernel with the key tiles streamed through tensor descriptors
+                           IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr,
+                           PRE_SPLIT: tl.constexpr = False):
+        # _bwd_dq_kernel with the key tiles streamed through tensor descriptors (PRE_SPLIT: as
+        # in _bwd_dkdv_tma_kernel)
         bh = tl.program_id(1).to(tl.int64)
         start_m = _query_tile_id(IS_CAUSAL) * BLOCK_M
         offs_m = start_m + tl.arange(0, BLOCK_M)
@@ -893,12 +979,21 @@ if triton is not None:
         delta = tl.load(Delta + bh * seq_q + offs_m, mask=row_ok, other=0.0)
         k_desc = _desc(K, bh, H, stride_kb, stride_kh, stride_kn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D)
         v_desc = _desc(V, bh, H, stride_vb, stride_vh, stride_vn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D)
+        if PRE_SPLIT:
+            q_lo = _desc(QL, bh, H, stride_qb, stride_qh, stride_qm, seq_q, HEAD_DIM, BLOCK_M, BLOCK_D).load([start_m, 0])
+            do_lo = _desc(DOL, bh, H, stride_dob, stride_doh, stride_dom, seq_q, HEAD_DIM, BLOCK_M, BLOCK_D).load([start_m, 0])
+            kl_desc = _desc(KL, bh, H, stride_kb, stride_kh, stride_kn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D)
+            vl_desc = _desc(VL, bh, H, stride_vb, stride_vh, stride_vn, seq_k, HEAD_DIM, BLOCK_N, BLOCK_D)
+        else:
+            q_lo, do_lo, kl_desc, vl_desc = q, do, k_desc, v_desc
         dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
         mid, hi = _key_bounds(start_m, seq_k, BLOCK_M, BLOCK_N, IS_CAUSAL)
-        dq = _dq_desc_inner(dq, q, do, lse2, delta, k_desc, v_desc, offs_m, offs_n, 0, mid, seq_k,
-                            qk_scale, BLOCK_N, False, IS_CAUSAL, DOT_PREC)
-        dq = _dq_desc_inner(dq, q, do, lse2, delta, k_desc, v_desc, offs_m, offs_n, mid, hi, seq_k,
-                            qk_scale, BLOCK_N, True, IS_CAUSAL, DOT_PREC)
+        dq = _dq_desc_inner(dq, q, q_lo, do, do_lo, lse2, delta, k_desc, kl_desc, v_desc, vl_desc,
+                            offs_m, offs_n, 0, mid, seq_k, qk_scale, BLOCK_N, False, IS_CAUSAL,
+                            DOT_PREC, PRE_SPLIT)
+        dq = _dq_desc_inner(dq, q, q_lo, do, do_lo, lse2, delta, k_desc, kl_desc, v_desc, vl_desc,
+                            offs_m, offs_n, mid, hi, seq_k, qk_scale, BLOCK_N, True, IS_CAUSAL,
+                            DOT_PREC, PRE_SPLIT)
         dq = dq * sm_scale
         _store(DQ + _head(bh, H, stride_qb, stride_qh) + offs_m[:, None] * stride_qm + offs_d[None, :],
                dq.to(DQ.dtype.element_ty), offs_m, seq_q, offs_d, HEAD_DIM, BLOCK_D)
@@ -1033,14 +1128,16 @@ def _4d(x):
 
 
 def kernel_args(name, q, k, v, o=None, lse=None, do=None, delta=None, dq=None, dk=None, dv=None,
-                dq_acc=None):
+                dq_acc=None, lo=None):
     """Positional arguments of kernel ``name`` for these tensors, with the number of rows its
     grid covers and the block size that divides them: (args, rows, tile key).
 
     Tensors are (batch, heads, seq, d), or (batch, seq, d) as one head, with d contiguous and
     any batch, head and row strides; dq, dk and dv have q's, k's and v's strides (empty_like of a
     dense tensor keeps them); o, do and ``dq_acc`` (the float32 buffer of the atomic variant)
-    have their own; lse and delta are (batch, heads, seq) contiguous float32.  The grid's second
+    have their own; lse and delta are (batch, heads, seq) contiguous float32.  ``lo``: the
+    descriptor backward kernels' float32 remainders of (q, k, v, do), with their strides, where q,
+    k, v and do are the TF32 high parts (PRE_SPLIT, :func:`tf32_split`).  The grid's second
     axis is batch * heads.  Used by the autograd function, and by tools/bench_flash.py to time
     and precompile single kernels."""
     q, k, v, o, do, dq, dk, dv, dq_acc = map(_4d, (q, k, v, o, do, dq, dk, dv, dq_acc))
@@ -1056,10 +1153,17 @@ def kernel_args(name, q, k, v, o=None, lse=None, do=None, delta=None, dq=None, d
     if name in FWD_VARIANTS.values():
         return (q, k, v, o, lse, qk_scale, *qkv, *_strides(o), h, sq, sk), sq, "BLOCK_M"
     st = qkv + _strides(do)
-    if name in ("dkdv", "dkdv_tma"):
+    # the descriptor kernels' float32 remainders (PRE_SPLIT; else q, k, v and do stand in)
+    rest = tuple(map(_4d, lo)) if lo is not None else (q, k, v, do)
+    if name == "dkdv":
         return (q, k, v, do, dk, dv, lse, delta, qk_scale, sm_scale, *st, h, sq, sk), sk, "BLOCK_N"
-    if name in ("dq", "dq_tma"):
+    if name == "dkdv_tma":
+        return ((q, k, v, do, dk, dv, lse, delta, qk_scale, sm_scale, *st, *rest, h, sq, sk), sk,
+                "BLOCK_N")
+    if name == "dq":
         return (q, k, v, do, dq, lse, delta, qk_scale, sm_scale, *st, h, sq, sk), sq, "BLOCK_M"
+    if name == "dq_tma":
+        return (q, k, v, do, dq, lse, delta, qk_scale, sm_scale, *st, *rest, h, sq, sk), sq, "BLOCK_M"
     if name == "dkdv_atomic":
         return ((q, k, v, do, dk, dv, dq_acc, lse, delta, qk_scale, sm_scale, *st,
                  *_strides(dq_acc), h, sq, sk), sk, "BLOCK_N")
@@ -1110,6 +1214,15 @@ def _scratch(size: int, alignment: int, stream):
     interpreting."""
     device = "cpu" if _interpreting() else torch.device("cuda", torch.cuda.current_device())
     return torch.empty(size, dtype=torch.int8, device=device)
+
+
+def tf32_split(x):
+    """(hi, lo), contiguous float32 with x = hi + lo exactly: hi keeps TF32's 10 mantissa bits,
+    rounded to nearest with ties away from zero (cvt.rna.tf32's rounding; the kernels'
+    _tf32_split), lo is the remainder, whose leading 11 bits a TF32 product reads."""
+    x = x.contiguous()
+    hi = ((x.view(torch.int32) + 0x1000) & -8192).view(torch.float32)
+    return hi, x - hi
 
 
 def _tma_ok(*xs) -> bool:
@@ -1224,7 +1337,17 @@ class FlashAttentionTriton(torch.autograd.Function):
             n = dq_acc.numel()
             _dq_cast_kernel[(triton.cdiv(n, 1024),)](dq_acc, dq, 1.0 / math.sqrt(d), n, BLOCK=1024)
         else:
-            if variant == "split_tma" and not _tma_ok(q, k, v, do):
+            # (d <= 128: at 256 no tile of the two kernels fits both parts in shared memory)
+            pre = variant == "split_tma" and const["DOT_PREC"] == "tf32x3" and block_d(d) <= 128
+            if pre:
+                # float32 through descriptors: q, k, v and dO as their TF32 parts, contiguous
+                # copies (so aligned for the copy engine), each tile loaded straight into the
+                # products' shared memory (PRE_SPLIT); the gradients take the copies' strides
+                (q, ql), (k, kl), (v, vl), (do, dol) = map(tf32_split, (q, k, v, do))
+                dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+                tensors.update(do=do, dq=dq, dk=dk, dv=dv, lo=(ql, kl, vl, dol))
+                const = dict(const, PRE_SPLIT=True)
+            elif variant == "split_tma" and not _tma_ok(q, k, v, do):
                 variant = "split"  # descriptors cannot read these: the plain loads
             for name in BWD_VARIANTS[variant]:
                 launch(name, *kernel_args(name, q, k, v, **tensors), b * h, const)

@@ -225,8 +225,9 @@ HEAD_DIM_CASES = [
 @pytest.mark.skipif(torch.cuda.is_available(), reason="GPU present: the compiled kernels are tested")
 @pytest.mark.parametrize("variant", ["split", "atomic", "fused", "split_tma"])
 def test_triton_interpreter_matches_reference(variant):
-    # split_tma: the descriptor kernels, forward ("tma") and backward, read the float16 cases
-    # (float32 keeps the pointer kernels: test_descriptor_kernels_only_where_they_can_read)
+    # split_tma: the descriptor kernels, forward ("tma") and backward, read the float16 cases;
+    # the float32 ones take the pointer forward and, at d <= 128, the descriptor backward on TF32
+    # parts split beforehand (test_float32_descriptor_backward_reads_tf32_parts_split_beforehand)
     env = dict(os.environ, TRITON_INTERPRET="1",
                PERFMODEL_FLASH_FWD="tma" if variant == "split_tma" else "pointer")
     script = _INTERPRETER_SCRIPT.format()
@@ -550,10 +551,11 @@ def test_config_check_names_the_config_that_faults():
 
 
 def test_config_check_covers_the_descriptor_kernels():
-    """With the descriptor (TMA) kernels asked for, flash_check makes 16-bit cases only, each run
-    with the descriptor forward and its backward variant, and a child fails when the kernel its
-    case names was not the one launched (a descriptor case on float32 inputs, which take the
-    pointer kernels). Real children through the interpreter."""
+    """With the descriptor (TMA) kernels asked for, flash_check makes 16-bit cases for all three,
+    each run with the descriptor forward and its backward variant, and float32 cases for the
+    backward's two (PRE_SPLIT) with the pointer forward; a child fails when the kernel its case
+    names was not the one launched (the descriptor forward on float32 inputs, which take the
+    pointer one). Real children through the interpreter."""
     from perfmodel import flash_check
     from perfmodel import flash_triton as ft
 
@@ -563,17 +565,124 @@ def test_config_check_covers_the_descriptor_kernels():
     assert {(c["dtype"], c["kernel"], c["variant"], c["fwd"]) for c in cases} == {
         ("float32", "dq", "split", "pointer"), ("float16", "dq", "split", "pointer"),
         ("float16", "fwd_tma", "split", "tma"), ("float16", "dkdv_tma", "split_tma", "tma"),
-        ("float16", "dq_tma", "split_tma", "tma")}
+        ("float16", "dq_tma", "split_tma", "tma"), ("float32", "dkdv_tma", "split_tma", "pointer"),
+        ("float32", "dq_tma", "split_tma", "pointer")}
     for twin in twins:
-        got = [tuple(c["cfg"]) for c in cases if c["kernel"] == twin]
+        got = [tuple(c["cfg"]) for c in cases if c["kernel"] == twin and c["dtype"] == "float16"]
         assert got == ft.tuning_configs(twin, torch.float16, 24)
     assert sorted(i for w in flash_check.waves(cases) for i in w) == list(range(len(cases)))
     small = [c for c in cases if c["kernel"] in twins and c["cfg"][0] * c["cfg"][1] <= 64 * 64]
-    pick = [next(c for c in small if c["kernel"] == k) for k in twins]
+    pick = [next(c for c in small if c["kernel"] == k and c["dtype"] == "float16") for k in twins]
+    pick.append(next(c for c in small if c["kernel"] == "dkdv_tma" and c["dtype"] == "float32"))
     rows = flash_check.check_all(pick, workers=2, timeout=240, log=None)
-    assert [r["status"] for r in rows] == ["ok"] * 3, rows
-    wrong = flash_check.check(dict(pick[1], dtype="float32"), timeout=240)
-    assert wrong["status"] == "error" and "dkdv_tma was not launched" in wrong["note"]
+    assert [r["status"] for r in rows] == ["ok"] * 4, rows
+    wrong = flash_check.check(dict(pick[0], dtype="float32"), timeout=240)
+    assert wrong["status"] == "error" and "fwd_tma was not launched" in wrong["note"]
+
+
+def test_tf32_split_is_exact_and_rounds_to_nearest():
+    """tf32_split (the host's half of PRE_SPLIT; the kernels' _tf32_split does the same): x = hi +
+    lo exactly, hi has TF32's 10 mantissa bits (its 13 low bits clear), |lo| at most half of
+    hi's last unit, ties rounded away from zero as cvt.rna.tf32 does."""
+    from perfmodel.flash_triton import tf32_split
+
+    g = torch.Generator().manual_seed(new_seed())
+    x = torch.randn(4096, generator=g) * torch.exp2(torch.randint(-60, 60, (4096,), generator=g).float())
+    view = x.view(64, 64).t()  # a strided view: the parts come back contiguous (the kernels'
+    hi, lo = tf32_split(view)  # descriptors need aligned strides; both parts share them)
+    assert hi.is_contiguous() and lo.is_contiguous()
+    assert torch.equal(hi.double() + lo.double(), view.double())
+    assert not (hi.view(torch.int32) & 0x1FFF).any()
+    unit = torch.exp2(torch.floor(torch.log2(hi.abs().double())) - 10)
+    assert (lo.double().abs() <= unit / 2).all()
+    ties = torch.tensor([1 + 2.0 ** -11, -(1 + 2.0 ** -11), 1 + 3 * 2.0 ** -11, 1 + 2.0 ** -12])
+    assert tf32_split(ties)[0].tolist() == [1 + 2.0 ** -10, -(1 + 2.0 ** -10), 1 + 2 * 2.0 ** -10, 1.0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="GPU present: the compiled kernels are tested")
+def test_float32_descriptor_backward_reads_tf32_parts_split_beforehand():
+    """PERFMODEL_FLASH_BWD=split_tma on float32 (d <= 128): the descriptor dK/dV and dQ kernels
+    run with PRE_SPLIT (q, k, v and dO as TF32 high parts and remainders, three products each)
+    and match float64 (out, dq, dk, dv; causal and not; ragged; the model's transposed heads);
+    at d=256, where no tile fits both parts, the pointer kernels run. Through the interpreter."""
+    script = textwrap.dedent("""
+        import json, sys, torch
+        from perfmodel import flash_triton as ft
+        from perfmodel.attention import reference_attention
+        seen = []
+        launch = ft.launch
+        def spy(name, *a, **kw):
+            seen[-1].append((name, bool(a[-1].get("PRE_SPLIT", False)) if len(a) >= 5 else None))
+            return launch(name, *a, **kw)
+        ft.launch = spy
+        g = torch.Generator().manual_seed(int(sys.argv[1]))
+        out = []
+        for b, sq, sk, d, causal, heads in [(1, 45, 45, 64, True, None), (2, 33, 50, 80, False, None),
+                                            (1, 40, 40, 128, True, None), (2, 40, 40, 16, True, -3),
+                                            (1, 24, 24, 256, True, None)]:
+            seen.append([])
+            shape = (lambda n: (b, n, d)) if heads is None else (lambda n: (b, n, -heads, d))
+            q = torch.randn(*shape(sq), generator=g)
+            k, v = (torch.randn(*shape(sk), generator=g) for _ in range(2))
+            if heads is not None:
+                q, k, v = (x.transpose(1, 2) for x in (q, k, v))
+            leaves = [x.clone().requires_grad_() for x in (q, k, v)]
+            o = ft.FlashAttentionTriton.apply(*leaves, causal)
+            do = torch.randn(o.shape, generator=g)
+            o.backward(do)
+            ref_leaves = [x.double().requires_grad_() for x in (q, k, v)]
+            ref = reference_attention(*ref_leaves, causal)
+            ref.backward(do.double())
+            rel = lambda x, r: ((x.double() - r).norm() / r.norm()).item()
+            errs = dict(out=rel(o, ref.detach()), **{n: rel(a.grad, r.grad) for n, a, r in
+                        zip(("dq", "dk", "dv"), leaves, ref_leaves)})
+            out.append(dict(d=d, errs=errs, launched=seen[-1]))
+        print("RESULTS" + json.dumps(out))
+    """)
+    env = dict(os.environ, TRITON_INTERPRET="1", PERFMODEL_FLASH_BWD="split_tma")
+    seed = new_seed()
+    proc = subprocess.run([sys.executable, "-c", script, str(seed)], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads([x for x in proc.stdout.splitlines() if x.startswith("RESULTS")][-1][7:])
+    for r in results:
+        names = dict(r["launched"])
+        if r["d"] <= 128:
+            assert names.get("dkdv_tma") is True and names.get("dq_tma") is True, r
+        else:
+            assert "dkdv" in names and "dq" in names and "dkdv_tma" not in names, r
+        assert all(e < TOL[("triton", torch.float32)] for e in r["errs"].values()), (seed, r)
+
+
+# Shared memory of the float32 descriptor backward (PRE_SPLIT), bytes, as Triton 3.6 compiled each
+# config for sm_90 offline (2026-12-07; the H200's limit is 232448): the space keeps only configs
+# that fit, and drops those that did not
+PRE_SPLIT_SMEM = {
+    ("dkdv_tma", 128, (16, 64, 4, 2)): 196792, ("dkdv_tma", 128, (32, 64, 8, 1)): 262144,
+    ("dkdv_tma", 128, (16, 64, 4, 1)): 196608, ("dkdv_tma", 128, (32, 64, 4, 1)): 262144,
+    ("dkdv_tma", 128, (64, 64, 8, 1)): 393216,
+    ("dq_tma", 128, (64, 16, 4, 2)): 196664, ("dq_tma", 128, (64, 32, 4, 1)): 229384,
+    ("dq_tma", 128, (64, 32, 4, 2)): 262200,
+    ("dkdv_tma", 64, (32, 128, 8, 2)): 196920, ("dkdv_tma", 64, (16, 64, 4, 2)): 98488,
+    ("dkdv_tma", 64, (32, 64, 8, 2)): 135480,
+    ("dq_tma", 64, (64, 32, 4, 2)): 131128, ("dq_tma", 64, (128, 32, 8, 2)): 196664,
+    ("dq_tma", 64, (64, 16, 4, 2)): 98360,
+}
+
+
+def test_float32_descriptor_spaces_keep_only_what_fits():
+    from perfmodel import flash_triton as ft
+
+    for (name, d, cfg), used in PRE_SPLIT_SMEM.items():
+        kept = cfg in ft.tuning_configs(name, torch.float32, d)
+        if used > ft.SMEM_LIMIT:
+            assert not kept, (name, d, cfg, used)
+        if kept:
+            assert used <= ft.SMEM_LIMIT
+    assert ft.tuning_configs("dkdv_tma", torch.float32, 128) == [(16, 64, 4, 2)]
+    assert ft.tuning_configs("dkdv_tma", torch.float32, 256) == []  # the pointer kernels there
+    # bf16 keeps its kernel's space (the parts are float32's)
+    assert ft.tuning_configs("dkdv_tma", torch.bfloat16, 128) == ft.tuning_configs("dkdv", torch.bfloat16, 128)
 
 
 def test_host_probe_tells_a_lasting_thread_state_from_a_fresh_one():
