@@ -601,6 +601,15 @@ if triton is not None:
         tl.store(Delta + bh * seq_q + offs_m, tl.sum(o * do, 1), mask=row_ok)
 
     @triton.jit
+    def _probs_t(qkT, lse, rows, offs_n, qk_scale, MASK: tl.constexpr, IS_CAUSAL: tl.constexpr):
+        # P^T of a (key, query) tile from its scores and the queries' logsumexp (natural log)
+        pT = tl.math.exp2(qkT * qk_scale - (lse * 1.4426950408889634)[None, :])
+        if MASK:
+            if IS_CAUSAL:
+                pT = tl.where(rows[None, :] >= offs_n[:, None], pT, 0.0)
+        return pT
+
+    @triton.jit
     def _dkdv_step(dk, dv, k, v, q, do, lse, delta, rows, offs_n, qk_scale, MASK: tl.constexpr,
                    IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
         # one query tile against the held key tile: dV += P^T dO, dK += dS^T Q (unscaled);
@@ -608,10 +617,7 @@ if triton is not None:
         # both products first: dP^T can run on the tensor cores while the exp2s run
         qkT = tl.dot(k, tl.trans(q), input_precision=DOT_PREC)  # (BLOCK_N, BLOCK_M)
         dpT = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)
-        pT = tl.math.exp2(qkT * qk_scale - (lse * 1.4426950408889634)[None, :])
-        if MASK:
-            if IS_CAUSAL:
-                pT = tl.where(rows[None, :] >= offs_n[:, None], pT, 0.0)
+        pT = _probs_t(qkT, lse, rows, offs_n, qk_scale, MASK, IS_CAUSAL)
         dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=DOT_PREC)
         dsT = (pT * (dpT - delta[None, :])).to(q.dtype)
         dk = tl.dot(dsT, q, dk, input_precision=DOT_PREC)
@@ -624,10 +630,7 @@ if triton is not None:
         zero = tl.zeros([k.shape[0], q.shape[0]], dtype=tl.float32)
         qkT = _dot3(k, k_lo, tl.trans(q), tl.trans(q_lo), zero)
         dpT = _dot3(v, v_lo, tl.trans(do), tl.trans(do_lo), zero)
-        pT = tl.math.exp2(qkT * qk_scale - (lse * 1.4426950408889634)[None, :])
-        if MASK:
-            if IS_CAUSAL:
-                pT = tl.where(rows[None, :] >= offs_n[:, None], pT, 0.0)
+        pT = _probs_t(qkT, lse, rows, offs_n, qk_scale, MASK, IS_CAUSAL)
         p_hi, p_lo = _tf32_split(pT)
         dv = _dot3(p_hi, p_lo, do, do_lo, dv)
         ds_hi, ds_lo = _tf32_split(pT * (dpT - delta[None, :]))
@@ -769,17 +772,24 @@ if triton is not None:
         tl.store(OUT + offs, (x * scale).to(OUT.dtype.element_ty), mask=ok)
 
     @triton.jit
-    def _dq_step(dq, q, do, lse2, delta, k, v, cols, offs_m, seq_k, qk_scale, MASK: tl.constexpr,
-                 IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
-        # one key tile against the held query tile: dQ += dS K (unscaled)
-        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
-        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)  # before the exp2s, as above
+    def _probs(qk, lse2, cols, offs_m, seq_k, qk_scale, MASK: tl.constexpr,
+               IS_CAUSAL: tl.constexpr):
+        # P of a (query, key) tile from its scores and the queries' logsumexp (base 2)
         p = tl.math.exp2(qk * qk_scale - lse2[:, None])
         if MASK:
             valid = cols[None, :] < seq_k
             if IS_CAUSAL:
                 valid = valid & (cols[None, :] <= offs_m[:, None])
             p = tl.where(valid, p, 0.0)
+        return p
+
+    @triton.jit
+    def _dq_step(dq, q, do, lse2, delta, k, v, cols, offs_m, seq_k, qk_scale, MASK: tl.constexpr,
+                 IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr):
+        # one key tile against the held query tile: dQ += dS K (unscaled)
+        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
+        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)  # before the exp2s, as above
+        p = _probs(qk, lse2, cols, offs_m, seq_k, qk_scale, MASK, IS_CAUSAL)
         ds = p * (dp - delta[:, None])
         return tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PREC)
 
@@ -790,12 +800,7 @@ if triton is not None:
         zero = tl.zeros([q.shape[0], k.shape[0]], dtype=tl.float32)
         qk = _dot3(q, q_lo, tl.trans(k), tl.trans(k_lo), zero)
         dp = _dot3(do, do_lo, tl.trans(v), tl.trans(v_lo), zero)
-        p = tl.math.exp2(qk * qk_scale - lse2[:, None])
-        if MASK:
-            valid = cols[None, :] < seq_k
-            if IS_CAUSAL:
-                valid = valid & (cols[None, :] <= offs_m[:, None])
-            p = tl.where(valid, p, 0.0)
+        p = _probs(qk, lse2, cols, offs_m, seq_k, qk_scale, MASK, IS_CAUSAL)
         ds_hi, ds_lo = _tf32_split(p * (dp - delta[:, None]))
         return _dot3(ds_hi, ds_lo, k, k_lo, dq)
 
