@@ -231,7 +231,7 @@ SMEM_MARGIN = 2048
 
 
 def smem_bytes(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int,
-               pre_split: bool = False) -> int:
+               both_parts: bool = False) -> int:
     """Estimated shared memory of one config (bytes): the operand tiles a kernel keeps for its
     whole loop plus one buffer per pipeline stage of the tiles it streams.
 
@@ -239,20 +239,20 @@ def smem_bytes(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int,
     twice (TF32 high part and remainder); the streamed ones are split on the fly.  With one
     stage Triton may reuse a buffer (fwd: K and V share one), so this is an upper bound there.
     Checked against the offline sm_90 compile with Triton 3.6 (exact on the issue's datapoint:
-    fwd bf16 d=80 128x128 w8 s4 needs 294912 bytes).  ``pre_split``: the descriptor backward's
+    fwd bf16 d=80 128x128 w8 s4 needs 294912 bytes).  ``both_parts``: the descriptor backward's
     float32 path, which streams both TF32 parts of each tile too (PRE_SPLIT)."""
     bm, bn, _, stages = cfg
     bd = block_d(head_dim)
     elem = torch.empty((), dtype=dtype).element_size()
     split = 2 if dtype == torch.float32 and dot_precision(dtype) == "tf32x3" else 1
     # the descriptor loads of PRE_SPLIT keep two buffers even at one stage (Triton 3.6, sm_90)
-    buffers = max(2 if pre_split else 1, stages)
+    buffers = max(2 if both_parts else 1, stages)
 
     def loop(resident_rows, step_rows, row_vectors):
         # two resident tiles (K, V or Q, dO); per stage two streamed tiles, and float32 row
         # vectors (the dK/dV loop streams the logsumexp and D with Q and dO: counted with one
         # buffer more than the stages, which covers what Triton 3.6 gives them)
-        streamed = 2 if pre_split else 1
+        streamed = 2 if both_parts else 1
         return (split * 2 * resident_rows * bd * elem
                 + streamed * buffers * 2 * step_rows * bd * elem
                 + (buffers + 1) * row_vectors * step_rows * 4)
@@ -277,8 +277,8 @@ def smem_bytes(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int,
 
 
 def fits_smem(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int,
-              pre_split: bool = False) -> bool:
-    return smem_bytes(kernel, cfg, dtype, head_dim, pre_split) <= SMEM_LIMIT - SMEM_MARGIN
+              both_parts: bool = False) -> bool:
+    return smem_bytes(kernel, cfg, dtype, head_dim, both_parts) <= SMEM_LIMIT - SMEM_MARGIN
 
 
 def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int = 64) -> list[tuple]:
@@ -286,7 +286,7 @@ def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int = 64) -> list[
     the space for the dtype, precision and BLOCK_D, less the configs whose shared memory
     (:func:`smem_bytes`) would not fit on the H200 (for the descriptor backward kernels on
     float32, with both TF32 parts of each streamed tile: PRE_SPLIT)."""
-    pre_split = (kernel in ("dkdv_tma", "dq_tma") and dtype == torch.float32
+    both_parts = (kernel in ("dkdv_tma", "dq_tma") and dtype == torch.float32
                  and dot_precision(dtype) == "tf32x3")
     kernel = DESC_TWINS.get(kernel, kernel)
     if kernel not in KERNELS:
@@ -310,7 +310,7 @@ def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int = 64) -> list[
     # one space serves several BLOCK_D (bf16 d 8..128): a tile that fits at d=64 may not at
     # d=128, and Triton refuses such a launch (the autotuner would skip it, a forced launch
     # fails), so it is left out here
-    return [c for c in space if fits_smem(kernel, c, dtype, head_dim, pre_split)]
+    return [c for c in space if fits_smem(kernel, c, dtype, head_dim, both_parts)]
 
 
 def config_meta(cfg: tuple) -> dict:
@@ -1107,6 +1107,15 @@ def dot_precision(dtype: torch.dtype) -> str:
     return FP32_PRECISION
 
 
+def pre_split(dtype: torch.dtype, head_dim: int) -> bool:
+    """Whether the descriptor backward (``split_tma``) reads these inputs as TF32 parts split
+    beforehand (PRE_SPLIT): float32 under tf32x3 at d <= 128.  At d=256 no tile of its two
+    kernels holds both parts in shared memory (their spaces are empty), so float32 keeps the
+    pointer kernels there."""
+    return (dtype == torch.float32 and dot_precision(dtype) == "tf32x3"
+            and block_d(head_dim) <= 128)
+
+
 def block_d(d: int) -> int:
     """The head dim the kernels compute with: the next power of two, at least 16 (tl.dot's
     smallest inner size); the extra columns are masked to zeros."""
@@ -1342,9 +1351,7 @@ class FlashAttentionTriton(torch.autograd.Function):
             n = dq_acc.numel()
             _dq_cast_kernel[(triton.cdiv(n, 1024),)](dq_acc, dq, 1.0 / math.sqrt(d), n, BLOCK=1024)
         else:
-            # (d <= 128: at 256 no tile of the two kernels fits both parts in shared memory)
-            pre = variant == "split_tma" and const["DOT_PREC"] == "tf32x3" and block_d(d) <= 128
-            if pre:
+            if variant == "split_tma" and pre_split(q.dtype, d):
                 # float32 through descriptors: q, k, v and dO as their TF32 parts, contiguous
                 # copies (so aligned for the copy engine), each tile loaded straight into the
                 # products' shared memory (PRE_SPLIT); the gradients take the copies' strides

@@ -683,6 +683,11 @@ def test_float32_descriptor_spaces_keep_only_what_fits():
     assert ft.tuning_configs("dkdv_tma", torch.float32, 256) == []  # the pointer kernels there
     # bf16 keeps its kernel's space (the parts are float32's)
     assert ft.tuning_configs("dkdv_tma", torch.bfloat16, 128) == ft.tuning_configs("dkdv", torch.bfloat16, 128)
+    # the backward splits beforehand exactly where both descriptor kernels have a config
+    for d in range(8, 257, 8):
+        spaces = [ft.tuning_configs(n, torch.float32, d) for n in ft.BWD_VARIANTS["split_tma"]]
+        assert ft.pre_split(torch.float32, d) == all(spaces), d
+        assert not ft.pre_split(torch.bfloat16, d)
 
 
 def test_host_probe_tells_a_lasting_thread_state_from_a_fresh_one():

@@ -557,12 +557,15 @@ def _resource_one(task):
     dtype = getattr(torch, dt.split("-")[0])
     s = 16
     q, k, v, o, do, dq, dk, dv = (torch.zeros(1, s, d, dtype=dtype) for _ in range(8))
+    const, lo = ft.constants(d, causal, dtype), None
+    if name in ft.BWD_VARIANTS["split_tma"] and ft.pre_split(dtype, d):
+        # as the backward launches it: the TF32 parts split beforehand
+        const, lo = dict(const, PRE_SPLIT=True), tuple(torch.zeros_like(q) for _ in range(4))
     args, _, _ = ft.kernel_args(name, q, k, v, o=o, lse=torch.zeros(1, s), do=do, delta=torch.zeros(1, s),
-                                dq=dq, dk=dk, dv=dv, dq_acc=torch.zeros(1, s, d))
+                                dq=dq, dk=dk, dv=dv, dq_acc=torch.zeros(1, s, d), lo=lo)
     t0 = time.time()
     try:
-        kern = ft.KERNEL_FUNCS[name][0].warmup(*args, **ft.constants(d, causal, dtype), grid=(1,),
-                                               **ft.config_meta(cfg))
+        kern = ft.KERNEL_FUNCS[name][0].warmup(*args, **const, grid=(1,), **ft.config_meta(cfg))
         with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
             f.write(kern.asm["cubin"])
             f.flush()
@@ -594,17 +597,26 @@ def raw_space_tasks():
     return list(dict.fromkeys(tasks))
 
 
-def resources(ds, dtypes, jobs, extra, all_spaces=False, json_path=None):
+def resources(ds, dtypes, jobs, extra, all_spaces=False, json_path=None, twins=False):
     """Offline (CPU) compile of every config for sm_90: registers, spill stack, shared memory
-    (Triton's figure and flash_triton.smem_bytes' estimate)."""
+    (Triton's figure and flash_triton.smem_bytes' estimate); ``twins``: the descriptor kernels
+    too, where the launches would take them (16-bit; float32's backward split beforehand)."""
     import concurrent.futures as cf
     import multiprocessing as mp
+
+    ft = flash_triton
+    names = ft.KERNELS + (tuple(ft.DESC_TWINS) if twins else ())
+
+    def launched(task):
+        name, dt, d = task[:3]
+        return (name not in ft.DESC_TWINS or dt != "float32"
+                or (name in ft.BWD_VARIANTS["split_tma"] and ft.pre_split(torch.float32, d)))
 
     if all_spaces:
         tasks = raw_space_tasks()
     else:
-        tasks = [t for t in kernel_tasks([(d, dt, True) for dt in dtypes for d in ds], flash_triton.KERNELS,
-                                         extra) if t[0] in flash_triton.KERNELS]
+        tasks = [t for t in kernel_tasks([(d, dt, True) for dt in dtypes for d in ds], names, extra)
+                 if t[0] in names and launched(t)]
     with cf.ProcessPoolExecutor(max(1, jobs), mp_context=mp.get_context("spawn")) as ex:
         rows = list(ex.map(_resource_one, list(dict.fromkeys(tasks))))
     print("| kernel | dtype | d | config | in space | regs | stack B | smem KiB | estimate KiB | compile s |")
@@ -613,7 +625,9 @@ def resources(ds, dtypes, jobs, extra, all_spaces=False, json_path=None):
         dtype = getattr(torch, r["dtype"].split("-")[0])
         flash_triton.FP32_PRECISION = "ieee" if r["dtype"].endswith("-ieee") else "tf32x3"
         space = tuple(r["cfg"]) in flash_triton.tuning_configs(r["kernel"], dtype, r["d"])
-        r["estimate_bytes"] = flash_triton.smem_bytes(r["kernel"], tuple(r["cfg"]), dtype, r["d"])
+        both = r["kernel"] in ft.BWD_VARIANTS["split_tma"] and ft.pre_split(dtype, r["d"])
+        r["estimate_bytes"] = ft.smem_bytes(ft.DESC_TWINS.get(r["kernel"], r["kernel"]), tuple(r["cfg"]),
+                                            dtype, r["d"], both)
         if "error" in r:
             print(f"| {r['kernel']} | {r['dtype']} | {r['d']} | {cfg_str(r['cfg'])} | {space} | {r['error']} |")
             continue
@@ -1516,6 +1530,8 @@ def main():
                     help="the host's time per call of each layer of flash's launch path against "
                          "sdpa's, at the model's attention shape (bf16); with --smoke tiny (CPU); "
                          "a table last, then exit")
+    ap.add_argument("--twins", action="store_true",
+                    help="with --resources: the descriptor (TMA) kernels too, as the launches take them")
     ap.add_argument("--all-spaces", action="store_true",
                     help="with --resources: every config of every tuning space as written (before the "
                          "shared-memory filter) at each BLOCK_D it serves, instead of --ds/--dtypes; with "
@@ -1541,7 +1557,8 @@ def main():
         return 1 if any("error" in r for r in rows) else 0
     if args.resources:
         resources([int(x) for x in args.ds.split(",")], [getattr(torch, x) for x in args.dtypes.split(",")],
-                  args.jobs, EXPLORE, all_spaces=args.all_spaces, json_path=args.json)
+                  args.jobs, EXPLORE, all_spaces=args.all_spaces, json_path=args.json,
+                  twins=args.twins)
         return 0
     if args.issue:
         return issue_main(args)
