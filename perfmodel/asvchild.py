@@ -108,28 +108,27 @@ class AsvChild:
 
     def stop(self) -> None:
         """SIGTERM to every process of asv's session, SIGKILL to what is left after a grace."""
-        sid = self.proc.pid
-        _signal_session(sid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        try:
-            while time.monotonic() < deadline and self._running():
-                time.sleep(0.05)
-        except KeyboardInterrupt:  # Ctrl-C again: no more grace, but asv is still stopped
-            pass
-        # SIGKILL is delivered, not yet acted on, when kill() returns: wait until the session
-        # is empty (zombies aside), sending it again to whatever started meanwhile
-        deadline = time.monotonic() + STOP_GRACE_S
-        try:
-            while True:
-                _signal_session(sid, signal.SIGKILL)
-                if not self._running() or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-        except KeyboardInterrupt:
-            pass
+        self._signal_and_wait(signal.SIGTERM, resend=False)
+        # SIGKILL is delivered, not yet acted on, when kill() returns: wait for it too, sending
+        # it again to whatever started meanwhile
+        self._signal_and_wait(signal.SIGKILL, resend=True)
         try:
             self.proc.wait(STOP_GRACE_S)
         except subprocess.TimeoutExpired:
+            pass
+
+    def _signal_and_wait(self, sig: int, resend: bool) -> None:
+        """``sig`` to asv's session, then wait at most STOP_GRACE_S until the session is empty
+        (zombies aside); ``resend``: the signal again at each look."""
+        sid = self.proc.pid
+        deadline = time.monotonic() + STOP_GRACE_S
+        try:
+            _signal_session(sid, sig)
+            while time.monotonic() < deadline and self._running():
+                time.sleep(0.05)
+                if resend:
+                    _signal_session(sid, sig)
+        except KeyboardInterrupt:  # Ctrl-C again: no more waiting, but asv is still stopped
             pass
 
     def _running(self) -> bool:
