@@ -53,16 +53,16 @@ def cases(dtypes=DTYPES, head_dims=HEAD_DIMS, kernels=None, seq=SEQ, batch=BATCH
         dtype = getattr(torch, dt)
         for d in sorted(head_dims, reverse=True):
             spaces = {n: ft.tuning_configs(n, dtype, d)
-                      for n in ft.KERNELS + tuple(t for t in kernels or () if t in ft.DESC_TWINS)}
+                      for n in dict.fromkeys(ft.KERNELS + tuple(kernels or ()))}
             base = {n: list(space[0]) for n, space in spaces.items() if space}
             for name in kernels or ft.KERNELS:
-                # the descriptor (TMA) kernels read 16-bit inputs, each with the descriptor
-                # forward; and the backward's two read float32 as TF32 parts split beforehand
-                # (PRE_SPLIT, d <= 128: an empty space elsewhere), with the pointer forward
+                # the descriptor (TMA) kernels where the launches take them: 16-bit inputs, each
+                # with the descriptor forward, and float32's backward pair on TF32 parts split
+                # beforehand (PRE_SPLIT), with the pointer forward
                 twin = name in ft.DESC_TWINS
-                if twin and dtype.itemsize != 2 and name not in ft.BWD_VARIANTS["split_tma"]:
+                if twin and not ft.twin_launched(name, dtype, d):
                     continue
-                for cfg in spaces.get(name) or ft.tuning_configs(name, dtype, d):
+                for cfg in spaces[name]:
                     out.append(dict(kernel=name, dtype=dt, d=d, cfg=list(cfg), base=base,
                                     variant=next((v for v, names in ft.BWD_VARIANTS.items()
                                                   if name in names), "split"),

@@ -286,7 +286,7 @@ def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int = 64) -> list[
     the space for the dtype, precision and BLOCK_D, less the configs whose shared memory
     (:func:`smem_bytes`) would not fit on the H200 (for the descriptor backward kernels on
     float32, with both TF32 parts of each streamed tile: PRE_SPLIT)."""
-    both_parts = (kernel in ("dkdv_tma", "dq_tma") and dtype == torch.float32
+    both_parts = (kernel in BWD_VARIANTS["split_tma"] and dtype == torch.float32
                  and dot_precision(dtype) == "tf32x3")
     kernel = DESC_TWINS.get(kernel, kernel)
     if kernel not in KERNELS:
@@ -1116,6 +1116,13 @@ def pre_split(dtype: torch.dtype, head_dim: int) -> bool:
             and block_d(head_dim) <= 128)
 
 
+def twin_launched(name: str, dtype: torch.dtype, head_dim: int) -> bool:
+    """Whether the launches ever take descriptor kernel ``name`` (a DESC_TWINS key) for this dtype
+    and d: for 16-bit inputs (those _tma_ok's alignment then admits), and for float32's backward
+    pair where it splits beforehand (:func:`pre_split`)."""
+    return dtype.itemsize == 2 or (name in BWD_VARIANTS["split_tma"] and pre_split(dtype, head_dim))
+
+
 def block_d(d: int) -> int:
     """The head dim the kernels compute with: the next power of two, at least 16 (tl.dot's
     smallest inner size); the extra columns are masked to zeros."""
@@ -1168,16 +1175,14 @@ def kernel_args(name, q, k, v, o=None, lse=None, do=None, delta=None, dq=None, d
         return (q, k, v, o, lse, qk_scale, *qkv, *_strides(o), h, sq, sk), sq, "BLOCK_M"
     st = qkv + _strides(do)
     # the descriptor kernels' float32 remainders (PRE_SPLIT; else q, k, v and do stand in)
-    rest = tuple(map(_4d, lo)) if lo is not None else (q, k, v, do)
-    if name == "dkdv":
-        return (q, k, v, do, dk, dv, lse, delta, qk_scale, sm_scale, *st, h, sq, sk), sk, "BLOCK_N"
-    if name == "dkdv_tma":
+    rest = () if name not in BWD_VARIANTS["split_tma"] else (
+        tuple(map(_4d, lo)) if lo is not None else (q, k, v, do))
+    if name in ("dkdv", "dkdv_tma"):
         return ((q, k, v, do, dk, dv, lse, delta, qk_scale, sm_scale, *st, *rest, h, sq, sk), sk,
                 "BLOCK_N")
-    if name == "dq":
-        return (q, k, v, do, dq, lse, delta, qk_scale, sm_scale, *st, h, sq, sk), sq, "BLOCK_M"
-    if name == "dq_tma":
-        return (q, k, v, do, dq, lse, delta, qk_scale, sm_scale, *st, *rest, h, sq, sk), sq, "BLOCK_M"
+    if name in ("dq", "dq_tma"):
+        return ((q, k, v, do, dq, lse, delta, qk_scale, sm_scale, *st, *rest, h, sq, sk), sq,
+                "BLOCK_M")
     if name == "dkdv_atomic":
         return ((q, k, v, do, dk, dv, dq_acc, lse, delta, qk_scale, sm_scale, *st,
                  *_strides(dq_acc), h, sq, sk), sk, "BLOCK_N")
@@ -1337,12 +1342,21 @@ class FlashAttentionTriton(torch.autograd.Function):
         _bwd_preprocess_kernel[(triton.cdiv(sq, pre_block), b * h)](
             o, do, delta, *_strides(o), *_strides(do), h, sq,
             HEAD_DIM=d, BLOCK_M=pre_block, BLOCK_D=block_d(d))
-        # q, k and v are dense (_operand): empty_like keeps their strides, as the kernels need
+        const, lo = constants(d, ctx.is_causal, q.dtype), None
+        if variant == "split_tma" and pre_split(q.dtype, d):
+            # float32 through descriptors: q, k, v and dO (after D above) as their TF32 parts,
+            # contiguous copies (so aligned for the copy engine), each tile loaded straight into
+            # the products' shared memory (PRE_SPLIT)
+            (q, ql), (k, kl), (v, vl), (do, dol) = map(tf32_split, (q, k, v, do))
+            const, lo = dict(const, PRE_SPLIT=True), (ql, kl, vl, dol)
+        elif variant == "split_tma" and not _tma_ok(q, k, v, do):
+            variant = "split"  # descriptors cannot read these: the plain loads
+        # q, k and v are dense (_operand, or the copies above): empty_like keeps their strides,
+        # as the kernels need
         dq = torch.empty_like(q)
         dk = torch.empty_like(k)
         dv = torch.empty_like(v)
-        const = constants(d, ctx.is_causal, q.dtype)
-        tensors = dict(lse=lse, do=do, delta=delta, dq=dq, dk=dk, dv=dv)
+        tensors = dict(lse=lse, do=do, delta=delta, dq=dq, dk=dk, dv=dv, lo=lo)
         if variant == "atomic":
             # q's strides too, so that the cast below pairs the two buffers element by element
             dq_acc = torch.zeros_like(q, dtype=torch.float32)
@@ -1351,16 +1365,6 @@ class FlashAttentionTriton(torch.autograd.Function):
             n = dq_acc.numel()
             _dq_cast_kernel[(triton.cdiv(n, 1024),)](dq_acc, dq, 1.0 / math.sqrt(d), n, BLOCK=1024)
         else:
-            if variant == "split_tma" and pre_split(q.dtype, d):
-                # float32 through descriptors: q, k, v and dO as their TF32 parts, contiguous
-                # copies (so aligned for the copy engine), each tile loaded straight into the
-                # products' shared memory (PRE_SPLIT); the gradients take the copies' strides
-                (q, ql), (k, kl), (v, vl), (do, dol) = map(tf32_split, (q, k, v, do))
-                dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-                tensors.update(do=do, dq=dq, dk=dk, dv=dv, lo=(ql, kl, vl, dol))
-                const = dict(const, PRE_SPLIT=True)
-            elif variant == "split_tma" and not _tma_ok(q, k, v, do):
-                variant = "split"  # descriptors cannot read these: the plain loads
             for name in BWD_VARIANTS[variant]:
                 launch(name, *kernel_args(name, q, k, v, **tensors), b * h, const)
         if ctx.three:

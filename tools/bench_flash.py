@@ -606,17 +606,12 @@ def resources(ds, dtypes, jobs, extra, all_spaces=False, json_path=None, twins=F
 
     ft = flash_triton
     names = ft.KERNELS + (tuple(ft.DESC_TWINS) if twins else ())
-
-    def launched(task):
-        name, dt, d = task[:3]
-        return (name not in ft.DESC_TWINS or dt != "float32"
-                or (name in ft.BWD_VARIANTS["split_tma"] and ft.pre_split(torch.float32, d)))
-
     if all_spaces:
         tasks = raw_space_tasks()
     else:
         tasks = [t for t in kernel_tasks([(d, dt, True) for dt in dtypes for d in ds], names, extra)
-                 if t[0] in names and launched(t)]
+                 if t[0] in ft.KERNELS
+                 or (t[0] in names and ft.twin_launched(t[0], getattr(torch, t[1]), t[2]))]
     with cf.ProcessPoolExecutor(max(1, jobs), mp_context=mp.get_context("spawn")) as ex:
         rows = list(ex.map(_resource_one, list(dict.fromkeys(tasks))))
     print("| kernel | dtype | d | config | in space | regs | stack B | smem KiB | estimate KiB | compile s |")
