@@ -36,8 +36,9 @@ DTYPES = ("float32", "bfloat16")
 HEAD_DIMS = (16, 32, 64, 80, 128, 256)
 BATCH, SEQ = 2, 1024
 # relative-norm error bounds against float64 (as tests/test_flash.py's): float32 is tf32x3,
-# ~1e-6; plain TF32 products would show as ~1e-3
-TOL = {"float32": 1e-4, "bfloat16": 1e-2, "float16": 5e-3}
+# ~1e-6; plain TF32 products would show as ~1e-3, a running sum kept in the tensor cores'
+# accumulation as 1e-5 (H100)
+TOL = {"float32": 5e-6, "bfloat16": 1e-2, "float16": 5e-3}
 STATUSES = ("ok", "wrong", "fault", "smem", "error", "timeout", "not run")
 
 

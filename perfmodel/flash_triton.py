@@ -398,13 +398,17 @@ if triton is not None:
         return hi, x - hi
 
     @triton.jit
-    def _dot3(a, a_lo, b, b_lo, acc):
-        # acc + a @ b in about float32's precision from three TF32 products, a and b given as
-        # their TF32 high parts and remainders (PRE_SPLIT): chained into acc itself, small ones
-        # first, every operand a tile as loaded (Triton's own tf32x3 splits inside the kernel,
-        # and a split tile held through the loop lives in registers: its float32 d=128 dK/dV
-        # kernel spilled about 1 KB a thread, offline sm_90 compile)
-        acc = tl.dot(a_lo, b, acc, input_precision="tf32")
+    def _dot3(a, a_lo, b, b_lo):
+        # a @ b in about float32's precision from three TF32 products, a and b given as their
+        # TF32 high parts and remainders (PRE_SPLIT), small products first, every operand a
+        # tile as loaded (Triton's own tf32x3 splits inside the kernel, and a split tile held
+        # through the loop lives in registers: its float32 d=128 dK/dV kernel spilled about 1 KB
+        # a thread, offline sm_90 compile). The chain starts from zero and the caller adds it to
+        # its running sum with a float32 add, as Triton's tf32x3 does: chained into the running
+        # dK, dV or dQ itself, the sum went through the tensor cores' accumulation, which on
+        # Hopper keeps fewer bits than a float32 add and drops them one way, so the error grew
+        # with the sequence (H100: dV 1.1e-5 at s1024, 6e-4 against SDPA at s65536).
+        acc = tl.dot(a_lo, b, input_precision="tf32")
         acc = tl.dot(a, b_lo, acc, input_precision="tf32")
         return tl.dot(a, b, acc, input_precision="tf32")
 
@@ -627,14 +631,13 @@ if triton is not None:
     def _dkdv_step_pre(dk, dv, k, k_lo, v, v_lo, q, q_lo, do, do_lo, lse, delta, rows, offs_n,
                        qk_scale, MASK: tl.constexpr, IS_CAUSAL: tl.constexpr):
         # _dkdv_step on float32 operands given as TF32 parts (PRE_SPLIT)
-        zero = tl.zeros([k.shape[0], q.shape[0]], dtype=tl.float32)
-        qkT = _dot3(k, k_lo, tl.trans(q), tl.trans(q_lo), zero)
-        dpT = _dot3(v, v_lo, tl.trans(do), tl.trans(do_lo), zero)
+        qkT = _dot3(k, k_lo, tl.trans(q), tl.trans(q_lo))
+        dpT = _dot3(v, v_lo, tl.trans(do), tl.trans(do_lo))
         pT = _probs_t(qkT, lse, rows, offs_n, qk_scale, MASK, IS_CAUSAL)
         p_hi, p_lo = _tf32_split(pT)
-        dv = _dot3(p_hi, p_lo, do, do_lo, dv)
+        dv += _dot3(p_hi, p_lo, do, do_lo)
         ds_hi, ds_lo = _tf32_split(pT * (dpT - delta[None, :]))
-        dk = _dot3(ds_hi, ds_lo, q, q_lo, dk)
+        dk += _dot3(ds_hi, ds_lo, q, q_lo)
         return dk, dv
 
     @triton.jit
@@ -797,12 +800,11 @@ if triton is not None:
     def _dq_step_pre(dq, q, q_lo, do, do_lo, lse2, delta, k, k_lo, v, v_lo, cols, offs_m, seq_k,
                      qk_scale, MASK: tl.constexpr, IS_CAUSAL: tl.constexpr):
         # _dq_step on float32 operands given as TF32 parts (PRE_SPLIT)
-        zero = tl.zeros([q.shape[0], k.shape[0]], dtype=tl.float32)
-        qk = _dot3(q, q_lo, tl.trans(k), tl.trans(k_lo), zero)
-        dp = _dot3(do, do_lo, tl.trans(v), tl.trans(v_lo), zero)
+        qk = _dot3(q, q_lo, tl.trans(k), tl.trans(k_lo))
+        dp = _dot3(do, do_lo, tl.trans(v), tl.trans(v_lo))
         p = _probs(qk, lse2, cols, offs_m, seq_k, qk_scale, MASK, IS_CAUSAL)
         ds_hi, ds_lo = _tf32_split(p * (dp - delta[:, None]))
-        return _dot3(ds_hi, ds_lo, k, k_lo, dq)
+        return dq + _dot3(ds_hi, ds_lo, k, k_lo)
 
     @triton.jit
     def _bwd_dq_inner(dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kn, stride_vn,

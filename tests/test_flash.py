@@ -27,9 +27,10 @@ HAS_CUDA = torch.cuda.is_available()
 TOL = {
     ("torch", torch.float32): 1e-5,
     ("torch", torch.bfloat16): 1e-2,
-    # float32 products are tf32x3 (or "ieee"): about float32's error (~1e-6 here); plain TF32
-    # (10-bit mantissa) would be ~1e-3 and must fail
-    ("triton", torch.float32): 1e-4,
+    # float32 products are tf32x3 (or "ieee"): about float32's error (~1e-6 here, at most
+    # 1.3e-6 on an H100); plain TF32 (10-bit mantissa) would be ~1e-3 and must fail, and so
+    # must a running sum kept in the tensor cores' accumulation (1.1e-5 at s1024 on an H100)
+    ("triton", torch.float32): 5e-6,
     ("triton", torch.bfloat16): 1e-2,
     ("triton", torch.float16): 5e-3,
 }
