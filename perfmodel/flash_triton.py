@@ -1118,11 +1118,17 @@ def pre_split(dtype: torch.dtype, head_dim: int) -> bool:
             and block_d(head_dim) <= 128)
 
 
+def launched_pre_split(name: str, dtype: torch.dtype, head_dim: int) -> bool:
+    """Whether kernel ``name`` is launched with PRE_SPLIT for this dtype and d: the descriptor
+    backward pair where the backward splits beforehand (:func:`pre_split`)."""
+    return name in BWD_VARIANTS["split_tma"] and pre_split(dtype, head_dim)
+
+
 def twin_launched(name: str, dtype: torch.dtype, head_dim: int) -> bool:
     """Whether the launches ever take descriptor kernel ``name`` (a DESC_TWINS key) for this dtype
     and d: for 16-bit inputs (those _tma_ok's alignment then admits), and for float32's backward
-    pair where it splits beforehand (:func:`pre_split`)."""
-    return dtype.itemsize == 2 or (name in BWD_VARIANTS["split_tma"] and pre_split(dtype, head_dim))
+    pair where it splits beforehand (:func:`launched_pre_split`)."""
+    return dtype.itemsize == 2 or launched_pre_split(name, dtype, head_dim)
 
 
 def block_d(d: int) -> int:

@@ -558,7 +558,7 @@ def _resource_one(task):
     s = 16
     q, k, v, o, do, dq, dk, dv = (torch.zeros(1, s, d, dtype=dtype) for _ in range(8))
     const, lo = ft.constants(d, causal, dtype), None
-    if name in ft.BWD_VARIANTS["split_tma"] and ft.pre_split(dtype, d):
+    if ft.launched_pre_split(name, dtype, d):
         # as the backward launches it: the TF32 parts split beforehand
         const, lo = dict(const, PRE_SPLIT=True), tuple(torch.zeros_like(q) for _ in range(4))
     args, _, _ = ft.kernel_args(name, q, k, v, o=o, lse=torch.zeros(1, s), do=do, delta=torch.zeros(1, s),
@@ -620,7 +620,7 @@ def resources(ds, dtypes, jobs, extra, all_spaces=False, json_path=None, twins=F
         dtype = getattr(torch, r["dtype"].split("-")[0])
         flash_triton.FP32_PRECISION = "ieee" if r["dtype"].endswith("-ieee") else "tf32x3"
         space = tuple(r["cfg"]) in flash_triton.tuning_configs(r["kernel"], dtype, r["d"])
-        both = r["kernel"] in ft.BWD_VARIANTS["split_tma"] and ft.pre_split(dtype, r["d"])
+        both = ft.launched_pre_split(r["kernel"], dtype, r["d"])
         r["estimate_bytes"] = ft.smem_bytes(ft.DESC_TWINS.get(r["kernel"], r["kernel"]), tuple(r["cfg"]),
                                             dtype, r["d"], both)
         if "error" in r:
