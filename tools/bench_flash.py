@@ -696,16 +696,16 @@ def summary(rows, explored, checks, pre):
 # priority: a run cut short by --budget keeps the first rows. float32's split_tma is the
 # descriptor backward on TF32 parts split beforehand (PRE_SPLIT, d <= 128).
 ISSUE_ROWS = [
-    ("fp32 d128", (8, 16384, 128), torch.float32, ("split", "split_tma")),
-    ("fp32 d64", (8, 16384, 64), torch.float32, ("split", "split_tma")),
+    ("fp32 d128", (8, 16384, 128), torch.float32, ("split", "atomic", "split_tma")),
+    ("fp32 d64", (8, 16384, 64), torch.float32, ("split", "atomic", "split_tma")),
     ("bf16 h16 d64", (1, 16, 16384, 64), torch.bfloat16, ("split", "atomic", "split_tma")),
     ("bf16 d128", (8, 16384, 128), torch.bfloat16, ("split", "atomic", "split_tma")),
     ("bf16 long", (1, 65536, 128), torch.bfloat16, ("split", "split_tma")),
-    ("fp32 long", (1, 65536, 128), torch.float32, ("split", "split_tma")),
+    ("fp32 long", (1, 65536, 128), torch.float32, ("split", "atomic", "split_tma")),
     ("bf16 d80", (8, 16384, 80), torch.bfloat16, ("split", "split_tma")),
     ("bf16 d256", (2, 16384, 256), torch.bfloat16, ("split", "split_tma")),
-    ("fp32 d80", (8, 4096, 80), torch.float32, ("split", "split_tma")),
-    ("fp32 d256", (2, 4096, 256), torch.float32, ("split",)),
+    ("fp32 d80", (8, 4096, 80), torch.float32, ("split", "atomic", "split_tma")),
+    ("fp32 d256", (2, 4096, 256), torch.float32, ("split", "atomic")),
 ]
 # fp32 accuracy, flash against SDPA, both against the float64 reference: (batch, seq, d)
 PRECISION_SHAPES = [(1, 4096, 64), (1, 4096, 128), (1, 2048, 256)]
