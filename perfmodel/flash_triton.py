@@ -15,12 +15,13 @@ never visited.  The row logsumexp is written out (natural log) for the backward 
 Backward: ``_bwd_preprocess_kernel`` computes D = rowsum(dO * O), then one of three variants
 (``BWD_VARIANT``, from the environment variable ``PERFMODEL_FLASH_BWD`` at import):
 
-* ``"split"`` (default): ``_bwd_dkdv_kernel`` holds one key tile and loops over query tiles,
+* ``"split"`` (the default but for float32 above d=64, :func:`bwd_variant`): ``_bwd_dkdv_kernel`` holds one key tile and loops over query tiles,
   recomputing P = exp(S - L) from the saved logsumexp; ``_bwd_dq_kernel`` holds one query
   tile and loops over key tiles.  No atomics; 7 matrix products per tile pair, P twice.
 * ``"atomic"``: ``_bwd_dkdv_atomic_kernel`` is the dK/dV kernel that also adds dS K into a
   float32 dQ buffer with relaxed ``tl.atomic_add`` (FlashAttention-2's own scheme), then
   ``_dq_cast_kernel`` scales it and casts to the input dtype.  5 products per pair, P once.
+  The default for float32 (tf32x3) above d=64.
 * ``"fused"``: ``_bwd_fused_kernel``, program i runs the dK/dV loop for key tile i and then
   the dQ loop for query tile i (one launch; causal work per program is then constant).
 
@@ -93,7 +94,9 @@ TRIAL_WARMUP_MS, TRIAL_REP_MS = 5, 25
 # Kernel names (the keys of TUNING_SPACE and FORCE_CONFIG) and the backward variants.
 KERNELS = ("fwd", "dkdv", "dq", "dkdv_atomic", "bwd_fused")
 BWD_VARIANTS = {"split": ("dkdv", "dq"), "atomic": ("dkdv_atomic",), "fused": ("bwd_fused",)}
-BWD_VARIANT = os.environ.get("PERFMODEL_FLASH_BWD", "split")
+# "auto" (the default): the variant measured fastest for the inputs' dtype and head dim,
+# bwd_variant() below; any name of BWD_VARIANTS pins it for every call
+BWD_VARIANT = os.environ.get("PERFMODEL_FLASH_BWD", "auto")
 # The forward's variants (env PERFMODEL_FLASH_FWD), each its own kernel with the forward's
 # tuning space: "pointer" (plain tl.load of each tile), "tma" (Hopper's tensor memory
 # accelerator through device-side tensor descriptors: one copy engine request per tile, out of
@@ -1302,10 +1305,24 @@ def launch(name, args, rows, tile_key, batch, const, cfg=None):
         _CHOSEN[key] = dict(best.all_kwargs())
 
 
-def _bwd_variant() -> str:
+def bwd_variant(dtype: torch.dtype, head_dim: int) -> str:
+    """The backward variant a call with these inputs takes: BWD_VARIANT when it names one, else
+    (``"auto"``) ``"atomic"`` for tf32x3 float32 with d > 64 and ``"split"`` otherwise.
+
+    Why float32 above d=64 differs: under tf32x3 each product is three TF32 products, the
+    operands' two parts fill shared memory, and the split backward's dK/dV tile at d=128 is
+    16 x 64, so recomputing P and dP in a dQ kernel costs more than the atomic adds save. On an
+    H100 (2026-12-07, notes/flash.md) the atomic backward halved float32's forward+backward at
+    d 80, 128 and 256 (b8 s16384 d128: 52.7 ms against 103.0; SDPA 48.4) and lost at d=64
+    (26.2 against 23.0). Its dQ sums in float32 atomics in no fixed order, as FlashAttention-2's
+    does: not bitwise reproducible from run to run, as accurate (notes/flash.md)."""
+    if BWD_VARIANT == "auto":
+        if dtype == torch.float32 and dot_precision(dtype) == "tf32x3" and block_d(head_dim) > 64:
+            return "atomic"
+        return "split"
     if BWD_VARIANT not in BWD_VARIANTS:
         raise ValueError(f"unknown backward variant {BWD_VARIANT!r} (PERFMODEL_FLASH_BWD): "
-                         f"one of {tuple(BWD_VARIANTS)}")
+                         f"one of {('auto',) + tuple(BWD_VARIANTS)}")
     return BWD_VARIANT
 
 
@@ -1342,9 +1359,9 @@ class FlashAttentionTriton(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, o, lse = ctx.saved_tensors
-        variant = _bwd_variant()
-        do = _operand(_4d(grad_out))
         b, h, sq, d = q.shape
+        variant = bwd_variant(q.dtype, d)
+        do = _operand(_4d(grad_out))
         delta = torch.empty((b, h, sq), dtype=torch.float32, device=q.device)
         pre_block = preprocess_block(d)
         _bwd_preprocess_kernel[(triton.cdiv(sq, pre_block), b * h)](

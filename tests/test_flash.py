@@ -824,8 +824,68 @@ def test_descriptor_kernels_only_where_they_can_read():
 def test_unknown_backward_variant_raises():
     from perfmodel import flash_triton as ft
 
-    with ft.forced(variant="nope"), pytest.raises(ValueError, match="backward variant"):
-        ft._bwd_variant()
+    with ft.forced(variant="nope"), pytest.raises(ValueError, match="backward variant.*'auto'"):
+        ft.bwd_variant(torch.float32, 64)
+
+
+def test_default_backward_variant_per_dtype_and_head_dim(monkeypatch):
+    """"auto" (the default) takes the atomic backward for tf32x3 float32 above d=64 (BLOCK_D
+    128 and 256) and the split one elsewhere; a named variant wins everywhere."""
+    from perfmodel import flash_triton as ft
+
+    with ft.forced(variant="auto"):
+        assert [ft.bwd_variant(torch.float32, d) for d in (8, 64, 72, 80, 128, 136, 256)] == (
+            ["split"] * 2 + ["atomic"] * 5)
+        assert {ft.bwd_variant(dt, d) for dt in (torch.bfloat16, torch.float16)
+                for d in (16, 64, 80, 128, 256)} == {"split"}
+        monkeypatch.setattr(ft, "FP32_PRECISION", "ieee")
+        assert ft.bwd_variant(torch.float32, 128) == "split"
+    with ft.forced(variant="fused"):
+        assert ft.bwd_variant(torch.float32, 128) == ft.bwd_variant(torch.bfloat16, 64) == "fused"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="GPU present: the compiled kernels are tested")
+def test_default_backward_launches_the_variant_of_its_inputs():
+    """Without PERFMODEL_FLASH_BWD, a float32 call at d=80 runs the atomic dK/dV kernel, at
+    d=64 the split pair, each matching float64 (causal, ragged). Through the interpreter."""
+    script = textwrap.dedent("""
+        import json, sys, torch
+        from perfmodel import flash_triton as ft
+        from perfmodel.attention import reference_attention
+        seen = []
+        launch = ft.launch
+        def spy(name, *a, **kw):
+            seen[-1].append(name)
+            return launch(name, *a, **kw)
+        ft.launch = spy
+        g = torch.Generator().manual_seed(int(sys.argv[1]))
+        out = []
+        for sq, d in [(37, 80), (37, 64)]:
+            seen.append([])
+            q, k, v = (torch.randn(1, sq, d, generator=g) for _ in range(3))
+            leaves = [x.clone().requires_grad_() for x in (q, k, v)]
+            o = ft.FlashAttentionTriton.apply(*leaves, True)
+            do = torch.randn(o.shape, generator=g)
+            o.backward(do)
+            ref_leaves = [x.double().requires_grad_() for x in (q, k, v)]
+            ref = reference_attention(*ref_leaves, True)
+            ref.backward(do.double())
+            rel = lambda x, r: ((x.double() - r).norm() / r.norm()).item()
+            errs = dict(out=rel(o, ref.detach()), **{n: rel(a.grad, r.grad) for n, a, r in
+                        zip(("dq", "dk", "dv"), leaves, ref_leaves)})
+            out.append(dict(d=d, errs=errs, launched=seen[-1]))
+        print("RESULTS" + json.dumps(out))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PERFMODEL_FLASH_BWD"}
+    env["TRITON_INTERPRET"] = "1"
+    seed = new_seed()
+    proc = subprocess.run([sys.executable, "-c", script, str(seed)], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads([x for x in proc.stdout.splitlines() if x.startswith("RESULTS")][-1][7:])
+    assert [r["launched"][1:] for r in results] == [["dkdv_atomic"], ["dkdv", "dq"]], results
+    for r in results:
+        assert all(e < TOL[("triton", torch.float32)] for e in r["errs"].values()), (seed, r)
 
 
 def test_triton_not_available_on_plain_cpu():

@@ -1134,7 +1134,7 @@ def host_overhead(device, smoke=False, calls=20, repeats=30):
         ("flash: FlashAttentionTriton.backward (no autograd engine)",
          lambda: flash_triton.FlashAttentionTriton.backward(saved, do3)),
         *((f"flash: {name} launch, perfmodel's", bwd_launch(name))
-          for name in flash_triton.BWD_VARIANTS.get(flash_triton.BWD_VARIANT, ())),
+          for name in flash_triton.BWD_VARIANTS[flash_triton.bwd_variant(dtype, d)]),
     ]
     out = []
     n_calls, n_rep = (2, 3) if smoke else (calls, repeats)
@@ -1440,9 +1440,10 @@ def issue_main(args):
             for causal in (True, False):
                 cells.append(((shape[-1], dtype, causal), variant_kernels(variants)))
         if not smoke:
-            model_kernels = ([flash_triton.FWD_VARIANTS.get(flash_triton.FWD_VARIANT, "fwd")]
-                             + list(flash_triton.BWD_VARIANTS.get(flash_triton.BWD_VARIANT, ())))
-            cells += [((d, torch.bfloat16, True), model_kernels) for d in (64, 80)]  # the presets
+            fwd = flash_triton.FWD_VARIANTS.get(flash_triton.FWD_VARIANT, "fwd")
+            cells += [((d, torch.bfloat16, True),  # the presets' head dims
+                       [fwd, *flash_triton.BWD_VARIANTS[flash_triton.bwd_variant(torch.bfloat16, d)]])
+                      for d in (64, 80)]
         tasks = []
         for cell, names in cells:
             tasks += kernel_tasks([cell], names)
@@ -1653,8 +1654,9 @@ def main():
             for d in (64, 128):
                 cells.append(((1, 65536, d), dtype, True))
     if cells and args.jobs and not args.fixed and "flash" in impls:
-        default = variant_kernels([flash_triton.BWD_VARIANT])
-        pre.append(precompile(kernel_tasks([(c[0][-1], c[1], c[2]) for c in cells], default), args.jobs,
+        tasks = [t for shape, dtype, causal in cells for t in kernel_tasks(
+            [(shape[-1], dtype, causal)], variant_kernels([flash_triton.bwd_variant(dtype, shape[-1])]))]
+        pre.append(precompile(list(dict.fromkeys(tasks)), args.jobs,
                               min(args.precompile_timeout, left() - 60), "grid"))
     for shape, dtype, causal in cells:
         for impl in impls:
