@@ -448,6 +448,33 @@ def test_tuning_spaces_hold_no_config_that_faults_or_overflows(monkeypatch):
     assert (128, 128, 8, 4) in ft.TUNING_SPACE["fwd"]
 
 
+def test_float32_explore_candidates_avoid_the_faulting_class_and_fit():
+    """What --explore-fp32 times beyond the tf32x3 spaces (one process for every config of a
+    kernel, so a fault would end the run): no 16-wide tile with 8 warps, nothing of KNOWN_BAD,
+    each a real candidate (not already in its space); explore_configs keeps exactly those that
+    fit shared memory, and --resources gets them all."""
+    from perfmodel import flash_triton as ft
+    from tools import bench_flash as bf
+
+    assert ft.dot_precision(torch.float32) == "tf32x3"
+    kept = 0
+    for bd, by_kernel in bf.EXPLORE_FP32.items():
+        for name, cfgs in by_kernel.items():
+            for d in (bd // 2 + 8, bd):  # both ends of the BLOCK_D class
+                space = ft.tuning_configs(name, torch.float32, d)
+                fit = bf.explore_configs(name, torch.float32, d)
+                assert bf.explore_configs(name, torch.float32, d, fitting=False) == cfgs
+                assert fit == [c for c in cfgs if ft.fits_smem(name, c, torch.float32, d)]
+                kept += len(fit)
+                for cfg in cfgs:
+                    assert not (cfg[2] == 8 and 16 in cfg[:2]), (name, bd, cfg)
+                    assert cfg not in space, (name, d, cfg, "already in the space")
+                    assert all(not (n == name and ft.block_d(bad_d) == bd and c == cfg)
+                               for n, _, bad_d, c, _ in KNOWN_BAD), (name, bd, cfg)
+    assert kept > 10
+    assert bf.explore_configs("dkdv", torch.bfloat16, 128) and not bf.explore_configs("fwd", torch.float32, 256)
+
+
 def test_smem_estimate_against_triton():
     """smem_bytes against the one figure the H200 reported (fwd bf16 d=80 128x128 w8 s4: 294912
     bytes), and against Triton 3.6's own figures from an offline sm_90 compile of every config of

@@ -26,8 +26,9 @@ Run on the GPU box from the repository root, e.g.:
                  a fault names its config instead of poisoning the run), --jobs at a time,
                  checked against float64; compact table.  Alone it is the config check:
                  python3 -m tools.bench_flash --check-configs --jobs 14 --budget 380
---explore-fp32   fp32 kernels per config and fp32 end-to-end at b8 x s16384 x d64 and
-                 b8 x s4096 x d128 (the small fp32 tiles; compare with notes/flash.md)
+--explore-fp32   fp32 kernels per config (the tf32x3 spaces plus EXPLORE_FP32) and fp32
+                 end-to-end at b8 x s16384 x d64 and d128 (issue 17's float32 rows); b8 x s4096
+                 x d128 until 2026-12-07
 --grid           batch 8 x d {16,32,64,128} x seq {256..16384}, fp32 and bf16, causal
 --long           seq 65536 at batch 1, d 64 and 128, fp32 and bf16, causal
 --profile-model  PRESETS: the model criterion's step, flash against sdpa, under torch.profiler:
@@ -76,7 +77,7 @@ from perfmodel.workloads import attention_flops  # noqa: E402
 
 # (shape, fwd+bwd target in ms or None); the b1 h16 d64 one first: it is the open target
 TARGETS = [((1, 16, 16384, 64), 4.5), ((8, 16384, 128), None)]
-FP32_SHAPES = [(8, 16384, 64), (8, 4096, 128)]
+FP32_SHAPES = [(8, 16384, 64), (8, 16384, 128)]  # issue 17's float32 rows
 
 
 def dtype_name(dtype):
@@ -180,14 +181,13 @@ def _warm_one(task):
 
 def kernel_tasks(cells, names, extra=None):
     """Precompile tasks, in order: (kernel, dtype name, d, causal, config) for every config of
-    every kernel in ``names`` (plus ``extra[name]`` unless float32, as in explore) for each
-    (d, dtype, causal) cell, and the preprocess / cast kernels."""
+    every kernel in ``names`` (plus, when ``extra``, what explore adds: explore_configs) for
+    each (d, dtype, causal) cell, and the preprocess / cast kernels."""
     out = []
     for d, dtype, causal in cells:
         dt = dtype_name(dtype)
-        more = extra if extra and dtype != torch.float32 else {}
         for name in names:
-            extra_cfgs = more.get(flash_triton.DESC_TWINS.get(name, name), [])
+            extra_cfgs = explore_configs(name, dtype, d, fitting=False) if extra else []
             for cfg in flash_triton.tuning_configs(name, dtype, d) + list(extra_cfgs):
                 out.append((name, dt, d, causal, tuple(cfg)))
         out += [("pre", dt, d, False, None), ("cast", dt, 64, False, None)]
@@ -234,6 +234,37 @@ EXPLORE = {
     "dkdv_atomic": [(32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 8, 3), (64, 128, 4, 3), (128, 128, 8, 2)],
     "bwd_fused": [(32, 128, 4, 3), (64, 64, 4, 3), (64, 128, 8, 2), (64, 64, 8, 3), (64, 128, 4, 3)],
 }
+# configs timed by --explore-fp32 on top of the tf32x3 spaces, per BLOCK_D: tiles with a side
+# of 32 and 4 warps, which Triton 3.6 compiles to Ampere-style mma.sync products rather than
+# wgmma (offline sm_90 compile): the atomic dK/dV kernel's 32x32 tile ran that way on an H100 at
+# twice the split kernels' speed (notes/flash.md, 2026-12-07). None has a 16-wide side with 8
+# warps (the class that faulted under tf32x3); each must fit shared memory (fits_smem) to run.
+EXPLORE_FP32 = {
+    64: {"dkdv": [(32, 32, 4, 2), (32, 64, 4, 2), (64, 32, 4, 2)],
+         "dq": [(32, 32, 4, 2), (32, 64, 4, 2), (64, 64, 4, 2)],
+         "dkdv_atomic": [(32, 32, 4, 2), (32, 32, 4, 3), (32, 64, 4, 2), (64, 32, 4, 2)]},
+    128: {"dkdv": [(32, 32, 4, 2), (32, 32, 4, 3), (16, 32, 4, 2), (64, 32, 4, 1)],
+          "dq": [(32, 32, 4, 2), (32, 32, 4, 3), (32, 16, 4, 2), (32, 64, 4, 1)],
+          "dkdv_atomic": [(32, 32, 4, 1), (32, 32, 4, 3), (32, 32, 8, 2), (16, 64, 4, 1),
+                          (64, 32, 4, 1)]},
+}
+
+
+def explore_configs(name, dtype, d, fitting=True):
+    """The configs --explore adds to a kernel's space for this dtype and d (EXPLORE for 16-bit
+    inputs, EXPLORE_FP32 for tf32x3 float32); ``fitting``: only those that fit shared memory
+    (a launch of any other fails; --resources compiles them all to show their figures)."""
+    base = flash_triton.DESC_TWINS.get(name, name)
+    if dtype == torch.float32:
+        if flash_triton.dot_precision(dtype) != "tf32x3":
+            return []
+        more = EXPLORE_FP32.get(flash_triton.block_d(d), {}).get(base, [])
+    else:
+        more = EXPLORE.get(base, [])
+    both = flash_triton.launched_pre_split(name, dtype, d)
+    return [c for c in more if not fitting or flash_triton.fits_smem(base, c, dtype, d, both)]
+
+
 # matrix products per (query tile, key tile) pair, for the TFLOP/s of a kernel alone
 PRODUCTS = {"fwd": 2, "dkdv": 4, "dq": 3, "dkdv_atomic": 5, "bwd_fused": 7}
 
@@ -253,7 +284,7 @@ def variant_kernels(variants):
 
 def explore(shape, dtype, names, gen, warmup, rep, deadline):
     """Time each kernel in ``names`` alone (causal) for every config of its tuning space for
-    this dtype and d, plus EXPLORE for bf16; returns one row per (kernel, config)."""
+    this dtype and d, plus explore_configs; returns one row per (kernel, config)."""
     from triton.testing import do_bench
 
     ft = flash_triton
@@ -276,7 +307,7 @@ def explore(shape, dtype, names, gen, warmup, rep, deadline):
     for name in names:
         space = ft.tuning_configs(name, dtype, d)
         base = flash_triton.DESC_TWINS.get(name, name)
-        more = EXPLORE.get(base, []) if dtype != torch.float32 else []
+        more = explore_configs(name, dtype, d)
         if base == "fwd":
             args, nrows, key = ft.kernel_args(name, q, k, v, o=o2, lse=lse2)
         else:
@@ -1620,7 +1651,7 @@ def main():
     # 3) precompile the checks' and fp32 kernels, run the per-config tests
     later = []
     if args.explore_fp32:
-        later += kernel_tasks([(s[-1], torch.float32, True) for s in FP32_SHAPES], names)
+        later += kernel_tasks([(s[-1], torch.float32, True) for s in FP32_SHAPES], names, True)
     if later and args.jobs and not args.fixed:
         done = kernel_tasks(target_cells, names, EXPLORE if args.explore else None) if pre else []
         # bf16 first, then fp32 by tile size (the 64x64 fp32 tiles compile slowest)
