@@ -12,12 +12,14 @@ all (fully below the causal diagonal and inside seq_k) and the few tiles that ne
 diagonal tiles when causal, the ragged last tile).  Causal tiles above the diagonal are
 never visited.  The row logsumexp is written out (natural log) for the backward pass.
 
-Backward: ``_bwd_preprocess_kernel`` computes D = rowsum(dO * O), then one of three variants
-(``BWD_VARIANT``, from the environment variable ``PERFMODEL_FLASH_BWD`` at import):
+Backward: ``_bwd_preprocess_kernel`` computes D = rowsum(dO * O), then one of these variants
+(``BWD_VARIANT``, from the environment variable ``PERFMODEL_FLASH_BWD`` at import; ``"auto"``,
+the default, picks per call):
 
-* ``"split"`` (the default but for float32 above d=64, :func:`bwd_variant`): ``_bwd_dkdv_kernel`` holds one key tile and loops over query tiles,
-  recomputing P = exp(S - L) from the saved logsumexp; ``_bwd_dq_kernel`` holds one query
-  tile and loops over key tiles.  No atomics; 7 matrix products per tile pair, P twice.
+* ``"split"`` (the default, but for float32 above d=64: :func:`bwd_variant`):
+  ``_bwd_dkdv_kernel`` holds one key tile and loops over query tiles, recomputing
+  P = exp(S - L) from the saved logsumexp; ``_bwd_dq_kernel`` holds one query tile and loops
+  over key tiles.  No atomics; 7 matrix products per tile pair, P twice.
 * ``"atomic"``: ``_bwd_dkdv_atomic_kernel`` is the dK/dV kernel that also adds dS K into a
   float32 dQ buffer with relaxed ``tl.atomic_add`` (FlashAttention-2's own scheme), then
   ``_dq_cast_kernel`` scales it and casts to the input dtype.  5 products per pair, P once.

@@ -179,15 +179,15 @@ def _warm_one(task):
     return True, time.time() - t0, tag
 
 
-def kernel_tasks(cells, names, extra=None):
+def kernel_tasks(cells, names, explore=False):
     """Precompile tasks, in order: (kernel, dtype name, d, causal, config) for every config of
-    every kernel in ``names`` (plus, when ``extra``, what explore adds: explore_configs) for
+    every kernel in ``names`` (plus, with ``explore``, what explore adds: explore_configs) for
     each (d, dtype, causal) cell, and the preprocess / cast kernels."""
     out = []
     for d, dtype, causal in cells:
         dt = dtype_name(dtype)
         for name in names:
-            extra_cfgs = explore_configs(name, dtype, d, fitting=False) if extra else []
+            extra_cfgs = explore_configs(name, dtype, d, fitting=False) if explore else []
             for cfg in flash_triton.tuning_configs(name, dtype, d) + list(extra_cfgs):
                 out.append((name, dt, d, causal, tuple(cfg)))
         out += [("pre", dt, d, False, None), ("cast", dt, 64, False, None)]
@@ -628,7 +628,7 @@ def raw_space_tasks():
     return list(dict.fromkeys(tasks))
 
 
-def resources(ds, dtypes, jobs, extra, all_spaces=False, json_path=None, twins=False):
+def resources(ds, dtypes, jobs, explore=True, all_spaces=False, json_path=None, twins=False):
     """Offline (CPU) compile of every config for sm_90: registers, spill stack, shared memory
     (Triton's figure and flash_triton.smem_bytes' estimate); ``twins``: the descriptor kernels
     too, where the launches would take them (16-bit; float32's backward split beforehand)."""
@@ -640,7 +640,7 @@ def resources(ds, dtypes, jobs, extra, all_spaces=False, json_path=None, twins=F
     if all_spaces:
         tasks = raw_space_tasks()
     else:
-        tasks = [t for t in kernel_tasks([(d, dt, True) for dt in dtypes for d in ds], names, extra)
+        tasks = [t for t in kernel_tasks([(d, dt, True) for dt in dtypes for d in ds], names, explore)
                  if t[0] in ft.KERNELS
                  or (t[0] in names and ft.twin_launched(t[0], getattr(torch, t[1]), t[2]))]
     with cf.ProcessPoolExecutor(max(1, jobs), mp_context=mp.get_context("spawn")) as ex:
@@ -1547,8 +1547,9 @@ def main():
     ap.add_argument("--jobs", type=int, default=0, help="precompile kernels in N processes first")
     ap.add_argument("--precompile-timeout", type=float, default=200, help="per precompile stage, s")
     ap.add_argument("--resources", action="store_true",
-                    help="no GPU needed: compile every config (--ds, --dtypes, plus EXPLORE) for sm_90 "
-                         "and print registers / spill stack / shared memory per config, then exit")
+                    help="no GPU needed: compile every config (--ds, --dtypes, plus EXPLORE and "
+                         "EXPLORE_FP32) for sm_90 and print registers / spill stack / shared memory "
+                         "per config, then exit")
     ap.add_argument("--profile-model", default="", metavar="PRESETS",
                     help="where a model step's time goes, flash against sdpa: these presets "
                          "(comma-separated), bf16 fwd+bwd at the issue's context and batch, "
@@ -1584,7 +1585,7 @@ def main():
         return 1 if any("error" in r for r in rows) else 0
     if args.resources:
         resources([int(x) for x in args.ds.split(",")], [getattr(torch, x) for x in args.dtypes.split(",")],
-                  args.jobs, EXPLORE, all_spaces=args.all_spaces, json_path=args.json,
+                  args.jobs, all_spaces=args.all_spaces, json_path=args.json,
                   twins=args.twins)
         return 0
     if args.issue:
@@ -1634,7 +1635,7 @@ def main():
 
     # 1) precompile what the targets need (autotuning spaces + EXPLORE), print the targets
     if args.jobs and not args.fixed and (args.targets or args.explore):
-        tasks = kernel_tasks(target_cells, names, EXPLORE if args.explore else None)
+        tasks = kernel_tasks(target_cells, names, args.explore)
         pre.append(precompile(tasks, args.jobs, min(args.precompile_timeout, left() - 60), "targets"))
         save()
     if args.targets:
@@ -1651,9 +1652,9 @@ def main():
     # 3) precompile the checks' and fp32 kernels, run the per-config tests
     later = []
     if args.explore_fp32:
-        later += kernel_tasks([(s[-1], torch.float32, True) for s in FP32_SHAPES], names, True)
+        later += kernel_tasks([(s[-1], torch.float32, True) for s in FP32_SHAPES], names, explore=True)
     if later and args.jobs and not args.fixed:
-        done = kernel_tasks(target_cells, names, EXPLORE if args.explore else None) if pre else []
+        done = kernel_tasks(target_cells, names, args.explore) if pre else []
         # bf16 first, then fp32 by tile size (the 64x64 fp32 tiles compile slowest)
         later.sort(key=lambda t: (t[1] == "float32", (t[4][0] * t[4][1]) if t[4] else 0))
         pre.append(precompile(later, args.jobs, min(args.precompile_timeout, left() - 90), "fp32",
