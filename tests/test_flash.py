@@ -627,52 +627,67 @@ def test_tf32_split_is_exact_and_rounds_to_nearest():
     assert tf32_split(ties)[0].tolist() == [1 + 2.0 ** -10, -(1 + 2.0 ** -10), 1 + 2 * 2.0 ** -10, 1.0]
 
 
+# A child that runs flash's forward and backward through the interpreter on each case (b, sq,
+# sk, d, causal, heads: None for (b, s, d) inputs, -h for the model's transposed heads), and
+# prints the kernels each launched, as (name, PRE_SPLIT), and its errors against float64
+_SPIED_SCRIPT = textwrap.dedent("""
+    import json, sys, torch
+    from perfmodel import flash_triton as ft
+    from perfmodel.attention import reference_attention
+    seen = []
+    launch = ft.launch
+    def spy(name, *a, **kw):
+        seen[-1].append((name, bool(a[-1].get("PRE_SPLIT", False)) if len(a) >= 5 else None))
+        return launch(name, *a, **kw)
+    ft.launch = spy
+    g = torch.Generator().manual_seed(int(sys.argv[1]))
+    out = []
+    for b, sq, sk, d, causal, heads in json.loads(sys.argv[2]):
+        seen.append([])
+        shape = (lambda n: (b, n, d)) if heads is None else (lambda n: (b, n, -heads, d))
+        q = torch.randn(*shape(sq), generator=g)
+        k, v = (torch.randn(*shape(sk), generator=g) for _ in range(2))
+        if heads is not None:
+            q, k, v = (x.transpose(1, 2) for x in (q, k, v))
+        leaves = [x.clone().requires_grad_() for x in (q, k, v)]
+        o = ft.FlashAttentionTriton.apply(*leaves, causal)
+        do = torch.randn(o.shape, generator=g)
+        o.backward(do)
+        ref_leaves = [x.double().requires_grad_() for x in (q, k, v)]
+        ref = reference_attention(*ref_leaves, causal)
+        ref.backward(do.double())
+        rel = lambda x, r: ((x.double() - r).norm() / r.norm()).item()
+        errs = dict(out=rel(o, ref.detach()), **{n: rel(a.grad, r.grad) for n, a, r in
+                    zip(("dq", "dk", "dv"), leaves, ref_leaves)})
+        out.append(dict(d=d, errs=errs, launched=seen[-1]))
+    print("RESULTS" + json.dumps(out))
+""")
+
+
+def _run_spied(cases, **env_vars):
+    """_SPIED_SCRIPT on ``cases`` under the interpreter, with these environment variables (None
+    removes one); returns (seed, results)."""
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    for name, value in env_vars.items():
+        env.pop(name, None)
+        if value is not None:
+            env[name] = value
+    seed = new_seed()
+    proc = subprocess.run([sys.executable, "-c", _SPIED_SCRIPT, str(seed), json.dumps(cases)], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return seed, json.loads([x for x in proc.stdout.splitlines() if x.startswith("RESULTS")][-1][7:])
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="GPU present: the compiled kernels are tested")
 def test_float32_descriptor_backward_reads_tf32_parts_split_beforehand():
     """PERFMODEL_FLASH_BWD=split_tma on float32 (d <= 128): the descriptor dK/dV and dQ kernels
     run with PRE_SPLIT (q, k, v and dO as TF32 high parts and remainders, three products each)
     and match float64 (out, dq, dk, dv; causal and not; ragged; the model's transposed heads);
     at d=256, where no tile fits both parts, the pointer kernels run. Through the interpreter."""
-    script = textwrap.dedent("""
-        import json, sys, torch
-        from perfmodel import flash_triton as ft
-        from perfmodel.attention import reference_attention
-        seen = []
-        launch = ft.launch
-        def spy(name, *a, **kw):
-            seen[-1].append((name, bool(a[-1].get("PRE_SPLIT", False)) if len(a) >= 5 else None))
-            return launch(name, *a, **kw)
-        ft.launch = spy
-        g = torch.Generator().manual_seed(int(sys.argv[1]))
-        out = []
-        for b, sq, sk, d, causal, heads in [(1, 45, 45, 64, True, None), (2, 33, 50, 80, False, None),
-                                            (1, 40, 40, 128, True, None), (2, 40, 40, 16, True, -3),
-                                            (1, 24, 24, 256, True, None)]:
-            seen.append([])
-            shape = (lambda n: (b, n, d)) if heads is None else (lambda n: (b, n, -heads, d))
-            q = torch.randn(*shape(sq), generator=g)
-            k, v = (torch.randn(*shape(sk), generator=g) for _ in range(2))
-            if heads is not None:
-                q, k, v = (x.transpose(1, 2) for x in (q, k, v))
-            leaves = [x.clone().requires_grad_() for x in (q, k, v)]
-            o = ft.FlashAttentionTriton.apply(*leaves, causal)
-            do = torch.randn(o.shape, generator=g)
-            o.backward(do)
-            ref_leaves = [x.double().requires_grad_() for x in (q, k, v)]
-            ref = reference_attention(*ref_leaves, causal)
-            ref.backward(do.double())
-            rel = lambda x, r: ((x.double() - r).norm() / r.norm()).item()
-            errs = dict(out=rel(o, ref.detach()), **{n: rel(a.grad, r.grad) for n, a, r in
-                        zip(("dq", "dk", "dv"), leaves, ref_leaves)})
-            out.append(dict(d=d, errs=errs, launched=seen[-1]))
-        print("RESULTS" + json.dumps(out))
-    """)
-    env = dict(os.environ, TRITON_INTERPRET="1", PERFMODEL_FLASH_BWD="split_tma")
-    seed = new_seed()
-    proc = subprocess.run([sys.executable, "-c", script, str(seed)], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads([x for x in proc.stdout.splitlines() if x.startswith("RESULTS")][-1][7:])
+    seed, results = _run_spied([(1, 45, 45, 64, True, None), (2, 33, 50, 80, False, None),
+                                (1, 40, 40, 128, True, None), (2, 40, 40, 16, True, -3),
+                                (1, 24, 24, 256, True, None)], PERFMODEL_FLASH_BWD="split_tma")
     for r in results:
         names = dict(r["launched"])
         if r["d"] <= 128:
@@ -875,42 +890,9 @@ def test_default_backward_variant_per_dtype_and_head_dim(monkeypatch):
 def test_default_backward_launches_the_variant_of_its_inputs():
     """Without PERFMODEL_FLASH_BWD, a float32 call at d=80 runs the atomic dK/dV kernel, at
     d=64 the split pair, each matching float64 (causal, ragged). Through the interpreter."""
-    script = textwrap.dedent("""
-        import json, sys, torch
-        from perfmodel import flash_triton as ft
-        from perfmodel.attention import reference_attention
-        seen = []
-        launch = ft.launch
-        def spy(name, *a, **kw):
-            seen[-1].append(name)
-            return launch(name, *a, **kw)
-        ft.launch = spy
-        g = torch.Generator().manual_seed(int(sys.argv[1]))
-        out = []
-        for sq, d in [(37, 80), (37, 64)]:
-            seen.append([])
-            q, k, v = (torch.randn(1, sq, d, generator=g) for _ in range(3))
-            leaves = [x.clone().requires_grad_() for x in (q, k, v)]
-            o = ft.FlashAttentionTriton.apply(*leaves, True)
-            do = torch.randn(o.shape, generator=g)
-            o.backward(do)
-            ref_leaves = [x.double().requires_grad_() for x in (q, k, v)]
-            ref = reference_attention(*ref_leaves, True)
-            ref.backward(do.double())
-            rel = lambda x, r: ((x.double() - r).norm() / r.norm()).item()
-            errs = dict(out=rel(o, ref.detach()), **{n: rel(a.grad, r.grad) for n, a, r in
-                        zip(("dq", "dk", "dv"), leaves, ref_leaves)})
-            out.append(dict(d=d, errs=errs, launched=seen[-1]))
-        print("RESULTS" + json.dumps(out))
-    """)
-    env = {k: v for k, v in os.environ.items() if k != "PERFMODEL_FLASH_BWD"}
-    env["TRITON_INTERPRET"] = "1"
-    seed = new_seed()
-    proc = subprocess.run([sys.executable, "-c", script, str(seed)], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads([x for x in proc.stdout.splitlines() if x.startswith("RESULTS")][-1][7:])
-    assert [r["launched"][1:] for r in results] == [["dkdv_atomic"], ["dkdv", "dq"]], results
+    seed, results = _run_spied([(1, 37, 37, 80, True, None), (1, 37, 37, 64, True, None)],
+                               PERFMODEL_FLASH_BWD=None)
+    assert [[n for n, _ in r["launched"][1:]] for r in results] == [["dkdv_atomic"], ["dkdv", "dq"]], results
     for r in results:
         assert all(e < TOL[("triton", torch.float32)] for e in r["errs"].values()), (seed, r)
 
