@@ -13,6 +13,7 @@ one status per config and prints a compact table.
 
     python -m perfmodel.flash_check --workers 14 --json $OUT/configs.json   # on a GPU
     python -m perfmodel.flash_check --dtypes bfloat16 --twins               # + the TMA kernels
+    python -m perfmodel.flash_check --dtypes float32 --explore              # + the candidates
     tools/bench_flash.py --check-configs                                  # the same
 
 Children run in parallel (``--workers``): they share Triton's on-disk kernel cache, and the GPU
@@ -42,9 +43,13 @@ TOL = {"float32": 5e-6, "bfloat16": 1e-2, "float16": 5e-3}
 STATUSES = ("ok", "wrong", "fault", "smem", "error", "timeout", "not run")
 
 
-def cases(dtypes=DTYPES, head_dims=HEAD_DIMS, kernels=None, seq=SEQ, batch=BATCH, device="cuda"):
+def cases(dtypes=DTYPES, head_dims=HEAD_DIMS, kernels=None, seq=SEQ, batch=BATCH, device="cuda",
+          explore=False):
     """One case per config of every kernel's space, per dtype and head dim: float32 first (the
-    tf32x3 configs are the ones that faulted), the largest head dims first."""
+    tf32x3 configs are the ones that faulted), the largest head dims first.  ``explore``: the
+    candidates beyond each space too (flash_triton.explore_configs, those that fit), which
+    tools/bench_flash.py --explore times in one process: a candidate enters a space only once
+    it has run here."""
     import torch
 
     from . import flash_triton as ft
@@ -63,7 +68,8 @@ def cases(dtypes=DTYPES, head_dims=HEAD_DIMS, kernels=None, seq=SEQ, batch=BATCH
                 twin = name in ft.DESC_TWINS
                 if twin and not ft.twin_launched(name, dtype, d):
                     continue
-                for cfg in spaces[name]:
+                more = ft.explore_configs(name, dtype, d) if explore else []
+                for cfg in spaces[name] + [c for c in more if c not in spaces[name]]:
                     out.append(dict(kernel=name, dtype=dt, d=d, cfg=list(cfg), base=base,
                                     variant=next((v for v, names in ft.BWD_VARIANTS.items()
                                                   if name in names), "split"),
@@ -250,6 +256,8 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", default="", help="comma-separated kernel names (default: all)")
     ap.add_argument("--twins", action="store_true",
                     help="the descriptor kernels too (16-bit dtypes; float32's backward pair, d <= 128)")
+    ap.add_argument("--explore", action="store_true",
+                    help="the candidates beyond each space too (flash_triton.explore_configs)")
     ap.add_argument("--seq", type=int, default=SEQ)
     ap.add_argument("--device", default="cuda", help="cuda, or cpu (Triton's interpreter: small --seq)")
     # budget + timeout + the table stay under 9 minutes: a device call that is cut off prints nothing
@@ -269,7 +277,7 @@ def main(argv=None) -> int:
 
         kernels = (kernels or list(KERNELS)) + [t for t in DESC_TWINS if t not in kernels]
     all_cases = cases([x for x in args.dtypes.split(",") if x], [int(x) for x in args.ds.split(",") if x],
-                      kernels or None, seq=args.seq, device=args.device)
+                      kernels or None, seq=args.seq, device=args.device, explore=args.explore)
     print(f"flash configs: {len(all_cases)} cases, {args.workers} workers, b{BATCH} x s{args.seq} causal, "
           f"fwd+bwd once each in its own process", flush=True)
     rows = check_all(all_cases, workers=args.workers, timeout=args.timeout, deadline=t0 + args.budget)

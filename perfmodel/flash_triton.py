@@ -218,6 +218,32 @@ VERIFIED_SPACE = {
 }
 VERIFIED_SPACE_FP32 = [(64, 64, 4, 2), (64, 64, 8, 2)]
 
+# Candidates beyond the spaces, timed by tools/bench_flash.py --explore (16-bit inputs) and
+# --explore-fp32, and run by perfmodel.flash_check --explore before one may enter a space.
+# 16-bit: on top of each kernel's tuning space (bf16 targets)
+EXPLORE = {
+    "fwd": [(128, 64, 4, 2), (128, 32, 4, 3), (128, 32, 8, 3), (64, 64, 4, 4), (64, 128, 8, 3)],
+    "dkdv": [(32, 128, 8, 4), (16, 128, 8, 3), (32, 64, 8, 3), (32, 64, 4, 3), (64, 128, 4, 3),
+             (64, 64, 4, 4), (64, 128, 8, 4)],
+    "dq": [(64, 64, 4, 4), (128, 64, 8, 4), (128, 16, 4, 3), (128, 32, 4, 4), (128, 32, 8, 4)],
+    "dkdv_atomic": [(32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 8, 3), (64, 128, 4, 3), (128, 128, 8, 2)],
+    "bwd_fused": [(32, 128, 4, 3), (64, 64, 4, 3), (64, 128, 8, 2), (64, 64, 8, 3), (64, 128, 4, 3)],
+}
+# tf32x3 float32, per BLOCK_D: tiles with a side of 32 and 4 warps, which Triton 3.6 compiles
+# to Ampere-style mma.sync products rather than wgmma (offline sm_90 compile): the atomic dK/dV
+# kernel's 32x32 tile ran that way on an H100 at twice the split kernels' speed (notes/flash.md,
+# 2026-12-07). None has a 16-wide side with 8 warps (the class that faulted under tf32x3); each
+# must fit shared memory (fits_smem) to run.
+EXPLORE_FP32 = {
+    64: {"dkdv": [(32, 32, 4, 2), (32, 64, 4, 2), (64, 32, 4, 2)],
+         "dq": [(32, 32, 4, 2), (32, 64, 4, 2), (64, 64, 4, 2)],
+         "dkdv_atomic": [(32, 32, 4, 2), (32, 32, 4, 3), (32, 64, 4, 2), (64, 32, 4, 2)]},
+    128: {"dkdv": [(32, 32, 4, 2), (32, 32, 4, 3), (16, 32, 4, 2), (64, 32, 4, 1)],
+          "dq": [(32, 32, 4, 2), (32, 32, 4, 3), (32, 16, 4, 2), (32, 64, 4, 1)],
+          "dkdv_atomic": [(32, 32, 4, 1), (32, 32, 4, 3), (32, 32, 8, 2), (16, 64, 4, 1),
+                          (64, 32, 4, 1)]},
+}
+
 
 def candidates_enabled(ieee: bool = False) -> bool:
     """The candidate spaces rather than the v2 ones: by default for bf16/fp16, opt-in for
@@ -316,6 +342,22 @@ def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int = 64) -> list[
     # d=128, and Triton refuses such a launch (the autotuner would skip it, a forced launch
     # fails), so it is left out here
     return [c for c in space if fits_smem(kernel, c, dtype, head_dim, both_parts)]
+
+
+def explore_configs(name: str, dtype: torch.dtype, head_dim: int,
+                    fitting: bool = True) -> list[tuple]:
+    """The candidates beyond kernel ``name``'s space for this dtype and d (EXPLORE for 16-bit
+    inputs, EXPLORE_FP32 for tf32x3 float32); ``fitting``: only those that fit shared memory
+    (a launch of any other fails; the offline compile takes them all to show their figures)."""
+    base = DESC_TWINS.get(name, name)
+    if dtype == torch.float32:
+        if dot_precision(dtype) != "tf32x3":
+            return []
+        more = EXPLORE_FP32.get(block_d(head_dim), {}).get(base, [])
+    else:
+        more = EXPLORE.get(base, [])
+    both = launched_pre_split(name, dtype, head_dim)
+    return [c for c in more if not fitting or fits_smem(base, c, dtype, head_dim, both)]
 
 
 def config_meta(cfg: tuple) -> dict:

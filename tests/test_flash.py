@@ -449,21 +449,22 @@ def test_tuning_spaces_hold_no_config_that_faults_or_overflows(monkeypatch):
 
 
 def test_float32_explore_candidates_avoid_the_faulting_class_and_fit():
-    """What --explore-fp32 times beyond the tf32x3 spaces (one process for every config of a
-    kernel, so a fault would end the run): no 16-wide tile with 8 warps, nothing of KNOWN_BAD,
-    each a real candidate (not already in its space); explore_configs keeps exactly those that
-    fit shared memory, and --resources gets them all."""
+    """The candidates beyond the tf32x3 spaces (timed by tools/bench_flash.py --explore-fp32 in
+    one process for every config of a kernel, so a fault would end that run): no 16-wide tile
+    with 8 warps, nothing of KNOWN_BAD, each a real candidate (not already in its space);
+    explore_configs keeps exactly those that fit shared memory (all of them for the offline
+    compile), and the per-config check takes them with explore=True, each in its own case."""
+    from perfmodel import flash_check
     from perfmodel import flash_triton as ft
-    from tools import bench_flash as bf
 
     assert ft.dot_precision(torch.float32) == "tf32x3"
     kept = 0
-    for bd, by_kernel in bf.EXPLORE_FP32.items():
+    for bd, by_kernel in ft.EXPLORE_FP32.items():
         for name, cfgs in by_kernel.items():
             for d in (bd // 2 + 8, bd):  # both ends of the BLOCK_D class
                 space = ft.tuning_configs(name, torch.float32, d)
-                fit = bf.explore_configs(name, torch.float32, d)
-                assert bf.explore_configs(name, torch.float32, d, fitting=False) == cfgs
+                fit = ft.explore_configs(name, torch.float32, d)
+                assert ft.explore_configs(name, torch.float32, d, fitting=False) == cfgs
                 assert fit == [c for c in cfgs if ft.fits_smem(name, c, torch.float32, d)]
                 kept += len(fit)
                 for cfg in cfgs:
@@ -472,7 +473,12 @@ def test_float32_explore_candidates_avoid_the_faulting_class_and_fit():
                     assert all(not (n == name and ft.block_d(bad_d) == bd and c == cfg)
                                for n, _, bad_d, c, _ in KNOWN_BAD), (name, bd, cfg)
     assert kept > 10
-    assert bf.explore_configs("dkdv", torch.bfloat16, 128) and not bf.explore_configs("fwd", torch.float32, 256)
+    assert ft.explore_configs("dkdv", torch.bfloat16, 128) and not ft.explore_configs("fwd", torch.float32, 256)
+    plain = flash_check.cases(dtypes=("float32",), head_dims=(128,), kernels=["dkdv_atomic"])
+    more = flash_check.cases(dtypes=("float32",), head_dims=(128,), kernels=["dkdv_atomic"], explore=True)
+    assert [c["cfg"] for c in more] == [c["cfg"] for c in plain] + [
+        list(c) for c in ft.explore_configs("dkdv_atomic", torch.float32, 128)]
+    assert all(c["variant"] == "atomic" for c in more) and len(more) > len(plain)
 
 
 def test_smem_estimate_against_triton():

@@ -181,13 +181,13 @@ def _warm_one(task):
 
 def kernel_tasks(cells, names, explore=False):
     """Precompile tasks, in order: (kernel, dtype name, d, causal, config) for every config of
-    every kernel in ``names`` (plus, with ``explore``, what explore adds: explore_configs) for
+    every kernel in ``names`` (plus, with ``explore``, what explore adds: flash_triton.explore_configs) for
     each (d, dtype, causal) cell, and the preprocess / cast kernels."""
     out = []
     for d, dtype, causal in cells:
         dt = dtype_name(dtype)
         for name in names:
-            extra_cfgs = explore_configs(name, dtype, d, fitting=False) if explore else []
+            extra_cfgs = flash_triton.explore_configs(name, dtype, d, fitting=False) if explore else []
             for cfg in flash_triton.tuning_configs(name, dtype, d) + list(extra_cfgs):
                 out.append((name, dt, d, causal, tuple(cfg)))
         out += [("pre", dt, d, False, None), ("cast", dt, 64, False, None)]
@@ -225,46 +225,6 @@ def precompile(tasks, jobs, timeout, label, skip=()):
                 unfinished=[list(map(str, u)) for u in unfinished], slowest=slow)
 
 
-# configs timed by --explore (bf16 targets) on top of each kernel's tuning space
-EXPLORE = {
-    "fwd": [(128, 64, 4, 2), (128, 32, 4, 3), (128, 32, 8, 3), (64, 64, 4, 4), (64, 128, 8, 3)],
-    "dkdv": [(32, 128, 8, 4), (16, 128, 8, 3), (32, 64, 8, 3), (32, 64, 4, 3), (64, 128, 4, 3),
-             (64, 64, 4, 4), (64, 128, 8, 4)],
-    "dq": [(64, 64, 4, 4), (128, 64, 8, 4), (128, 16, 4, 3), (128, 32, 4, 4), (128, 32, 8, 4)],
-    "dkdv_atomic": [(32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 8, 3), (64, 128, 4, 3), (128, 128, 8, 2)],
-    "bwd_fused": [(32, 128, 4, 3), (64, 64, 4, 3), (64, 128, 8, 2), (64, 64, 8, 3), (64, 128, 4, 3)],
-}
-# configs timed by --explore-fp32 on top of the tf32x3 spaces, per BLOCK_D: tiles with a side
-# of 32 and 4 warps, which Triton 3.6 compiles to Ampere-style mma.sync products rather than
-# wgmma (offline sm_90 compile): the atomic dK/dV kernel's 32x32 tile ran that way on an H100 at
-# twice the split kernels' speed (notes/flash.md, 2026-12-07). None has a 16-wide side with 8
-# warps (the class that faulted under tf32x3); each must fit shared memory (fits_smem) to run.
-EXPLORE_FP32 = {
-    64: {"dkdv": [(32, 32, 4, 2), (32, 64, 4, 2), (64, 32, 4, 2)],
-         "dq": [(32, 32, 4, 2), (32, 64, 4, 2), (64, 64, 4, 2)],
-         "dkdv_atomic": [(32, 32, 4, 2), (32, 32, 4, 3), (32, 64, 4, 2), (64, 32, 4, 2)]},
-    128: {"dkdv": [(32, 32, 4, 2), (32, 32, 4, 3), (16, 32, 4, 2), (64, 32, 4, 1)],
-          "dq": [(32, 32, 4, 2), (32, 32, 4, 3), (32, 16, 4, 2), (32, 64, 4, 1)],
-          "dkdv_atomic": [(32, 32, 4, 1), (32, 32, 4, 3), (32, 32, 8, 2), (16, 64, 4, 1),
-                          (64, 32, 4, 1)]},
-}
-
-
-def explore_configs(name, dtype, d, fitting=True):
-    """The configs --explore adds to a kernel's space for this dtype and d (EXPLORE for 16-bit
-    inputs, EXPLORE_FP32 for tf32x3 float32); ``fitting``: only those that fit shared memory
-    (a launch of any other fails; --resources compiles them all to show their figures)."""
-    base = flash_triton.DESC_TWINS.get(name, name)
-    if dtype == torch.float32:
-        if flash_triton.dot_precision(dtype) != "tf32x3":
-            return []
-        more = EXPLORE_FP32.get(flash_triton.block_d(d), {}).get(base, [])
-    else:
-        more = EXPLORE.get(base, [])
-    both = flash_triton.launched_pre_split(name, dtype, d)
-    return [c for c in more if not fitting or flash_triton.fits_smem(base, c, dtype, d, both)]
-
-
 # matrix products per (query tile, key tile) pair, for the TFLOP/s of a kernel alone
 PRODUCTS = {"fwd": 2, "dkdv": 4, "dq": 3, "dkdv_atomic": 5, "bwd_fused": 7}
 
@@ -284,7 +244,7 @@ def variant_kernels(variants):
 
 def explore(shape, dtype, names, gen, warmup, rep, deadline):
     """Time each kernel in ``names`` alone (causal) for every config of its tuning space for
-    this dtype and d, plus explore_configs; returns one row per (kernel, config)."""
+    this dtype and d, plus flash_triton.explore_configs; returns one row per (kernel, config)."""
     from triton.testing import do_bench
 
     ft = flash_triton
@@ -307,7 +267,7 @@ def explore(shape, dtype, names, gen, warmup, rep, deadline):
     for name in names:
         space = ft.tuning_configs(name, dtype, d)
         base = flash_triton.DESC_TWINS.get(name, name)
-        more = explore_configs(name, dtype, d)
+        more = flash_triton.explore_configs(name, dtype, d)
         if base == "fwd":
             args, nrows, key = ft.kernel_args(name, q, k, v, o=o2, lse=lse2)
         else:
