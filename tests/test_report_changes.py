@@ -105,10 +105,17 @@ def h200(tmp_path):
     return results
 
 
+def status_fixed(rows) -> list:
+    """The rows of cells whose status went from failed to OK (a benchmark process that died
+    before the suite's code ran at the earlier commit: 2.7B ctx 1024 on the H200 at 43f6446)."""
+    return [r for r in rows if r["change"] == "improved (status)" and r["note"] == "failed → OK"]
+
+
 def test_shipped_h200_history_shows_nothing(h200):
     report, table, rows = changes(h200, H200)
     assert "1.05" in table.caption and "GPU" in table.caption
-    assert [r["change"] for r in rows] == ["none"]
+    fixed = status_fixed(rows)  # no slowdown, no regression: at most failures that went away
+    assert [r["change"] for r in rows if r not in fixed] == ([] if fixed else ["none"]), rows
 
 
 def measures(path: Path, results: Path, name: str, cell: tuple) -> bool:
@@ -130,7 +137,8 @@ def test_a_planted_ten_percent_on_a_h200_gate_cell_is_listed_unconfirmed(h200):
     report, _, rows = changes(h200, H200)
     a, b = report.compare
     name = f"{GATE_CELL[0]}({', '.join(GATE_CELL[1])})"
-    assert [(r["change"], r["benchmark"], r["note"]) for r in rows] == [
+    assert [(r["change"], r["benchmark"], r["note"]) for r in rows
+            if r not in status_fixed(rows)] == [
         ("slower (unconfirmed)", name, f"unconfirmed: perfmodel gate {a[:8]} {b[:8]}")]
 
 

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from ..names import FAILED, NA, OK, STATUS_OF_CODE, host_bound, host_figure_method, with_body
+from ..names import FAILED, NA, OK, host_bound, host_figure_method, with_body
 from ..verdict import NOT_COMPARABLE, STATUS, UNCHANGED, Measured, confirm_command, judge
 from .cells import (BODY, BODY_SUFFIX, HOST_BOUND_MARK, TRAIN, Table, classify, div, human,
                     own_backlog, param_order, pct, ratio)
@@ -214,16 +214,15 @@ def compare_table(rs, a, b, info, rule) -> list[Table]:
             vb = rb["value"] if rb else math.nan
             r = div(vb, va)
             name = f"{bench}({cell})" if cell else bench
-            if unit == "status":
-                note = f"{STATUS_OF_CODE.get(va, va)} → {STATUS_OF_CODE.get(vb, vb)}"
+            before, after = (human(x, unit) if rec and rec["status"] == OK else
+                             (rec["status"] if rec else NA) for rec, x in ((ra, va), (rb, vb)))
+            if unit == "status":  # as the columns say it (a status that did not run: failed)
+                note = f"{before} → {after}"
             else:
                 note = f"unconfirmed: {v.command}" if v.command else ""
             frame.append(dict(benchmark=name, before=va, after=vb, ratio=r, change=kind, unit=unit,
                               confirmed=v.confirmed, command=v.command))
-            rows.append([kind, name, human(va, unit) if ra and ra["status"] == OK else
-                         (ra["status"] if ra else NA),
-                         human(vb, unit) if rb and rb["status"] == OK else
-                         (rb["status"] if rb else NA), ratio(r), note])
+            rows.append([kind, name, before, after, ratio(r), note])
     ia, ib = info.get(a, {}), info.get(b, {})
     device = "GPU" if rule.device == "cuda" else "CPU"
     caption = (f"before: {a[:8]} {ia.get('subject', '')!s} | after: {b[:8]} "
