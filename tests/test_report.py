@@ -806,3 +806,33 @@ def test_the_history_marks_a_split_train_step_by_its_forward_backward_too():
 
     assert mark(("bwd", "fwd_bwd")) is True
     assert mark(()) is False
+
+
+def test_the_history_marks_apart_a_step_whose_host_share_is_not_told():
+    """A headline time issued in most of its step with no backlog or head-start step recorded
+    may measure the host (a bf16 backward moved 1.3-2.2x between two H200 boxes with its host):
+    the history marks it with the tables' not-told mark, and one with host to spare with none."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    import pandas as pd  # noqa: PLC0415
+
+    from perfmodel.names import HOST_BOUND_SHARE, OK  # noqa: PLC0415
+    from perfmodel.report.cells import HOST_BOUND_MARK, HOST_UNKNOWN_MARK  # noqa: PLC0415
+    from perfmodel.report.history import history_table  # noqa: PLC0415
+
+    model, cell, c = "bench_model.Model.", "'large', 256, 'bf16', 'eager'", "c" * 40
+    heads = [dict(benchmark=model + "time_forward", cell=cell)]
+
+    def row(issue_share):
+        figures = {"time_forward": 0.100, "track_issue_seconds_forward": 0.100 * issue_share}
+        frame = pd.DataFrame([dict(benchmark=model + k, cell=cell, commit=c, status=OK, value=v,
+                                   unit="seconds") for k, v in figures.items()])
+        rs = SimpleNamespace(frame=frame, commits=pd.DataFrame(
+            dict(commit=[c], date=[pd.Timestamp("2026-12-07")])))
+        tables, h = history_table(rs, pd.DataFrame(), c, [c], 10, {c: dict(subject="s")}, heads)
+        return tables[0].rows[0][4], bool(h.iloc[0]["host_unknown"]), bool(h.iloc[0]["host_bound"])
+
+    value, unknown, bound = row(HOST_BOUND_SHARE + 0.1)
+    assert value.endswith(HOST_UNKNOWN_MARK) and unknown and not bound
+    value, unknown, bound = row(HOST_BOUND_SHARE - 0.3)
+    assert not value.endswith((HOST_UNKNOWN_MARK, HOST_BOUND_MARK)) and not unknown and not bound

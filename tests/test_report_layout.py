@@ -20,7 +20,7 @@ pytest.importorskip("asv")
 pytest.importorskip("pandas")
 
 from perfmodel.names import BACKLOG_SHARE, HOST_BOUND_SHARE  # noqa: E402
-from perfmodel.report.cells import HOST_BOUND_MARK  # noqa: E402
+from perfmodel.report.cells import HOST_BOUND_MARK, HOST_UNKNOWN_MARK  # noqa: E402
 from perfmodel.report.page import write_report  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "asv_results"
@@ -134,6 +134,15 @@ def red_pixels(png: Path) -> int:
     return int(((r > 0.9) & (g < 0.15) & (b < 0.15)).sum())
 
 
+def blue_pixels(png: Path) -> int:
+    """Pixels of the not-told marker's pure blue (matplotlib's own colours are never it)."""
+    import matplotlib.image as mpimg  # noqa: PLC0415
+
+    img = mpimg.imread(str(png))
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    return int(((r < 0.15) & (g < 0.15) & (b > 0.9)).sum())
+
+
 def test_host_bound_cells_are_marked_in_tables_plots_and_legend(tmp_path):
     share = HOST_BOUND_SHARE
     bound, free = ("eager", "float32", 64, 1024), ("sdpa", "float32", 64, 1024)
@@ -160,6 +169,15 @@ def test_host_bound_cells_are_marked_in_tables_plots_and_legend(tmp_path):
     assert not any(c.endswith(HOST_BOUND_MARK) for c in got[("eager", "16", "1024")])
     assert not any(c.endswith(HOST_BOUND_MARK) for c in got[("sdpa", "16", "1024")])
     assert not any(c.endswith(HOST_BOUND_MARK) for c in got[("flash_torch", "16", "1024")])
+    # issued in most of its time with nothing recorded that tells: marked apart, forward only;
+    # the step whose queue or head start cleared it carries neither mark
+    untold_row = got[("sdpa", "16", "1024")]
+    assert untold_row[4].endswith(HOST_UNKNOWN_MARK) and not untold_row[6].endswith(HOST_UNKNOWN_MARK)
+    assert not any(c.endswith(HOST_UNKNOWN_MARK) for c in got[("eager", "16", "1024")] +
+                   got[("flash_torch", "16", "1024")] + on + off)
+    unknown = [c for t in w.report.tables for row in t.rows for c in row
+               if c.endswith(HOST_UNKNOWN_MARK)]
+    assert w.report.host_unknown == len(unknown) > 0
     assert w.report.host_bound == len(marked) > 0
     assert (w.report.bound_steps, w.report.issue_cells, w.report.unknown_steps) == (1, 5, 1)
     text = w.markdown.read_text()
@@ -168,6 +186,7 @@ def test_host_bound_cells_are_marked_in_tables_plots_and_legend(tmp_path):
     assert f"Host-bound here: 1 of the 5\nsteps whose issue time is recorded ({len(marked)} " \
         "marks" in text
     assert "1 of those steps took the host most of their time to issue, but the" in text
+    assert f"They carry\n{HOST_UNKNOWN_MARK} ({len(unknown)} marks in the tables" in text
     assert f"{HOST_BOUND_MARK} host-bound" in w.html.read_text()
     on_png = tmp_path / "on" / "s_files" / "attention.png"
 
@@ -179,3 +198,6 @@ def test_host_bound_cells_are_marked_in_tables_plots_and_legend(tmp_path):
     assert w2.report.host_bound == w2.report.bound_steps == 0
     assert red_pixels(on_png) > 20 and red_pixels(tmp_path / "off" / "s_files" /
                                                   "attention.png") == 0
+    assert w2.report.host_unknown == w2.report.unknown_steps == 0
+    assert blue_pixels(on_png) > 20 and blue_pixels(tmp_path / "off" / "s_files" /
+                                                    "attention.png") == 0

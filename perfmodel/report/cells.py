@@ -319,6 +319,11 @@ def div(a, b, zero=math.nan) -> float:
 
 # A time whose step was host-bound (names.host_bound) carries this mark; the legend says it.
 HOST_BOUND_MARK = "†"
+# A time whose step the host took most of to issue, where the figures that would tell whether the
+# device waited were not recorded (names.host_bound None): such a number may measure the host,
+# and moves with the box's host (a bf16 model backward on two H200 boxes: 1.3-2.2x), so it is
+# marked apart rather than shown like a clean one.
+HOST_UNKNOWN_MARK = "‡"
 
 
 def ms(seconds) -> str:
@@ -383,14 +388,30 @@ class Table:
                 for i in range(len(self.columns))]
 
 
-def show(status, value, fmt, bound=False) -> str:
-    """A cell: its value when it ran OK and one was recorded (marked when its step was host-bound),
-    else its status (OOM, failed), else n/a: the one spelling of "not measured"."""
+def show(status, value, fmt, mark: str = "") -> str:
+    """A cell: its value when it ran OK and one was recorded, followed by ``mark`` (``bound``'s:
+    host-bound, or its host's share not told), else its status (OOM, failed), else n/a: the one
+    spelling of "not measured"."""
     if status == OK:
-        return NA if nan(value) else fmt(value) + (HOST_BOUND_MARK if bound else "")
+        return NA if nan(value) else fmt(value) + mark
     return status if isinstance(status, str) else NA
 
 
-def bound(row, *measures) -> bool:
-    """Whether any of the cell's steps ``measures`` was host-bound."""
-    return any(bool(get(row, f"{m}_host_bound", False)) for m in measures)
+def either(*marks: str) -> str:
+    """The mark of a figure computed from several steps (a ratio): host-bound when any step is,
+    else not told when any step is not, else none."""
+    for m in (HOST_BOUND_MARK, HOST_UNKNOWN_MARK):
+        if m in marks:
+            return m
+    return ""
+
+
+def bound(row, *measures) -> str:
+    """The mark of the cell's steps ``measures``: HOST_BOUND_MARK when any was host-bound,
+    HOST_UNKNOWN_MARK when any was issued in most of its time without the figures that tell,
+    else none."""
+    def flag(col):
+        v = get(row, col, False)
+        return not nan(v) and bool(v)
+    return either(*(HOST_BOUND_MARK if flag(f"{m}_host_bound") else
+                    HOST_UNKNOWN_MARK if flag(f"{m}_host_unknown") else "" for m in measures))

@@ -12,13 +12,13 @@ from .pivot import Pivot, ran_rows
 
 
 def _speedup(base: dict, other: dict, measure: str) -> tuple[float, str]:
-    """base time / other time and its cell (a host-bound time on either side marks the ratio)."""
+    """base time / other time and its cell (either side's host mark marks the ratio, cells.either)."""
     so, sb = other.get(f"{measure}_status", NA), base.get(f"{measure}_status", NA)
     if so != OK or sb != OK:
         return math.nan, (so if so != OK else f"{base.get('impl', 'base')} {sb}"
                           if sb != NA else NA)
     sp = T.div(T.get(base, f"{measure}_mean"), T.get(other, f"{measure}_mean"))
-    return sp, show(OK, sp, ratio, T.bound(base, measure) or T.bound(other, measure))
+    return sp, show(OK, sp, ratio, T.either(T.bound(base, measure), T.bound(other, measure)))
 
 
 def against_eager(p: Pivot, sub: pd.DataFrame, dtype: str) -> list[Table]:
@@ -75,7 +75,7 @@ def model_comparisons(p: Pivot) -> list[Table]:
         sf, sb = f.get("fwd_bwd_status", NA), b.get("fwd_bwd_status", NA)
         sp = T.div(T.get(f, "fwd_bwd_mean"), T.get(b, "fwd_bwd_mean")) \
             if sf == OK and sb == OK else math.nan
-        hb = T.bound(f, "fwd_bwd") or T.bound(b, "fwd_bwd")
+        hb = T.either(T.bound(f, "fwd_bwd"), T.bound(b, "fwd_bwd"))
         mf, mb = T.get(f, "mem_before_bwd_value"), T.get(b, "mem_before_bwd_value")
         mr = T.div(mb, mf)
         frame.append(dict(preset=pre, context=ctx, variant=var, speedup=sp, mem_ratio=mr))
@@ -111,7 +111,7 @@ def model_comparisons(p: Pivot) -> list[Table]:
                 frame.append(dict(preset=pre, context=ctx, precision=prec, variant=v,
                                   speedup=sp))
                 line += [show(so, T.get(o, "train_mean"), ms, T.bound(o, "train")),
-                         show(OK, sp, ratio, T.bound(b, "train") or T.bound(o, "train"))]
+                         show(OK, sp, ratio, T.either(T.bound(b, "train"), T.bound(o, "train")))]
             rows.append(line)
         cols = ["Config", "Seq Len", "precision", f"{base} train step (ms)"]
         for v in variants[1:]:

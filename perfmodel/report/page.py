@@ -19,7 +19,7 @@ from ..names import BACKLOG_SHARE, HOST_BOUND_SHARE, NA, WAIT_SHARE, WIDE_SHARE
 from ..untrusted import visible
 from ..verdict import device_of
 from .attention_tables import attention_tables
-from .cells import HOST_BOUND_MARK, KIND_LABELS, KINDS, Table, normalize
+from .cells import HOST_BOUND_MARK, HOST_UNKNOWN_MARK, KIND_LABELS, KINDS, Table, normalize
 from .commits import base, commit_order, continued, git_log, resolve, tables_commits
 from .comparisons import model_comparisons
 from .fold import fold
@@ -97,6 +97,11 @@ class Report:
     def host_bound(self) -> int:
         """How many table cells carry the host-bound mark (one step shows in several forms)."""
         return sum(c.endswith(HOST_BOUND_MARK) for t in self.tables for r in t.rows for c in r)
+
+    @property
+    def host_unknown(self) -> int:
+        """How many table cells carry the mark of a step whose host's share was not told."""
+        return sum(c.endswith(HOST_UNKNOWN_MARK) for t in self.tables for r in t.rows for c in r)
 
 
 def build_report(results_dir="results", machine=None, commit=None, history=10, compare=None,
@@ -313,7 +318,7 @@ def render_html(report: Report | None, back_link: str | None, error: str | None 
 
 
 def _legend() -> dict:
-    return {"mark": HOST_BOUND_MARK, "share": f"{HOST_BOUND_SHARE:.0%}",
+    return {"mark": HOST_BOUND_MARK, "unknown_mark": HOST_UNKNOWN_MARK, "share": f"{HOST_BOUND_SHARE:.0%}",
             "backlog": f"{BACKLOG_SHARE:g}", "wait": f"{WAIT_SHARE:g}"}
 
 

@@ -1,7 +1,8 @@
 """Stage 5, plots: PNG figures (matplotlib, Agg) of the tables' cells and the history.
 
 A point whose step was host-bound (names.host_bound) is drawn again as a large hollow red
-square, with its own legend entry, as the tables mark it with a dagger."""
+square, with its own legend entry, as the tables mark it with a dagger; one whose host's share
+was not told (the tables' double dagger) as a hollow blue one."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,12 +11,17 @@ import pandas as pd
 
 from ..names import OK
 from ..untrusted import visible
-from .cells import MODE_LABELS, MiB
+from .cells import HOST_BOUND_MARK, HOST_UNKNOWN_MARK, MODE_LABELS, MiB
 from .pivot import Pivot, ran_rows
 
 HOST_BOUND_STYLE = dict(marker="s", markersize=11, markerfacecolor="none", markeredgecolor="red",
                         markeredgewidth=1.5, linestyle="none", zorder=5)
-HOST_BOUND_LABEL = "host-bound step (†): measures the host"
+HOST_BOUND_LABEL = f"host-bound step ({HOST_BOUND_MARK}): measures the host"
+HOST_UNKNOWN_STYLE = dict(HOST_BOUND_STYLE, markeredgecolor="blue")
+HOST_UNKNOWN_LABEL = f"host's share not told ({HOST_UNKNOWN_MARK}): may measure the host"
+# (column suffix, legend label, style) of the marks drawn over a line's points
+HOST_MARKS = (("host_bound", HOST_BOUND_LABEL, HOST_BOUND_STYLE),
+              ("host_unknown", HOST_UNKNOWN_LABEL, HOST_UNKNOWN_STYLE))
 
 
 def _plt():
@@ -41,28 +47,34 @@ def _save(plt, fig, path: Path, title: str | None = None) -> Path:
 
 
 def _legend(axes, **kwargs) -> None:
-    """The legend on the first panel that has labelled lines; the host-bound entry once, last."""
+    """The legend on the first panel that has labelled lines; each host mark's entry once, last."""
+    marks = [label for _, label, _ in HOST_MARKS]
     for ax in axes:
         handles, labels = ax.get_legend_handles_labels()
         if handles:
-            for other in axes:  # a host-bound point may be on another panel only
+            for other in axes:  # a marked point may be on another panel only
                 for h, lab in zip(*other.get_legend_handles_labels()):
-                    if lab == HOST_BOUND_LABEL and lab not in labels:
+                    if lab in marks and lab not in labels:
                         handles.append(h)
                         labels.append(lab)
-            pairs = [(h, lab) for h, lab in zip(handles, labels) if lab != HOST_BOUND_LABEL]
-            pairs += [(h, lab) for h, lab in zip(handles, labels) if lab == HOST_BOUND_LABEL][:1]
+            pairs = [(h, lab) for h, lab in zip(handles, labels) if lab not in marks]
+            for mark in marks:
+                pairs += [(h, lab) for h, lab in zip(handles, labels) if lab == mark][:1]
             ax.legend(*zip(*pairs), **kwargs)
             return
 
 
-def _mark_host_bound(ax, pts, x: str, y, flag: str) -> None:
-    """Draw the host-bound points of ``pts`` (column ``flag`` true) over their line."""
-    if flag not in pts:
-        return
-    hb = pts[pts[flag].fillna(False).astype(bool)]
-    if not hb.empty:
-        ax.plot(hb[x], y(hb), label=HOST_BOUND_LABEL, **HOST_BOUND_STYLE)
+def _mark_host(ax, pts, x: str, y, measure: str = "") -> None:
+    """Draw the points of ``pts`` whose step ``measure`` was host-bound, or not told, over their
+    line (columns ``<measure>_host_bound`` / ``<measure>_host_unknown``; the history's without
+    a measure)."""
+    for column, label, style in HOST_MARKS:
+        flag = f"{measure}_{column}" if measure else column
+        if flag not in pts:
+            continue
+        hit = pts[pts[flag].fillna(False).astype(bool)]
+        if not hit.empty:
+            ax.plot(hit[x], y(hit), label=label, **style)
 
 
 def _log_axes(ax, xbase: int) -> None:
@@ -102,8 +114,7 @@ def plot_attention(p: Pivot, path: Path) -> Path | None:
                 pts = pts.dropna(subset=[col])
                 ax.plot(pts["seq"], pts[col] * scale, marker=markers[di % len(markers)],
                         color=f"C{ci}", label=_text(f"{impl} d={d}"))
-                _mark_host_bound(ax, pts, "seq", lambda q, c=col, k=scale: q[c] * k,
-                                 f"{col[:3]}_host_bound")
+                _mark_host(ax, pts, "seq", lambda q, c=col, k=scale: q[c] * k, col[:3])
                 drawn = True
         _log_axes(ax, 2)
         ax.set_xlabel("seq_len")
@@ -136,8 +147,7 @@ def plot_model(p: Pivot, path: Path) -> Path | None:
             ax.plot(g["context"], g[f"{mode}_mean"] * 1e3, marker="o",
                     linestyle="-" if var == "sdpa" else "--",
                     label=_text(f"{pre} {prec} {var}"))
-            _mark_host_bound(ax, g, "context", lambda q, c=f"{mode}_mean": q[c] * 1e3,
-                             f"{mode}_host_bound")
+            _mark_host(ax, g, "context", lambda q, c=f"{mode}_mean": q[c] * 1e3, mode)
             drawn = True
         _log_axes(ax, 2)
         ax.set_xlabel("context (tokens)")
@@ -165,9 +175,8 @@ def plot_history(hist: pd.DataFrame, path: Path) -> Path | None:
             if unit == "bytes" else (1, unit or "")
         ok = g[g["status"] == OK]
         ax.plot(ok.index, ok["value"] * scale, marker="o")
-        if "host_bound" in ok and ok["host_bound"].any():
-            hb = ok[ok["host_bound"].astype(bool)]
-            ax.plot(hb.index, hb["value"] * scale, label=HOST_BOUND_LABEL, **HOST_BOUND_STYLE)
+        _mark_host(ax, ok.assign(at=ok.index), "at", lambda q: q["value"] * scale)
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
         ax.set_xticks(range(len(g)))
         ax.set_xticklabels([c[:8] for c in g["commit"]], fontsize=7)
