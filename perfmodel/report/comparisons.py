@@ -12,7 +12,7 @@ from .pivot import Pivot, ran_rows
 
 
 def _speedup(base: dict, other: dict, measure: str) -> tuple[float, str]:
-    """base time / other time and its cell (either side's host mark marks the ratio, cells.either)."""
+    """base time / other time and its cell (either side's host mark marks it: cells.either)."""
     so, sb = other.get(f"{measure}_status", NA), base.get(f"{measure}_status", NA)
     if so != OK or sb != OK:
         return math.nan, (so if so != OK else f"{base.get('impl', 'base')} {sb}"

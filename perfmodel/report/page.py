@@ -318,8 +318,9 @@ def render_html(report: Report | None, back_link: str | None, error: str | None 
 
 
 def _legend() -> dict:
-    return {"mark": HOST_BOUND_MARK, "unknown_mark": HOST_UNKNOWN_MARK, "share": f"{HOST_BOUND_SHARE:.0%}",
-            "backlog": f"{BACKLOG_SHARE:g}", "wait": f"{WAIT_SHARE:g}"}
+    return {"mark": HOST_BOUND_MARK, "unknown_mark": HOST_UNKNOWN_MARK,
+            "share": f"{HOST_BOUND_SHARE:.0%}", "backlog": f"{BACKLOG_SHARE:g}",
+            "wait": f"{WAIT_SHARE:g}"}
 
 
 @dataclass

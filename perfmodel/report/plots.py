@@ -19,7 +19,8 @@ HOST_BOUND_STYLE = dict(marker="s", markersize=11, markerfacecolor="none", marke
 HOST_BOUND_LABEL = f"host-bound step ({HOST_BOUND_MARK}): measures the host"
 HOST_UNKNOWN_STYLE = dict(HOST_BOUND_STYLE, markeredgecolor="blue")
 HOST_UNKNOWN_LABEL = f"host's share not told ({HOST_UNKNOWN_MARK}): may measure the host"
-# (column suffix, legend label, style) of the marks drawn over a line's points
+# (flag column, after the measure's name and "_", legend label, style) of the marks drawn
+# over a line's points
 HOST_MARKS = (("host_bound", HOST_BOUND_LABEL, HOST_BOUND_STYLE),
               ("host_unknown", HOST_UNKNOWN_LABEL, HOST_UNKNOWN_STYLE))
 
