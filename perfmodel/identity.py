@@ -100,13 +100,23 @@ def this_machine(requested: str | None = None) -> tuple[str, dict]:
     return check_machine_name(requested or machine_name(env)), env
 
 
+GiB = 2**30
+
+
 def machine_record(name: str, env: dict) -> dict:
     """What asv keeps about a machine (os, arch, cpu, num_cpu, ram), as ``asv machine --yes``
-    would ask for it; on a GPU the stack is added to ``os`` so the site's filters show it."""
+    would ask for it; on a GPU the stack is added to ``os`` so the site's filters show it.
+
+    asv copies the record into every result file and draws one graph per distinct record, so
+    it holds what the machine's name stands for and nothing that differs between two boxes of
+    it: the OS without its kernel build (the H200's boxes ran four: 6.18.44-fc-v973, v1147,
+    v1252, v1294) and the memory in whole GiB (those boxes' totals differed by a few KiB), else
+    a commit measured on another box of the same machine starts a graph of its own."""
     from asv.machine import Machine  # noqa: PLC0415
 
     record = Machine.get_defaults()
-    record.update(machine=name, cpu=cpu_model() or record["cpu"])
+    record.update(machine=name, cpu=cpu_model() or record["cpu"], os=platform.system() or "unknown",
+                  ram=stable_ram(record["ram"]))
     if env.get("threads"):
         record["os"] += f" | {env['threads']} CPU thread(s) per benchmark"
     if env.get("device") == "cuda":
@@ -114,6 +124,14 @@ def machine_record(name: str, env: dict) -> dict:
                          f" torch {env.get('torch')} triton {env.get('triton')}"
                          f" tf32 {'on' if env.get('tf32') else 'off'}")
     return record
+
+
+def stable_ram(ram) -> str:
+    """asv's memory total (bytes, as text) rounded down to whole GiB, still in bytes."""
+    try:
+        return str(int(ram) // GiB * GiB)
+    except (TypeError, ValueError):
+        return str(ram)
 
 
 def register_machine(name: str, env: dict) -> dict:

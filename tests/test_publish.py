@@ -14,10 +14,11 @@ import pytest
 from perfmodel.errors import UserError
 from perfmodel.report import assets, site
 from perfmodel.commands.track import cell_counts
-from perfmodel.identity import check_machine_name, register_machine
+from perfmodel.identity import check_machine_name, machine_record, register_machine
 
 ASV_INDEX = Path(asv.__file__).parent / "www" / "index.html"
 FIXTURE = Path(__file__).parent / "fixtures" / "asv_results"
+SHIPPED = Path(__file__).resolve().parent.parent / "results"
 
 
 def test_every_cdn_file_of_asvs_page_is_shipped():
@@ -80,6 +81,45 @@ def test_machine_record_has_what_asv_records(tmp_path, monkeypatch):
     for key in ("machine", "os", "arch", "cpu", "num_cpu", "ram"):
         assert saved.get(key), key
     assert saved["machine"] == "cpu-test" and int(saved["num_cpu"]) >= 1 and int(saved["ram"]) > 0
+
+
+def test_machine_record_holds_nothing_that_differs_between_boxes(monkeypatch):
+    """asv draws one graph per distinct record: two boxes of one machine, whose kernel builds
+    and memory totals differ (the H200's: 6.18.44-fc-v1252 and v1294, 135129063424 and
+    135129055232 bytes), must get the same one."""
+    from asv.machine import Machine  # noqa: PLC0415
+
+    env = {"device": "cuda", "name": "NVIDIA H200", "driver": "580.159.04", "cuda": "13.0",
+           "torch": "2.11.0+cu130", "triton": "3.6.0", "tf32": False}
+    records = []
+    for release, ram in (("6.18.44-fc-v1252-gpu", "135129063424"),
+                         ("6.18.44-fc-v1294-gpu", "135129055232")):
+        monkeypatch.setattr(Machine, "get_defaults", staticmethod(lambda r=release, m=ram: {
+            "machine": "box", "os": f"Linux {r}", "num_cpu": "16", "arch": "x86_64",
+            "cpu": "Intel(R) Xeon(R) Processor", "ram": m}))
+        records.append(machine_record("h200", env))
+    assert records[0] == records[1]
+    assert records[0]["os"] == ("Linux | NVIDIA H200 driver 580.159.04 CUDA 13.0 torch "
+                                "2.11.0+cu130 triton 3.6.0 tf32 off")
+    assert records[0]["ram"] == str(125 * 2**30)
+
+
+def test_the_shipped_results_of_a_machine_draw_one_graph():
+    """Every shipped result file that records asv's machine fields records the machine's own
+    (machine.json), so asv's graphs of a machine are one line; the only others are the three
+    H100 files of 2026-11-23, written before perfmodel recorded those fields (no ram, cpu,
+    num_cpu, arch: asv draws them apart, and nothing is known to fill them with)."""
+    apart = []
+    for machine in sorted(p.parent for p in SHIPPED.glob("*/machine.json")):
+        own = json.loads((machine / "machine.json").read_text())
+        for path in sorted(machine.glob("*-*.json")):
+            params = json.loads(path.read_text())["params"]
+            if "ram" not in params:
+                apart.append(path.name[:8])
+                continue
+            assert {k: params[k] for k in own if k != "version"} == \
+                {k: v for k, v in own.items() if k != "version"}, path
+    assert sorted(apart) == ["152f55ec", "9498ff0a", "be84400e"]
 
 
 def test_cell_counts_from_a_result_file():
