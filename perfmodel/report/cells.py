@@ -248,9 +248,7 @@ def cells(norm: pd.DataFrame, kind: str, commit: str) -> pd.DataFrame:
         told[TRAIN] = [with_body(t, b) for t, b in zip(told[TRAIN], told[BODY])]
     for m, verdicts in told.items():
         df[f"{m}_host_bound"] = [bool(t) for t in verdicts]
-        # issued in most of its time, without the figures that tell: unknown either way
-        df[f"{m}_host_unknown"] = [t is None and not nan(i)
-                                   for t, i in zip(verdicts, df[f"{m}_issue"])]
+        df[f"{m}_host_unknown"] = [untold(t, i) for t, i in zip(verdicts, df[f"{m}_issue"])]
     return df
 
 
@@ -397,6 +395,17 @@ def show(status, value, fmt, mark: str = "") -> str:
     return status if isinstance(status, str) else NA
 
 
+def untold(verdict, issue_s) -> bool:
+    """Whether a step's host share is not told: names.host_bound said None although its issue
+    time was recorded (issued in most of its time, without the figures that tell)."""
+    return verdict is None and not nan(issue_s)
+
+
+def host_mark(bound: bool, unknown: bool) -> str:
+    """A step's mark: HOST_BOUND_MARK when host-bound, HOST_UNKNOWN_MARK when not told."""
+    return HOST_BOUND_MARK if bound else HOST_UNKNOWN_MARK if unknown else ""
+
+
 def either(*marks: str) -> str:
     """The mark of a figure computed from several steps (a ratio): host-bound when any step is,
     else not told when any step is not, else none."""
@@ -413,5 +422,5 @@ def bound(row, *measures) -> str:
     def flag(col):
         v = get(row, col, False)
         return not nan(v) and bool(v)
-    return either(*(HOST_BOUND_MARK if flag(f"{m}_host_bound") else
-                    HOST_UNKNOWN_MARK if flag(f"{m}_host_unknown") else "" for m in measures))
+    return either(*(host_mark(flag(f"{m}_host_bound"), flag(f"{m}_host_unknown"))
+                    for m in measures))

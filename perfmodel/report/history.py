@@ -8,8 +8,8 @@ import pandas as pd
 
 from ..names import FAILED, NA, OK, host_bound, host_figure_method, with_body
 from ..verdict import NOT_COMPARABLE, STATUS, UNCHANGED, Measured, confirm_command, judge
-from .cells import (BODY, BODY_SUFFIX, HOST_BOUND_MARK, HOST_UNKNOWN_MARK, TRAIN, Table, classify,
-                    div, human, nan, own_backlog, param_order, pct, ratio)
+from .cells import (BODY, BODY_SUFFIX, TRAIN, Table, classify, div, host_mark, human, own_backlog,
+                    param_order, pct, ratio, untold)
 
 
 def headline_cells(norm: pd.DataFrame, commit: str, cover: dict | None = None) -> list[dict]:
@@ -105,16 +105,14 @@ def history_table(rs, norm, commit, order, n, info, heads) -> tuple[list[Table],
             if body is not None:  # a split train step: with its forward+backward's verdict
                 told = with_body(told, host_bound(*(_at(x, c) for x in body)))
             bound = status == OK and bool(told)
-            # issued in most of its time, without the figures that tell (cells' _host_unknown)
-            unknown = status == OK and told is None and not nan(_at(isel, c))
-            mark = HOST_BOUND_MARK if bound else HOST_UNKNOWN_MARK if unknown else ""
+            unknown = status == OK and untold(told, _at(isel, c))
             g = info.get(c, {})
             date = g.get("date") or _asv_date(rs, c)
             frame.append(dict(benchmark=_label(h), commit=c, date=date, subject=g.get("subject"),
                               value=value, status=status, change=change, unit=unit,
                               host_bound=bound, host_unknown=unknown))
             rows.append([_label(h), c[:8], date, g.get("subject") or "(not in this repository)",
-                         (human(value, unit) + mark)
+                         (human(value, unit) + host_mark(bound, unknown))
                          if status == OK else status, pct(change)])
             if status == OK:
                 prev = value

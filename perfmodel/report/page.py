@@ -93,15 +93,18 @@ class Report:
             out.setdefault(t.section, []).append(t)
         return [(i, name, ts) for i, (name, ts) in enumerate(out.items(), 1)]
 
+    def _marked(self, mark: str) -> int:
+        return sum(c.endswith(mark) for t in self.tables for r in t.rows for c in r)
+
     @property
     def host_bound(self) -> int:
         """How many table cells carry the host-bound mark (one step shows in several forms)."""
-        return sum(c.endswith(HOST_BOUND_MARK) for t in self.tables for r in t.rows for c in r)
+        return self._marked(HOST_BOUND_MARK)
 
     @property
     def host_unknown(self) -> int:
         """How many table cells carry the mark of a step whose host's share was not told."""
-        return sum(c.endswith(HOST_UNKNOWN_MARK) for t in self.tables for r in t.rows for c in r)
+        return self._marked(HOST_UNKNOWN_MARK)
 
 
 def build_report(results_dir="results", machine=None, commit=None, history=10, compare=None,
