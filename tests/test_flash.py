@@ -471,6 +471,18 @@ def test_float32_explore_candidates_avoid_the_faulting_class_and_fit():
                                for n, _, bad_d, c, _ in KNOWN_BAD), (name, bd, cfg)
     assert kept > 10
     assert ft.explore_configs("dkdv", torch.bfloat16, 128) and not ft.explore_configs("fwd", torch.float32, 256)
+    # the GPU's precompile takes the candidates a launch can take; the offline compile all of them
+    from tools import bench_flash as bf
+    cells = [(d, dt, True) for d in (64, 128) for dt in (torch.float32, torch.bfloat16)]
+    gpu = bf.kernel_tasks(cells, ft.KERNELS, explore=True)
+    offline = bf.kernel_tasks(cells, ft.KERNELS, explore=True, fitting=False)
+    dropped = [t for t in offline if t not in gpu]
+    assert dropped and set(gpu) < set(offline)
+    for name, dt, d, _, cfg in offline:
+        if cfg is not None:
+            base = ft.DESC_TWINS.get(name, name)
+            fits = ft.fits_smem(base, cfg, getattr(torch, dt), d, ft.launched_pre_split(name, getattr(torch, dt), d))
+            assert ((name, dt, d, True, cfg) in gpu) == (fits or cfg in ft.tuning_configs(name, getattr(torch, dt), d))
     plain = flash_check.cases(dtypes=("float32",), head_dims=(128,), kernels=["dkdv_atomic"])
     more = flash_check.cases(dtypes=("float32",), head_dims=(128,), kernels=["dkdv_atomic"], explore=True)
     assert [c["cfg"] for c in more] == [c["cfg"] for c in plain] + [

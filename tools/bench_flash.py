@@ -179,15 +179,17 @@ def _warm_one(task):
     return True, time.time() - t0, tag
 
 
-def kernel_tasks(cells, names, explore=False):
+def kernel_tasks(cells, names, explore=False, fitting=True):
     """Precompile tasks, in order: (kernel, dtype name, d, causal, config) for every config of
     every kernel in ``names`` (plus, with ``explore``, what explore adds: flash_triton.explore_configs) for
-    each (d, dtype, causal) cell, and the preprocess / cast kernels."""
+    each (d, dtype, causal) cell, and the preprocess / cast kernels.  ``fitting``: only the
+    candidates that fit shared memory, as the GPU launches them (a GPU compile of any other
+    fails and costs its time); the offline compile passes False to show every candidate's figures."""
     out = []
     for d, dtype, causal in cells:
         dt = dtype_name(dtype)
         for name in names:
-            extra_cfgs = flash_triton.explore_configs(name, dtype, d, fitting=False) if explore else []
+            extra_cfgs = flash_triton.explore_configs(name, dtype, d, fitting=fitting) if explore else []
             for cfg in flash_triton.tuning_configs(name, dtype, d) + list(extra_cfgs):
                 out.append((name, dt, d, causal, tuple(cfg)))
         out += [("pre", dt, d, False, None), ("cast", dt, 64, False, None)]
@@ -598,7 +600,8 @@ def resources(ds, dtypes, jobs, explore=True, all_spaces=False, json_path=None, 
     if all_spaces:
         tasks = raw_space_tasks()
     else:
-        tasks = [t for t in kernel_tasks([(d, dt, True) for dt in dtypes for d in ds], names, explore)
+        tasks = [t for t in kernel_tasks([(d, dt, True) for dt in dtypes for d in ds], names, explore,
+                                         fitting=False)
                  if t[0] in ft.KERNELS
                  or (t[0] in names and ft.twin_launched(t[0], getattr(torch, t[1]), t[2]))]
     with cf.ProcessPoolExecutor(max(1, jobs), mp_context=mp.get_context("spawn")) as ex:
