@@ -257,6 +257,38 @@ def test_the_forkserver_imports_inductor_only_with_torchs_nvml_check():
     assert _import_suite(PERFMODEL_ASV_PREIMPORT="0")[:3] == ["None", "False", "False"]
 
 
+def _child_hashes(**env):
+    """In a child forked from the suite's forkserver, call every compile-cache version key
+    (benchmarks.common.CACHE_KEYS) with hashing disabled: which of them had to hash."""
+    code = ("import os, sys, importlib, hashlib; sys.argv = ['/asv/benchmark.py', 'run_server', 'benchmarks']\n"
+            "import benchmarks.common as c\n"
+            "r, w = os.pipe()\n"
+            "if os.fork() == 0:\n"
+            "    def refuse(*a, **k): raise RuntimeError('hashed')\n"
+            "    hashlib.sha256 = refuse\n"
+            "    hashed = []\n"
+            "    for module, attr in c.CACHE_KEYS:\n"
+            "        try: getattr(importlib.import_module(module), attr)()\n"
+            "        except RuntimeError: hashed.append(module + '.' + attr)\n"
+            "    os.write(w, (' '.join(hashed) or '-').encode()); os._exit(0)\n"
+            "os.close(w); print(os.read(r, 4096).decode())\n")
+    full = {k: v for k, v in os.environ.items()
+            if not k.startswith(("PERFMODEL_ASV_PREIMPORT", "PYTORCH_NVML"))}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**full, **env},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_the_forkservers_children_inherit_the_compile_caches_version_keys():
+    """Triton's key hashes libtriton.so (415 MB), Inductor's torch's sources: taken once in the
+    forkserver, a flash or compiled cell's child no longer hashes them in its first step."""
+    pytest.importorskip("triton")
+    assert _child_hashes() == ["-"]
+    # the control: without Inductor in the server nothing is taken ahead, and the child hashes
+    assert len(_child_hashes(PERFMODEL_ASV_PREIMPORT_INDUCTOR="0")) == 3
+
+
 def test_asvs_discovery_and_setup_cache_processes_import_the_suite_without_the_preimports():
     """They run no cell: what the forkserver takes ahead would only delay every asv run's start."""
     for command in ("discover", "setup_cache"):
