@@ -226,25 +226,29 @@ def test_importing_the_package_and_the_publisher_plugin_needs_no_torch():
     assert proc.returncode == 0, proc.stderr
 
 
-def _import_suite(command="run_server", **env):
+def _as_server(body, command="run_server", **env):
     """Import the suite's shared module in a fresh interpreter, as asv's forkserver does (or
-    another command of asv's benchmark script), then fork a child that computes: what the
-    server imported, and whether its children still work."""
+    another command of asv's benchmark script), then run ``body`` there: its output's words."""
     code = (f"import os, sys; sys.argv = ['/asv/benchmark.py', {command!r}, 'benchmarks']\n"
-            "import torch; import benchmarks.common\n"
-            "pid = os.fork()\n"
-            "if pid == 0:\n"
-            "    os._exit(0 if float(torch.ones(3).sum()) == 3.0 else 1)\n"
-            "_, status = os.waitpid(pid, 0)\n"
-            "print(os.environ.get('PYTORCH_NVML_BASED_CUDA_CHECK'),"
-            " 'torch._inductor.compile_fx' in sys.modules, 'torch._dynamo' in sys.modules,"
-            " torch.cuda.is_initialized(), os.waitstatus_to_exitcode(status))\n")
+            "import torch; import benchmarks.common\n" + body)
     full = {k: v for k, v in os.environ.items()
             if not k.startswith(("PERFMODEL_ASV_PREIMPORT", "PYTORCH_NVML"))}
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**full, **env},
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split()
+
+
+def _import_suite(command="run_server", **env):
+    """What the server imported, and whether a child forked from it still works."""
+    return _as_server("pid = os.fork()\n"
+                      "if pid == 0:\n"
+                      "    os._exit(0 if float(torch.ones(3).sum()) == 3.0 else 1)\n"
+                      "_, status = os.waitpid(pid, 0)\n"
+                      "print(os.environ.get('PYTORCH_NVML_BASED_CUDA_CHECK'),"
+                      " 'torch._inductor.compile_fx' in sys.modules, 'torch._dynamo' in sys.modules,"
+                      " torch.cuda.is_initialized(), os.waitstatus_to_exitcode(status))\n",
+                      command, **env)
 
 
 def test_the_forkserver_imports_inductor_only_with_torchs_nvml_check():
@@ -260,24 +264,17 @@ def test_the_forkserver_imports_inductor_only_with_torchs_nvml_check():
 def _child_hashes(**env):
     """In a child forked from the suite's forkserver, call every compile-cache version key
     (benchmarks.common.CACHE_KEYS) with hashing disabled: which of them had to hash."""
-    code = ("import os, sys, importlib, hashlib; sys.argv = ['/asv/benchmark.py', 'run_server', 'benchmarks']\n"
-            "import benchmarks.common as c\n"
-            "r, w = os.pipe()\n"
-            "if os.fork() == 0:\n"
-            "    def refuse(*a, **k): raise RuntimeError('hashed')\n"
-            "    hashlib.sha256 = refuse\n"
-            "    hashed = []\n"
-            "    for module, attr in c.CACHE_KEYS:\n"
-            "        try: getattr(importlib.import_module(module), attr)()\n"
-            "        except RuntimeError: hashed.append(module + '.' + attr)\n"
-            "    os.write(w, (' '.join(hashed) or '-').encode()); os._exit(0)\n"
-            "os.close(w); print(os.read(r, 4096).decode())\n")
-    full = {k: v for k, v in os.environ.items()
-            if not k.startswith(("PERFMODEL_ASV_PREIMPORT", "PYTORCH_NVML"))}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**full, **env},
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.split()
+    return _as_server("import importlib, hashlib\n"
+                      "r, w = os.pipe()\n"
+                      "if os.fork() == 0:\n"
+                      "    def refuse(*a, **k): raise RuntimeError('hashed')\n"
+                      "    hashlib.sha256 = refuse\n"
+                      "    hashed = []\n"
+                      "    for module, attr in benchmarks.common.CACHE_KEYS:\n"
+                      "        try: getattr(importlib.import_module(module), attr)()\n"
+                      "        except RuntimeError: hashed.append(module + '.' + attr)\n"
+                      "    os.write(w, (' '.join(hashed) or '-').encode()); os._exit(0)\n"
+                      "os.close(w); print(os.read(r, 4096).decode())\n", **env)
 
 
 def test_the_forkservers_children_inherit_the_compile_caches_version_keys():
