@@ -925,11 +925,26 @@ def log_cost(benchmark: str, params: tuple, na: str | None) -> None:
             "cells": [dict(h.costs, mode=h.fields.get("mode", h.fields.get("pass_")),
                            **({"params": h.point} if h.point else {}))
                       for h in _HANDLES.values() if h.costs]}
+    caches = _compile_cache_counts()
+    if caches:
+        line["caches"] = caches
     try:
         with open(path, "a") as f:  # one short write in append mode: lines never interleave
             f.write(json.dumps(line) + "\n")
     except OSError:
         pass
+
+
+def _compile_cache_counts() -> dict:
+    """This process's hits and misses of the compile caches (torch._dynamo's counters: the FX
+    graph cache, AOTAutograd's), so that a cost log tells a warm first step that still compiled
+    from one that loaded; empty where Dynamo never ran (it is not imported for it)."""
+    utils = sys.modules.get("torch._dynamo.utils")
+    counters = getattr(utils, "counters", None)
+    if not counters:
+        return {}
+    return {f"{group}.{key}": int(n) for group in ("inductor", "aot_autograd")
+            for key, n in counters.get(group, {}).items() if "cache" in key and n}
 
 
 ROUND_LOG = "PERFMODEL_ROUND_LOG"  # a file path: each process's own samples, for the gate

@@ -10,7 +10,9 @@ the rest of the warm-up, the metered step and the samples. This module adds them
 - per phase, over the timed processes;
 - per group of cells (attention implementation, model variant and preset, warm-up preset);
 - the costliest cells (a cell that a span's process measured for another grid point, its own
-  phases under its own point, benchmarks/tiers.py SPANS).
+  phases under its own point, benchmarks/tiers.py SPANS);
+- per group, the compile caches' hits and misses, where the lines carry them (``caches``: the
+  FX graph cache's and AOTAutograd's counters, since 2026-12-07).
 
 Where the lines carry the wall clock (``t``, since 2026-12-07), it also says how long asv took
 between one process's last teardown and the next one's fork (its own bookkeeping, the
@@ -202,6 +204,18 @@ def summary(records: list[dict], wall: float | None = None, top: int = 12) -> st
     out.append(_table(["group", "processes", "seconds", "of which first steps"],
                       [[g, n, f"{s:.1f}", f"{f:.1f}"] for g, (n, s, f) in
                        sorted(groups.items(), key=lambda kv: -kv[1][1])]))
+    caches = defaultdict(lambda: defaultdict(int))
+    for r in records:
+        for key, n in (r.get("caches") or {}).items():
+            caches[group_of(r)][key] += int(n)
+    if caches:
+        keys = sorted({k for counts in caches.values() for k in counts})
+        out.append("")
+        out.append("Compile caches per group (hits and misses, summed over its processes; a miss "
+                   "compiled):")
+        out.append(_table(["group"] + keys,
+                          [[g] + [counts.get(k, 0) for k in keys] for g, counts in
+                           sorted(caches.items())]))
     if between:
         out.append("")
         out.append(between)

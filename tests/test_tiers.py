@@ -159,6 +159,38 @@ def test_cost_log_keeps_each_process_last_line_and_splits_its_time(tmp_path):
     assert "| Attention | n/a | 1 |" in text
 
 
+def test_the_cost_log_carries_the_compile_caches_counts_and_the_summary_sums_them(tmp_path, monkeypatch):
+    """A warm first step that still compiled is told from one that loaded by the caches' hits
+    and misses (torch._dynamo's counters), written with each process's line and summed per
+    group; other counters, and zeros, are left out."""
+    import torch._dynamo.utils as dynamo_utils  # noqa: PLC0415
+
+    from benchmarks import common  # noqa: PLC0415
+    from perfmodel.suite_cost import read, summary  # noqa: PLC0415
+
+    counters = dynamo_utils.counters
+    saved = {g: dict(c) for g, c in counters.items()}
+    counters.clear()
+    try:
+        counters["inductor"]["fxgraph_cache_hit"] = 2
+        counters["inductor"]["fxgraph_cache_miss"] = 0
+        counters["inductor"]["extern_calls"] = 6
+        counters["aot_autograd"]["autograd_cache_miss"] = 1
+        log = tmp_path / "cost.jsonl"
+        monkeypatch.setenv(common.COST_LOG, str(log))
+        common.log_cost("Attention", ("'compiled'", "'float32'", "64", "256"), None)
+    finally:
+        counters.clear()
+        for g, c in saved.items():
+            counters[g].update(c)
+    line = json.loads(log.read_text())
+    assert line["caches"] == {"inductor.fxgraph_cache_hit": 2, "aot_autograd.autograd_cache_miss": 1}
+    records, _ = read([str(log)])
+    text = summary(records)
+    assert "| group | aot_autograd.autograd_cache_miss | inductor.fxgraph_cache_hit |" in text
+    assert "| Attention compiled float32 | 1 | 2 |" in text
+
+
 def test_a_history_run_samples_cpu_cells_as_history_and_keeps_the_gpu_gate_cells():
     quick = tiers.tier_cells("gpu-quick", "Attention")[0]
     other = dict(quick, d=16)
