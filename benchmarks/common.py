@@ -116,8 +116,9 @@ def _prefetch_cache_keys() -> list[str]:
     its FX-graph and AOTAutograd caches by ``torch_key()``, a hash of torch's Python files.
     Each is computed on a process's first compile or cache lookup and kept for the process's
     life, so every flash and compiled cell's process paid both again in its first step, cache
-    hit or not (0.9 + 0.5 s on the 2-core CPU, torch 2.13, Triton 3.9). Computed here, the
-    forked children inherit the answers. Neither reads anything but files (no CUDA). Returns
+    hit or not (0.9 + 0.5 s in a fresh interpreter on the 2-core CPU, torch 2.13, Triton 3.9;
+    a forked child's first compiled call there was 0.5 s faster without them). Computed here,
+    the forked children inherit the answers. Neither reads anything but files (no CUDA). Returns
     the keys taken; a missing one (an older commit, no Triton, another version's names) is
     skipped: the child computes it as before. Only with Inductor's compiler imported
     (``_preimport``'s settings)."""
