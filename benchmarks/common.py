@@ -108,7 +108,7 @@ CACHE_KEYS = (("triton.runtime.cache", "triton_key"),           # libtriton.so, 
               ("torch._inductor.codecache", "triton_key"))      # Inductor's wrapper of the first
 
 
-def _prefetch_cache_keys() -> list[str]:
+def _prefetch_cache_keys() -> None:
     """Compute, in asv's forkserver, the version keys every compiling child would compute.
 
     Triton keys its on-disk kernel cache and its autotuning records by ``triton_key()``, a
@@ -118,20 +118,16 @@ def _prefetch_cache_keys() -> list[str]:
     life, so every flash and compiled cell's process paid both again in its first step, cache
     hit or not (0.9 + 0.5 s in a fresh interpreter on the 2-core CPU, torch 2.13, Triton 3.9;
     a forked child's first compiled call there was 0.5 s faster without them). Computed here,
-    the forked children inherit the answers. Neither reads anything but files (no CUDA). Returns
-    the keys taken; a missing one (an older commit, no Triton, another version's names) is
-    skipped: the child computes it as before. Only with Inductor's compiler imported
-    (``_preimport``'s settings)."""
+    the forked children inherit the answers. Neither reads anything but files (no CUDA). A
+    missing one (an older commit, no Triton, another version's names) is skipped: the child
+    computes it as before. Only with Inductor's compiler imported (``_preimport``'s settings)."""
     if "torch._inductor.compile_fx" not in sys.modules:
-        return []
-    taken = []
+        return
     for module, attr in CACHE_KEYS:
         try:
             getattr(importlib.import_module(module), attr)()
-            taken.append(f"{module}.{attr}")
         except Exception:  # noqa: BLE001 (the child decides, as without it)
             pass
-    return taken
 
 
 _preimport()

@@ -480,9 +480,9 @@ def test_float32_explore_candidates_avoid_the_faulting_class_and_fit():
     assert dropped and set(gpu) < set(offline)
     for name, dt, d, _, cfg in offline:
         if cfg is not None:
-            base = ft.DESC_TWINS.get(name, name)
-            fits = ft.fits_smem(base, cfg, getattr(torch, dt), d, ft.launched_pre_split(name, getattr(torch, dt), d))
-            assert ((name, dt, d, True, cfg) in gpu) == (fits or cfg in ft.tuning_configs(name, getattr(torch, dt), d))
+            dtype = getattr(torch, dt)
+            launched = ft.tuning_configs(name, dtype, d) + ft.explore_configs(name, dtype, d)
+            assert ((name, dt, d, True, cfg) in gpu) == (cfg in launched)
     plain = flash_check.cases(dtypes=("float32",), head_dims=(128,), kernels=["dkdv_atomic"])
     more = flash_check.cases(dtypes=("float32",), head_dims=(128,), kernels=["dkdv_atomic"], explore=True)
     assert [c["cfg"] for c in more] == [c["cfg"] for c in plain] + [

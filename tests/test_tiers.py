@@ -6,6 +6,7 @@ import gzip
 import itertools
 import json
 import re
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from benchmarks import tiers
@@ -168,21 +169,15 @@ def test_the_cost_log_carries_the_compile_caches_counts_and_the_summary_sums_the
     from benchmarks import common  # noqa: PLC0415
     from perfmodel.suite_cost import read, summary  # noqa: PLC0415
 
-    counters = dynamo_utils.counters
-    saved = {g: dict(c) for g, c in counters.items()}
-    counters.clear()
-    try:
-        counters["inductor"]["fxgraph_cache_hit"] = 2
-        counters["inductor"]["fxgraph_cache_miss"] = 0
-        counters["inductor"]["extern_calls"] = 6
-        counters["aot_autograd"]["autograd_cache_miss"] = 1
-        log = tmp_path / "cost.jsonl"
-        monkeypatch.setenv(common.COST_LOG, str(log))
-        common.log_cost("Attention", ("'compiled'", "'float32'", "64", "256"), None)
-    finally:
-        counters.clear()
-        for g, c in saved.items():
-            counters[g].update(c)
+    counters = defaultdict(Counter)
+    monkeypatch.setattr(dynamo_utils, "counters", counters)
+    counters["inductor"]["fxgraph_cache_hit"] = 2
+    counters["inductor"]["fxgraph_cache_miss"] = 0
+    counters["inductor"]["extern_calls"] = 6
+    counters["aot_autograd"]["autograd_cache_miss"] = 1
+    log = tmp_path / "cost.jsonl"
+    monkeypatch.setenv(common.COST_LOG, str(log))
+    common.log_cost("Attention", ("'compiled'", "'float32'", "64", "256"), None)
     line = json.loads(log.read_text())
     assert line["caches"] == {"inductor.fxgraph_cache_hit": 2, "aot_autograd.autograd_cache_miss": 1}
     records, _ = read([str(log)])
