@@ -104,7 +104,11 @@ BWD_VARIANT = os.environ.get("PERFMODEL_FLASH_BWD", "auto")
 # accelerator through device-side tensor descriptors: one copy engine request per tile, out of
 # range rows and padded head-dim columns read as zeros). Experimental: the tracked default stays
 # "pointer" until the GPU shows a gain. (Triton's warp specialization of the key loop was tried
-# too: for sm_90 Triton 3.6 compiled it only with 8 warps, to the same registers as without.)
+# too, compiled offline for sm_90 with Triton 3.6: a kernel whose only loop is the specialized
+# one splits into producer and consumer warps with 4 warps, not with 8; but with the causal
+# diagonal as well, a second loop or unrolled tiles before or after it, the compile fails, and
+# one loop that masks only its last tiles fails the pipeliner even unspecialized. So not for
+# the causal forward with this Triton.)
 FWD_VARIANTS = {"pointer": "fwd", "tma": "fwd_tma"}
 FWD_VARIANT = os.environ.get("PERFMODEL_FLASH_FWD", "pointer")
 # "split_tma": the split backward with its streamed tiles read through descriptors too
