@@ -24,6 +24,10 @@ the default, picks per call):
   float32 dQ buffer with relaxed ``tl.atomic_add`` (FlashAttention-2's own scheme), then
   ``_dq_cast_kernel`` scales it and casts to the input dtype.  5 products per pair, P once.
   The default for float32 (tf32x3) above d=64.
+* ``"atomic_tma"``: the same with the query tiles read through tensor descriptors and each dQ
+  tile added by the copy engine (``tensor_descriptor.atomic_add``: one bulk reduction into
+  global memory per tile, FlashAttention-3's way, instead of a float32 atomic per element);
+  16-bit inputs (others take ``"atomic"``). Opt-in.
 * ``"fused"``: ``_bwd_fused_kernel``, program i runs the dK/dV loop for key tile i and then
   the dQ loop for query tile i (one launch; causal work per program is then constant).
 
@@ -111,10 +115,13 @@ BWD_VARIANT = os.environ.get("PERFMODEL_FLASH_BWD", "auto")
 # the causal forward with this Triton.)
 FWD_VARIANTS = {"pointer": "fwd", "tma": "fwd_tma"}
 FWD_VARIANT = os.environ.get("PERFMODEL_FLASH_FWD", "pointer")
-# "split_tma": the split backward with its streamed tiles read through descriptors too
+# "split_tma": the split backward with its streamed tiles read through descriptors too;
+# "atomic_tma": the atomic one so, its dQ tiles added through a descriptor (16-bit inputs)
 BWD_VARIANTS["split_tma"] = ("dkdv_tma", "dq_tma")
+BWD_VARIANTS["atomic_tma"] = ("dkdv_atomic_tma",)
 # kernels that read through tensor descriptors -> the kernel whose tuning space they share
-DESC_TWINS = {"fwd_tma": "fwd", "dkdv_tma": "dkdv", "dq_tma": "dq"}
+DESC_TWINS = {"fwd_tma": "fwd", "dkdv_tma": "dkdv", "dq_tma": "dq",
+              "dkdv_atomic_tma": "dkdv_atomic"}
 
 # Autotuning spaces for Hopper, (BLOCK_M, BLOCK_N, num_warps, num_stages).  BLOCK_M is always
 # the query tile and BLOCK_N the key tile.  bf16/fp16 use wgmma: a 128-row tile is two
@@ -924,10 +931,10 @@ if triton is not None:
                  HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, BLOCK_D)
 
     @triton.jit
-    def _dkdv_desc_inner(dk, dv, k, k_lo, v, v_lo, q_desc, ql_desc, do_desc, dol_desc, LSE, Delta,
-                         offs_n, offs_m, lo, hi, seq_q, qk_scale, BLOCK_M: tl.constexpr,
+    def _dkdv_desc_inner(dk, dv, k, k_lo, v, v_lo, q_desc, ql_desc, do_desc, dol_desc, dq_desc,
+                         LSE, Delta, offs_n, offs_m, lo, hi, seq_q, qk_scale, BLOCK_M: tl.constexpr,
                          MASK: tl.constexpr, IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr,
-                         PRE_SPLIT: tl.constexpr):
+                         PRE_SPLIT: tl.constexpr, ATOMIC_DQ: tl.constexpr):
         for start_m in range(lo, hi, BLOCK_M):
             start_m = tl.multiple_of(start_m, BLOCK_M)
             rows = start_m + offs_m
@@ -945,22 +952,27 @@ if triton is not None:
                                         do, dol_desc.load([start_m, 0]), lse, delta, rows, offs_n,
                                         qk_scale, MASK, IS_CAUSAL)
             else:
-                dk, dv, _ = _dkdv_step(dk, dv, k, v, q, do, lse, delta, rows, offs_n, qk_scale,
-                                       MASK, IS_CAUSAL, DOT_PREC)
+                dk, dv, dsT = _dkdv_step(dk, dv, k, v, q, do, lse, delta, rows, offs_n, qk_scale,
+                                         MASK, IS_CAUSAL, DOT_PREC)
+                if ATOMIC_DQ:
+                    # dQ rows of this query tile += dS K (unscaled), one bulk reduction by the
+                    # copy engine; rows past seq_q and padded columns fall outside the
+                    # descriptor's shape and are dropped
+                    dq_desc.atomic_add([start_m, 0], tl.dot(tl.trans(dsT), k, input_precision=DOT_PREC))
         return dk, dv
 
     @triton.jit
-    def _bwd_dkdv_tma_kernel(Q, K, V, DO, DK, DV, LSE, Delta, qk_scale, sm_scale,
-                             stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
-                             stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom,
-                             QL, KL, VL, DOL, H, seq_q, seq_k,
-                             HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                             IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr,
-                             PRE_SPLIT: tl.constexpr = False):
-        # _bwd_dkdv_kernel with the query tiles streamed through tensor descriptors: no tensor
-        # of pointers is carried through the loop. PRE_SPLIT: float32 inputs as their TF32 high
+    def _dkdv_desc_tile(Q, K, V, DO, DK, DV, DQ, LSE, Delta, qk_scale, sm_scale,
+                        stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                        stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom,
+                        stride_dqb, stride_dqh, stride_dqm, QL, KL, VL, DOL, H, seq_q, seq_k,
+                        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                        IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr,
+                        PRE_SPLIT: tl.constexpr, ATOMIC_DQ: tl.constexpr):
+        # _dkdv_tile with the query tiles streamed through tensor descriptors: no tensor of
+        # pointers is carried through the loop. PRE_SPLIT: float32 inputs as their TF32 high
         # parts (Q, K, V, DO) and remainders (QL, KL, VL, DOL, the same strides), three TF32
-        # products each (_dot3)
+        # products each (_dot3). ATOMIC_DQ: dS K added into the float32 DQ through a descriptor
         bh = tl.program_id(1).to(tl.int64)
         start_n = tl.program_id(0) * BLOCK_N
         offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -977,25 +989,63 @@ if triton is not None:
             dol_desc = _desc(DOL, bh, H, stride_dob, stride_doh, stride_dom, seq_q, HEAD_DIM, BLOCK_M, BLOCK_D)
         else:
             k_lo, v_lo, ql_desc, dol_desc = k, v, q_desc, do_desc
+        if ATOMIC_DQ:
+            dq_desc = _desc(DQ, bh, H, stride_dqb, stride_dqh, stride_dqm, seq_q, HEAD_DIM, BLOCK_M, BLOCK_D)
+        else:
+            dq_desc = q_desc  # not used
         dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
         dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
         LSE += bh * seq_q
         Delta += bh * seq_q
         lo, mid, full_end = _query_bounds(start_n, seq_q, BLOCK_M, BLOCK_N, IS_CAUSAL)
-        dk, dv = _dkdv_desc_inner(dk, dv, k, k_lo, v, v_lo, q_desc, ql_desc, do_desc, dol_desc, LSE,
-                                  Delta, offs_n, offs_m, lo, tl.minimum(mid, seq_q), seq_q,
-                                  qk_scale, BLOCK_M, True, IS_CAUSAL, DOT_PREC, PRE_SPLIT)
-        dk, dv = _dkdv_desc_inner(dk, dv, k, k_lo, v, v_lo, q_desc, ql_desc, do_desc, dol_desc, LSE,
-                                  Delta, offs_n, offs_m, mid, full_end, seq_q, qk_scale, BLOCK_M,
-                                  False, IS_CAUSAL, DOT_PREC, PRE_SPLIT)
-        dk, dv = _dkdv_desc_inner(dk, dv, k, k_lo, v, v_lo, q_desc, ql_desc, do_desc, dol_desc, LSE,
-                                  Delta, offs_n, offs_m, tl.maximum(mid, full_end), seq_q, seq_q,
-                                  qk_scale, BLOCK_M, True, IS_CAUSAL, DOT_PREC, PRE_SPLIT)
+        dk, dv = _dkdv_desc_inner(dk, dv, k, k_lo, v, v_lo, q_desc, ql_desc, do_desc, dol_desc,
+                                  dq_desc, LSE, Delta, offs_n, offs_m, lo, tl.minimum(mid, seq_q),
+                                  seq_q, qk_scale, BLOCK_M, True, IS_CAUSAL, DOT_PREC, PRE_SPLIT,
+                                  ATOMIC_DQ)
+        dk, dv = _dkdv_desc_inner(dk, dv, k, k_lo, v, v_lo, q_desc, ql_desc, do_desc, dol_desc,
+                                  dq_desc, LSE, Delta, offs_n, offs_m, mid, full_end, seq_q,
+                                  qk_scale, BLOCK_M, False, IS_CAUSAL, DOT_PREC, PRE_SPLIT, ATOMIC_DQ)
+        dk, dv = _dkdv_desc_inner(dk, dv, k, k_lo, v, v_lo, q_desc, ql_desc, do_desc, dol_desc,
+                                  dq_desc, LSE, Delta, offs_n, offs_m, tl.maximum(mid, full_end),
+                                  seq_q, seq_q, qk_scale, BLOCK_M, True, IS_CAUSAL, DOT_PREC,
+                                  PRE_SPLIT, ATOMIC_DQ)
         dk = dk * sm_scale
         _store(DK + _head(bh, H, stride_kb, stride_kh) + offs_n[:, None] * stride_kn + offs_d[None, :],
                dk.to(DK.dtype.element_ty), offs_n, seq_k, offs_d, HEAD_DIM, BLOCK_D)
         _store(DV + _head(bh, H, stride_vb, stride_vh) + offs_n[:, None] * stride_vn + offs_d[None, :],
                dv.to(DV.dtype.element_ty), offs_n, seq_k, offs_d, HEAD_DIM, BLOCK_D)
+
+    @triton.jit
+    def _bwd_dkdv_tma_kernel(Q, K, V, DO, DK, DV, LSE, Delta, qk_scale, sm_scale,
+                             stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                             stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom,
+                             QL, KL, VL, DOL, H, seq_q, seq_k,
+                             HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                             IS_CAUSAL: tl.constexpr, DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr,
+                             PRE_SPLIT: tl.constexpr = False):
+        # _bwd_dkdv_kernel through descriptors (DK stands in for the unused dQ)
+        _dkdv_desc_tile(Q, K, V, DO, DK, DV, DK, LSE, Delta, qk_scale, sm_scale,
+                        stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                        stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom,
+                        0, 0, 0, QL, KL, VL, DOL, H, seq_q, seq_k,
+                        HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, BLOCK_D, PRE_SPLIT, False)
+
+    @triton.jit
+    def _bwd_dkdv_atomic_tma_kernel(Q, K, V, DO, DK, DV, DQ, LSE, Delta, qk_scale, sm_scale,
+                                    stride_qb, stride_qh, stride_qm, stride_kb, stride_kh,
+                                    stride_kn, stride_vb, stride_vh, stride_vn, stride_dob,
+                                    stride_doh, stride_dom, stride_dqb, stride_dqh, stride_dqm, H,
+                                    seq_q, seq_k,
+                                    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                                    BLOCK_N: tl.constexpr, IS_CAUSAL: tl.constexpr,
+                                    DOT_PREC: tl.constexpr, BLOCK_D: tl.constexpr):
+        # _bwd_dkdv_atomic_kernel through descriptors, 16-bit inputs (Q, K, V, DO stand in for
+        # the unused remainders); DQ: float32, zeroed by the caller
+        _dkdv_desc_tile(Q, K, V, DO, DK, DV, DQ, LSE, Delta, qk_scale, sm_scale,
+                        stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn,
+                        stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dom,
+                        stride_dqb, stride_dqh, stride_dqm, Q, K, V, DO, H, seq_q, seq_k,
+                        HEAD_DIM, BLOCK_M, BLOCK_N, IS_CAUSAL, DOT_PREC, BLOCK_D, False, True)
 
     @triton.jit
     def _dq_desc_inner(dq, q, q_lo, do, do_lo, lse2, delta, k_desc, kl_desc, v_desc, vl_desc,
@@ -1118,6 +1168,8 @@ if triton is not None:
     _fused_tuned = _tuned(_bwd_fused_kernel, "bwd_fused")
     _dkdv_tma_tuned = _tuned(_bwd_dkdv_tma_kernel, "dkdv_tma")
     _dq_tma_tuned = _tuned(_bwd_dq_tma_kernel, "dq_tma")
+    _dkdv_atomic_tma_tuned = _tuned(_bwd_dkdv_atomic_tma_kernel, "dkdv_atomic_tma",
+                                    reset_to_zero=["DQ"])
 
     # kernel name -> (plain kernel, autotuned kernel)
     KERNEL_FUNCS = {
@@ -1129,6 +1181,7 @@ if triton is not None:
         "bwd_fused": (_bwd_fused_kernel, _fused_tuned),
         "dkdv_tma": (_bwd_dkdv_tma_kernel, _dkdv_tma_tuned),
         "dq_tma": (_bwd_dq_tma_kernel, _dq_tma_tuned),
+        "dkdv_atomic_tma": (_bwd_dkdv_atomic_tma_kernel, _dkdv_atomic_tma_tuned),
     }
 
 
@@ -1242,7 +1295,7 @@ def kernel_args(name, q, k, v, o=None, lse=None, do=None, delta=None, dq=None, d
     if name in ("dq", "dq_tma"):
         return ((q, k, v, do, dq, lse, delta, qk_scale, sm_scale, *st, *rest, h, sq, sk), sq,
                 "BLOCK_M")
-    if name == "dkdv_atomic":
+    if name in ("dkdv_atomic", "dkdv_atomic_tma"):
         return ((q, k, v, do, dk, dv, dq_acc, lse, delta, qk_scale, sm_scale, *st,
                  *_strides(dq_acc), h, sq, sk), sk, "BLOCK_N")
     if name == "bwd_fused":
@@ -1294,6 +1347,28 @@ def _scratch(size: int, alignment: int, stream):
     return torch.empty(size, dtype=torch.int8, device=device)
 
 
+def _interpreter_descriptor_add() -> None:
+    """Teach Triton's CPU interpreter the descriptor's ``atomic_add`` (Triton 3.6-3.9 lack it):
+    an element-wise float32 atomic add over the tile's in-range elements, which is what the
+    copy engine's bulk reduction computes, so the interpreter checks the atomic_tma kernel's
+    offsets and masks as the GPU runs them."""
+    from triton._C.libtriton import ir
+    from triton.runtime import interpreter
+
+    builder = interpreter.InterpreterBuilder
+    if hasattr(builder, "create_descriptor_reduce"):
+        return
+
+    def create_descriptor_reduce(self, kind, desc, value, indices):
+        if kind != ir.DESCRIPTOR_REDUCE_KIND.ADD:
+            raise NotImplementedError(f"descriptor reduction {kind} under the interpreter")
+        ptrs, mask = desc.materialize_pointers(indices)
+        return self.create_atomic_rmw(ir.ATOMIC_OP.FADD, ptrs, value, mask,
+                                      ir.MEM_SEMANTIC.RELAXED, None)
+
+    builder.create_descriptor_reduce = create_descriptor_reduce
+
+
 def tf32_split(x):
     """(hi, lo), contiguous float32 with x = hi + lo exactly: hi keeps TF32's 10 mantissa bits,
     rounded to nearest with ties away from zero (cvt.rna.tf32's rounding; the kernels'
@@ -1333,6 +1408,8 @@ def launch(name, args, rows, tile_key, batch, const, cfg=None):
     kernel, tuned = KERNEL_FUNCS[name]
     if name in DESC_TWINS:
         triton.set_allocator(_scratch)  # per thread (a context variable): set at each launch
+        if _interpreting() and name == "dkdv_atomic_tma":
+            _interpreter_descriptor_add()
     if cfg is None:  # a descriptor twin takes its kernel's pinned config
         cfg = FORCE_CONFIG.get(name, FORCE_CONFIG.get(DESC_TWINS.get(name)))
     if cfg is None and _use_fixed_config():
@@ -1424,17 +1501,20 @@ class FlashAttentionTriton(torch.autograd.Function):
             const, lo = dict(const, PRE_SPLIT=True), (ql, kl, vl, dol)
         elif variant == "split_tma" and not _tma_ok(q, k, v, do):
             variant = "split"  # descriptors cannot read these: the plain loads
+        elif variant == "atomic_tma" and not _tma_ok(q, k, v, do):
+            variant = "atomic"  # the same (float32 among them)
         # q, k and v are dense (_operand, or the copies above): empty_like keeps their strides,
         # as the kernels need
         dq = torch.empty_like(q)
         dk = torch.empty_like(k)
         dv = torch.empty_like(v)
         tensors = dict(lse=lse, do=do, delta=delta, dq=dq, dk=dk, dv=dv, lo=lo)
-        if variant == "atomic":
+        if variant in ("atomic", "atomic_tma"):
             # q's strides too, so that the cast below pairs the two buffers element by element
             dq_acc = torch.zeros_like(q, dtype=torch.float32)
-            args = kernel_args("dkdv_atomic", q, k, v, dq_acc=dq_acc, **tensors)
-            launch("dkdv_atomic", *args, b * h, const)
+            name = BWD_VARIANTS[variant][0]
+            args = kernel_args(name, q, k, v, dq_acc=dq_acc, **tensors)
+            launch(name, *args, b * h, const)
             n = dq_acc.numel()
             _dq_cast_kernel[(triton.cdiv(n, 1024),)](dq_acc, dq, 1.0 / math.sqrt(d), n, BLOCK=1024)
         else:

@@ -221,13 +221,15 @@ HEAD_DIM_CASES = [
 # run for real in test_triton_cuda_*, and the GPU image's older Triton interpreter fails on
 # 0-d values that Triton 3.9's handles.  One subprocess per backward variant.
 @pytest.mark.skipif(torch.cuda.is_available(), reason="GPU present: the compiled kernels are tested")
-@pytest.mark.parametrize("variant", ["split", "atomic", "fused", "split_tma"])
+@pytest.mark.parametrize("variant", ["split", "atomic", "fused", "split_tma", "atomic_tma"])
 def test_triton_interpreter_matches_reference(variant):
     # split_tma: the descriptor kernels, forward ("tma") and backward, read the float16 cases;
     # the float32 ones take the pointer forward and, at d <= 128, the descriptor backward on TF32
-    # parts split beforehand (test_float32_descriptor_backward_reads_tf32_parts_split_beforehand)
+    # parts split beforehand (test_float32_descriptor_backward_reads_tf32_parts_split_beforehand).
+    # atomic_tma: the float16 cases add dQ through a descriptor (the interpreter is taught the
+    # copy engine's add: flash_triton._interpreter_descriptor_add); float32 takes "atomic"
     env = dict(os.environ, TRITON_INTERPRET="1",
-               PERFMODEL_FLASH_FWD="tma" if variant == "split_tma" else "pointer")
+               PERFMODEL_FLASH_FWD="tma" if variant.endswith("_tma") else "pointer")
     script = _INTERPRETER_SCRIPT.format()
     groups = ([(INTERPRETER_CASES, cfg) for cfg in INTERPRETER_CONFIGS]
               + [(HEAD_DIM_CASES, cfg) for cfg in INTERPRETER_CONFIGS[1::2]])
@@ -609,7 +611,8 @@ def test_config_check_covers_the_descriptor_kernels():
         ("float32", "dq", "split", "pointer"), ("float16", "dq", "split", "pointer"),
         ("float16", "fwd_tma", "split", "tma"), ("float16", "dkdv_tma", "split_tma", "tma"),
         ("float16", "dq_tma", "split_tma", "tma"), ("float32", "dkdv_tma", "split_tma", "pointer"),
-        ("float32", "dq_tma", "split_tma", "pointer")}
+        ("float32", "dq_tma", "split_tma", "pointer"),
+        ("float16", "dkdv_atomic_tma", "atomic_tma", "tma")}
     for twin in twins:
         got = [tuple(c["cfg"]) for c in cases if c["kernel"] == twin and c["dtype"] == "float16"]
         assert got == ft.tuning_configs(twin, torch.float16, 24)
@@ -618,7 +621,7 @@ def test_config_check_covers_the_descriptor_kernels():
     pick = [next(c for c in small if c["kernel"] == k and c["dtype"] == "float16") for k in twins]
     pick.append(next(c for c in small if c["kernel"] == "dkdv_tma" and c["dtype"] == "float32"))
     rows = flash_check.check_all(pick, workers=2, timeout=240, log=None)
-    assert [r["status"] for r in rows] == ["ok"] * 4, rows
+    assert [r["status"] for r in rows] == ["ok"] * len(pick), rows
     wrong = flash_check.check(dict(pick[0], dtype="float32"), timeout=240)
     assert wrong["status"] == "error" and "fwd_tma was not launched" in wrong["note"]
 
@@ -1002,10 +1005,11 @@ def test_triton_cuda_every_config_in_its_own_process(monkeypatch, capsys):
 
 
 @needs_config_tests
-@pytest.mark.parametrize("variant", ["atomic", "fused"])
+@pytest.mark.parametrize("variant", ["atomic", "fused", "atomic_tma"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_triton_cuda_variants_autotuned(variant, dtype):
-    """The autotuned variants (the atomic one re-zeroes its dQ buffer after a tuning run).
+    """The autotuned variants (the atomic ones re-zero their dQ buffer after a tuning run;
+    atomic_tma on float32 is the atomic one).
     Lengths are multiples of 16 (the integer specialization of the bench's precompiled kernels)."""
     from perfmodel import flash_triton as ft
 

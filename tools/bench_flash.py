@@ -686,12 +686,13 @@ def summary(rows, explored, checks, pre):
 
 # (label, shape, dtype, backward variants); 4D shapes are (batch, heads, seq, d). Order is
 # priority: a run cut short by --budget keeps the first rows. float32's split_tma is the
-# descriptor backward on TF32 parts split beforehand (PRE_SPLIT, d <= 128).
+# descriptor backward on TF32 parts split beforehand (PRE_SPLIT, d <= 128); atomic_tma (16-bit
+# only) adds dQ through a descriptor, as FlashAttention-3 does.
 ISSUE_ROWS = [
     ("fp32 d128", (8, 16384, 128), torch.float32, ("split", "atomic", "split_tma")),
     ("fp32 d64", (8, 16384, 64), torch.float32, ("split", "atomic", "split_tma")),
-    ("bf16 h16 d64", (1, 16, 16384, 64), torch.bfloat16, ("split", "atomic", "split_tma")),
-    ("bf16 d128", (8, 16384, 128), torch.bfloat16, ("split", "atomic", "split_tma")),
+    ("bf16 h16 d64", (1, 16, 16384, 64), torch.bfloat16, ("split", "atomic", "split_tma", "atomic_tma")),
+    ("bf16 d128", (8, 16384, 128), torch.bfloat16, ("split", "atomic", "split_tma", "atomic_tma")),
     ("bf16 long", (1, 65536, 128), torch.bfloat16, ("split", "split_tma")),
     ("fp32 long", (1, 65536, 128), torch.float32, ("split", "atomic", "split_tma")),
     ("bf16 d80", (8, 16384, 80), torch.bfloat16, ("split", "split_tma")),
