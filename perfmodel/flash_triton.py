@@ -119,6 +119,9 @@ FWD_VARIANT = os.environ.get("PERFMODEL_FLASH_FWD", "pointer")
 # "atomic_tma": the atomic one so, its dQ tiles added through a descriptor (16-bit inputs)
 BWD_VARIANTS["split_tma"] = ("dkdv_tma", "dq_tma")
 BWD_VARIANTS["atomic_tma"] = ("dkdv_atomic_tma",)
+# each descriptor backward -> the pointer one a call takes where descriptors cannot read its
+# inputs (_tma_ok: atomic_tma's float32 among them; split_tma's float32 splits first instead)
+DESC_FALLBACK = {"split_tma": "split", "atomic_tma": "atomic"}
 # kernels that read through tensor descriptors -> the kernel whose tuning space they share
 DESC_TWINS = {"fwd_tma": "fwd", "dkdv_tma": "dkdv", "dq_tma": "dq",
               "dkdv_atomic_tma": "dkdv_atomic"}
@@ -1408,7 +1411,7 @@ def launch(name, args, rows, tile_key, batch, const, cfg=None):
     kernel, tuned = KERNEL_FUNCS[name]
     if name in DESC_TWINS:
         triton.set_allocator(_scratch)  # per thread (a context variable): set at each launch
-        if _interpreting() and name == "dkdv_atomic_tma":
+        if name == "dkdv_atomic_tma" and _interpreting():
             _interpreter_descriptor_add()
     if cfg is None:  # a descriptor twin takes its kernel's pinned config
         cfg = FORCE_CONFIG.get(name, FORCE_CONFIG.get(DESC_TWINS.get(name)))
@@ -1499,10 +1502,8 @@ class FlashAttentionTriton(torch.autograd.Function):
             # the products' shared memory (PRE_SPLIT)
             (q, ql), (k, kl), (v, vl), (do, dol) = map(tf32_split, (q, k, v, do))
             const, lo = dict(const, PRE_SPLIT=True), (ql, kl, vl, dol)
-        elif variant == "split_tma" and not _tma_ok(q, k, v, do):
-            variant = "split"  # descriptors cannot read these: the plain loads
-        elif variant == "atomic_tma" and not _tma_ok(q, k, v, do):
-            variant = "atomic"  # the same (float32 among them)
+        elif variant in DESC_FALLBACK and not _tma_ok(q, k, v, do):
+            variant = DESC_FALLBACK[variant]  # descriptors cannot read these: the plain loads
         # q, k and v are dense (_operand, or the copies above): empty_like keeps their strides,
         # as the kernels need
         dq = torch.empty_like(q)
