@@ -269,16 +269,19 @@ def candidates_enabled(ieee: bool = False) -> bool:
 # launch against ("out of resource: shared memory, Required: 294912, Hardware limit: 232448").
 SMEM_LIMIT = 232448
 # What the estimate must leave free.  smem_bytes() is never below Triton 3.6's own figure on
-# any config of the spaces compiled offline for sm_90 (tests/fixtures/flash_smem_sm90.json),
-# and equal to it on most; the margin covers what a different Triton version may add (a
-# barrier, a small scratch buffer) without dropping fwd 128x128 s3 at d=128 (224 KiB, ran).
+# any config of the spaces compiled offline for sm_90 (tests/fixtures/flash_smem_sm90.json,
+# and flash_smem_sm90_twins.json for the descriptor kernels), and within 1 KiB of it on most;
+# the margin covers what a different Triton version may add (a barrier, a small scratch
+# buffer) without dropping fwd 128x128 s3 at d=128 (224 KiB, ran; its descriptor twin 225 KiB,
+# at the margin's edge).
 SMEM_MARGIN = 2048
 
 
 def smem_bytes(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int,
                both_parts: bool = False) -> int:
     """Estimated shared memory of one config (bytes): the operand tiles a kernel keeps for its
-    whole loop plus one buffer per pipeline stage of the tiles it streams.
+    whole loop plus one buffer per pipeline stage of the tiles it streams.  ``kernel`` may be a
+    descriptor kernel (a DESC_TWINS key): its twin's figure plus what the copy engine needs.
 
     Tiles are (rows x BLOCK_D) of the input dtype.  Under tf32x3 each resident tile is held
     twice (TF32 high part and remainder); the streamed ones are split on the fly.  With one
@@ -290,6 +293,17 @@ def smem_bytes(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int,
     bd = block_d(head_dim)
     elem = torch.empty((), dtype=dtype).element_size()
     split = 2 if dtype == torch.float32 and dot_precision(dtype) == "tf32x3" else 1
+    if kernel in DESC_TWINS:
+        # the copy engine's barriers, placed ahead of the tiles, which its 128-byte swizzle
+        # aligns to 1024 bytes (Triton 3.6 on sm_90: every descriptor kernel is 8 to 1024 bytes
+        # above its pointer twin's tiles)
+        pad = 1024
+        if kernel == "dkdv_atomic_tma":
+            # the dK/dV loop, the float32 dQ tile staged for the copy engine's add, and dS,
+            # which the dS K product reads from shared memory; K is not loaded twice here
+            return (smem_bytes("dkdv", cfg, dtype, head_dim, both_parts)
+                    + bm * bd * 4 + split * bm * bn * elem + pad)
+        return smem_bytes(DESC_TWINS[kernel], cfg, dtype, head_dim, both_parts) + pad
     # the descriptor loads of PRE_SPLIT keep two buffers even at one stage (Triton 3.6, sm_90)
     buffers = max(2 if both_parts else 1, stages)
 
@@ -318,7 +332,7 @@ def smem_bytes(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int,
         # the dK/dV loop, then the dQ loop with the tiles swapped (its query tile's
         # logsumexp and D are held too); the two loops' buffers are not live together
         return max(dkdv, loop(bn, bm, 0) + 2 * bn * 4)
-    raise ValueError(f"unknown kernel {kernel!r}: one of {KERNELS}")
+    raise ValueError(f"unknown kernel {kernel!r}: one of {KERNELS + tuple(DESC_TWINS)}")
 
 
 def fits_smem(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int,
@@ -333,9 +347,9 @@ def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int = 64) -> list[
     float32, with both TF32 parts of each streamed tile: PRE_SPLIT)."""
     both_parts = (kernel in BWD_VARIANTS["split_tma"] and dtype == torch.float32
                  and dot_precision(dtype) == "tf32x3")
-    kernel = DESC_TWINS.get(kernel, kernel)
+    name, kernel = kernel, DESC_TWINS.get(kernel, kernel)
     if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}: one of {KERNELS}")
+        raise ValueError(f"unknown kernel {kernel!r}: one of {KERNELS + tuple(DESC_TWINS)}")
     bd = block_d(head_dim)
     verified = None
     ieee = dtype == torch.float32 and dot_precision(dtype) == "ieee"
@@ -355,7 +369,7 @@ def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int = 64) -> list[
     # one space serves several BLOCK_D (bf16 d 8..128): a tile that fits at d=64 may not at
     # d=128, and Triton refuses such a launch (the autotuner would skip it, a forced launch
     # fails), so it is left out here
-    return [c for c in space if fits_smem(kernel, c, dtype, head_dim, both_parts)]
+    return [c for c in space if fits_smem(name, c, dtype, head_dim, both_parts)]
 
 
 def explore_configs(name: str, dtype: torch.dtype, head_dim: int,
@@ -371,7 +385,7 @@ def explore_configs(name: str, dtype: torch.dtype, head_dim: int,
     else:
         more = EXPLORE.get(base, [])
     both = launched_pre_split(name, dtype, head_dim)
-    return [c for c in more if not fitting or fits_smem(base, c, dtype, head_dim, both)]
+    return [c for c in more if not fitting or fits_smem(name, c, dtype, head_dim, both)]
 
 
 def config_meta(cfg: tuple) -> dict:

@@ -522,6 +522,39 @@ def test_smem_estimate_against_triton():
     assert exact > len(fixture["rows"]) // 2
 
 
+def test_smem_estimate_of_descriptor_kernels():
+    """The descriptor kernels' estimate (their twin's tiles, plus the copy engine's barriers and,
+    for atomic_tma, its staged dQ and dS tiles) against Triton 3.6's figures from an offline
+    sm_90 compile of each one's space and candidates at d 64, 128 and 256
+    (tests/fixtures/flash_smem_sm90_twins.json): never below, so no config the estimate admits
+    can ask for more than the H200's 227 KiB, and the fixture holds every config each space
+    takes at those head dims today."""
+    from perfmodel import flash_triton as ft
+
+    with open(os.path.join(ROOT, "tests", "fixtures", "flash_smem_sm90_twins.json")) as f:
+        fixture = json.load(f)
+    assert fixture["triton"].startswith("3.6")
+    seen, exact = set(), 0
+    for kernel, dt, d, cfg, shared in fixture["rows"]:
+        dtype = getattr(torch, dt)
+        both = ft.launched_pre_split(kernel, dtype, d)
+        est = ft.smem_bytes(kernel, tuple(cfg), dtype, d, both)
+        what = f"{kernel} {dt} d={d} {cfg}: estimate {est}, Triton {shared}"
+        assert kernel in ft.DESC_TWINS and ft.twin_launched(kernel, dtype, d), what
+        assert shared <= est, what
+        if ft.fits_smem(kernel, tuple(cfg), dtype, d, both):
+            assert shared <= ft.SMEM_LIMIT, what
+        exact += est - shared <= 1024
+        seen.add((kernel, dt, d, tuple(cfg)))
+    assert exact > len(fixture["rows"]) // 2
+    dims = {(dt, d) for _, dt, d, _, _ in fixture["rows"]}
+    missing = [(k, dt, d, c) for dt, d in sorted(dims) for k in ft.DESC_TWINS
+               if ft.twin_launched(k, getattr(torch, dt), d)
+               for c in ft.tuning_configs(k, getattr(torch, dt), d) + ft.explore_configs(k, getattr(torch, dt), d)
+               if (k, dt, d, c) not in seen]
+    assert not missing, f"configs with no offline compile (regenerate the fixture): {missing}"
+
+
 def test_config_check_cases_cover_every_space(monkeypatch):
     """flash_check's cases: every config of every space, per dtype and head-dim class, each
     with the right backward variant and the other kernels at the first config of theirs."""
@@ -886,9 +919,14 @@ def test_descriptor_kernels_only_where_they_can_read():
         assert ft._fwd_name(half, half, half) == "fwd"
     with ft.forced(fwd="nope"), pytest.raises(ValueError, match="pointer"):
         ft._fwd_name(half, half, half)
-    # the descriptor twins tune over their kernel's space
+    # the descriptor twins tune over their kernel's space, cut by their own shared memory: the
+    # same configs at d128 but for the atomic twin, which stages dQ and dS yet loads K once, so
+    # a 64x128 tile its pointer kernel cannot fit joins it
     for twin, base in ft.DESC_TWINS.items():
-        assert ft.tuning_configs(twin, torch.bfloat16, 128) == ft.tuning_configs(base, torch.bfloat16, 128)
+        mine, theirs = (ft.tuning_configs(n, torch.bfloat16, 128) for n in (twin, base))
+        extra = [c for c in mine if c not in theirs]
+        assert set(theirs) <= set(mine) and set(extra) <= set(ft.TUNING_SPACE[base]), twin
+        assert extra == ([(64, 128, 8, 3)] if twin == "dkdv_atomic_tma" else []), (twin, extra)
 
 
 def test_unknown_backward_variant_raises():

@@ -613,7 +613,7 @@ def resources(ds, dtypes, jobs, explore=True, all_spaces=False, json_path=None, 
         flash_triton.FP32_PRECISION = "ieee" if r["dtype"].endswith("-ieee") else "tf32x3"
         space = tuple(r["cfg"]) in flash_triton.tuning_configs(r["kernel"], dtype, r["d"])
         both = ft.launched_pre_split(r["kernel"], dtype, r["d"])
-        r["estimate_bytes"] = ft.smem_bytes(ft.DESC_TWINS.get(r["kernel"], r["kernel"]), tuple(r["cfg"]),
+        r["estimate_bytes"] = ft.smem_bytes(r["kernel"], tuple(r["cfg"]),
                                             dtype, r["d"], both)
         if "error" in r:
             print(f"| {r['kernel']} | {r['dtype']} | {r['d']} | {cfg_str(r['cfg'])} | {space} | {r['error']} |")
