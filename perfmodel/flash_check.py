@@ -248,11 +248,44 @@ def table(rows) -> str:
     return "\n".join(out)
 
 
+def check_args(ap, args):
+    """The dtypes, head dims and kernels asked for, or a one-line usage error naming the valid
+    choices (a user's typo is no traceback)."""
+    from .flash_torch import HEAD_DIM_STEP, MAX_HEAD_DIM
+    from .flash_triton import DESC_TWINS, INTERPRETER_BF16, KERNELS
+
+    if args.device not in ("cuda", "cpu"):
+        ap.error(f"unknown --device {args.device!r}; valid choices: cuda, cpu")
+    if args.dtypes is None:  # the interpreter's 16-bit type is float16 (flash_triton.INTERPRETER_BF16)
+        args.dtypes = ",".join(DTYPES if args.device == "cuda" else ("float32", "float16"))
+    dtypes = [x for x in args.dtypes.split(",") if x]
+    for dt in dtypes:
+        if dt not in TOL:
+            ap.error(f"unknown dtype {dt!r} in --dtypes; valid choices: {', '.join(TOL)}")
+    if args.device == "cpu" and "bfloat16" in dtypes:
+        ap.error(f"--dtypes bfloat16 with --device cpu: {INTERPRETER_BF16}")
+    try:
+        ds = [int(x) for x in args.ds.split(",") if x]
+    except ValueError:
+        ds = [0]
+    if not ds or any(d < HEAD_DIM_STEP or d > MAX_HEAD_DIM or d % HEAD_DIM_STEP for d in ds):
+        ap.error(f"bad --ds {args.ds!r}: head dims are multiples of {HEAD_DIM_STEP} from "
+                 f"{HEAD_DIM_STEP} to {MAX_HEAD_DIM}, comma-separated")
+    kernels = [x for x in args.kernels.split(",") if x]
+    for k in kernels:
+        if k not in KERNELS + tuple(DESC_TWINS):
+            ap.error(f"unknown kernel {k!r} in --kernels; valid choices: {', '.join(KERNELS + tuple(DESC_TWINS))}")
+    if args.seq < 1 or args.workers < 1:
+        ap.error("--seq and --workers must be at least 1")
+    return dtypes, ds, kernels
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--one", help="(internal) run one case, given as JSON, in this process")
     ap.add_argument("--workers", type=int, default=max(1, min(12, (os.cpu_count() or 2) - 2)))
-    ap.add_argument("--dtypes", default=",".join(DTYPES))
+    ap.add_argument("--dtypes", default=None,
+                    help=f"comma-separated (default: {','.join(DTYPES)}; with --device cpu float32,float16)")
     ap.add_argument("--ds", default=",".join(map(str, HEAD_DIMS)))
     ap.add_argument("--kernels", default="", help="comma-separated kernel names (default: all)")
     ap.add_argument("--twins", action="store_true",
@@ -272,13 +305,12 @@ def main(argv=None) -> int:
         return 0
     os.environ.setdefault("PERFMODEL_FLASH_CANDIDATES", "1")  # the candidate spaces, as the bench
     t0 = time.time()
-    kernels = [x for x in args.kernels.split(",") if x]
+    dtypes, ds, kernels = check_args(ap, args)
     if args.twins:
         from .flash_triton import DESC_TWINS, KERNELS
 
         kernels = (kernels or list(KERNELS)) + [t for t in DESC_TWINS if t not in kernels]
-    all_cases = cases([x for x in args.dtypes.split(",") if x], [int(x) for x in args.ds.split(",") if x],
-                      kernels or None, seq=args.seq, device=args.device, explore=args.explore)
+    all_cases = cases(dtypes, ds, kernels or None, seq=args.seq, device=args.device, explore=args.explore)
     print(f"flash configs: {len(all_cases)} cases, {args.workers} workers, b{BATCH} x s{args.seq} causal, "
           f"fwd+bwd once each in its own process", flush=True)
     rows = check_all(all_cases, workers=args.workers, timeout=args.timeout, deadline=t0 + args.budget)

@@ -90,6 +90,13 @@ def is_available(device) -> tuple[bool, str]:
     return False, f"Triton kernels need a CUDA device (or TRITON_INTERPRET=1), got {dev.type}"
 
 
+# Triton's interpreter (3.6 to 3.9) keeps bfloat16 as raw 16-bit integers and multiplies those
+# in tl.dot (upstream: "not supported yet"), so a bfloat16 call there would return numbers off
+# by 1e9 without a word; it is refused instead.  float16 runs the same kernels' 16-bit paths.
+INTERPRETER_BF16 = ("bfloat16 flash needs a GPU: Triton's interpreter multiplies bfloat16 tiles "
+                    "as raw bits; on the CPU use float16 or float32")
+
+
 # Fixed configuration used by the interpreter (and by callers who turn autotuning off).
 # (BLOCK_M, BLOCK_N, num_warps, num_stages); BLOCK_M = query rows, BLOCK_N = key rows.
 INTERPRET_CONFIG = (32, 32, 4, 1)
@@ -1487,6 +1494,8 @@ class FlashAttentionTriton(torch.autograd.Function):
         else:
             check_heads(q, k, v)
             check_inputs(q[:, 0], k[:, 0], v[:, 0], is_causal)
+        if q.dtype == torch.bfloat16 and _interpreting():
+            raise ValueError(INTERPRETER_BF16)
         q, k, v = (_operand(_4d(x)) for x in (q, k, v))
         b, h, sq, d = q.shape
         o = torch.empty((b, sq, h, d), dtype=q.dtype, device=q.device).transpose(1, 2)

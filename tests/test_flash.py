@@ -251,6 +251,51 @@ def test_triton_interpreter_matches_reference(variant):
     assert not failures, f"{variant}: over tolerance: {failures}"
 
 
+def test_interpreter_refuses_bfloat16():
+    """Triton's interpreter multiplies bfloat16 tiles as raw bits (a 16x16 tl.dot off by ~1e10:
+    the control below; when it passes, Triton has fixed it and the refusal can go), so flash
+    refuses bfloat16 there with one line, before any kernel runs, and flash_check's CPU driver
+    refuses it as a usage error (its CPU default is float32,float16)."""
+    script = textwrap.dedent("""
+        import torch, triton, triton.language as tl
+        from perfmodel import flash_triton as ft
+
+        @triton.jit
+        def dot(A, B, C, N: tl.constexpr):
+            r = tl.arange(0, N)
+            idx = r[:, None] * N + r[None, :]
+            tl.store(C + idx, tl.dot(tl.load(A + idx), tl.load(B + idx)))
+
+        g = torch.Generator().manual_seed(0)
+        a, b = (torch.randn(16, 16, generator=g).to(torch.bfloat16) for _ in range(2))
+        c = torch.empty(16, 16)
+        dot[(1,)](a, b, c, 16)
+        print("DOT", (c - a.float() @ b.float()).abs().max().item())
+        q = torch.randn(1, 2, 40, 16, dtype=torch.bfloat16, requires_grad=True)
+        try:
+            ft.flash_attention(q, q, q)
+        except ValueError as e:
+            print("REFUSED", e)
+    """)
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line[:3] in ("DOT", "REF"))
+    assert float(out["DOT"]) > 1e3, "the interpreter's bfloat16 tl.dot is right now: lift the refusal"
+    from perfmodel.flash_triton import INTERPRETER_BF16
+
+    assert out["REFUSED"] == INTERPRETER_BF16 and "float16" in INTERPRETER_BF16
+    for argv, says in ((["--device", "cpu", "--dtypes", "bfloat16"], "bfloat16"),
+                       (["--dtypes", "bf16"], "valid choices: float32, bfloat16, float16"),
+                       (["--kernels", "dkdv,nope"], "valid choices: fwd, dkdv"),
+                       (["--ds", "64,12"], "multiples of 8"), (["--device", "tpu"], "cuda, cpu")):
+        proc = subprocess.run([sys.executable, "-m", "perfmodel.flash_check", *argv, "--budget", "0"],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert proc.returncode == 2 and says in proc.stderr.splitlines()[-1], (argv, proc.stderr[-500:])
+        assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="GPU present: the compiled kernels are tested")
 def test_the_benchs_reference_check_runs_through_the_interpreter():
     """tools/bench_flash.py checks its chosen configs against float64 before it times them (the

@@ -902,10 +902,11 @@ def model_check(presets, device, smoke):
     from perfmodel.workloads import ModelCell
 
     rows = []
+    prec = "fp32" if smoke else "bf16"  # the interpreter refuses bfloat16 (flash_triton.INTERPRETER_BF16)
     for preset in presets:
         for attn in ("sdpa", "flash"):
             ctx, batch = (32, 1) if smoke else (ISSUE_PRESETS_CONTEXT, ISSUE_PRESETS_BATCH)
-            cell = ModelCell(preset, ctx, batch=batch, precision="bf16", attention=attn, mode="fwd_bwd")
+            cell = ModelCell(preset, ctx, batch=batch, precision=prec, attention=attn, mode="fwd_bwd")
             t0 = time.time()
             try:
                 res = run_cell(cell, device, warmup=2 if not smoke else 1, steps=10 if not smoke else 2)
@@ -917,7 +918,7 @@ def model_check(presets, device, smoke):
             row["seconds"] = time.time() - t0
             rows.append(row)
             ms = f"{row['ms']:.1f} ms" if row.get("ms") else row.get("error")
-            print(f"model {preset} ctx{ctx} b{batch} bf16 fwd+bwd {attn}: {row['status']} {ms} ({row['seconds']:.0f}s)",
+            print(f"model {preset} ctx{ctx} b{batch} {prec} fwd+bwd {attn}: {row['status']} {ms} ({row['seconds']:.0f}s)",
                   flush=True)
     return rows
 
@@ -945,10 +946,11 @@ def model_profile(presets, device, smoke=False, steps=3):
         return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
 
     rows = []
+    prec = "fp32" if smoke else "bf16"  # the interpreter refuses bfloat16 (flash_triton.INTERPRETER_BF16)
     for preset in presets:
         for attn in ("sdpa", "flash"):
             ctx, batch = (32, 1) if smoke else (ISSUE_PRESETS_CONTEXT, ISSUE_PRESETS_BATCH)
-            cell = ModelCell(preset, ctx, batch=batch, precision="bf16", attention=attn, mode="fwd_bwd")
+            cell = ModelCell(preset, ctx, batch=batch, precision=prec, attention=attn, mode="fwd_bwd")
             row = dict(preset=preset, attention=attn, context=ctx, batch=batch, steps=steps)
             try:
                 run = cell.build(device)
@@ -971,7 +973,7 @@ def model_profile(presets, device, smoke=False, steps=3):
             except Exception as exc:  # one preset's failure (e.g. OOM) leaves the others
                 row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
             rows.append(row)
-            print(f"profile {preset} ctx{ctx} b{batch} bf16 fwd+bwd {attn}: "
+            print(f"profile {preset} ctx{ctx} b{batch} {prec} fwd+bwd {attn}: "
                   + (row["error"] if "error" in row else
                      f"wall {row['wall_ms']:.1f} ms, device busy {row['busy_ms']:.1f} ms, "
                      f"{row['launches']:.0f} kernels per step"), flush=True)
