@@ -8,8 +8,8 @@ from typing import Iterable
 from .measure import Result, run_cell
 
 
-def _label(cell) -> str:
-    d = cell.describe()
+def label(d: dict) -> str:
+    """A cell by the fields a grid varies, from its describe() dict."""
     keys = ("preset", "context", "precision", "attention", "mode") if "preset" in d else (
         "impl", "dtype", "d", "seq", "pass")
     return " ".join(f"{k}={d[k]}" for k in keys)
@@ -25,7 +25,7 @@ def run_grid(cells: Iterable, device, warmup: int | None, steps: int,
     for i, cell in enumerate(cells, 1):
         if progress is not None:
             done = int(20 * (i - 1) / len(cells))
-            line = f"[{'#' * done}{'.' * (20 - done)}] {i}/{len(cells)} {_label(cell)}"
+            line = f"[{'#' * done}{'.' * (20 - done)}] {i}/{len(cells)} {label(cell.describe())}"
             progress.write(("\r\033[K" + line) if tty else line + "\n")
             progress.flush()
         results.append(run_cell(cell, device, warmup, steps, peak_tflops))

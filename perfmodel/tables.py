@@ -92,6 +92,15 @@ def model_table(results: list[Result]) -> str:
     return markdown(columns, rows)
 
 
+def why_not_ok(results: list[Result]) -> str:
+    """One line per cell that did not run OK and says why (a failure's error, what an OOM or a
+    busy machine reported), under the markdown table, whose status column only names it."""
+    from .grid import label  # noqa: PLC0415
+
+    return "\n".join(f"- {r.status}: {label(r.cell)}: {r.error}" for r in results
+                     if r.status != OK and r.error)
+
+
 def to_csv(results: list[Result]) -> str:
     flat = [flatten(r) for r in results]
     out = io.StringIO()

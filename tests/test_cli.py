@@ -72,6 +72,19 @@ def test_attention_grid_with_oom_cell_keeps_the_others(capsys, tmp_path):
     assert all(",OK," in l for l in rows if ",64," in l)
 
 
+def test_markdown_says_why_a_cell_is_not_ok(capsys):
+    """The status column only names a failure or an OOM; the lines under the table say why,
+    one per cell, and an OK cell gets none."""
+    assert main(["attention", "--impl", "eager", "--d", "16", "--seq", "64,65536", "--batch", "8",
+                 "--pass", "fwd", "--steps", "2", "--device", "cpu", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    rows = [l for l in out.splitlines() if l.startswith("| eager")]
+    assert len(rows) == 2 and "| OK |" in rows[0] and "| OOM |" in rows[1]
+    why = [l for l in out.splitlines() if l.startswith("- ")]
+    assert len(why) == 1 and re.match(
+        r"- OOM: impl=eager dtype=float32 d=16 seq=65536 pass=fwd: predicted [\d.]+ GiB > ", why[0]), why
+
+
 def test_presets_command(capsys):
     assert main(["presets"]) == 0
     assert "3406809600" in capsys.readouterr().out

@@ -58,7 +58,7 @@ def run(args, cells, table) -> int:
     from ..grid import run_grid  # noqa: PLC0415
     from ..machine import resolve_device  # noqa: PLC0415
     from ..measure import PROTOCOL_VERSION  # noqa: PLC0415
-    from ..tables import to_csv, to_json  # noqa: PLC0415
+    from ..tables import to_csv, to_json, why_not_ok  # noqa: PLC0415
 
     if (args.warmup is not None and args.warmup < 0) or args.steps < 1:
         raise UserError(f"need --warmup >= 0 and --steps >= 1, got {args.warmup} and {args.steps}")
@@ -75,6 +75,8 @@ def run(args, cells, table) -> int:
                f"protocol {PROTOCOL_VERSION}: {args.steps} samples, each the median step of a burst")
         if getattr(args, "split", "off") == "on":
             how += "; bwd, fwd_bwd and train are parts of one marked train step"
+        why = why_not_ok(results)
+        text += f"\n\n{why}" if why else ""
         threads = f" | {env['threads']} CPU thread(s)" if env.get("threads") else ""
         text += (f"\n\ndevice: {env.get('name')} | torch {env.get('torch')} | "
                  f"CUDA {env.get('cuda')} | triton {env.get('triton')}{threads} | {how}; "
