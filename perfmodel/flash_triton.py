@@ -301,9 +301,8 @@ def smem_bytes(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int,
     elem = torch.empty((), dtype=dtype).element_size()
     split = 2 if dtype == torch.float32 and dot_precision(dtype) == "tf32x3" else 1
     if kernel in DESC_TWINS:
-        # the copy engine's barriers, placed ahead of the tiles, which its 128-byte swizzle
-        # aligns to 1024 bytes (Triton 3.6 on sm_90: every descriptor kernel is 8 to 1024 bytes
-        # above its pointer twin's tiles)
+        # the copy engine's barriers and the alignment of its swizzled tiles: Triton 3.6 gives a
+        # descriptor kernel at most 1024 bytes more than its pointer twin's tiles (sm_90)
         pad = 1024
         if kernel == "dkdv_atomic_tma":
             # the dK/dV loop, the float32 dQ tile staged for the copy engine's add, and dS,
