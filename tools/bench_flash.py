@@ -895,31 +895,42 @@ def precision_study(shapes, gen, device):
     return rows
 
 
+def issue_model_cells(presets, smoke):
+    """The model criterion's cells, sdpa then flash per preset: fwd+bwd at the issue's context
+    and batch in bf16 autocast; a smoke run's are tiny and float32 (the interpreter refuses
+    bfloat16: flash_triton.INTERPRETER_BF16)."""
+    from perfmodel.workloads import ModelCell
+
+    ctx, batch, prec = (32, 1, "fp32") if smoke else (ISSUE_PRESETS_CONTEXT, ISSUE_PRESETS_BATCH, "bf16")
+    return [ModelCell(preset, ctx, batch=batch, precision=prec, attention=attn, mode="fwd_bwd")
+            for preset in presets for attn in ("sdpa", "flash")]
+
+
+def cell_label(cell):
+    return f"{cell.preset} ctx{cell.context} b{cell.batch} {cell.precision} fwd+bwd"
+
+
 def model_check(presets, device, smoke):
     """Every preset, fwd+bwd at ctx 1024 batch 4 bf16 autocast, flash vs sdpa in the same run,
     through perfmodel's own workload and measurement core."""
     from perfmodel.measure import run_cell
-    from perfmodel.workloads import ModelCell
 
     rows = []
-    prec = "fp32" if smoke else "bf16"  # the interpreter refuses bfloat16 (flash_triton.INTERPRETER_BF16)
-    for preset in presets:
-        for attn in ("sdpa", "flash"):
-            ctx, batch = (32, 1) if smoke else (ISSUE_PRESETS_CONTEXT, ISSUE_PRESETS_BATCH)
-            cell = ModelCell(preset, ctx, batch=batch, precision=prec, attention=attn, mode="fwd_bwd")
-            t0 = time.time()
-            try:
-                res = run_cell(cell, device, warmup=2 if not smoke else 1, steps=10 if not smoke else 2)
-                row = dict(preset=preset, attention=attn, status=res.status, error=res.error,
-                           ms=res.stats.median * 1e3 if res.stats else None,
-                           peak_gib=res.peak_bytes / 2**30 if res.peak_bytes else None)
-            except Exception as exc:
-                row = dict(preset=preset, attention=attn, status="failed", error=f"{type(exc).__name__}: {exc}")
-            row["seconds"] = time.time() - t0
-            rows.append(row)
-            ms = f"{row['ms']:.1f} ms" if row.get("ms") else row.get("error")
-            print(f"model {preset} ctx{ctx} b{batch} {prec} fwd+bwd {attn}: {row['status']} {ms} ({row['seconds']:.0f}s)",
-                  flush=True)
+    for cell in issue_model_cells(presets, smoke):
+        preset, attn = cell.preset, cell.attention
+        t0 = time.time()
+        try:
+            res = run_cell(cell, device, warmup=2 if not smoke else 1, steps=10 if not smoke else 2)
+            row = dict(preset=preset, attention=attn, status=res.status, error=res.error,
+                       ms=res.stats.median * 1e3 if res.stats else None,
+                       peak_gib=res.peak_bytes / 2**30 if res.peak_bytes else None)
+        except Exception as exc:
+            row = dict(preset=preset, attention=attn, status="failed", error=f"{type(exc).__name__}: {exc}")
+        row["seconds"] = time.time() - t0
+        rows.append(row)
+        ms = f"{row['ms']:.1f} ms" if row.get("ms") else row.get("error")
+        print(f"model {cell_label(cell)} {attn}: {row['status']} {ms} ({row['seconds']:.0f}s)",
+              flush=True)
     return rows
 
 
@@ -933,8 +944,6 @@ def model_profile(presets, device, smoke=False, steps=3):
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    from perfmodel.workloads import ModelCell
-
     on_gpu = device.type == "cuda"
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
 
@@ -946,39 +955,36 @@ def model_profile(presets, device, smoke=False, steps=3):
         return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
 
     rows = []
-    prec = "fp32" if smoke else "bf16"  # the interpreter refuses bfloat16 (flash_triton.INTERPRETER_BF16)
-    for preset in presets:
-        for attn in ("sdpa", "flash"):
-            ctx, batch = (32, 1) if smoke else (ISSUE_PRESETS_CONTEXT, ISSUE_PRESETS_BATCH)
-            cell = ModelCell(preset, ctx, batch=batch, precision=prec, attention=attn, mode="fwd_bwd")
-            row = dict(preset=preset, attention=attn, context=ctx, batch=batch, steps=steps)
-            try:
-                run = cell.build(device)
-                for _ in range(2):
+    for cell in issue_model_cells(presets, smoke):
+        preset, attn = cell.preset, cell.attention
+        row = dict(preset=preset, attention=attn, context=cell.context, batch=cell.batch, steps=steps)
+        try:
+            run = cell.build(device)
+            for _ in range(2):
+                run.step(run.prepare())
+            sync()
+            with profile(activities=acts) as prof:
+                t0 = time.perf_counter()
+                for _ in range(steps):
                     run.step(run.prepare())
                 sync()
-                with profile(activities=acts) as prof:
-                    t0 = time.perf_counter()
-                    for _ in range(steps):
-                        run.step(run.prepare())
-                    sync()
-                    wall = time.perf_counter() - t0
-                kernels = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
-                busy_us = sum(own(e) for e in kernels)
-                top = sorted(kernels, key=own, reverse=True)[:6]
-                row.update(wall_ms=wall * 1e3 / steps, busy_ms=busy_us / 1e3 / steps,
-                           launches=sum(e.count for e in kernels) / steps,
-                           top=[(e.key[:60], own(e) / 1e3 / steps, e.count // steps) for e in top])
-                del run
-            except Exception as exc:  # one preset's failure (e.g. OOM) leaves the others
-                row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
-            rows.append(row)
-            print(f"profile {preset} ctx{ctx} b{batch} {prec} fwd+bwd {attn}: "
-                  + (row["error"] if "error" in row else
-                     f"wall {row['wall_ms']:.1f} ms, device busy {row['busy_ms']:.1f} ms, "
-                     f"{row['launches']:.0f} kernels per step"), flush=True)
-            if on_gpu:
-                torch.cuda.empty_cache()
+                wall = time.perf_counter() - t0
+            kernels = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
+            busy_us = sum(own(e) for e in kernels)
+            top = sorted(kernels, key=own, reverse=True)[:6]
+            row.update(wall_ms=wall * 1e3 / steps, busy_ms=busy_us / 1e3 / steps,
+                       launches=sum(e.count for e in kernels) / steps,
+                       top=[(e.key[:60], own(e) / 1e3 / steps, e.count // steps) for e in top])
+            del run
+        except Exception as exc:  # one preset's failure (e.g. OOM) leaves the others
+            row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        rows.append(row)
+        print(f"profile {cell_label(cell)} {attn}: "
+              + (row["error"] if "error" in row else
+                 f"wall {row['wall_ms']:.1f} ms, device busy {row['busy_ms']:.1f} ms, "
+                 f"{row['launches']:.0f} kernels per step"), flush=True)
+        if on_gpu:
+            torch.cuda.empty_cache()
     out = ["", "## model step, flash against sdpa (bf16 fwd+bwd; per step; torch.profiler)",
            "| preset | attention | wall ms | device busy ms | idle ms | kernels | costliest kernels (ms) |",
            "|---|---|---:|---:|---:|---:|---|"]
