@@ -252,7 +252,7 @@ def check_args(ap, args):
     """The dtypes, head dims and kernels asked for, or a one-line usage error naming the valid
     choices (a user's typo is no traceback)."""
     from .flash_torch import HEAD_DIM_STEP, MAX_HEAD_DIM
-    from .flash_triton import DESC_TWINS, INTERPRETER_BF16, KERNELS
+    from .flash_triton import ALL_KERNELS, INTERPRETER_BF16
 
     if args.device not in ("cuda", "cpu"):
         ap.error(f"unknown --device {args.device!r}; valid choices: cuda, cpu")
@@ -273,8 +273,8 @@ def check_args(ap, args):
                  f"{HEAD_DIM_STEP} to {MAX_HEAD_DIM}, comma-separated")
     kernels = [x for x in args.kernels.split(",") if x]
     for k in kernels:
-        if k not in KERNELS + tuple(DESC_TWINS):
-            ap.error(f"unknown kernel {k!r} in --kernels; valid choices: {', '.join(KERNELS + tuple(DESC_TWINS))}")
+        if k not in ALL_KERNELS:
+            ap.error(f"unknown kernel {k!r} in --kernels; valid choices: {', '.join(ALL_KERNELS)}")
     if args.seq < 1 or args.workers < 1:
         ap.error("--seq and --workers must be at least 1")
     return dtypes, ds, kernels

@@ -132,6 +132,8 @@ DESC_FALLBACK = {"split_tma": "split", "atomic_tma": "atomic"}
 # kernels that read through tensor descriptors -> the kernel whose tuning space they share
 DESC_TWINS = {"fwd_tma": "fwd", "dkdv_tma": "dkdv", "dq_tma": "dq",
               "dkdv_atomic_tma": "dkdv_atomic"}
+# every kernel name that a launch, a shared-memory estimate or a config check takes
+ALL_KERNELS = KERNELS + tuple(DESC_TWINS)
 
 # Autotuning spaces for Hopper, (BLOCK_M, BLOCK_N, num_warps, num_stages).  BLOCK_M is always
 # the query tile and BLOCK_N the key tile.  bf16/fp16 use wgmma: a 128-row tile is two
@@ -338,7 +340,7 @@ def smem_bytes(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int,
         # the dK/dV loop, then the dQ loop with the tiles swapped (its query tile's
         # logsumexp and D are held too); the two loops' buffers are not live together
         return max(dkdv, loop(bn, bm, 0) + 2 * bn * 4)
-    raise ValueError(f"unknown kernel {kernel!r}: one of {KERNELS + tuple(DESC_TWINS)}")
+    raise ValueError(f"unknown kernel {kernel!r}: one of {ALL_KERNELS}")
 
 
 def fits_smem(kernel: str, cfg: tuple, dtype: torch.dtype, head_dim: int,
@@ -355,7 +357,7 @@ def tuning_configs(kernel: str, dtype: torch.dtype, head_dim: int = 64) -> list[
                  and dot_precision(dtype) == "tf32x3")
     name, kernel = kernel, DESC_TWINS.get(kernel, kernel)
     if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}: one of {KERNELS + tuple(DESC_TWINS)}")
+        raise ValueError(f"unknown kernel {kernel!r}: one of {ALL_KERNELS}")
     bd = block_d(head_dim)
     verified = None
     ieee = dtype == torch.float32 and dot_precision(dtype) == "ieee"
